@@ -1,0 +1,120 @@
+"""Plain value types of the booking domain.
+
+Everything here is immutable and free of I/O, protobuf and clocks. Times are
+integers: slot starts and durations in whole seconds (the API matches slots to
+the second), lease expirations in nanoseconds since the Unix epoch (the API
+keeps a requested expiry exactly, seconds and nanos).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+NANOS_PER_SECOND = 1_000_000_000
+
+
+class ApiVersion(enum.Enum):
+    """The API version a caller spoke; references are separate namespaces per version."""
+
+    V0 = "v0"
+    V2 = "v2"
+
+
+@dataclass(frozen=True, slots=True)
+class SlotKey:
+    """The identity of an inventory slot (spec section 4)."""
+
+    merchant_id: str
+    service_id: str
+    start_sec: int
+    duration_sec: int
+    staff_id: str = ""
+    room_id: str = ""
+    party_size: int = 0
+
+    @property
+    def end_sec(self) -> int:
+        return self.start_sec + self.duration_sec
+
+
+@dataclass(frozen=True, slots=True)
+class SlotSpec:
+    """One slot of the availability feed, after recurrence expansion."""
+
+    key: SlotKey
+    # Invariant: spots >= 0; it is the slot's capacity (`spots_open` at load).
+    spots: int
+    spots_total: int
+    availability_tag: str = ""
+    staff_name: str = ""
+    room_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRef:
+    """A slot as a caller named it: its identity plus the tag it sent (echoed back, not matched)."""
+
+    key: SlotKey
+    availability_tag: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PostalAddress:
+    country: str = ""
+    locality: str = ""
+    region: str = ""
+    post_office_box_number: str = ""
+    postal_code: str = ""
+    street_address: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """The booking user: v2 UserInformation and v0 ClientInformation share this shape."""
+
+    user_id: str = ""
+    given_name: str = ""
+    family_name: str = ""
+    telephone: str = ""
+    email: str = ""
+    language_code: str = ""
+    address: PostalAddress | None = None
+
+
+class LeaseState(enum.Enum):
+    LIVE = "live"
+    CONSUMED = "consumed"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    lease_id: str
+    version: ApiVersion
+    slot: SlotRef
+    # v2 user_reference or v0 client_reference, scoped by version and (merchant, service).
+    reference: str
+    # Invariant: the lease holds a spot only while state is LIVE and now < expires_ns.
+    expires_ns: int
+    state: LeaseState = LeaseState.LIVE
+    # Set once state is CONSUMED: the booking that took over the lease's spot.
+    booking_id: str = ""
+
+
+class BookingStatus(enum.Enum):
+    CONFIRMED = "confirmed"
+    CANCELED = "canceled"
+    NO_SHOW = "no_show"
+    NO_SHOW_PENALIZED = "no_show_penalized"
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    booking_id: str
+    slot: SlotRef
+    person: Person
+    # Invariant: only a CONFIRMED booking holds a spot of its slot.
+    status: BookingStatus
+    # The lease this booking consumed, or "" for a direct booking.
+    lease_id: str = ""

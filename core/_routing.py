@@ -1,0 +1,63 @@
+"""Routing: which shard owns a (merchant_id, service_id), and ids that carry that answer.
+
+A key's *bucket* is a stable 32-bit digest of (merchant_id, service_id); the
+owning shard is `bucket % shard_count`. Lease and booking ids embed the bucket,
+so a later call that names only an id reaches the owning shard with no global
+lookup, and stays routable if the shard count changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+BUCKET_HEX_DIGITS = 8
+ID_ENTROPY_BYTES = 15  # 120 random bits: unguessable, and base32 without padding
+LEASE_ID_PREFIX = "L1"
+BOOKING_ID_PREFIX = "B1"
+_ID_LENGTH = 2 + BUCKET_HEX_DIGITS + ID_ENTROPY_BYTES * 8 // 5
+
+
+def routing_bucket(merchant_id: str, service_id: str) -> int:
+    """A stable digest of the routing key; never Python's per-process `hash()`."""
+    digest = hashlib.blake2b(
+        merchant_id.encode() + b"\x00" + service_id.encode(),
+        digest_size=4,
+        person=b"leasehold-route",
+    ).digest()
+    return int.from_bytes(digest, "big")
+
+
+def shard_for_bucket(bucket: int, shard_count: int) -> int:
+    return bucket % shard_count
+
+
+def shard_for_key(merchant_id: str, service_id: str, shard_count: int) -> int:
+    return shard_for_bucket(routing_bucket(merchant_id, service_id), shard_count)
+
+
+def make_id(prefix: str, bucket: int, entropy: bytes) -> str:
+    """An id: a kind-and-format prefix, the routing bucket in hex, then random base32."""
+    if len(entropy) != ID_ENTROPY_BYTES:
+        raise ValueError(f"id entropy must be {ID_ENTROPY_BYTES} bytes")
+    token = base64.b32encode(entropy).decode("ascii").lower()
+    return f"{prefix}{bucket:0{BUCKET_HEX_DIGITS}x}{token}"
+
+
+def bucket_of_id(prefix: str, some_id: str) -> int | None:
+    """The routing bucket carried by an id of ours, or None if it is not one."""
+    if len(some_id) != _ID_LENGTH or not some_id.startswith(prefix):
+        return None
+    hex_part = some_id[len(prefix) : len(prefix) + BUCKET_HEX_DIGITS]
+    token = some_id[len(prefix) + BUCKET_HEX_DIGITS :]
+    if not (_is_in(hex_part, _HEX) and _is_in(token, _BASE32)):
+        return None
+    return int(hex_part, 16)
+
+
+_HEX = frozenset("0123456789abcdef")
+_BASE32 = frozenset("abcdefghijklmnopqrstuvwxyz234567")
+
+
+def _is_in(text: str, alphabet: frozenset[str]) -> bool:
+    return all(ch in alphabet for ch in text)

@@ -1,0 +1,554 @@
+"""The slot, lease and booking lifecycle of one shard: the only module that owns it.
+
+Rules and invariants
+- A slot's *holders* are its LIVE leases plus its CONFIRMED bookings.
+  Invariant: 0 <= holders <= spots for every slot, always; a grant or a booking
+  that would break it is refused with SlotUnavailable.
+- A lease is LIVE from its grant until `expires_ns` (exclusive), then EXPIRED;
+  or it is CONSUMED by exactly one booking, which takes over its spot (no
+  second spot). At and after `expires_ns` a lease counts as expired even if no
+  timer has fired: every command first expires whatever is due at `now`.
+- Decide, then apply: a command validates everything against the state and
+  builds events without changing anything; a refused command raises a
+  BookingError and leaves the state untouched. Only `apply` changes state, and
+  replaying the same events into a fresh state rebuilds it exactly.
+- Memory is bounded: expired leases are remembered (for LEASE_EXPIRED answers)
+  for `expired_retention_ns` and at most `max_remembered_expired` of them;
+  v2 idempotency tokens are remembered up to `max_tokens`, oldest forgotten first.
+
+Time: `now_ns` is wall-clock nanoseconds since the epoch, passed in by the caller.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Generic, TypeVar, assert_never
+
+from core import _commands as cmd
+from core._errors import (
+    BookingAlreadyCancelled,
+    BookingError,
+    InvalidArgument,
+    LeaseExpired,
+    NotFound,
+    ReferenceConflict,
+    SlotAlreadyBookedByUser,
+    SlotUnavailable,
+)
+from core._events import (
+    BookingCancelled,
+    BookingCreated,
+    BookingRescheduled,
+    Event,
+    ExpiredLeasesForgotten,
+    LeaseGranted,
+)
+from core._events import (
+    LeaseExpired as LeaseExpiredEvent,
+)
+from core._model import (
+    NANOS_PER_SECOND,
+    ApiVersion,
+    Booking,
+    BookingStatus,
+    Lease,
+    LeaseState,
+    Person,
+    SlotKey,
+    SlotRef,
+    SlotSpec,
+)
+from core._routing import (
+    BOOKING_ID_PREFIX,
+    LEASE_ID_PREFIX,
+    bucket_of_id,
+    make_id,
+    routing_bucket,
+)
+
+R = TypeVar("R")
+
+_DAY_NS = 24 * 3600 * NANOS_PER_SECOND
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseSettings:
+    default_ttl_ns: int = 5 * 60 * NANOS_PER_SECOND
+    max_ttl_ns: int = 15 * 60 * NANOS_PER_SECOND
+    expired_retention_ns: int = _DAY_NS
+    max_remembered_expired: int = 2_000_000
+    max_tokens: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        if not 0 < self.default_ttl_ns <= self.max_ttl_ns:
+            raise ValueError("lease TTLs must satisfy 0 < default <= max")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Generic[R]):
+    """What a command did: the events it applied (journal them first) and its answer."""
+
+    events: tuple[Event, ...]
+    result: R | BookingError
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    live_leases: int
+    confirmed_bookings: int
+    leases_granted: int
+    leases_expired: int
+    bookings_created: int
+
+
+class _Slot:
+    """Mutable per-slot accounting. Invariant: 0 <= holders <= spec.spots."""
+
+    __slots__ = ("confirmed", "holders", "spec")
+
+    def __init__(self, spec: SlotSpec) -> None:
+        self.spec = spec
+        self.holders = 0
+        # Ids of this slot's CONFIRMED bookings (for the same-user rule).
+        self.confirmed: set[str] = set()
+
+    @property
+    def open_spots(self) -> int:
+        return self.spec.spots - self.holders
+
+
+_RefKey = tuple[ApiVersion, str, str, str]  # (version, merchant_id, service_id, reference)
+_TokenKey = tuple[str, str, str]  # (merchant_id, service_id, token)
+
+
+class ShardState:
+    """All slots, leases and bookings of one shard. Not thread-safe: one owner."""
+
+    def __init__(
+        self,
+        slots: Iterable[SlotSpec],
+        *,
+        entropy: Callable[[], bytes],
+        settings: LeaseSettings | None = None,
+    ) -> None:
+        self.settings = settings or LeaseSettings()
+        self._entropy = entropy
+        self._slots: dict[SlotKey, _Slot] = {s.key: _Slot(s) for s in slots}
+        self._services = {(k.merchant_id, k.service_id) for k in self._slots}
+        self._leases: dict[str, Lease] = {}
+        self._refs: dict[_RefKey, str] = {}
+        # One deadline heap for all leases; entries of leases no longer LIVE are stale
+        # and skipped when popped. Invariant: every LIVE lease has an entry.
+        self._deadlines: list[tuple[int, str]] = []
+        # Expired leases in expiry order, oldest first, for bounded remembering.
+        self._expired: deque[str] = deque()
+        self._bookings: dict[str, Booking] = {}
+        self._by_user: dict[str, set[str]] = {}
+        # Insertion-ordered: the oldest token is forgotten first past max_tokens.
+        self._tokens: dict[_TokenKey, Booking] = {}
+        self._live_leases = 0
+        self._confirmed = 0
+        self._granted_total = 0
+        self._expired_total = 0
+        self._booked_total = 0
+
+    # ----- queries -------------------------------------------------------------------
+
+    def counters(self) -> Counters:
+        return Counters(
+            live_leases=self._live_leases,
+            confirmed_bookings=self._confirmed,
+            leases_granted=self._granted_total,
+            leases_expired=self._expired_total,
+            bookings_created=self._booked_total,
+        )
+
+    def next_deadline_ns(self) -> int | None:
+        """When the earliest LIVE lease expires (stale heap tops are dropped first)."""
+        heap = self._deadlines
+        while heap and not self._is_current(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def slot_specs(self) -> Iterable[SlotSpec]:
+        return (s.spec for s in self._slots.values())
+
+    def open_spots(self, key: SlotKey) -> int | None:
+        slot = self._slots.get(key)
+        return None if slot is None else slot.open_spots
+
+    def lease(self, lease_id: str) -> Lease | None:
+        return self._leases.get(lease_id)
+
+    def booking(self, booking_id: str) -> Booking | None:
+        return self._bookings.get(booking_id)
+
+    # ----- time ----------------------------------------------------------------------
+
+    def expire_due(self, now_ns: int) -> tuple[Event, ...]:
+        """Expire every lease due at `now_ns` and forget expired leases past retention."""
+        events: list[Event] = []
+        heap = self._deadlines
+        while heap and heap[0][0] <= now_ns:
+            entry = heapq.heappop(heap)
+            if self._is_current(entry):
+                event = LeaseExpiredEvent(entry[1])
+                self.apply(event)
+                events.append(event)
+        forget = self._count_forgettable(now_ns)
+        if forget:
+            forgotten = ExpiredLeasesForgotten(forget)
+            self.apply(forgotten)
+            events.append(forgotten)
+        self._prune_deadlines()
+        return tuple(events)
+
+    # ----- commands ------------------------------------------------------------------
+
+    def check_availability(self, c: cmd.CheckAvailability, now_ns: int) -> Outcome[int]:
+        return self._run(now_ns, lambda: (self._require_slot(c.slot).open_spots, ()))
+
+    def batch_availability(
+        self, c: cmd.BatchAvailability, now_ns: int
+    ) -> Outcome[tuple[int | None, ...]]:
+        return self._run(now_ns, lambda: (tuple(self.open_spots(k) for k in c.slots), ()))
+
+    def create_lease(self, c: cmd.CreateLease, now_ns: int) -> Outcome[Lease]:
+        return self._run(now_ns, lambda: self._decide_lease(c, now_ns))
+
+    def create_booking(self, c: cmd.CreateBooking, now_ns: int) -> Outcome[Booking]:
+        return self._run(now_ns, lambda: self._decide_booking(c, now_ns))
+
+    def cancel_booking(self, c: cmd.CancelBooking, now_ns: int) -> Outcome[Booking]:
+        return self._run(now_ns, lambda: self._decide_cancel(c))
+
+    def reschedule_booking(self, c: cmd.RescheduleBooking, now_ns: int) -> Outcome[Booking]:
+        return self._run(now_ns, lambda: self._decide_reschedule(c))
+
+    def get_booking(self, c: cmd.GetBooking, now_ns: int) -> Outcome[Booking]:
+        return self._run(now_ns, lambda: (self._require_booking(c.booking_id), ()))
+
+    def list_bookings(self, c: cmd.ListBookings, now_ns: int) -> Outcome[tuple[Booking, ...]]:
+        return self._run(now_ns, lambda: (self._upcoming_bookings(c.user_id, now_ns), ()))
+
+    def _run(self, now_ns: int, decide: Callable[[], tuple[R, tuple[Event, ...]]]) -> Outcome[R]:
+        """Expire what is due, decide, then apply: a refusal applies nothing of its own."""
+        expired = self.expire_due(now_ns)
+        try:
+            result, events = decide()
+        except BookingError as refusal:
+            return Outcome(expired, refusal)
+        for event in events:
+            self.apply(event)
+        return Outcome(expired + events, result)
+
+    # ----- deciding (reads state, never changes it) ----------------------------------
+
+    def _decide_lease(self, c: cmd.CreateLease, now_ns: int) -> tuple[Lease, tuple[Event, ...]]:
+        if not c.reference:
+            raise InvalidArgument("a lease reference is required", field="reference")
+        slot = self._require_slot(c.slot.key)
+        key = c.slot.key
+        ref_key = (c.version, key.merchant_id, key.service_id, c.reference)
+        existing_id = self._refs.get(ref_key)
+        if existing_id is not None:
+            existing = self._leases[existing_id]
+            if existing.slot.key != key:
+                raise ReferenceConflict(
+                    f"reference {c.reference!r} already holds a lease on another slot",
+                    field="reference",
+                )
+            return existing, ()  # idempotent replay: same lease, no second spot
+        expires_ns = self._lease_expiry(c.requested_expiry_ns, now_ns)
+        if slot.open_spots <= 0:
+            raise SlotUnavailable("no open spot left on this slot", field="slot")
+        lease = Lease(
+            lease_id=self._new_id(LEASE_ID_PREFIX, key),
+            version=c.version,
+            slot=c.slot,
+            reference=c.reference,
+            expires_ns=expires_ns,
+        )
+        return lease, (LeaseGranted(lease),)
+
+    def _lease_expiry(self, requested_ns: int | None, now_ns: int) -> int:
+        if requested_ns is None:
+            return now_ns + self.settings.default_ttl_ns
+        if requested_ns <= now_ns:
+            raise InvalidArgument(
+                "the requested lease expiration time is not in the future",
+                field="lease_expiration_time",
+            )
+        return min(requested_ns, now_ns + self.settings.max_ttl_ns)
+
+    def _decide_booking(
+        self, c: cmd.CreateBooking, now_ns: int
+    ) -> tuple[Booking, tuple[Event, ...]]:
+        if c.version is ApiVersion.V2:
+            return self._decide_booking_v2(c, now_ns)
+        return self._decide_booking_v0(c, now_ns)
+
+    def _decide_booking_v2(
+        self, c: cmd.CreateBooking, now_ns: int
+    ) -> tuple[Booking, tuple[Event, ...]]:
+        if c.slot is None:
+            raise InvalidArgument("the slot is required", field="slot")
+        key = c.slot.key
+        if not c.idempotency_token:
+            raise InvalidArgument("an idempotency token is required", field="idempotency_token")
+        replay = self._tokens.get((key.merchant_id, key.service_id, c.idempotency_token))
+        if replay is not None:
+            return replay, ()  # the identical response; nothing created
+        if not c.person.user_id:
+            raise InvalidArgument("user_id is required", field="user_id")
+        slot = self._require_slot(key)
+        lease = self._usable_lease(c.lease_id, now_ns, key) if c.lease_id else None
+        self._refuse_same_user(slot, c.person, ApiVersion.V2)
+        if lease is None and slot.open_spots <= 0:
+            raise SlotUnavailable("no open spot left on this slot", field="slot")
+        booking = self._new_booking(c.slot, c.person, lease)
+        return booking, (BookingCreated(booking, c.idempotency_token),)
+
+    def _decide_booking_v0(
+        self, c: cmd.CreateBooking, now_ns: int
+    ) -> tuple[Booking, tuple[Event, ...]]:
+        if not c.lease_id:
+            raise InvalidArgument("a lease reference is required", field="lease_ref")
+        known = self._leases.get(c.lease_id)
+        if known is not None and known.state is LeaseState.CONSUMED:
+            return self._bookings[known.booking_id], ()  # v0 replay returns that booking
+        lease = self._usable_lease(c.lease_id, now_ns, None)
+        slot = self._slots[lease.slot.key]
+        self._refuse_same_user(slot, c.person, ApiVersion.V0)
+        booking = self._new_booking(lease.slot, c.person, lease)
+        return booking, (BookingCreated(booking),)
+
+    def _usable_lease(self, lease_id: str, now_ns: int, request_key: SlotKey | None) -> Lease:
+        """The LIVE lease `lease_id`, or the refusal that says why it cannot back a booking."""
+        lease = self._leases.get(lease_id)
+        if lease is None:
+            if request_key is not None and _names_other_key(lease_id, request_key):
+                # Our ids carry their slot's routing bucket: this one cannot be for this slot.
+                raise InvalidArgument("the lease is for another merchant or service", field="slot")
+            raise NotFound(f"lease {lease_id!r} is unknown", field="lease_ref")
+        if request_key is not None and lease.slot.key != request_key:
+            raise InvalidArgument("the slot differs from the leased slot", field="slot")
+        if lease.state is LeaseState.CONSUMED:
+            raise NotFound(f"lease {lease_id!r} was already used by a booking", field="lease_ref")
+        if lease.state is LeaseState.EXPIRED or lease.expires_ns <= now_ns:
+            raise LeaseExpired(f"lease {lease_id!r} has expired", field="lease_ref")
+        return lease
+
+    def _refuse_same_user(self, slot: _Slot, person: Person, version: ApiVersion) -> None:
+        for booking_id in slot.confirmed:
+            if _same_user(self._bookings[booking_id].person, person, version):
+                raise SlotAlreadyBookedByUser(
+                    "this user already has a confirmed booking on this slot", field="user"
+                )
+
+    def _new_booking(self, slot: SlotRef, person: Person, lease: Lease | None) -> Booking:
+        return Booking(
+            booking_id=self._new_id(BOOKING_ID_PREFIX, slot.key),
+            slot=slot,
+            person=person,
+            status=BookingStatus.CONFIRMED,
+            lease_id="" if lease is None else lease.lease_id,
+        )
+
+    def _decide_cancel(self, c: cmd.CancelBooking) -> tuple[Booking, tuple[Event, ...]]:
+        booking = self._require_booking(c.booking_id)
+        if booking.status is BookingStatus.CANCELED:
+            return booking, ()  # cancelling twice is idempotent
+        event = BookingCancelled(booking.booking_id)
+        return replace(booking, status=BookingStatus.CANCELED), (event,)
+
+    def _decide_reschedule(self, c: cmd.RescheduleBooking) -> tuple[Booking, tuple[Event, ...]]:
+        booking = self._require_booking(c.booking_id)
+        old = booking.slot.key
+        new_key = replace(
+            old,
+            start_sec=old.start_sec if c.new_start_sec is None else c.new_start_sec,
+            duration_sec=old.duration_sec if c.new_duration_sec is None else c.new_duration_sec,
+        )
+        if booking.status is BookingStatus.CANCELED:
+            raise BookingAlreadyCancelled("the booking was cancelled", field="status")
+        target = self._require_slot(new_key)
+        if new_key == old:
+            return booking, ()
+        if target.open_spots <= 0:
+            raise SlotUnavailable("no open spot left on the new slot", field="slot")
+        new_slot = SlotRef(new_key, target.spec.availability_tag)
+        event = BookingRescheduled(booking.booking_id, new_slot)
+        return replace(booking, slot=new_slot), (event,)
+
+    def _upcoming_bookings(self, user_id: str, now_ns: int) -> tuple[Booking, ...]:
+        if not user_id:
+            raise InvalidArgument("user_id is required", field="user_id")
+        now_sec = now_ns // NANOS_PER_SECOND
+        found = (self._bookings[b] for b in self._by_user.get(user_id, ()))
+        upcoming = [
+            b for b in found if b.status is BookingStatus.CONFIRMED and b.slot.key.end_sec > now_sec
+        ]
+        upcoming.sort(key=lambda b: (b.slot.key.start_sec, b.booking_id))
+        return tuple(upcoming)
+
+    def _require_slot(self, key: SlotKey) -> _Slot:
+        slot = self._slots.get(key)
+        if slot is not None:
+            return slot
+        if (key.merchant_id, key.service_id) not in self._services:
+            raise InvalidArgument(
+                f"unknown merchant_id/service_id {key.merchant_id!r}/{key.service_id!r}",
+                field="merchant_id",
+            )
+        raise InvalidArgument(
+            "no inventory slot has this start, duration and resources", field="slot"
+        )
+
+    def _require_booking(self, booking_id: str) -> Booking:
+        if not booking_id:
+            raise InvalidArgument("booking_id is required", field="booking_id")
+        booking = self._bookings.get(booking_id)
+        if booking is None:
+            raise NotFound(f"booking {booking_id!r} is unknown", field="booking_id")
+        return booking
+
+    def _new_id(self, prefix: str, key: SlotKey) -> str:
+        return make_id(prefix, routing_bucket(key.merchant_id, key.service_id), self._entropy())
+
+    # ----- applying (the only code that changes state) -------------------------------
+
+    def apply(self, event: Event) -> None:
+        if isinstance(event, LeaseGranted):
+            self._apply_granted(event.lease)
+        elif isinstance(event, LeaseExpiredEvent):
+            self._apply_expired(event.lease_id)
+        elif isinstance(event, ExpiredLeasesForgotten):
+            self._apply_forgotten(event.count)
+        elif isinstance(event, BookingCreated):
+            self._apply_booked(event.booking, event.idempotency_token)
+        elif isinstance(event, BookingCancelled):
+            self._apply_cancelled(event.booking_id)
+        elif isinstance(event, BookingRescheduled):
+            self._apply_rescheduled(event.booking_id, event.new_slot)
+        else:
+            assert_never(event)
+
+    def _apply_granted(self, lease: Lease) -> None:
+        key = lease.slot.key
+        self._take_spot(key)
+        self._leases[lease.lease_id] = lease
+        self._refs[(lease.version, key.merchant_id, key.service_id, lease.reference)] = (
+            lease.lease_id
+        )
+        heapq.heappush(self._deadlines, (lease.expires_ns, lease.lease_id))
+        self._live_leases += 1
+        self._granted_total += 1
+
+    def _apply_expired(self, lease_id: str) -> None:
+        lease = self._leases[lease_id]
+        if lease.state is not LeaseState.LIVE:
+            raise ValueError(f"event expires lease {lease_id!r} that is {lease.state.value}")
+        self._leases[lease_id] = replace(lease, state=LeaseState.EXPIRED)
+        self._slots[lease.slot.key].holders -= 1
+        self._expired.append(lease_id)
+        self._live_leases -= 1
+        self._expired_total += 1
+
+    def _apply_forgotten(self, count: int) -> None:
+        for _ in range(count):
+            lease = self._leases.pop(self._expired.popleft())
+            key = lease.slot.key
+            del self._refs[(lease.version, key.merchant_id, key.service_id, lease.reference)]
+
+    def _apply_booked(self, booking: Booking, token: str) -> None:
+        key = booking.slot.key
+        if booking.lease_id:
+            lease = self._leases[booking.lease_id]
+            if lease.state is not LeaseState.LIVE or lease.slot.key != key:
+                raise ValueError(f"event books lease {lease.lease_id!r} that is not usable")
+            # The booking takes over the lease's spot: holders are unchanged.
+            self._leases[lease.lease_id] = replace(
+                lease, state=LeaseState.CONSUMED, booking_id=booking.booking_id
+            )
+            self._live_leases -= 1
+        else:
+            self._take_spot(key)
+        self._add_confirmed(booking)
+        self._by_user.setdefault(booking.person.user_id, set()).add(booking.booking_id)
+        if token:
+            self._remember_token((key.merchant_id, key.service_id, token), booking)
+        self._booked_total += 1
+
+    def _apply_cancelled(self, booking_id: str) -> None:
+        booking = self._bookings[booking_id]
+        slot = self._slots[booking.slot.key]
+        slot.holders -= 1
+        slot.confirmed.discard(booking_id)
+        self._bookings[booking_id] = replace(booking, status=BookingStatus.CANCELED)
+        self._confirmed -= 1
+
+    def _apply_rescheduled(self, booking_id: str, new_slot: SlotRef) -> None:
+        booking = self._bookings[booking_id]
+        self._take_spot(new_slot.key)  # first: a full target raises before anything moves
+        old = self._slots[booking.slot.key]
+        old.holders -= 1
+        old.confirmed.discard(booking_id)
+        self._confirmed -= 1
+        self._add_confirmed(replace(booking, slot=new_slot))
+
+    def _take_spot(self, key: SlotKey) -> None:
+        slot = self._slots[key]
+        if slot.open_spots <= 0:
+            raise ValueError(f"event would overbook slot {key}")
+        slot.holders += 1
+
+    def _add_confirmed(self, booking: Booking) -> None:
+        self._bookings[booking.booking_id] = booking
+        self._slots[booking.slot.key].confirmed.add(booking.booking_id)
+        self._confirmed += 1
+
+    def _remember_token(self, token_key: _TokenKey, booking: Booking) -> None:
+        self._tokens[token_key] = booking
+        if len(self._tokens) > self.settings.max_tokens:
+            del self._tokens[next(iter(self._tokens))]
+
+    # ----- housekeeping helpers ------------------------------------------------------
+
+    def _is_current(self, entry: tuple[int, str]) -> bool:
+        lease = self._leases.get(entry[1])
+        return lease is not None and lease.state is LeaseState.LIVE
+
+    def _count_forgettable(self, now_ns: int) -> int:
+        over_cap = max(0, len(self._expired) - self.settings.max_remembered_expired)
+        horizon = now_ns - self.settings.expired_retention_ns
+        count = over_cap
+        for lease_id in itertools.islice(self._expired, over_cap, None):
+            if self._leases[lease_id].expires_ns > horizon:
+                break
+            count += 1
+        return count
+
+    def _prune_deadlines(self) -> None:
+        """Rebuild the heap when stale entries (consumed leases) dominate it."""
+        if len(self._deadlines) > 2 * self._live_leases + 1024:
+            self._deadlines = [e for e in self._deadlines if self._is_current(e)]
+            heapq.heapify(self._deadlines)
+
+
+def _same_user(existing: Person, requester: Person, version: ApiVersion) -> bool:
+    """v2: the same user_id. v0 (POLICY): the same email or the same telephone."""
+    if version is ApiVersion.V2:
+        return existing.user_id == requester.user_id
+    same_email = bool(requester.email) and existing.email.lower() == requester.email.lower()
+    same_phone = bool(requester.telephone) and existing.telephone == requester.telephone
+    return same_email or same_phone
+
+
+def _names_other_key(lease_id: str, key: SlotKey) -> bool:
+    bucket = bucket_of_id(LEASE_ID_PREFIX, lease_id)
+    return bucket is not None and bucket != routing_bucket(key.merchant_id, key.service_id)
