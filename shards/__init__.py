@@ -1,0 +1,25 @@
+"""The trio side: single-owner shard tasks, their timers, their supervisor.
+
+Imports core; imported by gateway. Nothing here knows protobuf or grpclib.
+"""
+
+from shards._clock import AnchoredClock
+from shards._messages import Reply, ShardFault, ShardRequest, ShardStats, ShardUnavailable
+from shards._shard import EventSink, Shard, ShardHandle, call
+from shards._supervisor import ShardSet, partition_inventory, run_shards
+
+__all__ = [
+    "AnchoredClock",
+    "EventSink",
+    "Reply",
+    "Shard",
+    "ShardFault",
+    "ShardHandle",
+    "ShardRequest",
+    "ShardSet",
+    "ShardStats",
+    "ShardUnavailable",
+    "call",
+    "partition_inventory",
+    "run_shards",
+]

@@ -1,0 +1,55 @@
+"""Typed messages between the gateway and the shards (nothing here is protobuf)."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core import BookingError, Command
+
+
+class ShardFault(enum.Enum):
+    """Why a shard did not run a request (distinct from a domain refusal)."""
+
+    OVERLOADED = "overloaded"  # the mailbox was full: shed at once
+    DEADLINE_EXCEEDED = "deadline_exceeded"  # dequeued after the caller's deadline: not applied
+    UNAVAILABLE = "unavailable"  # the shard has stopped
+
+
+class ShardUnavailable(Exception):
+    def __init__(self, fault: ShardFault) -> None:
+        super().__init__(fault.value)
+        self.fault = fault
+
+
+# What a request's reply callback receives: the command's result, a domain refusal,
+# or a fault. The result's type depends on the command (see shards._dispatch).
+Reply = object | BookingError | ShardFault
+
+
+@dataclass(frozen=True, slots=True)
+class ShardRequest:
+    command: Command
+    # Called exactly once, on the shard's thread, with the Reply.
+    reply: Callable[[Reply], None]
+    # On trio's clock; a request dequeued at or after it is answered DEADLINE_EXCEEDED.
+    deadline: float = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class ShardStats:
+    """A frozen snapshot of one shard, for the health stream."""
+
+    shard_id: int
+    mailbox_depth: int
+    mailbox_capacity: int
+    live_leases: int
+    confirmed_bookings: int
+    operations: int
+    expirations: int
+    refused: int
+    deadline_dropped: int
+    shed: int
+    last_expiry_lag_s: float

@@ -1,0 +1,149 @@
+"""A shard: the single trio task that owns a ShardState.
+
+The loop is thin: receive until the next lease deadline, run the request
+against the state, expire what is due, reply. Nothing else touches the state,
+so no locks are needed and requests are serialised per shard. The mailbox is
+bounded and fed with `send_nowait`: a full mailbox is answered OVERLOADED at
+once by the sender (see ShardHandle.submit) instead of queueing without bound.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import trio
+
+from core import BookingError, Command, Event, ShardState
+from shards._clock import AnchoredClock
+from shards._dispatch import execute
+from shards._messages import Reply, ShardFault, ShardRequest, ShardStats, ShardUnavailable
+
+_NANOS = 1_000_000_000
+
+
+class EventSink:
+    """Where a shard's events go before replies are sent. This one keeps nothing.
+
+    TODO(durability issue): a journal sink appends the events and defers replies
+    until they are fsynced (group commit); the shard already records every event here.
+    """
+
+    def record(self, events: Sequence[Event]) -> None:
+        del events
+
+
+class Shard:
+    def __init__(
+        self,
+        shard_id: int,
+        state: ShardState,
+        clock: AnchoredClock,
+        *,
+        mailbox_capacity: int,
+        sink: EventSink | None = None,
+    ) -> None:
+        self.shard_id = shard_id
+        self.state = state
+        self._clock = clock
+        self._sink = sink or EventSink()
+        self._capacity = mailbox_capacity
+        self._send, self._receive = trio.open_memory_channel[ShardRequest](mailbox_capacity)
+        self.handle = ShardHandle(shard_id, self._send)
+        self._operations = 0
+        self._refused = 0
+        self._deadline_dropped = 0
+        self._expiry_lag_s = 0.0
+
+    def statistics(self) -> ShardStats:
+        counters = self.state.counters()
+        return ShardStats(
+            shard_id=self.shard_id,
+            mailbox_depth=self._send.statistics().current_buffer_used,
+            mailbox_capacity=self._capacity,
+            live_leases=counters.live_leases,
+            confirmed_bookings=counters.confirmed_bookings,
+            operations=self._operations,
+            expirations=counters.leases_expired,
+            refused=self._refused,
+            deadline_dropped=self._deadline_dropped,
+            shed=self.handle.shed,
+            last_expiry_lag_s=self._expiry_lag_s,
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until the mailbox's send side is closed; then answer nothing more."""
+        task_status.started()
+        async with self._receive:
+            while True:
+                request = None
+                with trio.move_on_at(self._next_timer()):
+                    try:
+                        request = await self._receive.receive()
+                    except trio.EndOfChannel:
+                        return
+                if request is None:
+                    self._expire_on_timer()
+                else:
+                    self._serve(request)
+
+    def close(self) -> None:
+        """Stop taking requests; the loop ends after serving what is queued."""
+        self._send.close()
+
+    def _next_timer(self) -> float:
+        deadline_ns = self.state.next_deadline_ns()
+        return math.inf if deadline_ns is None else self._clock.trio_time_at(deadline_ns)
+
+    def _expire_on_timer(self) -> None:
+        deadline_ns = self.state.next_deadline_ns()
+        now_ns = self._clock.wall_ns()
+        if deadline_ns is not None and deadline_ns <= now_ns:
+            self._expiry_lag_s = (now_ns - deadline_ns) / _NANOS
+        self._sink.record(self.state.expire_due(now_ns))
+
+    def _serve(self, request: ShardRequest) -> None:
+        if trio.current_time() >= request.deadline:
+            # The caller has given up: applying now could half-apply from its view.
+            self._deadline_dropped += 1
+            request.reply(ShardFault.DEADLINE_EXCEEDED)
+            return
+        outcome = execute(self.state, request.command, self._clock.wall_ns())
+        self._operations += 1
+        if isinstance(outcome.result, BookingError):
+            self._refused += 1
+        self._sink.record(outcome.events)
+        request.reply(outcome.result)
+
+
+class ShardHandle:
+    """The sending side of a shard's mailbox: what the gateway holds."""
+
+    def __init__(self, shard_id: int, send: trio.MemorySendChannel[ShardRequest]) -> None:
+        self.shard_id = shard_id
+        self._send = send
+        self.shed = 0
+
+    def submit(self, request: ShardRequest) -> None:
+        """Queue a request, or raise ShardUnavailable at once (never blocks)."""
+        try:
+            self._send.send_nowait(request)
+        except trio.WouldBlock:
+            self.shed += 1
+            raise ShardUnavailable(ShardFault.OVERLOADED) from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ShardUnavailable(ShardFault.UNAVAILABLE) from None
+
+
+async def call(handle: ShardHandle, command: Command, deadline: float = math.inf) -> Reply:
+    """Submit a command from trio code and wait for its reply (tests and trio clients)."""
+    done = trio.Event()
+    replies: list[Reply] = []
+
+    def deliver(reply: Reply) -> None:
+        replies.append(reply)
+        done.set()
+
+    handle.submit(ShardRequest(command, deliver, deadline))
+    await done.wait()
+    return replies[0]

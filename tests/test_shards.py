@@ -1,0 +1,141 @@
+"""Shard actors in virtual time: exact expiry instants, shedding, deadlines, stopping."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import trio
+import trio.testing
+
+import core
+from core import ApiVersion, CheckAvailability, CreateLease, Lease, SlotKey, SlotRef, SlotSpec
+from shards import ShardFault, ShardRequest, ShardSet, ShardUnavailable, call, run_shards
+
+ANCHOR_NS = 1_767_225_600 * core.NANOS_PER_SECOND  # wall clock at trio time 0
+KEY = SlotKey("m1", "haircut", 1_767_254_400, 1800)
+SLOT = SlotRef(KEY, "tag")
+
+
+def counting_entropy() -> Callable[[], bytes]:
+    counter = itertools.count()
+    return lambda: next(counter).to_bytes(15, "big")
+
+
+@pytest.fixture
+async def shard_set(nursery: trio.Nursery) -> AsyncIterator[ShardSet]:
+    shard_set: ShardSet = await nursery.start(
+        lambda task_status: run_shards(
+            [SlotSpec(KEY, spots=2, spots_total=2)],
+            shard_count=3,
+            mailbox_capacity=4,
+            entropy=counting_entropy(),
+            wall_anchor_ns=ANCHOR_NS,
+            task_status=task_status,
+        )
+    )
+    yield shard_set
+    shard_set.close()
+
+
+def lease_for(ref: str, ttl_s: int) -> CreateLease:
+    expiry = ANCHOR_NS + ttl_s * core.NANOS_PER_SECOND + int(trio.current_time() * 1e9)
+    return CreateLease(ApiVersion.V2, SLOT, ref, expiry)
+
+
+async def open_spots(shard_set: ShardSet) -> object:
+    return await call(shard_set.for_key("m1", "haircut"), CheckAvailability(KEY))
+
+
+async def test_lease_frees_its_spot_at_exactly_its_expiry(
+    shard_set: ShardSet, autojump_clock: trio.testing.MockClock
+) -> None:
+    handle = shard_set.for_key("m1", "haircut")
+    lease = await call(handle, lease_for("r1", 30))
+    assert isinstance(lease, Lease)
+    assert await open_spots(shard_set) == 1
+
+    await trio.sleep(30 - 1e-6)
+    assert await open_spots(shard_set) == 1
+    stats = shard_set.shards[handle.shard_id].statistics()
+    assert stats.live_leases == 1
+    assert stats.expirations == 0
+
+    await trio.sleep(1e-6)
+    assert trio.current_time() == pytest.approx(30.0)
+    assert await open_spots(shard_set) == 2
+
+
+async def test_timer_expires_an_idle_shard_without_any_request(
+    shard_set: ShardSet, autojump_clock: trio.testing.MockClock
+) -> None:
+    handle = shard_set.for_key("m1", "haircut")
+    await call(handle, lease_for("r1", 30))
+    await trio.sleep(31)
+    # No request since the grant: only the deadline heap's timer can have expired it.
+    stats = shard_set.shards[handle.shard_id].statistics()
+    assert stats.live_leases == 0
+    assert stats.expirations == 1
+    assert stats.last_expiry_lag_s == pytest.approx(0.0, abs=1e-6)
+
+
+async def test_full_mailbox_is_shed_at_once(shard_set: ShardSet) -> None:
+    handle = shard_set.for_key("m1", "haircut")
+    replies: list[object] = []
+    # The idle shard takes the first request straight from its receive; four more fill
+    # the mailbox (capacity 4) because the shard task cannot run until we yield.
+    for _ in range(5):
+        handle.submit(ShardRequest(CheckAvailability(KEY), replies.append))
+    with pytest.raises(ShardUnavailable) as refused:
+        handle.submit(ShardRequest(CheckAvailability(KEY), replies.append))
+    assert refused.value.fault is ShardFault.OVERLOADED
+    assert handle.shed == 1
+    await trio.testing.wait_all_tasks_blocked()
+    assert replies == [2, 2, 2, 2, 2]
+
+
+async def test_request_past_its_deadline_is_not_applied(shard_set: ShardSet) -> None:
+    handle = shard_set.for_key("m1", "haircut")
+    reply = await call(handle, lease_for("late", 30), deadline=trio.current_time())
+    assert reply is ShardFault.DEADLINE_EXCEEDED
+    assert await open_spots(shard_set) == 2
+
+
+async def test_closed_shard_answers_unavailable(shard_set: ShardSet) -> None:
+    handle = shard_set.for_key("m1", "haircut")
+    shard_set.close()
+    with pytest.raises(ShardUnavailable) as refused:
+        handle.submit(ShardRequest(CheckAvailability(KEY), lambda reply: None, math.inf))
+    assert refused.value.fault is ShardFault.UNAVAILABLE
+
+
+async def test_ids_route_back_to_the_owning_shard(shard_set: ShardSet) -> None:
+    handle = shard_set.for_key("m1", "haircut")
+    lease = await call(handle, lease_for("r1", 30))
+    assert isinstance(lease, Lease)
+    assert shard_set.for_id(core.LEASE_ID_PREFIX, lease.lease_id) is handle
+    assert shard_set.for_id(core.LEASE_ID_PREFIX, "not-an-id") is None
+
+
+async def test_many_concurrent_grants_never_exceed_spots(
+    shard_set: ShardSet, autojump_clock: trio.testing.MockClock
+) -> None:
+    handle = shard_set.for_key("m1", "haircut")
+    results: list[object] = []
+
+    async def one(i: int) -> None:
+        while True:
+            try:
+                results.append(await call(handle, lease_for(f"r{i}", 60)))
+                return
+            except ShardUnavailable:
+                await trio.sleep(0.001)  # shed: retry like a client would
+
+    async with trio.open_nursery() as nursery:
+        for i in range(50):
+            nursery.start_soon(one, i)
+    granted = [r for r in results if isinstance(r, Lease)]
+    assert len(granted) == 2
+    assert sum(isinstance(r, core.SlotUnavailable) for r in results) == 48
