@@ -9,7 +9,7 @@ keeps a requested expiry exactly, seconds and nanos).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 NANOS_PER_SECOND = 1_000_000_000
 
@@ -32,6 +32,17 @@ class SlotKey:
     staff_id: str = ""
     room_id: str = ""
     party_size: int = 0
+    # Keys are hashed on every lookup: compute the hash once (the generated one rebuilds
+    # a tuple of all seven fields each time).
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fields = (self.merchant_id, self.service_id, self.start_sec, self.duration_sec)
+        extra = (self.staff_id, self.room_id, self.party_size)
+        object.__setattr__(self, "_hash", hash((fields, extra)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def end_sec(self) -> int:

@@ -8,14 +8,13 @@ lookup, and stays routable if the shard count changes.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 
 BUCKET_HEX_DIGITS = 8
-ID_ENTROPY_BYTES = 15  # 120 random bits: unguessable, and base32 without padding
+ID_ENTROPY_BYTES = 15  # 120 random bits: unguessable
 LEASE_ID_PREFIX = "L1"
 BOOKING_ID_PREFIX = "B1"
-_ID_LENGTH = 2 + BUCKET_HEX_DIGITS + ID_ENTROPY_BYTES * 8 // 5
+_ID_LENGTH = 2 + BUCKET_HEX_DIGITS + ID_ENTROPY_BYTES * 2
 
 
 def routing_bucket(merchant_id: str, service_id: str) -> int:
@@ -37,11 +36,10 @@ def shard_for_key(merchant_id: str, service_id: str, shard_count: int) -> int:
 
 
 def make_id(prefix: str, bucket: int, entropy: bytes) -> str:
-    """An id: a kind-and-format prefix, the routing bucket in hex, then random base32."""
+    """An id: a kind-and-format prefix, the routing bucket, then the random part, in hex."""
     if len(entropy) != ID_ENTROPY_BYTES:
         raise ValueError(f"id entropy must be {ID_ENTROPY_BYTES} bytes")
-    token = base64.b32encode(entropy).decode("ascii").lower()
-    return f"{prefix}{bucket:0{BUCKET_HEX_DIGITS}x}{token}"
+    return f"{prefix}{bucket:08x}{entropy.hex()}"
 
 
 def bucket_of_id(prefix: str, some_id: str) -> int | None:
@@ -50,13 +48,12 @@ def bucket_of_id(prefix: str, some_id: str) -> int | None:
         return None
     hex_part = some_id[len(prefix) : len(prefix) + BUCKET_HEX_DIGITS]
     token = some_id[len(prefix) + BUCKET_HEX_DIGITS :]
-    if not (_is_in(hex_part, _HEX) and _is_in(token, _BASE32)):
+    if not (_is_in(hex_part, _HEX) and _is_in(token, _HEX)):
         return None
     return int(hex_part, 16)
 
 
 _HEX = frozenset("0123456789abcdef")
-_BASE32 = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 
 
 def _is_in(text: str, alphabet: frozenset[str]) -> bool:

@@ -21,7 +21,6 @@ Time: `now_ns` is wall-clock nanoseconds since the epoch, passed in by the calle
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -29,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Generic, TypeVar, assert_never
 
 from core import _commands as cmd
+from core._deadlines import Deadlines
 from core._errors import (
     BookingAlreadyCancelled,
     BookingError,
@@ -108,10 +108,11 @@ class Counters:
 class _Slot:
     """Mutable per-slot accounting. Invariant: 0 <= holders <= spec.spots."""
 
-    __slots__ = ("confirmed", "holders", "spec")
+    __slots__ = ("bucket", "confirmed", "holders", "spec")
 
     def __init__(self, spec: SlotSpec) -> None:
         self.spec = spec
+        self.bucket = routing_bucket(spec.key.merchant_id, spec.key.service_id)
         self.holders = 0
         # Ids of this slot's CONFIRMED bookings (for the same-user rule).
         self.confirmed: set[str] = set()
@@ -119,6 +120,27 @@ class _Slot:
     @property
     def open_spots(self) -> int:
         return self.spec.spots - self.holders
+
+
+class _LeaseRecord:
+    """A lease as granted (immutable) plus where it is in its lifecycle.
+
+    Transitions set `state` in place: rebuilding a frozen Lease per transition
+    was the largest cost of expiring leases in bulk.
+    """
+
+    __slots__ = ("booking_id", "lease", "state")
+
+    def __init__(self, lease: Lease) -> None:
+        self.lease = lease
+        self.state = LeaseState.LIVE
+        # Set once state is CONSUMED.
+        self.booking_id = ""
+
+    def view(self) -> Lease:
+        if self.state is LeaseState.LIVE:
+            return self.lease
+        return replace(self.lease, state=self.state, booking_id=self.booking_id)
 
 
 _RefKey = tuple[ApiVersion, str, str, str]  # (version, merchant_id, service_id, reference)
@@ -139,11 +161,10 @@ class ShardState:
         self._entropy = entropy
         self._slots: dict[SlotKey, _Slot] = {s.key: _Slot(s) for s in slots}
         self._services = {(k.merchant_id, k.service_id) for k in self._slots}
-        self._leases: dict[str, Lease] = {}
+        self._leases: dict[str, _LeaseRecord] = {}
         self._refs: dict[_RefKey, str] = {}
-        # One deadline heap for all leases; entries of leases no longer LIVE are stale
-        # and skipped when popped. Invariant: every LIVE lease has an entry.
-        self._deadlines: list[tuple[int, str]] = []
+        # Invariant: every LIVE lease is listed at its expiry.
+        self._deadlines = Deadlines()
         # Expired leases in expiry order, oldest first, for bounded remembering.
         self._expired: deque[str] = deque()
         self._bookings: dict[str, Booking] = {}
@@ -168,11 +189,8 @@ class ShardState:
         )
 
     def next_deadline_ns(self) -> int | None:
-        """When the earliest LIVE lease expires (stale heap tops are dropped first)."""
-        heap = self._deadlines
-        while heap and not self._is_current(heap[0]):
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        """When the earliest LIVE lease expires (or a little earlier: never later)."""
+        return self._deadlines.next_ns()
 
     def slot_specs(self) -> Iterable[SlotSpec]:
         return (s.spec for s in self._slots.values())
@@ -182,7 +200,8 @@ class ShardState:
         return None if slot is None else slot.open_spots
 
     def lease(self, lease_id: str) -> Lease | None:
-        return self._leases.get(lease_id)
+        record = self._leases.get(lease_id)
+        return None if record is None else record.view()
 
     def booking(self, booking_id: str) -> Booking | None:
         return self._bookings.get(booking_id)
@@ -192,19 +211,15 @@ class ShardState:
     def expire_due(self, now_ns: int) -> tuple[Event, ...]:
         """Expire every lease due at `now_ns` and forget expired leases past retention."""
         events: list[Event] = []
-        heap = self._deadlines
-        while heap and heap[0][0] <= now_ns:
-            entry = heapq.heappop(heap)
-            if self._is_current(entry):
-                event = LeaseExpiredEvent(entry[1])
-                self.apply(event)
-                events.append(event)
+        for lease_id in self._deadlines.pop_due(now_ns, self._live_expiry):
+            event = LeaseExpiredEvent(lease_id)
+            self._apply_expired(lease_id)
+            events.append(event)
         forget = self._count_forgettable(now_ns)
         if forget:
             forgotten = ExpiredLeasesForgotten(forget)
             self.apply(forgotten)
             events.append(forgotten)
-        self._prune_deadlines()
         return tuple(events)
 
     # ----- commands ------------------------------------------------------------------
@@ -256,7 +271,7 @@ class ShardState:
         ref_key = (c.version, key.merchant_id, key.service_id, c.reference)
         existing_id = self._refs.get(ref_key)
         if existing_id is not None:
-            existing = self._leases[existing_id]
+            existing = self._leases[existing_id].lease
             if existing.slot.key != key:
                 raise ReferenceConflict(
                     f"reference {c.reference!r} already holds a lease on another slot",
@@ -267,7 +282,7 @@ class ShardState:
         if slot.open_spots <= 0:
             raise SlotUnavailable("no open spot left on this slot", field="slot")
         lease = Lease(
-            lease_id=self._new_id(LEASE_ID_PREFIX, key),
+            lease_id=self._new_id(LEASE_ID_PREFIX, slot),
             version=c.version,
             slot=c.slot,
             reference=c.reference,
@@ -310,7 +325,7 @@ class ShardState:
         self._refuse_same_user(slot, c.person, ApiVersion.V2)
         if lease is None and slot.open_spots <= 0:
             raise SlotUnavailable("no open spot left on this slot", field="slot")
-        booking = self._new_booking(c.slot, c.person, lease)
+        booking = self._new_booking(slot, c.slot, c.person, lease)
         return booking, (BookingCreated(booking, c.idempotency_token),)
 
     def _decide_booking_v0(
@@ -324,22 +339,23 @@ class ShardState:
         lease = self._usable_lease(c.lease_id, now_ns, None)
         slot = self._slots[lease.slot.key]
         self._refuse_same_user(slot, c.person, ApiVersion.V0)
-        booking = self._new_booking(lease.slot, c.person, lease)
+        booking = self._new_booking(slot, lease.slot, c.person, lease)
         return booking, (BookingCreated(booking),)
 
     def _usable_lease(self, lease_id: str, now_ns: int, request_key: SlotKey | None) -> Lease:
         """The LIVE lease `lease_id`, or the refusal that says why it cannot back a booking."""
-        lease = self._leases.get(lease_id)
-        if lease is None:
+        record = self._leases.get(lease_id)
+        if record is None:
             if request_key is not None and _names_other_key(lease_id, request_key):
                 # Our ids carry their slot's routing bucket: this one cannot be for this slot.
                 raise InvalidArgument("the lease is for another merchant or service", field="slot")
             raise NotFound(f"lease {lease_id!r} is unknown", field="lease_ref")
+        lease = record.lease
         if request_key is not None and lease.slot.key != request_key:
             raise InvalidArgument("the slot differs from the leased slot", field="slot")
-        if lease.state is LeaseState.CONSUMED:
+        if record.state is LeaseState.CONSUMED:
             raise NotFound(f"lease {lease_id!r} was already used by a booking", field="lease_ref")
-        if lease.state is LeaseState.EXPIRED or lease.expires_ns <= now_ns:
+        if record.state is LeaseState.EXPIRED or lease.expires_ns <= now_ns:
             raise LeaseExpired(f"lease {lease_id!r} has expired", field="lease_ref")
         return lease
 
@@ -350,10 +366,12 @@ class ShardState:
                     "this user already has a confirmed booking on this slot", field="user"
                 )
 
-    def _new_booking(self, slot: SlotRef, person: Person, lease: Lease | None) -> Booking:
+    def _new_booking(
+        self, slot: _Slot, ref: SlotRef, person: Person, lease: Lease | None
+    ) -> Booking:
         return Booking(
-            booking_id=self._new_id(BOOKING_ID_PREFIX, slot.key),
-            slot=slot,
+            booking_id=self._new_id(BOOKING_ID_PREFIX, slot),
+            slot=ref,
             person=person,
             status=BookingStatus.CONFIRMED,
             lease_id="" if lease is None else lease.lease_id,
@@ -417,8 +435,8 @@ class ShardState:
             raise NotFound(f"booking {booking_id!r} is unknown", field="booking_id")
         return booking
 
-    def _new_id(self, prefix: str, key: SlotKey) -> str:
-        return make_id(prefix, routing_bucket(key.merchant_id, key.service_id), self._entropy())
+    def _new_id(self, prefix: str, slot: _Slot) -> str:
+        return make_id(prefix, slot.bucket, self._entropy())
 
     # ----- applying (the only code that changes state) -------------------------------
 
@@ -441,45 +459,45 @@ class ShardState:
     def _apply_granted(self, lease: Lease) -> None:
         key = lease.slot.key
         self._take_spot(key)
-        self._leases[lease.lease_id] = lease
+        self._leases[lease.lease_id] = _LeaseRecord(lease)
         self._refs[(lease.version, key.merchant_id, key.service_id, lease.reference)] = (
             lease.lease_id
         )
-        heapq.heappush(self._deadlines, (lease.expires_ns, lease.lease_id))
+        self._deadlines.add(lease.expires_ns, lease.lease_id)
         self._live_leases += 1
         self._granted_total += 1
 
     def _apply_expired(self, lease_id: str) -> None:
-        lease = self._leases[lease_id]
-        if lease.state is not LeaseState.LIVE:
-            raise ValueError(f"event expires lease {lease_id!r} that is {lease.state.value}")
-        self._leases[lease_id] = replace(lease, state=LeaseState.EXPIRED)
-        self._slots[lease.slot.key].holders -= 1
+        record = self._leases[lease_id]
+        if record.state is not LeaseState.LIVE:
+            raise ValueError(f"event expires lease {lease_id!r} that is {record.state.value}")
+        record.state = LeaseState.EXPIRED
+        self._slots[record.lease.slot.key].holders -= 1
         self._expired.append(lease_id)
         self._live_leases -= 1
         self._expired_total += 1
 
     def _apply_forgotten(self, count: int) -> None:
         for _ in range(count):
-            lease = self._leases.pop(self._expired.popleft())
+            lease = self._leases.pop(self._expired.popleft()).lease
             key = lease.slot.key
             del self._refs[(lease.version, key.merchant_id, key.service_id, lease.reference)]
 
     def _apply_booked(self, booking: Booking, token: str) -> None:
         key = booking.slot.key
         if booking.lease_id:
-            lease = self._leases[booking.lease_id]
-            if lease.state is not LeaseState.LIVE or lease.slot.key != key:
-                raise ValueError(f"event books lease {lease.lease_id!r} that is not usable")
+            record = self._leases[booking.lease_id]
+            if record.state is not LeaseState.LIVE or record.lease.slot.key != key:
+                raise ValueError(f"event books lease {booking.lease_id!r} that is not usable")
             # The booking takes over the lease's spot: holders are unchanged.
-            self._leases[lease.lease_id] = replace(
-                lease, state=LeaseState.CONSUMED, booking_id=booking.booking_id
-            )
+            record.state = LeaseState.CONSUMED
+            record.booking_id = booking.booking_id
             self._live_leases -= 1
         else:
             self._take_spot(key)
         self._add_confirmed(booking)
-        self._by_user.setdefault(booking.person.user_id, set()).add(booking.booking_id)
+        if booking.person.user_id:  # v0 bookings carry no user_id: nothing to list by
+            self._by_user.setdefault(booking.person.user_id, set()).add(booking.booking_id)
         if token:
             self._remember_token((key.merchant_id, key.service_id, token), booking)
         self._booked_total += 1
@@ -519,25 +537,23 @@ class ShardState:
 
     # ----- housekeeping helpers ------------------------------------------------------
 
-    def _is_current(self, entry: tuple[int, str]) -> bool:
-        lease = self._leases.get(entry[1])
-        return lease is not None and lease.state is LeaseState.LIVE
+    def _live_expiry(self, lease_id: str) -> int | None:
+        record = self._leases.get(lease_id)
+        if record is None or record.state is not LeaseState.LIVE:
+            return None
+        return record.lease.expires_ns
 
     def _count_forgettable(self, now_ns: int) -> int:
+        if not self._expired:
+            return 0
         over_cap = max(0, len(self._expired) - self.settings.max_remembered_expired)
         horizon = now_ns - self.settings.expired_retention_ns
         count = over_cap
         for lease_id in itertools.islice(self._expired, over_cap, None):
-            if self._leases[lease_id].expires_ns > horizon:
+            if self._leases[lease_id].lease.expires_ns > horizon:
                 break
             count += 1
         return count
-
-    def _prune_deadlines(self) -> None:
-        """Rebuild the heap when stale entries (consumed leases) dominate it."""
-        if len(self._deadlines) > 2 * self._live_leases + 1024:
-            self._deadlines = [e for e in self._deadlines if self._is_current(e)]
-            heapq.heapify(self._deadlines)
 
 
 def _same_user(existing: Person, requester: Person, version: ApiVersion) -> bool:

@@ -1,0 +1,83 @@
+"""One deadline heap per shard, of 1 ms buckets, each listing the leases due in it.
+
+A heap entry per lease costs a tuple and an O(log n) pop with cache misses
+(measured ~4 us a pop at 200k leases, past the budget for expiring 1M leases
+in 3 s). Here the heap holds bucket numbers (expiry // 1 ms) and each bucket
+a list of lease ids plus its exact earliest expiry, so adding is an append,
+and a storm of leases due at once costs one pop. Expiry stays exact to the
+nanosecond: a bucket that `now` is inside is split, expiring only what is due.
+
+Stale ids (leases consumed by a booking before their expiry) stay in their
+bucket until it is due and are then skipped, so they are bounded by the
+lease TTL window.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+
+_BUCKET_NS = 1_000_000
+
+
+class Deadlines:
+    def __init__(self) -> None:
+        self._heap: list[int] = []  # Invariant: exactly the keys of _buckets
+        self._buckets: dict[int, list[str]] = {}
+        # Invariant: <= the expiry of every live lease listed in the bucket.
+        self._earliest: dict[int, int] = {}
+
+    def add(self, when_ns: int, lease_id: str) -> None:
+        bucket = when_ns // _BUCKET_NS
+        ids = self._buckets.get(bucket)
+        if ids is None:
+            self._buckets[bucket] = [lease_id]
+            self._earliest[bucket] = when_ns
+            heapq.heappush(self._heap, bucket)
+            return
+        ids.append(lease_id)
+        if when_ns < self._earliest[bucket]:
+            self._earliest[bucket] = when_ns
+
+    def next_ns(self) -> int | None:
+        """A lower bound on the next expiry (exact unless the lease behind it was consumed)."""
+        return self._earliest[self._heap[0]] if self._heap else None
+
+    def pop_due(self, now_ns: int, live_expiry: Callable[[str], int | None]) -> list[str]:
+        """Remove and return the ids of live leases due at `now_ns`, in bucket order.
+
+        `live_expiry(id)` is the lease's expiry if it is still live, else None.
+        """
+        due: list[str] = []
+        heap = self._heap
+        while heap and self._earliest[heap[0]] <= now_ns:
+            bucket = heap[0]
+            ids = self._buckets[bucket]
+            if (bucket + 1) * _BUCKET_NS <= now_ns:
+                due.extend(i for i in ids if live_expiry(i) is not None)
+                self._drop(bucket)
+                continue
+            # `now` is inside this bucket, so every later bucket is still in the future.
+            keep: list[str] = []
+            earliest_kept = None
+            for lease_id in ids:
+                expiry = live_expiry(lease_id)
+                if expiry is None:
+                    continue
+                if expiry <= now_ns:
+                    due.append(lease_id)
+                else:
+                    keep.append(lease_id)
+                    earliest_kept = expiry if earliest_kept is None else min(earliest_kept, expiry)
+            if earliest_kept is not None:
+                self._buckets[bucket] = keep
+                self._earliest[bucket] = earliest_kept
+            else:
+                self._drop(bucket)
+            break
+        return due
+
+    def _drop(self, bucket: int) -> None:
+        heapq.heappop(self._heap)
+        del self._buckets[bucket]
+        del self._earliest[bucket]
