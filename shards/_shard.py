@@ -10,7 +10,7 @@ once by the sender (see ShardHandle.submit) instead of queueing without bound.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -23,14 +23,16 @@ _NANOS = 1_000_000_000
 
 
 class EventSink:
-    """Where a shard's events go before replies are sent. This one keeps nothing.
+    """Where a shard's events go before its reply is sent. This one keeps nothing.
 
-    TODO(durability issue): a journal sink appends the events and defers replies
-    until they are fsynced (group commit); the shard already records every event here.
+    A durable sink (the journal) appends the events and calls `deliver` only once
+    they are on disk; it must deliver in submission order, so that no reply
+    reveals state a crash could still lose.
     """
 
-    def record(self, events: Sequence[Event]) -> None:
+    def commit(self, events: Sequence[Event], deliver: Callable[[], None]) -> None:
         del events
+        deliver()
 
 
 class Shard:
@@ -100,7 +102,7 @@ class Shard:
         now_ns = self._clock.wall_ns()
         if deadline_ns is not None and deadline_ns <= now_ns:
             self._expiry_lag_s = (now_ns - deadline_ns) / _NANOS
-        self._sink.record(self.state.expire_due(now_ns))
+        self._sink.commit(self.state.expire_due(now_ns), _nothing_to_deliver)
 
     def _serve(self, request: ShardRequest) -> None:
         if trio.current_time() >= request.deadline:
@@ -112,8 +114,8 @@ class Shard:
         self._operations += 1
         if isinstance(outcome.result, BookingError):
             self._refused += 1
-        self._sink.record(outcome.events)
-        request.reply(outcome.result)
+        result = outcome.result
+        self._sink.commit(outcome.events, lambda: request.reply(result))
 
 
 class ShardHandle:
@@ -133,6 +135,10 @@ class ShardHandle:
             raise ShardUnavailable(ShardFault.OVERLOADED) from None
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise ShardUnavailable(ShardFault.UNAVAILABLE) from None
+
+
+def _nothing_to_deliver() -> None:
+    pass
 
 
 async def call(handle: ShardHandle, command: Command, deadline: float = math.inf) -> Reply:
