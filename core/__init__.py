@@ -57,7 +57,7 @@ from core._routing import (
     shard_for_bucket,
     shard_for_key,
 )
-from core._state import Counters, LeaseSettings, Outcome, ShardState
+from core._state import Counters, LeaseSettings, Outcome, ShardState, StateSnapshot
 
 __all__ = [
     "BOOKING_ID_PREFIX",
@@ -101,6 +101,7 @@ __all__ = [
     "SlotRef",
     "SlotSpec",
     "SlotUnavailable",
+    "StateSnapshot",
     "bucket_of_id",
     "routing_bucket",
     "shard_for_bucket",

@@ -97,6 +97,21 @@ class Outcome(Generic[R]):
 
 
 @dataclass(frozen=True, slots=True)
+class StateSnapshot:
+    """Everything a ShardState remembers, as plain values; the rest is derived on restore."""
+
+    # Every remembered lease, with its lifecycle state (views: state and booking_id set).
+    leases: tuple[Lease, ...]
+    # Ids of remembered expired leases, oldest first (the forgetting order).
+    expired_order: tuple[str, ...]
+    bookings: tuple[Booking, ...]
+    # (merchant_id, service_id, token, the original response), oldest first.
+    tokens: tuple[tuple[str, str, str, Booking], ...]
+    # Lifetime totals: leases granted, leases expired, bookings created.
+    totals: tuple[int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
 class Counters:
     live_leases: int
     confirmed_bookings: int
@@ -205,6 +220,53 @@ class ShardState:
 
     def booking(self, booking_id: str) -> Booking | None:
         return self._bookings.get(booking_id)
+
+    # ----- snapshots ---------------------------------------------------------------
+
+    def snapshot(self) -> StateSnapshot:
+        return StateSnapshot(
+            leases=tuple(record.view() for record in self._leases.values()),
+            expired_order=tuple(self._expired),
+            bookings=tuple(self._bookings.values()),
+            tokens=tuple((m, s, t, b) for (m, s, t), b in self._tokens.items()),
+            totals=(self._granted_total, self._expired_total, self._booked_total),
+        )
+
+    def restore(self, snapshot: StateSnapshot) -> None:
+        """Load a snapshot into this fresh state (built from the inventory it was taken on).
+
+        Raises ValueError if the state is not fresh, or if the snapshot does not fit the
+        inventory (a slot it names is gone, or holds more than its spots).
+        """
+        if self._leases or self._bookings or self._tokens:
+            raise ValueError("restore needs a fresh ShardState")
+        for lease in snapshot.leases:
+            self._restore_lease(lease)
+        self._expired.extend(snapshot.expired_order)
+        for booking in snapshot.bookings:
+            self._bookings[booking.booking_id] = booking
+            if booking.person.user_id:
+                self._by_user.setdefault(booking.person.user_id, set()).add(booking.booking_id)
+            if booking.status is BookingStatus.CONFIRMED:
+                self._take_spot(booking.slot.key)
+                self._slots[booking.slot.key].confirmed.add(booking.booking_id)
+                self._confirmed += 1
+        for merchant_id, service_id, token, booking in snapshot.tokens:
+            self._tokens[(merchant_id, service_id, token)] = booking
+        self._granted_total, self._expired_total, self._booked_total = snapshot.totals
+
+    def _restore_lease(self, lease: Lease) -> None:
+        record = _LeaseRecord(replace(lease, state=LeaseState.LIVE, booking_id=""))
+        record.state, record.booking_id = lease.state, lease.booking_id
+        key = lease.slot.key
+        self._leases[lease.lease_id] = record
+        self._refs[(lease.version, key.merchant_id, key.service_id, lease.reference)] = (
+            lease.lease_id
+        )
+        if lease.state is LeaseState.LIVE:
+            self._take_spot(key)
+            self._deadlines.add(lease.expires_ns, lease.lease_id)
+            self._live_leases += 1
 
     # ----- time ----------------------------------------------------------------------
 
@@ -520,7 +582,9 @@ class ShardState:
         self._add_confirmed(replace(booking, slot=new_slot))
 
     def _take_spot(self, key: SlotKey) -> None:
-        slot = self._slots[key]
+        slot = self._slots.get(key)
+        if slot is None:
+            raise ValueError(f"event names slot {key} that is not in the inventory")
         if slot.open_spots <= 0:
             raise ValueError(f"event would overbook slot {key}")
         slot.holders += 1
