@@ -28,7 +28,9 @@ class TrioGuest:
         self._loop = asyncio.get_running_loop()
         self._done: asyncio.Future[Any] = self._loop.create_future()
 
-    def start(self, async_fn: Callable[[], Awaitable[object]]) -> None:
+    def start(
+        self, async_fn: Callable[[], Awaitable[object]], clock: trio.abc.Clock | None = None
+    ) -> None:
         def done_callback(outcome: Any) -> None:
             if not self._done.done():
                 self._done.set_result(outcome)
@@ -39,11 +41,13 @@ class TrioGuest:
             done_callback=done_callback,
             # asyncio's own loop does not use signal.set_wakeup_fd; uvloop would.
             host_uses_signal_set_wakeup_fd=False,
+            clock=clock,
         )
 
     async def wait_done(self) -> None:
         """Wait for the trio run to finish; re-raise whatever it raised."""
-        outcome = await self._done
+        # Shielded: several waiters may be cancelled without cancelling the shared future.
+        outcome = await asyncio.shield(self._done)
         outcome.unwrap()
 
 

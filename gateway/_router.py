@@ -1,0 +1,47 @@
+"""From a decoded command to the owning shard and back: routing, deadlines, faults."""
+
+from __future__ import annotations
+
+from grpclib import Status
+from grpclib.exceptions import GRPCError
+from grpclib.metadata import Deadline
+
+from core import BOOKING_ID_PREFIX, LEASE_ID_PREFIX, Command, SlotKey
+from gateway._bridge import call_shard
+from gateway._status import fault_error
+from shards import Reply, ShardFault, ShardHandle, ShardSet, ShardUnavailable
+
+
+class Router:
+    def __init__(self, shard_set: ShardSet) -> None:
+        self.shard_set = shard_set
+        # Set when the server starts stopping: new calls are answered UNAVAILABLE.
+        self.draining = False
+
+    def for_slot(self, key: SlotKey) -> ShardHandle:
+        return self.shard_set.for_key(key.merchant_id, key.service_id)
+
+    def for_lease_id(self, lease_id: str) -> ShardHandle | None:
+        return self.shard_set.for_id(LEASE_ID_PREFIX, lease_id)
+
+    def for_booking_id(self, booking_id: str) -> ShardHandle | None:
+        return self.shard_set.for_id(BOOKING_ID_PREFIX, booking_id)
+
+    @property
+    def handles(self) -> tuple[ShardHandle, ...]:
+        return self.shard_set.handles
+
+    async def call(self, handle: ShardHandle, command: Command, deadline: Deadline | None) -> Reply:
+        """The shard's reply: a result or a domain refusal. Faults raise their GRPCError."""
+        if self.draining:
+            raise fault_error(ShardFault.UNAVAILABLE)
+        remaining = None if deadline is None else deadline.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise GRPCError(Status.DEADLINE_EXCEEDED, "deadline exceeded before routing")
+        try:
+            reply = await call_shard(handle, command, remaining)
+        except ShardUnavailable as unavailable:
+            raise fault_error(unavailable.fault) from None
+        if isinstance(reply, ShardFault):
+            raise fault_error(reply)
+        return reply

@@ -1,0 +1,133 @@
+"""Assembling and running the server: trio shards as a guest of grpclib's asyncio loop.
+
+Start order: shards first (each started with `nursery.start`, so serving), then
+the gRPC listener; `on_ready` is called once the port is bound. Stop order
+(SIGINT/SIGTERM, or `stop` set): new calls are answered UNAVAILABLE, grpclib's
+server is closed and its in-flight handlers finish or are cancelled, then the
+shards' mailboxes are closed and the trio run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+import trio
+from grpclib.health.service import Health
+from grpclib.reflection.service import ServerReflection
+from grpclib.server import Server
+
+from core import LeaseSettings, SlotSpec
+from gateway._bridge import TrioGuest
+from gateway._router import Router
+from gateway._service_v0 import BookingServiceV0
+from gateway._service_v2 import BookingServiceV2
+from shards import ShardSet, run_shards
+
+if TYPE_CHECKING:
+    from grpclib._typing import IServable
+
+DEFAULT_LEASE_SETTINGS = LeaseSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    slots: Sequence[SlotSpec]
+    host: str = "127.0.0.1"
+    port: int = 50051
+    shard_count: int = 4
+    mailbox_capacity: int = 1024
+    lease_settings: LeaseSettings = DEFAULT_LEASE_SETTINGS
+    # Seconds that in-flight calls get to finish on stop before they are cancelled.
+    drain_seconds: float = 5.0
+    # Tests pass a trio.testing.MockClock to control lease expiry; None: the real clock.
+    trio_clock: trio.abc.Clock | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    host: str
+    port: int
+    router: Router
+
+
+def build_services(router: Router, slots: Sequence[SlotSpec]) -> list[IServable]:
+    """The booking services, the standard health service, and reflection (v1 and v1alpha)."""
+    merchants = frozenset(s.key.merchant_id for s in slots)
+    v2 = BookingServiceV2(router, merchants)
+    v0 = BookingServiceV0(router)
+    # No checks: SERVING for "" and each booking service's name, NOT_FOUND for others.
+    health = Health({v2: [], v0: []})
+    return ServerReflection.extend([v2, v0, health])
+
+
+async def serve(
+    config: ServeConfig,
+    stop: asyncio.Event,
+    on_ready: Callable[[Ready], None] = lambda ready: None,
+) -> None:
+    """Serve until `stop` is set. Raises OSError if the port cannot be bound."""
+    shard_set, guest = await start_shards(config)
+    router = Router(shard_set)
+    server = Server(build_services(router, config.slots))
+    try:
+        await server.start(config.host, config.port)
+        on_ready(Ready(config.host, _bound_port(server), router))
+        await _wait_for_stop_or_crash(stop, guest)
+    finally:
+        router.draining = True
+        server.close()
+        with contextlib.suppress(TimeoutError):  # stragglers: cancelled by close() already
+            await asyncio.wait_for(server.wait_closed(), config.drain_seconds)
+        shard_set.close()
+        await guest.wait_done()
+
+
+async def start_shards(config: ServeConfig) -> tuple[ShardSet, TrioGuest]:
+    """Start the trio side as a guest of the running asyncio loop; return once all serve.
+
+    The run ends after `ShardSet.close()`; await `TrioGuest.wait_done()` for it.
+    """
+    started: asyncio.Future[ShardSet] = asyncio.get_running_loop().create_future()
+    guest = TrioGuest()
+    guest.start(partial(_run_trio_side, config, started), clock=config.trio_clock)
+    return await started, guest
+
+
+async def _run_trio_side(config: ServeConfig, started: asyncio.Future[ShardSet]) -> None:
+    async with trio.open_nursery() as nursery:
+        shard_set: ShardSet = await nursery.start(
+            partial(
+                run_shards,
+                config.slots,
+                shard_count=config.shard_count,
+                mailbox_capacity=config.mailbox_capacity,
+                entropy=partial(secrets.token_bytes, 15),
+                settings=config.lease_settings,
+            )
+        )
+        started.set_result(shard_set)  # same thread: guest mode runs on the host's loop
+
+
+async def _wait_for_stop_or_crash(stop: asyncio.Event, guest: TrioGuest) -> None:
+    stopping = asyncio.ensure_future(stop.wait())
+    crashed = asyncio.ensure_future(guest.wait_done())
+    done, pending = await asyncio.wait({stopping, crashed}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    if crashed in done:
+        crashed.result()  # re-raise what ended the shards
+        raise RuntimeError("the shards stopped unexpectedly")
+
+
+def _bound_port(server: Server) -> int:
+    """The port actually bound (the config may say 0: any free port)."""
+    listener = server._server  # grpclib keeps its asyncio server here
+    if not isinstance(listener, asyncio.base_events.Server) or not listener.sockets:
+        raise RuntimeError("the gRPC server is not listening")
+    return int(listener.sockets[0].getsockname()[1])

@@ -1,0 +1,154 @@
+"""The `leasehold` command: `serve` and `feed demo`.
+
+Errors a user can cause (a missing or bad feed, a busy port, bad flags) end
+with one clear line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from core import NANOS_PER_SECOND, LeaseSettings
+from core._demo import demo_feed
+from core._feed import Feed, FeedError, parse_feed, parse_feed_json
+from gateway._server import Ready, ServeConfig, serve
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "feed":
+        json.dump(demo_feed(int(time.time())), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    return _serve(parser, args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leasehold", description="Slot-lease booking server (Maps Booking partner API)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="serve the booking API over gRPC")
+    serve_cmd.add_argument("--feed", type=Path, help="availability feed JSON (default: demo)")
+    serve_cmd.add_argument("--host", default="127.0.0.1", help="address to bind")
+    serve_cmd.add_argument("--port", type=_port, default=50051, help="gRPC port (0: any free)")
+    serve_cmd.add_argument("--data-dir", type=Path, default=Path("data"), help="state dir")
+    serve_cmd.add_argument("--shards", type=_positive_int, default=4, help="shard count")
+    serve_cmd.add_argument(
+        "--mailbox", type=_positive_int, default=1024, help="requests a shard may queue"
+    )
+    serve_cmd.add_argument(
+        "--default-lease-ttl", type=_positive_float, default=300.0, metavar="SECONDS"
+    )
+    serve_cmd.add_argument(
+        "--max-lease-ttl", type=_positive_float, default=900.0, metavar="SECONDS"
+    )
+    feed_cmd = commands.add_parser("feed", help="print the built-in demo feed")
+    feed_cmd.add_argument("which", choices=["demo"])
+    return parser
+
+
+def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.default_lease_ttl > args.max_lease_ttl:
+        parser.error("--default-lease-ttl must not exceed --max-lease-ttl")
+    try:
+        feed = _load_feed(args.feed)
+    except (OSError, FeedError) as problem:
+        return _fail(f"cannot load the feed: {problem}", EXIT_USAGE)
+    if not feed.slots:
+        return _fail("the feed has no slots to serve", EXIT_USAGE)
+    try:
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as problem:
+        return _fail(f"cannot use --data-dir {args.data_dir}: {problem}", EXIT_USAGE)
+    config = ServeConfig(
+        slots=feed.slots,
+        host=args.host,
+        port=args.port,
+        shard_count=args.shards,
+        mailbox_capacity=args.mailbox,
+        lease_settings=LeaseSettings(
+            default_ttl_ns=round(args.default_lease_ttl * NANOS_PER_SECOND),
+            max_ttl_ns=round(args.max_lease_ttl * NANOS_PER_SECOND),
+        ),
+    )
+    try:
+        asyncio.run(_serve_until_signal(config, feed))
+    except OSError as problem:
+        return _fail(f"cannot listen on {args.host}:{args.port}: {problem.strerror}", EXIT_FAILURE)
+    return 0
+
+
+def _load_feed(path: Path | None) -> Feed:
+    if path is None:
+        return parse_feed(demo_feed(int(time.time())))
+    return parse_feed_json(path.read_text(encoding="utf-8"))
+
+
+async def _serve_until_signal(config: ServeConfig, feed: Feed) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    def announce(ready: Ready) -> None:
+        merchants = len({s.key.merchant_id for s in feed.slots})
+        print(
+            f"leasehold: serving {len(feed.slots)} slots of {merchants} merchants "
+            f"on {ready.host}:{ready.port} with {config.shard_count} shards",
+            flush=True,
+        )
+
+    await serve(config, stop, announce)
+    print("leasehold: stopped", flush=True)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"leasehold: error: {message}", file=sys.stderr)
+    return code
+
+
+def _port(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
