@@ -39,8 +39,9 @@ class TrioGuest:
             async_fn,
             run_sync_soon_threadsafe=self._loop.call_soon_threadsafe,
             done_callback=done_callback,
-            # asyncio's own loop does not use signal.set_wakeup_fd; uvloop would.
-            host_uses_signal_set_wakeup_fd=False,
+            # asyncio's loop.add_signal_handler (how SIGINT/SIGTERM stop the server) owns
+            # signal.set_wakeup_fd; without this trio takes it and signals go unseen.
+            host_uses_signal_set_wakeup_fd=True,
             clock=clock,
         )
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from grpclib import Status
 from grpclib.exceptions import GRPCError
 from grpclib.metadata import Deadline
@@ -17,6 +20,9 @@ class Router:
         self.shard_set = shard_set
         # Set when the server starts stopping: new calls are answered UNAVAILABLE.
         self.draining = False
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def for_slot(self, key: SlotKey) -> ShardHandle:
         return self.shard_set.for_key(key.merchant_id, key.service_id)
@@ -31,6 +37,12 @@ class Router:
     def handles(self) -> tuple[ShardHandle, ...]:
         return self.shard_set.handles
 
+    async def drain(self, timeout_s: float) -> None:
+        """Refuse new calls and wait (at most timeout_s) for calls under way to be answered."""
+        self.draining = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+
     async def call(self, handle: ShardHandle, command: Command, deadline: Deadline | None) -> Reply:
         """The shard's reply: a result or a domain refusal. Faults raise their GRPCError."""
         if self.draining:
@@ -38,10 +50,16 @@ class Router:
         remaining = None if deadline is None else deadline.time_remaining()
         if remaining is not None and remaining <= 0:
             raise GRPCError(Status.DEADLINE_EXCEEDED, "deadline exceeded before routing")
+        self.in_flight += 1
+        self._idle.clear()
         try:
             reply = await call_shard(handle, command, remaining)
         except ShardUnavailable as unavailable:
             raise fault_error(unavailable.fault) from None
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self._idle.set()
         if isinstance(reply, ShardFault):
             raise fault_error(reply)
         return reply

@@ -77,12 +77,19 @@ async def serve(
     server = Server(build_services(router, config.slots))
     try:
         await server.start(config.host, config.port)
+    except BaseException:
+        shard_set.close()
+        await guest.wait_done()
+        raise
+    try:
         on_ready(Ready(config.host, _bound_port(server), router))
         await _wait_for_stop_or_crash(stop, guest)
     finally:
-        router.draining = True
+        # New calls are answered UNAVAILABLE; calls under way get drain_seconds to finish
+        # before grpclib's close() cancels them; then the shards stop.
+        await router.drain(config.drain_seconds)
         server.close()
-        with contextlib.suppress(TimeoutError):  # stragglers: cancelled by close() already
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), config.drain_seconds)
         shard_set.close()
         await guest.wait_done()

@@ -62,19 +62,23 @@ def running_server(data_dir: Path, *args: str) -> Iterator[ServerProcess]:
         str(data_dir),
         *args,
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: queue.Queue[str | None] = queue.Queue()
-    output: list[str] = []
-    threading.Thread(target=_pump, args=(process, lines, output), daemon=True).start()
-    try:
-        server = ServerProcess(process, _wait_for_port(lines, output), output)
-        yield server
-        code = server.stop()
-        assert code == 0, f"server exited {code}:\n" + "".join(output)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_S)
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:  # closes the pipe on exit
+        lines: queue.Queue[str | None] = queue.Queue()
+        output: list[str] = []
+        pump = threading.Thread(target=_pump, args=(process, lines, output), daemon=True)
+        pump.start()
+        try:
+            server = ServerProcess(process, _wait_for_port(lines, output), output)
+            yield server
+            code = server.stop()
+            assert code == 0, f"server exited {code}:\n" + "".join(output)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT_S)
+            pump.join(timeout=STOP_TIMEOUT_S)
 
 
 def _pump(process: subprocess.Popen[str], lines: queue.Queue[str | None], out: list[str]) -> None:

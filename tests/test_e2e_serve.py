@@ -1,0 +1,229 @@
+"""`leasehold serve` started as a user would, called over loopback with grpcio.
+
+grpcio is an independent gRPC implementation (C core), so these tests check the
+wire contract, not just grpclib talking to itself.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import pytest
+from _api import booking_v0, booking_v2, lease_v0, lease_v2, slot_v2
+from _server_process import leasehold_executable, running_server, write_feed
+from grpclib.health.v1 import health_pb2
+from grpclib.reflection.v1 import reflection_pb2 as reflection_v1
+from grpclib.reflection.v1alpha import reflection_pb2 as reflection_v1alpha
+
+from core import SlotKey
+from proto.v0 import booking_pb2 as pb0
+from proto.v0 import booking_pb2_grpc as grpc0
+from proto.v2 import booking_pb2 as pb2
+from proto.v2 import booking_pb2_grpc as grpc2
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+START = 4_102_444_800  # 2100-01-01: slots that have not ended, whenever the test runs
+FIVE = SlotKey("m-five", "svc", START, 1800)
+ONE = SlotKey("m-one", "svc", START, 3600, staff_id="st1")
+CALL_TIMEOUT_S = 10.0
+V2_SERVICE = "ext.maps.booking.partner.v2.BookingService"
+V0_SERVICE = "ext.maps.booking.partner.v0.BookingService"
+
+
+def feed_document() -> dict[str, object]:
+    entries = [
+        {
+            "merchant_id": "m-five",
+            "service_id": "svc",
+            "start_sec": START,
+            "duration_sec": 1800,
+            "spots_total": 5,
+            "spots_open": 5,
+        },
+        {
+            "merchant_id": "m-one",
+            "service_id": "svc",
+            "start_sec": START,
+            "duration_sec": 3600,
+            "spots_total": 1,
+            "spots_open": 1,
+            "resources": {"staff_id": "st1"},
+        },
+    ]
+    return {"service_availability": [{"availability": entries}]}
+
+
+@pytest.fixture
+def feed(tmp_path: Path) -> Path:
+    return write_feed(tmp_path / "feed.json", feed_document())
+
+
+def test_two_hundred_concurrent_leases_on_five_spots_yield_exactly_five(
+    tmp_path: Path, feed: Path
+) -> None:
+    with (
+        running_server(tmp_path / "data", "--feed", str(feed), "--shards", "2") as server,
+        grpc.insecure_channel(server.target) as channel,
+    ):
+        stub = grpc2.BookingServiceStub(channel)
+        futures = [
+            stub.CreateLease.future(lease_v2(FIVE, f"caller-{i}"), timeout=CALL_TIMEOUT_S)
+            for i in range(200)
+        ]
+        replies = [f.result() for f in futures]
+        granted = [r for r in replies if r.HasField("lease")]
+        unavailable = [
+            r for r in replies if r.booking_failure.cause == pb2.BookingFailure.SLOT_UNAVAILABLE
+        ]
+        assert len(granted) == 5
+        assert len(unavailable) == 195
+        assert len({r.lease.lease_id for r in granted}) == 5
+        check = stub.CheckAvailability(
+            pb2.CheckAvailabilityRequest(slot=slot_v2(FIVE)), timeout=CALL_TIMEOUT_S
+        )
+        assert check.count_available == 0
+
+
+def test_lease_then_book_through_both_versions(tmp_path: Path, feed: Path) -> None:
+    with (
+        running_server(tmp_path / "data", "--feed", str(feed)) as server,
+        grpc.insecure_channel(server.target) as channel,
+    ):
+        v2 = grpc2.BookingServiceStub(channel)
+        v0 = grpc0.BookingServiceStub(channel)
+        lease = v2.CreateLease(lease_v2(ONE, "r"), timeout=CALL_TIMEOUT_S).lease
+        assert lease.slot.resources.staff_id == "st1"
+        booked = v2.CreateBooking(
+            booking_v2(ONE, "tok", lease_id=lease.lease_id), timeout=CALL_TIMEOUT_S
+        )
+        assert booked.booking.status == pb2.CONFIRMED
+        with pytest.raises(grpc.RpcError) as full:
+            v0.CreateLease(lease_v0(ONE, "c"), timeout=CALL_TIMEOUT_S)
+        assert full.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        lease0 = v0.CreateLease(lease_v0(FIVE, "c"), timeout=CALL_TIMEOUT_S).lease
+        booking0 = v0.CreateBooking(booking_v0(lease0.lease_id), timeout=CALL_TIMEOUT_S)
+        assert booking0.booking.status == pb0.CONFIRMED
+        with pytest.raises(grpc.RpcError) as bad:
+            v2.CheckAvailability(pb2.CheckAvailabilityRequest(), timeout=CALL_TIMEOUT_S)
+        assert bad.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert (bad.value.details() or "").startswith("slot:")
+
+
+def test_health_and_reflection(tmp_path: Path, feed: Path) -> None:
+    with (
+        running_server(tmp_path / "data", "--feed", str(feed)) as server,
+        grpc.insecure_channel(server.target) as channel,
+    ):
+        check = channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+        for name in ("", V2_SERVICE, V0_SERVICE):
+            reply = check(health_pb2.HealthCheckRequest(service=name), timeout=CALL_TIMEOUT_S)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as unknown:
+            check(health_pb2.HealthCheckRequest(service="no.Such"), timeout=CALL_TIMEOUT_S)
+        assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
+        for module, version in ((reflection_v1, "v1"), (reflection_v1alpha, "v1alpha")):
+            services = list_services(channel, module, version)
+            assert {V2_SERVICE, V0_SERVICE, "grpc.health.v1.Health"} <= services
+
+
+def list_services(channel: grpc.Channel, module: object, version: str) -> set[str]:
+    request_type = module.ServerReflectionRequest  # type: ignore[attr-defined]
+    response_type = module.ServerReflectionResponse  # type: ignore[attr-defined]
+    call = channel.stream_stream(
+        f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+        request_serializer=request_type.SerializeToString,
+        response_deserializer=response_type.FromString,
+    )
+    replies = call(iter([request_type(list_services="")]), timeout=CALL_TIMEOUT_S)
+    return {s.name for reply in replies for s in reply.list_services_response.service}
+
+
+def test_sigint_stops_the_server_with_exit_code_zero(tmp_path: Path, feed: Path) -> None:
+    with running_server(tmp_path / "data", "--feed", str(feed)) as server:
+        assert server.stop(signal.SIGINT) == 0
+    assert "leasehold: stopped" in "".join(server.output)
+
+
+def leasehold(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [leasehold_executable(), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_feed_demo_prints_a_feed_that_serve_accepts(tmp_path: Path) -> None:
+    printed = leasehold("feed", "demo")
+    assert printed.returncode == 0
+    demo = write_feed(tmp_path / "demo.json", json.loads(printed.stdout))
+    with running_server(tmp_path / "data", "--feed", str(demo)) as server:
+        assert "serving" in "".join(server.output)
+
+
+def test_missing_feed_is_one_clear_line(tmp_path: Path) -> None:
+    result = leasehold("serve", "--feed", str(tmp_path / "nope.json"), "--port", "0")
+    assert result.returncode == 2
+    assert result.stderr.startswith("leasehold: error: cannot load the feed:")
+    assert result.stderr.count("\n") == 1
+
+
+def test_bad_feed_names_entry_and_field(tmp_path: Path) -> None:
+    document = feed_document()
+    entries = document["service_availability"][0]["availability"]  # type: ignore[index]
+    entries[1]["duration_sec"] = 0
+    bad = write_feed(tmp_path / "bad.json", document)
+    result = leasehold("serve", "--feed", str(bad), "--port", "0")
+    assert result.returncode == 2
+    assert "feed entry 1 (merchant_id 'm-one')" in result.stderr
+    assert "'duration_sec'" in result.stderr
+
+
+def test_busy_port_is_one_clear_line(tmp_path: Path, feed: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = leasehold(
+            "serve", "--feed", str(feed), "--port", str(port), "--data-dir", str(tmp_path / "d")
+        )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"leasehold: error: cannot listen on 127.0.0.1:{port}:")
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--shards", "0"),
+        ("--port", "70000"),
+        ("--default-lease-ttl", "1000"),
+        ("--max-lease-ttl", "x"),
+    ],
+)
+def test_bad_flags_exit_two_with_usage(flags: tuple[str, ...]) -> None:
+    result = leasehold("serve", *flags)
+    assert result.returncode == 2
+    assert "error:" in result.stderr
+
+
+def test_concurrent_clients_from_threads_see_consistent_counts(tmp_path: Path, feed: Path) -> None:
+    """Many channels at once (separate HTTP/2 connections), each leasing on the 5-spot slot."""
+    with running_server(tmp_path / "data", "--feed", str(feed), "--shards", "3") as server:
+
+        def one(i: int) -> bool:
+            with grpc.insecure_channel(server.target) as channel:
+                stub = grpc2.BookingServiceStub(channel)
+                reply = stub.CreateLease(lease_v2(FIVE, f"t{i}"), timeout=CALL_TIMEOUT_S)
+                return reply.HasField("lease")
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            granted = sum(pool.map(one, range(40)))
+        assert granted == 5
