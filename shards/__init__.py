@@ -5,12 +5,15 @@ Imports core; imported by gateway. Nothing here knows protobuf or grpclib.
 
 from shards._clock import AnchoredClock
 from shards._messages import Reply, ShardFault, ShardRequest, ShardStats, ShardUnavailable
+from shards._metrics import SERVICE_TIME_BOUNDS_S, LatencyHistogram, percentile
 from shards._shard import EventSink, Shard, ShardHandle, call
 from shards._supervisor import ShardSet, partition_inventory, run_shards
 
 __all__ = [
+    "SERVICE_TIME_BOUNDS_S",
     "AnchoredClock",
     "EventSink",
+    "LatencyHistogram",
     "Reply",
     "Shard",
     "ShardFault",
@@ -21,5 +24,6 @@ __all__ = [
     "ShardUnavailable",
     "call",
     "partition_inventory",
+    "percentile",
     "run_shards",
 ]

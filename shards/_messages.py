@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import math
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core import BookingError, Command
 
@@ -36,6 +37,8 @@ class ShardRequest:
     reply: Callable[[Reply], None]
     # On trio's clock; a request dequeued at or after it is answered DEADLINE_EXCEEDED.
     deadline: float = math.inf
+    # perf_counter() when submitted: the shard's service time runs from here to the reply.
+    submitted_at: float = field(default_factory=time.perf_counter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +56,7 @@ class ShardStats:
     deadline_dropped: int
     shed: int
     last_expiry_lag_s: float
+    # Requests served, by command name (e.g. "CreateLease"), since start.
+    operations_by_kind: dict[str, int]
+    # Cumulative service-time counts per SERVICE_TIME_BOUNDS_S bucket (submit to reply).
+    service_time_counts: tuple[int, ...]

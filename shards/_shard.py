@@ -10,6 +10,7 @@ once by the sender (see ShardHandle.submit) instead of queueing without bound.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 
 import trio
@@ -18,6 +19,7 @@ from core import BookingError, Command, Event, ShardState
 from shards._clock import AnchoredClock
 from shards._dispatch import execute
 from shards._messages import Reply, ShardFault, ShardRequest, ShardStats, ShardUnavailable
+from shards._metrics import LatencyHistogram
 
 _NANOS = 1_000_000_000
 
@@ -56,6 +58,8 @@ class Shard:
         self._refused = 0
         self._deadline_dropped = 0
         self._expiry_lag_s = 0.0
+        self._by_kind: dict[str, int] = {}
+        self.service_times = LatencyHistogram()
 
     def statistics(self) -> ShardStats:
         counters = self.state.counters()
@@ -71,6 +75,8 @@ class Shard:
             deadline_dropped=self._deadline_dropped,
             shed=self.handle.shed,
             last_expiry_lag_s=self._expiry_lag_s,
+            operations_by_kind=dict(self._by_kind),
+            service_time_counts=self.service_times.counts(),
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -112,10 +118,17 @@ class Shard:
             return
         outcome = execute(self.state, request.command, self._clock.wall_ns())
         self._operations += 1
+        kind = type(request.command).__name__
+        self._by_kind[kind] = self._by_kind.get(kind, 0) + 1
         if isinstance(outcome.result, BookingError):
             self._refused += 1
         result = outcome.result
-        self._sink.commit(outcome.events, lambda: request.reply(result))
+
+        def deliver() -> None:
+            self.service_times.record(time.perf_counter() - request.submitted_at)
+            request.reply(result)
+
+        self._sink.commit(outcome.events, deliver)
 
 
 class ShardHandle:
