@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -27,6 +28,7 @@ from gateway._bridge import TrioGuest
 from gateway._router import Router
 from gateway._service_v0 import BookingServiceV0
 from gateway._service_v2 import BookingServiceV2
+from gateway._tls import pin_client_name
 from shards import ShardSet, run_shards
 
 if TYPE_CHECKING:
@@ -47,6 +49,10 @@ class ServeConfig:
     drain_seconds: float = 5.0
     # Tests pass a trio.testing.MockClock to control lease expiry; None: the real clock.
     trio_clock: trio.abc.Clock | None = None
+    # None: plain TCP (local use). See gateway._tls.
+    ssl_context: ssl.SSLContext | None = None
+    # With mutual TLS: the subject name client certificates must carry.
+    tls_client_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +81,10 @@ async def serve(
     shard_set, guest = await start_shards(config)
     router = Router(shard_set)
     server = Server(build_services(router, config.slots))
+    if config.tls_client_name is not None:
+        pin_client_name(server, config.tls_client_name)
     try:
-        await server.start(config.host, config.port)
+        await server.start(config.host, config.port, ssl=config.ssl_context)
     except BaseException:
         shard_set.close()
         await guest.wait_done()

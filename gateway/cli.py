@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from core import NANOS_PER_SECOND, LeaseSettings
 from core._demo import demo_feed
 from core._feed import Feed, FeedError, parse_feed, parse_feed_json
 from gateway._server import Ready, ServeConfig, serve
+from gateway._tls import TlsSettings, server_context
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -54,6 +56,20 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument(
         "--max-lease-ttl", type=_positive_float, default=900.0, metavar="SECONDS"
     )
+    tls = serve_cmd.add_argument_group("transport security (default: plain TCP)")
+    tls.add_argument("--tls-cert", type=Path, metavar="FILE", help="server certificate (PEM)")
+    tls.add_argument("--tls-key", type=Path, metavar="FILE", help="server private key (PEM)")
+    tls.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        metavar="FILE",
+        help="mutual TLS: require client certificates chained to this CA",
+    )
+    tls.add_argument(
+        "--tls-client-name",
+        metavar="NAME",
+        help="mutual TLS: require this subject name in the client certificate",
+    )
     feed_cmd = commands.add_parser("feed", help="print the built-in demo feed")
     feed_cmd.add_argument("which", choices=["demo"])
     return parser
@@ -62,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.default_lease_ttl > args.max_lease_ttl:
         parser.error("--default-lease-ttl must not exceed --max-lease-ttl")
+    tls_problem = _tls_flag_problem(args)
+    if tls_problem:
+        parser.error(tls_problem)
+    try:
+        ssl_context = _ssl_context(args)
+    except (OSError, ssl.SSLError) as problem:
+        return _fail(f"cannot use the TLS files: {problem}", EXIT_USAGE)
     try:
         feed = _load_feed(args.feed)
     except (OSError, FeedError) as problem:
@@ -82,12 +105,32 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             default_ttl_ns=round(args.default_lease_ttl * NANOS_PER_SECOND),
             max_ttl_ns=round(args.max_lease_ttl * NANOS_PER_SECOND),
         ),
+        ssl_context=ssl_context,
+        tls_client_name=args.tls_client_name,
     )
     try:
         asyncio.run(_serve_until_signal(config, feed))
     except OSError as problem:
         return _fail(f"cannot listen on {args.host}:{args.port}: {problem.strerror}", EXIT_FAILURE)
     return 0
+
+
+def _tls_flag_problem(args: argparse.Namespace) -> str | None:
+    if (args.tls_cert is None) != (args.tls_key is None):
+        return "--tls-cert and --tls-key go together"
+    if args.tls_client_ca is not None and args.tls_cert is None:
+        return "--tls-client-ca needs --tls-cert and --tls-key"
+    if args.tls_client_name is not None and args.tls_client_ca is None:
+        return "--tls-client-name needs --tls-client-ca"
+    return None
+
+
+def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if args.tls_cert is None:
+        return None
+    return server_context(
+        TlsSettings(args.tls_cert, args.tls_key, args.tls_client_ca, args.tls_client_name)
+    )
 
 
 def _load_feed(path: Path | None) -> Feed:

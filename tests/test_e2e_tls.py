@@ -1,0 +1,146 @@
+"""TLS and mutual TLS on the gRPC port, with certificates made at run time (trustme)."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import trustme
+from _api import slot_v2
+from _server_process import ServerProcess, leasehold_executable, running_server, write_feed
+
+from core import SlotKey
+from proto.v2 import booking_pb2 as pb2
+from proto.v2 import booking_pb2_grpc as grpc2
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+START = 4_102_444_800
+KEY = SlotKey("m1", "svc", START, 1800)
+CALL_TIMEOUT_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def files(tmp_path: Path, ca: trustme.CA) -> dict[str, Path]:
+    server_cert = ca.issue_cert("localhost", "127.0.0.1")
+    paths = {
+        "feed": tmp_path / "feed.json",
+        "cert": tmp_path / "server.pem",
+        "key": tmp_path / "server.key",
+        "ca": tmp_path / "ca.pem",
+    }
+    entry = {
+        "merchant_id": "m1",
+        "service_id": "svc",
+        "start_sec": START,
+        "duration_sec": 1800,
+        "spots_total": 3,
+        "spots_open": 3,
+    }
+    write_feed(paths["feed"], {"service_availability": [{"availability": [entry]}]})
+    server_cert.cert_chain_pems[0].write_to_path(str(paths["cert"]))
+    server_cert.private_key_pem.write_to_path(str(paths["key"]))
+    ca.cert_pem.write_to_path(str(paths["ca"]))
+    return paths
+
+
+@contextlib.contextmanager
+def tls_server(tmp_path: Path, files: dict[str, Path], *extra: str) -> Iterator[ServerProcess]:
+    args = [
+        "--feed",
+        str(files["feed"]),
+        "--tls-cert",
+        str(files["cert"]),
+        "--tls-key",
+        str(files["key"]),
+        *extra,
+    ]
+    with running_server(tmp_path / "data", *args) as server:
+        yield server
+
+
+def check(channel: grpc.Channel) -> grpc.StatusCode:
+    stub = grpc2.BookingServiceStub(channel)
+    try:
+        reply = stub.CheckAvailability(
+            pb2.CheckAvailabilityRequest(slot=slot_v2(KEY)), timeout=CALL_TIMEOUT_S
+        )
+    except grpc.RpcError as error:
+        return error.code()  # type: ignore[no-any-return]
+    assert reply.count_available == 3
+    return grpc.StatusCode.OK
+
+
+def secure(target: str, ca: trustme.CA, client: trustme.LeafCert | None = None) -> grpc.Channel:
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=ca.cert_pem.bytes(),
+        private_key=None if client is None else client.private_key_pem.bytes(),
+        certificate_chain=None if client is None else client.cert_chain_pems[0].bytes(),
+    )
+    return grpc.secure_channel(target, credentials)
+
+
+def test_tls_server_refuses_plain_clients_and_serves_tls_clients(
+    tmp_path: Path, files: dict[str, Path], ca: trustme.CA
+) -> None:
+    with tls_server(tmp_path, files) as server:
+        with grpc.insecure_channel(server.target) as plain:
+            assert check(plain) is grpc.StatusCode.UNAVAILABLE
+        with secure(server.target, ca) as channel:
+            assert check(channel) is grpc.StatusCode.OK
+
+
+def test_mutual_tls_needs_a_client_certificate_from_the_configured_ca(
+    tmp_path: Path, files: dict[str, Path], ca: trustme.CA
+) -> None:
+    other_ca = trustme.CA()
+    with tls_server(tmp_path, files, "--tls-client-ca", str(files["ca"])) as server:
+        with secure(server.target, ca) as no_cert:
+            assert check(no_cert) is grpc.StatusCode.UNAVAILABLE
+        with secure(server.target, ca, other_ca.issue_cert("client.example")) as wrong_ca:
+            assert check(wrong_ca) is grpc.StatusCode.UNAVAILABLE
+        with secure(server.target, ca, ca.issue_cert("client.example")) as right:
+            assert check(right) is grpc.StatusCode.OK
+
+
+def test_mutual_tls_pins_the_client_subject_name(
+    tmp_path: Path, files: dict[str, Path], ca: trustme.CA
+) -> None:
+    pinned = ["--tls-client-ca", str(files["ca"]), "--tls-client-name", "booking.example"]
+    with tls_server(tmp_path, files, *pinned) as server:
+        with secure(server.target, ca, ca.issue_cert("intruder.example")) as wrong_name:
+            assert check(wrong_name) is grpc.StatusCode.UNAUTHENTICATED
+        with secure(server.target, ca, ca.issue_cert("booking.example")) as right_name:
+            assert check(right_name) is grpc.StatusCode.OK
+
+
+def test_unreadable_tls_files_are_one_clear_line(tmp_path: Path, files: dict[str, Path]) -> None:
+    result = subprocess.run(
+        [
+            leasehold_executable(),
+            "serve",
+            "--feed",
+            str(files["feed"]),
+            "--port",
+            "0",
+            "--tls-cert",
+            str(tmp_path / "missing.pem"),
+            "--tls-key",
+            str(files["key"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("leasehold: error: cannot use the TLS files:")
