@@ -123,10 +123,13 @@ class Counters:
 class _Slot:
     """Mutable per-slot accounting. Invariant: 0 <= holders <= spec.spots."""
 
-    __slots__ = ("bucket", "confirmed", "holders", "spec")
+    __slots__ = ("bucket", "confirmed", "holders", "ref", "spec")
 
     def __init__(self, spec: SlotSpec) -> None:
         self.spec = spec
+        # The inventory's own SlotRef: leases and bookings share it (and its key) instead
+        # of keeping the caller's copy, so later lookups hit dict identity fast paths.
+        self.ref = SlotRef(spec.key, spec.availability_tag)
         self.bucket = routing_bucket(spec.key.merchant_id, spec.key.service_id)
         self.holders = 0
         # Ids of this slot's CONFIRMED bookings (for the same-user rule).
@@ -135,6 +138,12 @@ class _Slot:
     @property
     def open_spots(self) -> int:
         return self.spec.spots - self.holders
+
+    def canonical(self, ref: SlotRef) -> SlotRef:
+        """`ref` (equal key, the caller's tag) built on the inventory's key object."""
+        if ref.availability_tag == self.ref.availability_tag:
+            return self.ref
+        return SlotRef(self.spec.key, ref.availability_tag)
 
 
 class _LeaseRecord:
@@ -346,7 +355,7 @@ class ShardState:
         lease = Lease(
             lease_id=self._new_id(LEASE_ID_PREFIX, slot),
             version=c.version,
-            slot=c.slot,
+            slot=slot.canonical(c.slot),
             reference=c.reference,
             expires_ns=expires_ns,
         )
@@ -387,7 +396,7 @@ class ShardState:
         self._refuse_same_user(slot, c.person, ApiVersion.V2)
         if lease is None and slot.open_spots <= 0:
             raise SlotUnavailable("no open spot left on this slot", field="slot")
-        booking = self._new_booking(slot, c.slot, c.person, lease)
+        booking = self._new_booking(slot, slot.canonical(c.slot), c.person, lease)
         return booking, (BookingCreated(booking, c.idempotency_token),)
 
     def _decide_booking_v0(
