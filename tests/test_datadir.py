@@ -1,0 +1,56 @@
+"""The data directory's metadata: shard count, format version, recorded feed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shards._datadir import (
+    FORMAT_VERSION,
+    DataDirError,
+    feed_digest,
+    prepare,
+    read_meta,
+    recorded_feed,
+    shard_dir,
+)
+
+
+def test_a_new_directory_records_shards_and_feed(tmp_path: Path) -> None:
+    meta = prepare(tmp_path / "d", shard_count=3, feed_text='{"a": 1}')
+    assert meta.shard_count == 3
+    assert meta.format_version == FORMAT_VERSION
+    assert read_meta(tmp_path / "d") == meta
+    assert recorded_feed(tmp_path / "d") == '{"a": 1}'
+    assert all(shard_dir(tmp_path / "d", i).is_dir() for i in range(3))
+
+
+def test_another_shard_count_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    prepare(tmp_path, shard_count=3, feed_text="{}")
+    with pytest.raises(DataDirError, match="--shards 3"):
+        prepare(tmp_path, shard_count=4, feed_text="{}")
+
+
+def test_a_new_feed_is_recorded(tmp_path: Path) -> None:
+    prepare(tmp_path, shard_count=1, feed_text="{}")
+    meta = prepare(tmp_path, shard_count=1, feed_text='{"b": 2}')
+    assert meta.feed_sha256 == feed_digest('{"b": 2}')
+    assert recorded_feed(tmp_path) == '{"b": 2}'
+
+
+def test_a_newer_format_is_refused_not_misread(tmp_path: Path) -> None:
+    prepare(tmp_path, shard_count=1, feed_text="{}")
+    meta_path = tmp_path / "leasehold.json"
+    document = json.loads(meta_path.read_text())
+    document["format_version"] = FORMAT_VERSION + 1
+    meta_path.write_text(json.dumps(document))
+    with pytest.raises(DataDirError, match="newer Leasehold"):
+        prepare(tmp_path, shard_count=1, feed_text="{}")
+
+
+def test_garbage_metadata_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "leasehold.json").write_text("not json")
+    with pytest.raises(DataDirError, match="unreadable"):
+        read_meta(tmp_path)
