@@ -6,8 +6,6 @@ import asyncio
 from typing import Any
 
 from grpclib.server import Stream
-from proto.v2 import booking_grpc
-from proto.v2 import booking_pb2 as pb
 
 import core
 from core import ApiVersion, Booking, Lease
@@ -17,6 +15,8 @@ from gateway._router import Router
 from gateway._settle import settle, settle_strict
 from gateway._status import Failure, invalid, unknown_booking
 from gateway._wire import read_request
+from proto.v2 import booking_grpc
+from proto.v2 import booking_pb2 as pb
 
 V2 = ApiVersion.V2
 
@@ -116,7 +116,7 @@ class BookingServiceV2(booking_grpc.BookingServiceBase):
         await stream.send_message(
             pb.GetBookingStatusResponse(
                 booking_id=booking.booking_id,
-                booking_status=pb.BookingStatus.Value(booking.status.name),
+                booking_status=booking.status.name,
                 prepayment_status=pb.PREPAYMENT_NOT_PROVIDED,
             )
         )

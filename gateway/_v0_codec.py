@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from proto.v0 import booking_pb2 as pb
-
 import core
 from core import ApiVersion, Booking, Lease, Person, SlotKey, SlotRef
 from gateway import _fields as f
 from gateway._status import invalid
+from proto.v0 import booking_pb2 as pb
 
 LEASE_FIELDS: Mapping[str, str] = {
     "reference": "lease.client_reference",
@@ -113,7 +112,7 @@ def lease_message(lease: Lease) -> pb.Lease:
 def booking_message(booking: Booking) -> pb.Booking:
     out = pb.Booking(
         booking_id=booking.booking_id,
-        status=pb.BookingStatus.Value(booking.status.name),
+        status=booking.status.name,
     )
     _fill_slot_fields(out, booking.slot)
     info, p = out.client_information, booking.person

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from proto.v2 import booking_pb2 as pb
-
 import core
 from core import ApiVersion, Booking, Lease, Person, SlotKey, SlotRef
 from gateway import _fields as f
 from gateway._status import Failure, invalid
+from proto.v2 import booking_pb2 as pb
 
 # Core field names -> v2 wire paths, per RPC (for error messages).
 LEASE_FIELDS: Mapping[str, str] = {
@@ -185,7 +184,7 @@ def lease_message(lease: Lease) -> pb.Lease:
 def booking_message(booking: Booking) -> pb.Booking:
     out = pb.Booking(
         booking_id=booking.booking_id,
-        status=pb.BookingStatus.Value(booking.status.name),
+        status=booking.status.name,
     )
     fill_slot(out.slot, booking.slot)
     fill_person(out.user_information, booking.person)
@@ -204,6 +203,4 @@ def fill_person(out: pb.UserInformation, p: Person) -> None:
 
 
 def failure_message(failure: Failure) -> pb.BookingFailure:
-    return pb.BookingFailure(
-        cause=pb.BookingFailure.Cause.Value(failure.cause), description=failure.description
-    )
+    return pb.BookingFailure(cause=failure.cause, description=failure.description)

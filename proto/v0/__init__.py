@@ -1,0 +1,1 @@
+"""ext.maps.booking.partner.v0: source and generated code."""

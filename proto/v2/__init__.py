@@ -1,0 +1,1 @@
+"""ext.maps.booking.partner.v2: source and generated code."""
