@@ -7,8 +7,6 @@ from typing import Any
 from grpclib import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
-from proto.v0 import booking_grpc
-from proto.v0 import booking_pb2 as pb
 
 from core import ApiVersion, Booking, Lease
 from gateway import _v0_codec as codec
@@ -16,6 +14,8 @@ from gateway._router import Router
 from gateway._settle import settle
 from gateway._status import Failure, unknown_booking
 from gateway._wire import read_request
+from proto.v0 import booking_grpc
+from proto.v0 import booking_pb2 as pb
 
 V0 = ApiVersion.V0
 
