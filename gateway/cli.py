@@ -27,6 +27,11 @@ EXIT_FAILURE = 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # the bench parses its own flags (and passes serve's through)
+        from bench._cli import main as bench_main
+
+        return bench_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "feed":
@@ -72,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     feed_cmd = commands.add_parser("feed", help="print the built-in demo feed")
     feed_cmd.add_argument("which", choices=["demo"])
+    commands.add_parser("bench", add_help=False, help="benchmarks (leasehold bench --help)")
     return parser
 
 

@@ -1,0 +1,340 @@
+"""`leasehold bench`: run a scenario, check its history, report.
+
+    leasehold bench SCENARIO (--spawn [serve flags...] | --target HOST:PORT --feed FILE) [options]
+    leasehold bench core [--leases N]
+    leasehold bench feed SCENARIO [options] > feed.json
+
+Exit status: 0 when the run was made and the checker found nothing; 1 when the
+checker found a violation; 2 when the run could not be made (bad flags, the
+server did not start, slots not free, a client process died...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import ipaddress
+import json
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench._checker import CheckResult, check_history
+from bench._feed import build_slots, feed_document, read_feed, write_feed
+from bench._history import FIELD_NAMES, BenchSlot, Kind, Op, Outcome
+from bench._run import RunError, Runner
+from bench._scenarios import DEFAULT_MIX, ROLES, SCENARIOS, Options, run_scenario, slot_groups
+from bench._server import ServerError, SpawnedServer, serve_command
+
+EXIT_VIOLATION = 1
+EXIT_NOT_MADE = 2
+# What the checker allows between the clients' clock and the server's, beyond the drift
+# measured during the run: the server anchors its clock once, reading two clocks.
+BASE_SLACK_NS = 1_000_000
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    if args[:1] == ["core"]:
+        from bench._core_bench import main as core_main
+
+        return core_main(args[1:])
+    if args[:1] == ["feed"]:
+        options, _ = _options(parser, args[1:], allow_extra=False)
+        slots = build_slots(slot_groups(options), int(time.time()))
+        json.dump(feed_document(slots, int(time.time())), sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    options, ns = _options(parser, args, allow_extra=True)
+    try:
+        return _bench(options, ns)
+    except RunError as problem:
+        print(f"leasehold bench: the run could not be made: {problem}", file=sys.stderr)
+        return EXIT_NOT_MADE
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="leasehold bench",
+        description="Load-test a Leasehold server over gRPC and check the full history. "
+        "`leasehold bench core` times core/ alone; `leasehold bench feed SCENARIO` prints "
+        "the feed a --target server must serve.",
+    )
+    p.add_argument("scenario", choices=SCENARIOS)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--target", metavar="HOST:PORT", help="a running server (loopback only)")
+    where.add_argument(
+        "--spawn",
+        action="store_true",
+        help="start `leasehold serve` for the run (unknown flags are passed to it)",
+    )
+    p.add_argument("--feed", type=Path, help="with --target: the feed the server serves")
+    p.add_argument("--shards", type=int, help="with --spawn: the server's shard count")
+    run = p.add_argument_group("the run")
+    run.add_argument("--duration", type=float, default=10.0, metavar="S", help="measured phase")
+    run.add_argument("--warmup", type=float, default=2.0, metavar="S", help="not measured")
+    run.add_argument("--clients", type=int, default=2, help="client processes (default 2)")
+    run.add_argument("--concurrency", type=int, help="closed-loop callers (all clients)")
+    run.add_argument("--rate", type=float, help="open loop: arrivals per second instead")
+    run.add_argument("--timeout", type=float, default=5.0, metavar="S", help="per call")
+    run.add_argument("--max-requests", type=int, default=10_000_000, help="per phase")
+    run.add_argument("--ceiling", action="store_true", help="also drive health Check")
+    run.add_argument("--seed", type=int, default=1)
+    run.add_argument("--preflight-wait", type=float, metavar="S", help="wait for free slots")
+    run.add_argument("--clock-slack-ms", type=float, default=BASE_SLACK_NS / 1e6)
+    shape = p.add_argument_group("the workload")
+    shape.add_argument("--slots", type=int, help="slots (contention: S)")
+    shape.add_argument("--spots", type=int, help="spots per slot (contention: K)")
+    shape.add_argument("--lease-ttl", type=float, metavar="S", help="lease lifetime asked for")
+    shape.add_argument("--book-share", type=float, default=0.5)
+    shape.add_argument("--think", type=float, default=0.2, metavar="S")
+    shape.add_argument("--hold", type=float, default=0.5, metavar="S")
+    shape.add_argument("--late-share", type=float, default=0.02)
+    shape.add_argument("--replay-share", type=float, default=0.02)
+    shape.add_argument("--no-half-load", action="store_true")
+    shape.add_argument("--leases", type=int, default=100_000, help="expiry-storm: N")
+    shape.add_argument("--storm-rate", type=float, default=500.0, help="expiry-storm load /s")
+    shape.add_argument("--storm-setup", type=float, metavar="S")
+    shape.add_argument("--mix", help="mixed: weights, e.g. check=25,lease=20,book=10")
+    shape.add_argument("--max-bookings", type=int, default=2)
+    out = p.add_argument_group("the report")
+    out.add_argument("--out", type=Path, help="result directory (default bench-results/...)")
+    out.add_argument("--no-charts", action="store_true")
+    out.add_argument("--save-history", action="store_true", help="also write history.jsonl")
+    return p
+
+
+def _options(
+    parser: argparse.ArgumentParser, args: list[str], *, allow_extra: bool
+) -> tuple[Options, argparse.Namespace]:
+    ns, extra = parser.parse_known_args(args)
+    if extra and not (allow_extra and ns.spawn):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    ns.serve_extra = extra
+    if ns.clients < 1 or (ns.concurrency is not None and ns.concurrency < 1):
+        parser.error("--clients and --concurrency must be at least 1")
+    if ns.duration <= 0 or ns.timeout <= 0:
+        parser.error("--duration and --timeout must be positive")
+    mix = dict(DEFAULT_MIX)
+    if ns.mix:
+        try:
+            mix = {k.strip(): float(v) for k, v in (kv.split("=") for kv in ns.mix.split(","))}
+        except ValueError:
+            parser.error("--mix takes name=weight pairs, e.g. check=25,lease=20")
+        unknown = set(mix) - set(DEFAULT_MIX)
+        if unknown:
+            parser.error(f"--mix: unknown {sorted(unknown)}; known: {sorted(DEFAULT_MIX)}")
+    options = Options(
+        scenario=ns.scenario,
+        duration_s=ns.duration,
+        warmup_s=ns.warmup,
+        concurrency=ns.concurrency,
+        rate=ns.rate,
+        ceiling=ns.ceiling,
+        half_load=not ns.no_half_load,
+        slots=ns.slots,
+        spots=ns.spots,
+        lease_ttl_s=ns.lease_ttl,
+        book_share=ns.book_share,
+        think_s=ns.think,
+        hold_s=ns.hold,
+        late_share=ns.late_share,
+        replay_share=ns.replay_share,
+        leases=ns.leases,
+        storm_rate=ns.storm_rate,
+        storm_setup_s=ns.storm_setup,
+        mix=mix,
+        max_bookings=ns.max_bookings,
+        max_requests=ns.max_requests,
+    )
+    return options, ns
+
+
+def _loopback(target: str) -> bool:
+    host = target.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bench(o: Options, ns: argparse.Namespace) -> int:
+    if not ns.spawn and not ns.target:
+        raise RunError("say where the server is: --spawn, or --target HOST:PORT --feed FILE")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out_dir: Path = ns.out or Path("bench-results") / f"{o.scenario}-{stamp}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    drift0 = time.time_ns() - time.monotonic_ns()
+    server: SpawnedServer | None = None
+    with tempfile.TemporaryDirectory(prefix="leasehold-bench-") as scratch:
+        if ns.spawn:
+            slots = build_slots(slot_groups(o), int(started))
+            feed = write_feed(out_dir / "feed.json", slots, int(started))
+            command = serve_command(feed, Path(scratch) / "data", ns.shards, ns.serve_extra)
+            try:
+                server = SpawnedServer(command)
+            except ServerError as problem:
+                raise RunError(str(problem)) from None
+            target = server.target
+        else:
+            target = ns.target
+            if not _loopback(target):
+                raise RunError(f"--target {target}: the bench sends load to loopback only")
+            if ns.feed is None:
+                raise RunError("--target needs --feed: the feed that server serves")
+            slots = read_feed(ns.feed, ROLES[o.scenario])
+            if not slots:
+                raise RunError(f"{ns.feed} has no {'/'.join(ROLES[o.scenario])} slots")
+        try:
+            return _run(o, ns, slots, target, server, out_dir, started, drift0)
+        finally:
+            if server is not None:
+                server.kill()
+
+
+def _run(
+    o: Options,
+    ns: argparse.Namespace,
+    slots: list[BenchSlot],
+    target: str,
+    server: SpawnedServer | None,
+    out_dir: Path,
+    started: float,
+    drift0: int,
+) -> int:
+    log = sys.stderr
+    where = f"spawned {' '.join(server.command)}" if server else f"target {target}"
+    print(f"leasehold bench {o.scenario}: {len(slots)} slots; {where}", file=log)
+    run_id = secrets.token_hex(4)
+    with Runner(
+        target,
+        slots,
+        clients=ns.clients,
+        timeout_s=ns.timeout,
+        run_id=run_id,
+        seed=ns.seed,
+        server_cpu=server.cpu_seconds if server else lambda: None,
+        out=log,
+    ) as runner:
+        wait = ns.preflight_wait
+        if wait is None:
+            wait = 0.0 if server else (o.lease_ttl_s or 3.0) + 2.0
+        runner.wait_until_free(wait)
+        scenario = run_scenario(runner, o)
+        final = runner.read_all("final")
+        history = [op for phase in scenario.phases for op in phase.ops] + final
+        drift = abs(time.time_ns() - time.monotonic_ns() - drift0)
+        slack = drift + round(ns.clock_slack_ms * 1e6)
+        print(f"checking {len(history)} operations (clock slack {slack / 1e6:.3f} ms)", file=log)
+        checked = check_history(history, slots, slack)
+        if server is None:
+            runner.cancel_all(_still_confirmed(history))
+    server_exit = server.stop() if server else None
+    result = _result(o, ns, target, slots, scenario, checked, slack, started, out_dir)
+    result["server"] = {
+        "spawned": server is not None,
+        "command": server.command if server else None,
+        "exit_code": server_exit,
+    }
+    _write(result, history, scenario, out_dir, ns)
+    from bench._report import print_table
+
+    print_table(result, sys.stdout)
+    if server_exit not in (None, 0):
+        print(f"warning: the server exited {server_exit} on SIGTERM", file=log)
+    return 0 if checked.ok else EXIT_VIOLATION
+
+
+def _still_confirmed(history: list[Op]) -> list[tuple[str, int, str]]:
+    booked: dict[str, tuple[str, int, str]] = {}
+    for op in history:
+        if op.kind is Kind.BOOK and op.outcome is Outcome.APPLIED:
+            booked[op.booking_id] = (op.booking_id, op.reply_slot, op.version)
+    for op in history:
+        if op.kind is Kind.CANCEL and op.outcome is Outcome.APPLIED:
+            booked.pop(op.booking_id, None)
+    return list(booked.values())
+
+
+def _result(
+    o: Options,
+    ns: argparse.Namespace,
+    target: str,
+    slots: list[BenchSlot],
+    scenario: Any,
+    checked: CheckResult,
+    slack_ns: int,
+    started: float,
+    out_dir: Path,
+) -> dict[str, Any]:
+    from bench._report import ceiling_figures, phase_summary, timeline
+
+    violations = [
+        {
+            "kind": v.kind.value,
+            "message": v.message,
+            "operations": list(v.op_ids),
+            "slot": slots[v.slot].label() if v.slot >= 0 else None,
+            "at_ns": v.at_ns,
+        }
+        for v in checked.violations
+    ]
+    return {
+        "scenario": o.scenario,
+        "started_at": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(),
+        "argv": sys.argv,
+        "target": target,
+        "clients": ns.clients,
+        "settings": dataclasses.asdict(o),
+        "slots": len(slots),
+        "spots": sum(s.spots for s in slots),
+        "phases": [phase_summary(p) for p in scenario.phases],
+        "ceiling": ceiling_figures(scenario.phases),
+        "extra": scenario.extra,
+        "timeline": timeline(scenario.phases),
+        "checker": {
+            "ok": checked.ok,
+            "violations": violations,
+            "suppressed": checked.suppressed,
+            "operations": checked.operations,
+            "unknown_outcomes": checked.unknown_outcomes,
+            "entities": checked.entities,
+            "reads_checked": checked.reads_checked,
+            "slack_ms": round(slack_ns / 1e6, 3),
+            "max_certain_holders": max(checked.max_certain_holders.values(), default=0),
+        },
+        "files": {"json": str(out_dir / "result.json"), "charts": [], "history": None},
+    }
+
+
+def _write(
+    result: dict[str, Any],
+    history: list[Op],
+    scenario: Any,
+    out_dir: Path,
+    ns: argparse.Namespace,
+) -> None:
+    if ns.save_history:
+        path = out_dir / "history.jsonl"
+        with path.open("w", encoding="utf-8") as f:
+            f.write(json.dumps(FIELD_NAMES) + "\n")
+            for op in history:
+                f.write(json.dumps(op.row()) + "\n")
+        result["files"]["history"] = str(path)
+    if not ns.no_charts:
+        from bench._report import write_charts
+
+        charts = write_charts(
+            scenario.phases, result["timeline"], out_dir, f"leasehold bench {ns.scenario}"
+        )
+        result["files"]["charts"] = [str(p) for p in charts]
+    (out_dir / "result.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

@@ -1,0 +1,273 @@
+"""Figures from a run: HDR latency histograms, a table, the JSON result, and PNG charts.
+
+Only a measured phase's requests whose (intended) send time falls inside the
+phase count in its figures: warm-up, and the cancels callers send after the end,
+are in the history (the checker needs them) but not in the numbers. Latency is
+from the intended send time in open loop, from the send time in closed loop,
+recorded in HDR histograms (1 us .. 60 s, 3 significant digits).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
+
+from bench._history import Kind, Op, Outcome
+from bench._loadgen import NANOS
+from bench._run import PhaseOutcome
+
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+_LOWEST_US, _HIGHEST_US, _DIGITS = 1, 60_000_000, 3
+
+
+def op_label(op: Op) -> str:
+    return f"{op.kind.value}/v0" if op.version == "v0" else op.kind.value
+
+
+def histogram(latencies_ns: Iterable[int]) -> Any:
+    h = HdrHistogram(_LOWEST_US, _HIGHEST_US, _DIGITS)
+    for ns in latencies_ns:
+        h.record_value(min(max(ns // 1_000, _LOWEST_US), _HIGHEST_US))
+    return h
+
+
+def latency_summary(h: Any) -> dict[str, float]:
+    if h.get_total_count() == 0:
+        return {}
+    out = {f"p{p:g}": h.get_value_at_percentile(p) / 1_000 for p in PERCENTILES}
+    out["max"] = h.get_max_value() / 1_000
+    out["mean"] = round(h.get_mean_value() / 1_000, 3)
+    return out
+
+
+def counted(phase: PhaseOutcome) -> list[Op]:
+    """The phase's requests that count in its figures."""
+    return [
+        op for op in phase.ops if phase.start_ns <= (op.intended_ns or op.send_ns) < phase.end_ns
+    ]
+
+
+def phase_summary(phase: PhaseOutcome) -> dict[str, Any]:
+    ops = counted(phase)
+    seconds = phase.seconds
+    kinds: dict[str, list[Op]] = defaultdict(list)
+    for op in ops:
+        kinds[op_label(op)].append(op)
+    per_kind = {}
+    for label, mine in sorted(kinds.items()):
+        answers: Counter[str] = Counter()
+        for op in mine:
+            if op.outcome is Outcome.APPLIED:
+                answers["ok"] += 1
+            elif op.cause:
+                answers[op.cause] += 1
+            else:
+                answers[f"status {op.status}"] += 1
+        per_kind[label] = {
+            "requests": len(mine),
+            "per_s": round(len(mine) / seconds, 1),
+            "answers": dict(answers.most_common()),
+            "unknown": sum(1 for op in mine if op.outcome is Outcome.UNKNOWN),
+            "latency_ms": latency_summary(histogram(op.latency_ns for op in mine)),
+        }
+    calls = len(phase.ops)
+    summary: dict[str, Any] = {
+        "name": phase.name,
+        "scenario": phase.scenario,
+        "mode": phase.mode,
+        "concurrency": phase.concurrency if phase.mode == "closed" else None,
+        "rate_per_s": round(phase.rate, 1) if phase.mode == "open" else None,
+        "measured": phase.measured,
+        "seconds": round(seconds, 3),
+        "requests": len(ops),
+        "per_s": round(len(ops) / seconds, 1),
+        "latency_ms": latency_summary(histogram(op.latency_ns for op in ops)),
+        "kinds": per_kind,
+        "client_cpu_s": round(phase.client_cpu_s, 3),
+        "client_cpu_us_per_call": round(phase.client_cpu_s / calls * 1e6, 1) if calls else None,
+        "client_cores": round(phase.client_cpu_s / phase.wall_s, 2) if phase.wall_s else None,
+        "server_cpu_s": None if phase.server_cpu_s is None else round(phase.server_cpu_s, 3),
+        "server_cpu_us_per_call": (
+            round(phase.server_cpu_s / calls * 1e6, 1)
+            if phase.server_cpu_s is not None and calls
+            else None
+        ),
+        "machine_busy": round(phase.machine_busy, 3),
+        "open_loop_held_back": phase.held_back,
+    }
+    return summary
+
+
+def timeline(phases: Sequence[PhaseOutcome]) -> dict[str, Any]:
+    """Per second of the run: requests started and their p99, per phase."""
+    if not phases:
+        return {"t0_ns": 0, "seconds": []}
+    t0 = phases[0].start_ns
+    rows = []
+    for phase in phases:
+        buckets: dict[int, list[int]] = defaultdict(list)
+        for op in counted(phase):
+            buckets[((op.intended_ns or op.send_ns) - t0) // NANOS].append(op.latency_ns)
+        for second in sorted(buckets):
+            values = sorted(buckets[second])
+            rows.append(
+                {
+                    "t": second,
+                    "phase": phase.name,
+                    "requests": len(values),
+                    "p99_ms": values[min(len(values) - 1, int(0.99 * len(values)))] / 1e6,
+                }
+            )
+    return {"t0_ns": t0, "seconds": rows}
+
+
+def ceiling_figures(phases: Sequence[PhaseOutcome]) -> dict[str, Any] | None:
+    by_name = {p.name: p for p in phases}
+    ceiling, measure = by_name.get("ceiling"), by_name.get("measure")
+    if ceiling is None or measure is None:
+        return None
+    health = sum(1 for op in counted(ceiling) if op.kind is Kind.HEALTH) / ceiling.seconds
+    leases = sum(1 for op in counted(measure) if op.kind is Kind.LEASE) / measure.seconds
+    everything = len(counted(measure)) / measure.seconds
+    return {
+        "health_check_per_s": round(health, 1),
+        "create_lease_per_s": round(leases, 1),
+        "all_requests_per_s": round(everything, 1),
+        "create_lease_fraction_of_ceiling": round(leases / health, 3) if health else None,
+        "all_requests_fraction_of_ceiling": round(everything / health, 3) if health else None,
+    }
+
+
+# ----- the terminal table ---------------------------------------------------------------
+
+
+def print_table(result: dict[str, Any], out: TextIO) -> None:
+    w = out.write
+    w(f"\nleasehold bench {result['scenario']}  ({result['target']}")
+    w(f", {result['clients']} client processes)\n")
+    head = f"{'phase':<10} {'requests':<14} {'n':>8} {'per s':>9} "
+    head += " ".join(f"{'p' + format(p, 'g'):>8}" for p in PERCENTILES)
+    head += f" {'max':>8}  answers\n"
+    w(head)
+    w("-" * (len(head) + 10) + "\n")
+    for phase in result["phases"]:
+        if not phase["measured"]:
+            w(f"{phase['name']:<10} (not measured: {phase['requests']} requests)\n")
+            continue
+        for label, k in phase["kinds"].items():
+            lat = k["latency_ms"]
+            cells = " ".join(f"{lat.get('p' + format(p, 'g'), 0):8.2f}" for p in PERCENTILES)
+            answers = ", ".join(f"{a} {n}" for a, n in list(k["answers"].items())[:4])
+            w(
+                f"{phase['name']:<10} {label:<14} {k['requests']:>8} {k['per_s']:>9.1f} "
+                f"{cells} {lat.get('max', 0):8.2f}  {answers}\n"
+            )
+        cpu = phase["client_cpu_us_per_call"]
+        server = phase["server_cpu_us_per_call"]
+        mode = (
+            f"closed, {phase['concurrency']} callers"
+            if phase["mode"] == "closed"
+            else f"open, {phase['rate_per_s']}/s"
+        )
+        w(
+            f"{'':<10} ({mode}; client CPU {phase['client_cores']} cores, {cpu} us/call; "
+            f"server CPU {server if server is not None else '?'} us/call; "
+            f"machine {phase['machine_busy']:.0%} busy)\n"
+        )
+    ceiling = result.get("ceiling")
+    if ceiling:
+        w(
+            f"\nceiling: health Check {ceiling['health_check_per_s']:.0f}/s; CreateLease "
+            f"{ceiling['create_lease_per_s']:.0f}/s = "
+            f"{ceiling['create_lease_fraction_of_ceiling']:.0%} of it "
+            f"(all requests {ceiling['all_requests_fraction_of_ceiling']:.0%})\n"
+        )
+    for key, value in result.get("extra", {}).items():
+        w(f"{key}: {value}\n")
+    checker = result["checker"]
+    if checker["ok"]:
+        w(
+            f"\nchecker: OK ({checker['operations']} operations, {checker['reads_checked']} "
+            f"availability answers, {checker['unknown_outcomes']} unknown outcomes, "
+            f"slack {checker['slack_ms']} ms)\n"
+        )
+    else:
+        w(f"\nchecker: {len(checker['violations'])} VIOLATIONS\n")
+        for v in checker["violations"]:
+            w(f"  {v['kind']}: {v['message']}\n    operations: {v['operations'][:12]}\n")
+    w(f"result: {result['files']['json']}\n")
+
+
+# ----- charts ---------------------------------------------------------------------------
+
+
+def write_charts(
+    phases: Sequence[PhaseOutcome], series: dict[str, Any], out_dir: Path, title: str
+) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(9, 5))
+    ticks = [50.0, 90.0, 99.0, 99.9, 99.99]
+    for phase in phases:
+        if not phase.measured:
+            continue
+        by_label: dict[str, list[int]] = defaultdict(list)
+        for op in counted(phase):
+            by_label[op_label(op)].append(op.latency_ns)
+        for label, values in sorted(by_label.items(), key=lambda kv: -len(kv[1]))[:4]:
+            if len(values) < 20:
+                continue
+            h = histogram(values)
+            xs, ys = [], []
+            for p in _percentile_grid(len(values)):
+                xs.append(1 / (1 - p / 100))
+                ys.append(max(h.get_value_at_percentile(p) / 1_000, 1e-3))
+            ax.plot(xs, ys, label=f"{phase.name}: {label}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks([1 / (1 - t / 100) for t in ticks], [f"p{t:g}" for t in ticks])
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"{title}: latency distribution")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    path = out_dir / "latency.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    paths.append(path)
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    rows = series["seconds"]
+    for name in dict.fromkeys(r["phase"] for r in rows):
+        mine = [r for r in rows if r["phase"] == name]
+        ts = [r["t"] for r in mine]
+        top.plot(ts, [r["requests"] for r in mine], marker=".", label=name)
+        bottom.plot(ts, [r["p99_ms"] for r in mine], marker=".", label=name)
+    top.set_ylabel("requests / s")
+    bottom.set_ylabel("p99 (ms)")
+    bottom.set_yscale("log")
+    bottom.set_xlabel("seconds since the first phase started")
+    top.set_title(f"{title}: throughput and p99 over time")
+    for axis in (top, bottom):
+        axis.grid(True, alpha=0.3)
+    top.legend(fontsize=8)
+    path = out_dir / "timeline.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    paths.append(path)
+    return paths
+
+
+def _percentile_grid(count: int) -> list[float]:
+    """Percentiles from 0 up to what `count` samples can support (1 in count)."""
+    top = max(1.0, math.log10(count))
+    steps = 100
+    return [100 * (1 - 10 ** (-top * i / steps)) for i in range(steps + 1)]

@@ -1,0 +1,317 @@
+"""The coordinator: client processes, phases, progress on the terminal, and its own reads.
+
+The coordinator sends no load itself. It starts the client processes, hands each
+phase to all of them with one start instant, prints a progress line per second
+while they run, and collects every record. Before the run it checks that the
+slots are free (the checker assumes so); after it, with nothing in flight, it
+reads every slot's availability (the final read the checker compares with the
+history).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import queue
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import grpc
+
+from bench._client import Client
+from bench._feed import key_row
+from bench._history import BenchSlot, Op, Outcome
+from bench._loadgen import NANOS, PhaseResult, PhaseSpec, Progress, worker_main
+
+START_DELAY_S = 0.5
+READ_CONCURRENCY = 32
+
+
+class RunError(Exception):
+    """The run could not be made (not a violation: nothing was proven either way)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseOutcome:
+    name: str
+    scenario: str
+    mode: str
+    concurrency: int
+    rate: float
+    measured: bool
+    start_ns: int
+    end_ns: int
+    ops: list[Op]
+    client_cpu_s: float
+    # None when the server is not ours to measure (--target).
+    server_cpu_s: float | None
+    # Busy fraction of the whole machine (all cores) over the phase.
+    machine_busy: float
+    wall_s: float
+    held_back: int
+
+    @property
+    def seconds(self) -> float:
+        return (self.end_ns - self.start_ns) / NANOS
+
+
+class Runner:
+    """Client processes for one run. Use as a context manager."""
+
+    def __init__(
+        self,
+        target: str,
+        slots: Sequence[BenchSlot],
+        *,
+        clients: int,
+        timeout_s: float,
+        run_id: str,
+        seed: int,
+        server_cpu: Callable[[], float | None] = lambda: None,
+        out: TextIO = sys.stderr,
+    ) -> None:
+        self.target = target
+        self.slots = list(slots)
+        self.clients = clients
+        self.timeout_s = timeout_s
+        self.run_id = run_id
+        self.seed = seed
+        self.server_cpu = server_cpu
+        self.out = out
+        self._context = multiprocessing.get_context("spawn")
+        self._progress: Any = self._context.Queue()
+        self._conns: list[multiprocessing.connection.Connection] = []
+        self._procs: list[multiprocessing.process.BaseProcess] = []
+        self._op_ids = 0
+
+    def __enter__(self) -> Runner:
+        rows = [key_row(s.key) for s in self.slots]
+        for index in range(self.clients):
+            mine, theirs = self._context.Pipe()
+            process = self._context.Process(
+                target=worker_main,
+                args=(index, self.target, rows, self.timeout_s, theirs, self._progress),
+                name=f"bench-client-{index}",
+                daemon=True,
+            )
+            process.start()
+            theirs.close()
+            self._conns.append(mine)
+            self._procs.append(process)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for conn in self._conns:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                conn.send(None)
+        for process in self._procs:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+        for conn in self._conns:
+            conn.close()
+        self._progress.close()
+        self._progress.join_thread()
+
+    # ----- phases -----------------------------------------------------------------------
+
+    def phase(
+        self,
+        name: str,
+        scenario: str,
+        *,
+        mode: str = "closed",
+        concurrency: int = 0,
+        rate: float = 0.0,
+        duration_s: float,
+        params: dict[str, Any] | None = None,
+        per_worker: Callable[[int], dict[str, Any]] | None = None,
+        measured: bool = True,
+        max_requests: int = 10_000_000,
+    ) -> PhaseOutcome:
+        """Run one phase on every client process and wait for all of it."""
+        start_ns = time.time_ns() + round(START_DELAY_S * NANOS)
+        end_ns = start_ns + round(duration_s * NANOS)
+        for worker, conn in enumerate(self._conns):
+            worker_params = dict(params or {})
+            if per_worker is not None:
+                worker_params.update(per_worker(worker))
+            spec = PhaseSpec(
+                name=name,
+                scenario=scenario,
+                mode=mode,
+                concurrency=_share(concurrency, worker, self.clients),
+                rate=rate / self.clients,
+                start_ns=start_ns,
+                end_ns=end_ns,
+                max_requests=max(1, max_requests // self.clients),
+                params=worker_params,
+                worker=worker,
+                workers=self.clients,
+                seed=self.seed,
+                run_id=self.run_id,
+                measured=measured,
+            )
+            conn.send(spec)
+        cpu0, busy0 = self.server_cpu(), _machine_ticks()
+        results = self._collect(name, duration_s)
+        cpu1, busy1 = self.server_cpu(), _machine_ticks()
+        incomplete = [r.worker for r in results if r.incomplete]
+        ops = [Op.from_row(row) for r in results for row in r.rows]
+        if incomplete:
+            raise RunError(f"phase {name} overran its time limit on clients {incomplete}")
+        return PhaseOutcome(
+            name=name,
+            scenario=scenario,
+            mode=mode,
+            concurrency=concurrency,
+            rate=rate,
+            measured=measured,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            ops=ops,
+            client_cpu_s=sum(r.cpu_s for r in results),
+            server_cpu_s=None if cpu0 is None or cpu1 is None else cpu1 - cpu0,
+            machine_busy=_busy_fraction(busy0, busy1),
+            wall_s=max(r.wall_s for r in results),
+            held_back=sum(r.held_back for r in results),
+        )
+
+    def _collect(self, name: str, duration_s: float) -> list[PhaseResult]:
+        results: dict[int, PhaseResult] = {}
+        seconds: dict[int, list[Progress]] = {}
+        printed = 0
+        deadline = time.monotonic() + START_DELAY_S + duration_s + self.timeout_s + 60
+        while len(results) < self.clients:
+            if time.monotonic() > deadline:
+                raise RunError(f"phase {name}: the client processes did not finish")
+            for worker, conn in enumerate(self._conns):
+                if worker in results:
+                    continue
+                if not self._procs[worker].is_alive() and not conn.poll():
+                    raise RunError(f"client process {worker} died during phase {name}")
+                if conn.poll():
+                    try:
+                        results[worker] = conn.recv()
+                    except EOFError:
+                        raise RunError(f"client process {worker} died during {name}") from None
+            try:
+                report: Progress = self._progress.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if report.phase != name:
+                continue
+            seconds.setdefault(report.second, []).append(report)
+            ready = [s for s, rs in seconds.items() if len(rs) == self.clients and s > printed]
+            for second in sorted(ready):
+                self._print_progress(name, seconds.pop(second))
+                printed = second
+        return [results[w] for w in sorted(results)]
+
+    def _print_progress(self, name: str, reports: list[Progress]) -> None:
+        done = sum(r.completed for r in reports)
+        failed = sum(r.failed for r in reports)
+        p99 = max(r.p99_ms for r in reports)
+        flight = sum(r.in_flight for r in reports)
+        print(
+            f"  {name:<10} {reports[0].second:>4}s {done:>8,d} req/s   p99 <= {p99:8.2f} ms"
+            f"   unknown {failed:>5}   in flight {flight:>5}",
+            file=self.out,
+            flush=True,
+        )
+
+    # ----- the coordinator's own reads --------------------------------------------------
+
+    def read_all(self, phase: str) -> list[Op]:
+        """CheckAvailability of every slot (nothing else in flight), recorded as `phase`."""
+        return asyncio.run(self._read_all(phase))
+
+    async def _read_all(self, phase: str) -> list[Op]:
+        async with grpc.aio.insecure_channel(self.target) as channel:
+            client = Client(
+                channel, [s.key for s in self.slots], worker=self.clients, timeout_s=self.timeout_s
+            )
+            client.phase = phase
+            limit = asyncio.Semaphore(READ_CONCURRENCY)
+
+            async def read(slot: int) -> Op:
+                async with limit:
+                    return await client.check(slot)
+
+            ops = await asyncio.gather(*(read(i) for i in range(len(self.slots))))
+        # Unique ids across calls: the coordinator's ids continue where the last read left.
+        renumbered = [_renumber(op, self.clients, self._op_ids + i) for i, op in enumerate(ops)]
+        self._op_ids += len(ops)
+        return renumbered
+
+    def wait_until_free(self, wait_s: float) -> None:
+        """Raise RunError unless every slot shows all its spots open (within `wait_s`)."""
+        give_up = time.monotonic() + wait_s
+        while True:
+            reads = self.read_all("preflight")
+            busy = [
+                (self.slots[op.slot], op)
+                for op in reads
+                if op.outcome is not Outcome.APPLIED or op.count != self.slots[op.slot].spots
+            ]
+            if not busy:
+                return
+            if time.monotonic() >= give_up:
+                slot, op = busy[0]
+                raise RunError(
+                    f"{len(busy)} slots are not free at the start (e.g. {slot.label()}: "
+                    f"status {op.status}, {op.count} of {slot.spots} open); the checker needs "
+                    "free slots: restart the server with the bench feed, or wait for leases "
+                    "of an earlier run to expire (--preflight-wait)"
+                )
+            time.sleep(0.5)
+
+    def cancel_all(self, bookings: Sequence[tuple[str, int, str]]) -> None:
+        """Cancel bookings (after the run, to leave a --target server reusable)."""
+        asyncio.run(self._cancel_all(bookings))
+
+    async def _cancel_all(self, bookings: Sequence[tuple[str, int, str]]) -> None:
+        async with grpc.aio.insecure_channel(self.target) as channel:
+            client = Client(
+                channel, [s.key for s in self.slots], worker=self.clients, timeout_s=self.timeout_s
+            )
+            limit = asyncio.Semaphore(READ_CONCURRENCY)
+
+            async def cancel(booking_id: str, slot: int, version: str) -> None:
+                async with limit:
+                    await client.cancel(booking_id, slot, version=version)
+
+            await asyncio.gather(*(cancel(*b) for b in bookings))
+
+
+def _renumber(op: Op, worker: int, n: int) -> Op:
+    row = list(op.row())
+    row[0] = (worker << 40) | n
+    return Op.from_row(row)
+
+
+def _share(total: int, worker: int, workers: int) -> int:
+    return total // workers + (1 if worker < total % workers else 0)
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine since boot (Linux /proc/stat)."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return (0, 0)
+    values = [int(v) for v in first]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values) - idle, sum(values))
+
+
+def _busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0

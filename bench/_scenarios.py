@@ -1,0 +1,305 @@
+"""The scenarios: their slots, and the phases each runs (the callers are in _behaviours).
+
+- flow: the booking funnel (CheckAvailability, CreateLease, CreateBooking) on
+  uncontended slots (many slots, more spots than the run can take).
+- contention: C callers race for S slots of K spots; leases live `--lease-ttl`,
+  a share of lease holders book (after thinking; a few think too long), the rest
+  leave their lease to expire; bookings are held a while, then cancelled. Then,
+  unless `--no-half-load`, the same workload open-loop at half the measured
+  CreateLease rate, for the latency at half load.
+- expiry-storm: N leases over the storm slots, all expiring at one instant;
+  open-loop load on other slots goes on before and after it, and pollers watch
+  the storm slots from the instant on.
+- mixed: a weighted blend of every RPC, v2 and v0 (`--mix check=25,lease=20,...`).
+
+`--ceiling` adds a phase of the health Check at the scenario's concurrency: what
+the same gRPC stack does with no work behind the call.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench._feed import SlotGroup
+from bench._history import BenchSlot, Kind
+from bench._loadgen import NANOS
+from bench._run import PhaseOutcome, RunError, Runner
+
+SCENARIOS = ("flow", "contention", "expiry-storm", "mixed")
+ROLES = {
+    "flow": ("flow",),
+    "contention": ("race",),
+    "expiry-storm": ("storm", "background"),
+    "mixed": ("mixed",),
+}
+DEFAULT_MIX = {
+    "check": 25.0,
+    "batch": 5.0,
+    "lease": 20.0,
+    "lease_v0": 5.0,
+    "book": 12.0,
+    "book_direct": 3.0,
+    "book_v0": 5.0,
+    "cancel": 8.0,
+    "cancel_v0": 2.0,
+    "reschedule": 5.0,
+    "get": 5.0,
+    "list": 5.0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """A scenario's settings (the CLI fills them; defaults are each scenario's own)."""
+
+    scenario: str
+    duration_s: float = 10.0
+    warmup_s: float = 2.0
+    concurrency: int | None = None
+    rate: float | None = None
+    ceiling: bool = False
+    half_load: bool = True
+    slots: int | None = None
+    spots: int | None = None
+    lease_ttl_s: float | None = None
+    book_share: float = 0.5
+    think_s: float = 0.2
+    hold_s: float = 0.5
+    late_share: float = 0.02
+    replay_share: float = 0.02
+    leases: int = 100_000
+    storm_rate: float = 500.0
+    storm_setup_s: float | None = None
+    mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    max_bookings: int = 2
+    max_requests: int = 10_000_000
+
+
+def default_concurrency(o: Options) -> int:
+    return o.concurrency or {"contention": 1000, "expiry-storm": 256}.get(o.scenario, 64)
+
+
+def slot_groups(o: Options) -> list[SlotGroup]:
+    if o.scenario == "flow":
+        return [SlotGroup("flow", o.slots or 1024, o.spots or 10_000, merchants=64)]
+    if o.scenario == "contention":
+        count = o.slots or 10
+        return [SlotGroup("race", count, o.spots or 1, merchants=count)]
+    if o.scenario == "expiry-storm":
+        spots = o.spots or 1_000
+        storm = o.slots or max(1, math.ceil(o.leases / spots))
+        return [
+            SlotGroup("storm", storm, spots, merchants=16),
+            SlotGroup("background", 32, 1_000_000, merchants=16),
+        ]
+    if o.scenario == "mixed":
+        return [SlotGroup("mixed", o.slots or 96, o.spots or 4, merchants=16)]
+    raise ValueError(f"unknown scenario {o.scenario!r}")
+
+
+@dataclass
+class ScenarioRun:
+    phases: list[PhaseOutcome] = field(default_factory=list)
+    # Scenario-specific figures (the storm's lateness, the half-load rate...).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_scenario(runner: Runner, o: Options) -> ScenarioRun:
+    plans = {
+        "flow": _flow,
+        "contention": _contention,
+        "expiry-storm": _expiry_storm,
+        "mixed": _mixed,
+    }
+    run = ScenarioRun()
+    plans[o.scenario](runner, o, run)
+    return run
+
+
+def _indexes(slots: list[BenchSlot], role: str) -> list[int]:
+    return [i for i, s in enumerate(slots) if s.key.service_id == role]
+
+
+def _load(
+    runner: Runner,
+    o: Options,
+    run: ScenarioRun,
+    name: str,
+    behaviour: str,
+    params: dict[str, Any],
+    *,
+    duration_s: float,
+    measured: bool = True,
+    rate: float | None = None,
+) -> PhaseOutcome:
+    """A phase open-loop at `rate` if given (or --rate), else closed-loop at the concurrency."""
+    rate = rate if rate is not None else o.rate
+    phase = runner.phase(
+        name,
+        behaviour,
+        mode="open" if rate else "closed",
+        concurrency=default_concurrency(o),
+        rate=rate or 0.0,
+        duration_s=duration_s,
+        params=params,
+        measured=measured,
+        max_requests=o.max_requests,
+    )
+    run.phases.append(phase)
+    return phase
+
+
+def _ceiling(runner: Runner, o: Options, run: ScenarioRun) -> None:
+    if o.ceiling:
+        _load(runner, o, run, "ceiling", "health", {}, duration_s=o.duration_s)
+
+
+def _flow(runner: Runner, o: Options, run: ScenarioRun) -> None:
+    params = {"slots": _indexes(runner.slots, "flow"), "lease_ttl_s": o.lease_ttl_s or 60.0}
+    if o.warmup_s > 0:
+        _load(runner, o, run, "warmup", "flow", params, duration_s=o.warmup_s, measured=False)
+    _ceiling(runner, o, run)
+    _load(runner, o, run, "measure", "flow", params, duration_s=o.duration_s)
+
+
+def _contention(runner: Runner, o: Options, run: ScenarioRun) -> None:
+    params = {
+        "slots": _indexes(runner.slots, "race"),
+        "lease_ttl_s": o.lease_ttl_s or 2.0,
+        "book_share": o.book_share,
+        "think_s": o.think_s,
+        "hold_s": o.hold_s,
+        "late_share": o.late_share,
+        "replay_share": o.replay_share,
+    }
+    if o.warmup_s > 0:
+        _load(runner, o, run, "warmup", "contention", params, duration_s=o.warmup_s, measured=False)
+    _ceiling(runner, o, run)
+    measure = _load(runner, o, run, "measure", "contention", params, duration_s=o.duration_s)
+    if not o.half_load or o.rate:
+        return
+    leases = [op for op in measure.ops if op.kind is Kind.LEASE and _in(op, measure)]
+    per_second = len(leases) / measure.seconds
+    # Each arrival is one attempt: one CreateLease, plus a replay for a share of them.
+    rate = 0.5 * per_second / (1 + o.replay_share)
+    run.extra["half_load_arrivals_per_s"] = round(rate, 1)
+    run.extra["half_load_of_lease_per_s"] = round(per_second, 1)
+    if rate > 0:
+        _load(runner, o, run, "half-load", "contention", params, duration_s=o.duration_s, rate=rate)
+
+
+def _mixed(runner: Runner, o: Options, run: ScenarioRun) -> None:
+    params = {
+        "slots": _indexes(runner.slots, "mixed"),
+        "lease_ttl_s": o.lease_ttl_s or 3.0,
+        "mix": o.mix,
+        "replay_share": o.replay_share,
+        "max_bookings": o.max_bookings,
+    }
+    if o.warmup_s > 0:
+        _load(runner, o, run, "warmup", "mixed", params, duration_s=o.warmup_s, measured=False)
+    _ceiling(runner, o, run)
+    _load(runner, o, run, "measure", "mixed", params, duration_s=o.duration_s)
+
+
+def _expiry_storm(runner: Runner, o: Options, run: ScenarioRun) -> None:
+    storm = _indexes(runner.slots, "storm")
+    background = _indexes(runner.slots, "background")
+    capacity = sum(runner.slots[i].spots for i in storm)
+    if capacity < o.leases:
+        raise RunError(f"the storm slots hold {capacity} spots, fewer than {o.leases} leases")
+    _ceiling(runner, o, run)
+    # All leases expire at one instant, fixed before the first is asked for: far enough
+    # ahead for the setup to finish at a pessimistic grant rate.
+    setup_s = o.storm_setup_s or max(5.0, o.leases / 1_500 + 3.0)
+    instant = time.time_ns() + round((setup_s + 1.0) * NANOS)
+    workers = runner.clients
+    setup = runner.phase(
+        "setup",
+        "storm-setup",
+        concurrency=default_concurrency(o),
+        duration_s=setup_s,
+        params={"slots": storm, "expiry_ns": instant},
+        per_worker=lambda w: {
+            "per_worker": o.leases // workers + (1 if w < o.leases % workers else 0),
+            "offset": w * (len(storm) // max(workers, 1)),
+        },
+        measured=False,
+    )
+    run.phases.append(setup)
+    granted = sum(1 for op in setup.ops if op.kind is Kind.LEASE and op.lease_id)
+    run.extra["storm_leases_granted"] = granted
+    run.extra["storm_instant_ns"] = instant
+    if granted < o.leases:
+        raise RunError(f"the storm setup granted {granted} of {o.leases} leases in {setup_s:.0f} s")
+    after = max(o.duration_s, 1.0)
+    load = runner.phase(
+        "storm",
+        "storm-load",
+        mode="open",
+        rate=o.storm_rate,
+        duration_s=(instant - time.time_ns()) / NANOS + after,
+        params={
+            "slots": background,
+            "storm_slots": storm,
+            "expiry_ns": instant,
+            "lease_ttl_s": o.lease_ttl_s or 1.0,
+            "pollers": 8,
+            "spots": {str(i): runner.slots[i].spots for i in storm},
+        },
+        max_requests=o.max_requests,
+    )
+    run.phases.append(load)
+    run.extra.update(storm_figures(load, storm, runner.slots, instant))
+
+
+def storm_figures(
+    phase: PhaseOutcome, storm: list[int], slots: list[BenchSlot], instant: int
+) -> dict[str, Any]:
+    """When each storm slot was first seen free again, and the latency of the others' load."""
+    first_free: dict[int, int] = {}
+    last_held: dict[int, int] = {}
+    storm_set = set(storm)
+    for op in sorted(phase.ops, key=lambda op: op.recv_ns):
+        if op.kind is not Kind.CHECK or op.slot not in storm_set or op.count < 0:
+            continue
+        if op.count == slots[op.slot].spots:
+            first_free.setdefault(op.slot, op.recv_ns)
+        elif op.send_ns >= instant:
+            last_held[op.slot] = op.send_ns
+    seen = sorted((t - instant) / 1e6 for t in first_free.values())
+    figures: dict[str, Any] = {
+        "storm_slots": len(storm),
+        "storm_slots_seen_free": len(first_free),
+        "all_free_seen_by_ms": round(seen[-1], 3) if len(seen) == len(storm) else None,
+        "median_slot_free_seen_by_ms": round(seen[len(seen) // 2], 3) if seen else None,
+        # A read sent after the instant that still saw a held spot: the checker flags it.
+        "reads_after_instant_seeing_leases": len(last_held),
+    }
+    windows = {
+        "before": (instant - 5 * NANOS, instant),
+        "during": (instant, instant + NANOS),
+        "after": (instant + NANOS, phase.end_ns),
+    }
+    background = [op for op in phase.ops if op.slot not in storm_set]
+    for label, (lo, hi) in windows.items():
+        latencies = sorted(
+            op.latency_ns for op in background if lo <= (op.intended_ns or op.send_ns) < hi
+        )
+        if latencies:
+            figures[f"background_{label}_p99_ms"] = round(_pct(latencies, 0.99) / 1e6, 3)
+            figures[f"background_{label}_max_ms"] = round(latencies[-1] / 1e6, 3)
+            figures[f"background_{label}_requests"] = len(latencies)
+    return figures
+
+
+def _pct(sorted_values: list[int], q: float) -> int:
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def _in(op: Any, phase: PhaseOutcome) -> bool:
+    start = op.intended_ns or op.send_ns
+    return bool(phase.start_ns <= start < phase.end_ns)

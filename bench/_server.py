@@ -1,0 +1,95 @@
+"""`--spawn`: start `leasehold serve` on a free loopback port for the run, stop it after.
+
+Like tests/_server_process.py: the server prints `leasehold: serving ... on HOST:PORT`
+once it listens; SIGTERM stops it cleanly. Serve flags the bench does not know
+(`--durability`, ...) are passed through verbatim.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+READY = re.compile(r"leasehold: serving .* on (?P<host>[\d.]+):(?P<port>\d+) ")
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+
+
+class ServerError(Exception):
+    """The server could not be started (the message carries its output)."""
+
+
+def serve_command(
+    feed: Path, data_dir: Path, shards: int | None, extra: Sequence[str]
+) -> list[str]:
+    script = Path(sys.executable).with_name("leasehold")
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "gateway.cli"]
+    command = [*base, "serve", "--host", "127.0.0.1", "--port", "0"]
+    command += ["--feed", str(feed), "--data-dir", str(data_dir)]
+    if shards is not None:
+        command += ["--shards", str(shards)]
+    return [*command, *extra]
+
+
+class SpawnedServer:
+    def __init__(self, command: list[str]) -> None:
+        self.command = command
+        self.output: list[str] = []
+        self._ready = threading.Event()
+        self.port = 0
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self._pump = threading.Thread(target=self._read, daemon=True)
+        self._pump.start()
+        if not self._ready.wait(START_TIMEOUT_S) or not self.port:
+            self.kill()
+            raise ServerError("the server did not start:\n" + "".join(self.output[-40:]))
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            match = READY.search(line)
+            if match and not self.port:
+                self.port = int(match.group("port"))
+                self._ready.set()
+        self._ready.set()  # it exited: stop waiting
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU the server process has used so far (Linux /proc)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> int:
+        """SIGTERM, then wait; returns the exit code (a kill after the timeout: -9)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = -9
+        self._pump.join(timeout=5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=STOP_TIMEOUT_S)
