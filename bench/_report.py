@@ -9,6 +9,7 @@ recorded in HDR histograms (1 us .. 60 s, 3 significant digits).
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -104,7 +105,12 @@ def phase_summary(phase: PhaseOutcome) -> dict[str, Any]:
 
 
 def timeline(phases: Sequence[PhaseOutcome]) -> dict[str, Any]:
-    """Per second of the run: requests started and their p99, per phase."""
+    """Per second of each phase: requests started per second and their p99.
+
+    Seconds are counted from each phase's own start (placed on the run's clock by
+    `t`, seconds since the first phase started); a phase's last, partial second is
+    scaled to a rate over its own length.
+    """
     if not phases:
         return {"t0_ns": 0, "seconds": []}
     t0 = phases[0].start_ns
@@ -112,14 +118,19 @@ def timeline(phases: Sequence[PhaseOutcome]) -> dict[str, Any]:
     for phase in phases:
         buckets: dict[int, list[int]] = defaultdict(list)
         for op in counted(phase):
-            buckets[((op.intended_ns or op.send_ns) - t0) // NANOS].append(op.latency_ns)
+            buckets[((op.intended_ns or op.send_ns) - phase.start_ns) // NANOS].append(
+                op.latency_ns
+            )
         for second in sorted(buckets):
             values = sorted(buckets[second])
+            width = min(1.0, phase.seconds - second)
+            if width < 0.2:
+                continue  # too short a sliver to be a rate
             rows.append(
                 {
-                    "t": second,
+                    "t": round((phase.start_ns - t0) / NANOS + second, 3),
                     "phase": phase.name,
-                    "requests": len(values),
+                    "per_s": round(len(values) / width, 1),
                     "p99_ms": values[min(len(values) - 1, int(0.99 * len(values)))] / 1e6,
                 }
             )
@@ -209,10 +220,12 @@ def print_table(result: dict[str, Any], out: TextIO) -> None:
 def write_charts(
     phases: Sequence[PhaseOutcome], series: dict[str, Any], out_dir: Path, title: str
 ) -> list[Path]:
-    import matplotlib
-
+    # Imported here, untyped on purpose: charts are optional (`--no-charts`), and the
+    # checks run where only the `test` extra (no matplotlib) is installed.
+    matplotlib: Any = importlib.import_module("matplotlib")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt: Any = importlib.import_module("matplotlib.pyplot")
+    plain = importlib.import_module("matplotlib.ticker").ScalarFormatter
 
     paths = []
     fig, ax = plt.subplots(figsize=(9, 5))
@@ -235,6 +248,7 @@ def write_charts(
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks([1 / (1 - t / 100) for t in ticks], [f"p{t:g}" for t in ticks])
+    ax.yaxis.set_major_formatter(plain())
     ax.set_ylabel("latency (ms)")
     ax.set_title(f"{title}: latency distribution")
     ax.grid(True, which="both", alpha=0.3)
@@ -249,11 +263,12 @@ def write_charts(
     for name in dict.fromkeys(r["phase"] for r in rows):
         mine = [r for r in rows if r["phase"] == name]
         ts = [r["t"] for r in mine]
-        top.plot(ts, [r["requests"] for r in mine], marker=".", label=name)
+        top.plot(ts, [r["per_s"] for r in mine], marker=".", label=name)
         bottom.plot(ts, [r["p99_ms"] for r in mine], marker=".", label=name)
     top.set_ylabel("requests / s")
     bottom.set_ylabel("p99 (ms)")
     bottom.set_yscale("log")
+    bottom.yaxis.set_major_formatter(plain())
     bottom.set_xlabel("seconds since the first phase started")
     top.set_title(f"{title}: throughput and p99 over time")
     for axis in (top, bottom):

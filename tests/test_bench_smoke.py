@@ -1,0 +1,109 @@
+"""The bench harness itself, end to end with tiny numbers, so it cannot rot.
+
+Each scenario runs for a second or two against a server the bench spawns, and
+the test looks only at the shape of the result and the checker's verdict: the
+real figures come from bench runs, never from timed assertions here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from _server_process import leasehold_executable
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+TINY = {
+    "contention": ["--concurrency", "20", "--slots", "2", "--ceiling"],
+    # --mailbox is a serve flag: --spawn passes flags it does not know to the server.
+    "flow": ["--concurrency", "8", "--slots", "16", "--spots", "1000", "--mailbox", "512"],
+    "mixed": ["--concurrency", "8", "--slots", "16", "--spots", "2", "--rate", "150"],
+    "expiry-storm": [
+        "--leases",
+        "300",
+        "--spots",
+        "50",
+        "--storm-setup",
+        "3",
+        "--storm-rate",
+        "100",
+    ],
+}
+
+
+def run_bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [leasehold_executable(), "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+        cwd=tmp_path,
+    )
+
+
+@pytest.mark.parametrize("scenario", list(TINY))
+def test_a_tiny_run_is_made_and_checked(tmp_path: Path, scenario: str) -> None:
+    out = tmp_path / "result"
+    done = run_bench(
+        tmp_path,
+        scenario,
+        "--spawn",
+        "--shards",
+        "2",
+        "--duration",
+        "1.5",
+        "--warmup",
+        "0.5",
+        "--out",
+        str(out),
+        "--no-charts",
+        *TINY[scenario],
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert {"scenario", "phases", "checker", "timeline", "server", "settings"} <= set(result)
+    assert result["scenario"] == scenario
+    assert result["checker"]["ok"], result["checker"]["violations"]
+    assert result["checker"]["operations"] > 0
+    assert result["checker"]["reads_checked"] >= result["slots"]  # the final read, at least
+    assert result["server"] == {
+        "spawned": True,
+        "command": result["server"]["command"],
+        "exit_code": 0,
+    }
+    measured = [p for p in result["phases"] if p["measured"] and p["requests"]]
+    assert measured
+    for phase in measured:
+        assert {"p50", "p90", "p99", "p99.9", "max"} <= set(phase["latency_ms"])
+        assert phase["client_cpu_s"] > 0
+    assert "checker: OK" in done.stdout
+    if scenario == "contention":
+        names = [p["name"] for p in result["phases"]]
+        assert names == ["warmup", "ceiling", "measure", "half-load"]
+        assert result["ceiling"]["create_lease_fraction_of_ceiling"] > 0
+        assert result["phases"][3]["mode"] == "open"
+
+
+def test_the_core_micro_benchmarks_run(tmp_path: Path) -> None:
+    out = tmp_path / "core.json"
+    done = run_bench(tmp_path, "core", "--ops", "2000", "--leases", "2000", "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    figures = json.loads(out.read_text())
+    assert {
+        "grant_per_s",
+        "consume_per_s",
+        "expire_per_s",
+        "mixed_lease_ops_per_s",
+        "expire_all_s",
+        "bytes_per_live_lease",
+    } <= set(figures)
+
+
+def test_a_run_that_cannot_be_made_says_so(tmp_path: Path) -> None:
+    done = run_bench(tmp_path, "contention", "--target", "10.1.2.3:50051", "--feed", "f.json")
+    assert done.returncode == 2
+    assert "loopback only" in done.stderr
