@@ -85,8 +85,9 @@ class Contention(_Base):
     """Callers race for few slots: lease, then book (after thinking) or leave it to expire.
 
     A booked spot is held for a while, then cancelled, so the race goes on. A share of
-    requests is sent twice (an idempotent replay), and a share of bookers think past
-    the lease's lifetime (their booking must be refused LEASE_EXPIRED).
+    granted leases and of bookings is asked for twice (an idempotent replay), and a
+    share of bookers think past the lease's lifetime (their booking must be refused
+    LEASE_EXPIRED).
     """
 
     async def arrival(self, ctx: Ctx, index: int, intended_ns: int) -> None:
@@ -95,10 +96,13 @@ class Contention(_Base):
         reference = ctx.name("r")
         expiry = max(intended_ns, time.time_ns()) + round(p["lease_ttl_s"] * NANOS)
         lease = await ctx.call(client.lease(slot, reference, expiry, intended=intended_ns))
+        if not _applied(lease):
+            return  # refused: race again
         if rng.random() < p["replay_share"]:
+            # The identical request again: the server must answer with the same lease.
             await ctx.call(client.lease(slot, reference, expiry))
-        if not _applied(lease) or rng.random() >= p["book_share"]:
-            return  # refused, or left to expire
+        if rng.random() >= p["book_share"]:
+            return  # left to expire
         late = rng.random() < p["late_share"]
         think = p["lease_ttl_s"] + 0.2 if late else rng.uniform(0, 2 * p["think_s"])
         await _pause(ctx, think)

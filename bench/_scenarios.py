@@ -183,8 +183,8 @@ def _contention(runner: Runner, o: Options, run: ScenarioRun) -> None:
         return
     leases = [op for op in measure.ops if op.kind is Kind.LEASE and _in(op, measure)]
     per_second = len(leases) / measure.seconds
-    # Each arrival is one attempt: one CreateLease, plus a replay for a share of them.
-    rate = 0.5 * per_second / (1 + o.replay_share)
+    # Each arrival is one attempt: one CreateLease (replays of granted ones are rare).
+    rate = 0.5 * per_second
     run.extra["half_load_arrivals_per_s"] = round(rate, 1)
     run.extra["half_load_of_lease_per_s"] = round(per_second, 1)
     if rate > 0:
