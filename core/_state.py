@@ -252,7 +252,8 @@ class ShardState:
         for lease in snapshot.leases:
             self._restore_lease(lease)
         self._expired.extend(snapshot.expired_order)
-        for booking in snapshot.bookings:
+        for stored in snapshot.bookings:
+            booking = self._canonical_booking(stored)
             self._bookings[booking.booking_id] = booking
             if booking.person.user_id:
                 self._by_user.setdefault(booking.person.user_id, set()).add(booking.booking_id)
@@ -264,7 +265,8 @@ class ShardState:
             self._tokens[(merchant_id, service_id, token)] = booking
         self._granted_total, self._expired_total, self._booked_total = snapshot.totals
 
-    def _restore_lease(self, lease: Lease) -> None:
+    def _restore_lease(self, stored: Lease) -> None:
+        lease = self._canonical_lease(stored)
         record = _LeaseRecord(replace(lease, state=LeaseState.LIVE, booking_id=""))
         record.state, record.booking_id = lease.state, lease.booking_id
         key = lease.slot.key
@@ -527,7 +529,8 @@ class ShardState:
         else:
             assert_never(event)
 
-    def _apply_granted(self, lease: Lease) -> None:
+    def _apply_granted(self, granted: Lease) -> None:
+        lease = self._canonical_lease(granted)
         key = lease.slot.key
         self._take_spot(key)
         self._leases[lease.lease_id] = _LeaseRecord(lease)
@@ -554,7 +557,8 @@ class ShardState:
             key = lease.slot.key
             del self._refs[(lease.version, key.merchant_id, key.service_id, lease.reference)]
 
-    def _apply_booked(self, booking: Booking, token: str) -> None:
+    def _apply_booked(self, created: Booking, token: str) -> None:
+        booking = self._canonical_booking(created)
         key = booking.slot.key
         if booking.lease_id:
             record = self._leases[booking.lease_id]
@@ -583,6 +587,7 @@ class ShardState:
 
     def _apply_rescheduled(self, booking_id: str, new_slot: SlotRef) -> None:
         booking = self._bookings[booking_id]
+        new_slot = self._known_slot(new_slot.key).canonical(new_slot)
         self._take_spot(new_slot.key)  # first: a full target raises before anything moves
         old = self._slots[booking.slot.key]
         old.holders -= 1
@@ -590,10 +595,27 @@ class ShardState:
         self._confirmed -= 1
         self._add_confirmed(replace(booking, slot=new_slot))
 
-    def _take_spot(self, key: SlotKey) -> None:
+    def _canonical_lease(self, lease: Lease) -> Lease:
+        """`lease` on the inventory's SlotRef (leases from the journal carry their own copy)."""
+        slot = self._known_slot(lease.slot.key)
+        if lease.slot.key is slot.spec.key:
+            return lease
+        return replace(lease, slot=slot.canonical(lease.slot))
+
+    def _canonical_booking(self, booking: Booking) -> Booking:
+        slot = self._known_slot(booking.slot.key)
+        if booking.slot.key is slot.spec.key:
+            return booking
+        return replace(booking, slot=slot.canonical(booking.slot))
+
+    def _known_slot(self, key: SlotKey) -> _Slot:
         slot = self._slots.get(key)
         if slot is None:
-            raise ValueError(f"event names slot {key} that is not in the inventory")
+            raise ValueError(f"stored state names slot {key} that is not in the inventory")
+        return slot
+
+    def _take_spot(self, key: SlotKey) -> None:
+        slot = self._known_slot(key)
         if slot.open_spots <= 0:
             raise ValueError(f"event would overbook slot {key}")
         slot.holders += 1
