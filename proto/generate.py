@@ -16,6 +16,7 @@ import argparse
 import filecmp
 import shutil
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -30,10 +31,21 @@ def generated_files() -> list[str]:
     return [source.removesuffix(".proto") + suffix for source in SOURCES for suffix in SUFFIXES]
 
 
+def _plugin(name: str) -> Path:
+    """A protoc plugin script installed beside this interpreter (grpclib, mypy-protobuf)."""
+    for folder in (Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))):
+        if (folder / name).exists():
+            return folder / name
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} not found: install the project's `test` extra")
+    return Path(found)
+
+
 def generate(out_dir: Path) -> None:
     """Run protoc (from grpcio-tools) with the grpclib plugin into `out_dir`."""
-    plugin = Path(sys.executable).with_name("protoc-gen-grpclib_python")
-    grpc_stubs = Path(sys.executable).with_name("protoc-gen-mypy_grpc")
+    plugin = _plugin("protoc-gen-grpclib_python")
+    grpc_stubs = _plugin("protoc-gen-mypy_grpc")
     include = Path(protoc.__file__).parent / "_proto"  # google/protobuf/*.proto
     args = [
         "protoc",
@@ -44,6 +56,7 @@ def generate(out_dir: Path) -> None:
         f"--grpc_python_out={out_dir}",
         f"--grpclib_python_out={out_dir}",
         f"--mypy_grpc_out={out_dir}",
+        "--mypy_grpc_opt=quiet",  # else it prints "Writing mypy to ..." on every check
         f"--plugin=protoc-gen-grpclib_python={plugin}",
         f"--plugin=protoc-gen-mypy_grpc={grpc_stubs}",
         *SOURCES,
