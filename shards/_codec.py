@@ -1,0 +1,335 @@
+"""Events <-> msgpack bytes: one journal record holds one command's events.
+
+A command's events are one record, so a torn write loses the whole command or
+none of it. The layout is positional and compact; it is the on-disk format, so
+the golden bytes in tests/test_codec.py pin it, and any change to it needs a new
+`RECORD_VERSION` (with the old layout still read).
+
+    record  = [RECORD_VERSION, [event, ...]]
+    event   = [kind, field, ...]            the event's fields in declaration order
+    SlotKey = [merchant_id, service_id, start_sec, duration_sec, staff_id, room_id, party_size]
+    SlotRef = [SlotKey, availability_tag]
+    Lease   = [lease_id, version, SlotRef, reference, expires_ns, state, booking_id]
+    Booking = [booking_id, SlotRef, Person, status, lease_id]
+    Person  = [user_id, given_name, family_name, telephone, email, language_code,
+               PostalAddress | nil]
+    PostalAddress = [country, locality, region, post_office_box_number, postal_code,
+                     street_address]
+
+`kind` is the event's stable `kind` tag and enums are stored by value (both
+strings), so neither Python class names nor enum order leak into the format.
+Encoding is hand-written per type (it runs for every command); decoding runs
+only on recovery and checks every field's type, so whatever it returns is a
+well-formed event and anything else raises CorruptRecord.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar, assert_never, cast
+
+# msgpack ships neither stubs nor a py.typed marker; its two calls are wrapped below.
+import msgpack  # type: ignore[import-untyped]
+
+from core import (
+    ApiVersion,
+    Booking,
+    BookingCancelled,
+    BookingCreated,
+    BookingRescheduled,
+    BookingStatus,
+    Event,
+    ExpiredLeasesForgotten,
+    Lease,
+    LeaseExpiredEvent,
+    LeaseGranted,
+    LeaseState,
+    Person,
+    PostalAddress,
+    SlotKey,
+    SlotRef,
+)
+
+RECORD_VERSION = 1
+
+# The C extension raises these for bytes that are not one well-formed msgpack value
+# (ExtraData and "incomplete input" are ValueErrors; unhashable map keys a TypeError).
+_UNPACK_ERRORS = (ValueError, TypeError, msgpack.UnpackException)
+
+
+class CorruptRecord(ValueError):
+    """A record's bytes are not a well-formed list of events of a version this code reads."""
+
+
+def encode_events(events: Sequence[Event]) -> bytes:
+    """One record holding `events`, in order."""
+    return cast(bytes, msgpack.packb((RECORD_VERSION, [_event(e) for e in events])))
+
+
+def decode_events(data: bytes) -> tuple[Event, ...]:
+    """The events of one record; CorruptRecord if `data` is anything but such a record."""
+    try:
+        record = msgpack.unpackb(data, raw=False, use_list=False)
+    except _UNPACK_ERRORS as problem:
+        # (StackError, for nesting too deep, has no message.)
+        detail = str(problem) or type(problem).__name__
+        raise CorruptRecord(f"not a msgpack record: {detail}") from None
+    version, events = _array(record, 2, "record")
+    if type(version) is not int:
+        raise CorruptRecord(f"record: version is {_describe(version)}, not an integer")
+    if version != RECORD_VERSION:
+        newer = " (written by a newer Leasehold)" if version > RECORD_VERSION else ""
+        raise CorruptRecord(
+            f"record version {version}{newer}; this version reads version {RECORD_VERSION}"
+        )
+    if type(events) is not tuple:
+        raise CorruptRecord(f"record: events are {_describe(events)}, not an array")
+    return tuple(_decode_event(event, index) for index, event in enumerate(events))
+
+
+# Encoding: plain tuples, which msgpack writes as arrays.
+
+
+def _event(event: Event) -> tuple[object, ...]:
+    match event:
+        case LeaseGranted():
+            return (event.kind, _lease(event.lease))
+        case LeaseExpiredEvent():
+            return (event.kind, event.lease_id)
+        case ExpiredLeasesForgotten():
+            return (event.kind, event.count)
+        case BookingCreated():
+            return (event.kind, _booking(event.booking), event.idempotency_token)
+        case BookingCancelled():
+            return (event.kind, event.booking_id)
+        case BookingRescheduled():
+            return (event.kind, event.booking_id, _slot_ref(event.new_slot))
+        case _:
+            assert_never(event)
+
+
+def _slot_key(key: SlotKey) -> tuple[object, ...]:
+    return (
+        key.merchant_id,
+        key.service_id,
+        key.start_sec,
+        key.duration_sec,
+        key.staff_id,
+        key.room_id,
+        key.party_size,
+    )
+
+
+def _slot_ref(ref: SlotRef) -> tuple[object, ...]:
+    return (_slot_key(ref.key), ref.availability_tag)
+
+
+def _lease(lease: Lease) -> tuple[object, ...]:
+    return (
+        lease.lease_id,
+        lease.version.value,
+        _slot_ref(lease.slot),
+        lease.reference,
+        lease.expires_ns,
+        lease.state.value,
+        lease.booking_id,
+    )
+
+
+def _booking(booking: Booking) -> tuple[object, ...]:
+    return (
+        booking.booking_id,
+        _slot_ref(booking.slot),
+        _person(booking.person),
+        booking.status.value,
+        booking.lease_id,
+    )
+
+
+def _person(person: Person) -> tuple[object, ...]:
+    address = person.address
+    return (
+        person.user_id,
+        person.given_name,
+        person.family_name,
+        person.telephone,
+        person.email,
+        person.language_code,
+        None if address is None else _address(address),
+    )
+
+
+def _address(address: PostalAddress) -> tuple[object, ...]:
+    return (
+        address.country,
+        address.locality,
+        address.region,
+        address.post_office_box_number,
+        address.postal_code,
+        address.street_address,
+    )
+
+
+# Decoding: every value is checked before it is used. Errors name the field by its
+# type ("SlotKey.start_sec") and `_decode_event` adds which event: the names are
+# constants, so the checks cost no string formatting until one fails.
+
+
+def _decode_event(value: object, index: int) -> Event:
+    if type(value) is not tuple or not value:
+        raise CorruptRecord(f"event {index} is {_describe(value)}, not a non-empty array")
+    kind = value[0]
+    decode = _EVENT_DECODERS.get(kind) if type(kind) is str else None
+    if decode is None:
+        raise CorruptRecord(f"event {index} has unknown kind {kind!r}")
+    try:
+        return decode(value)
+    except CorruptRecord as problem:
+        raise CorruptRecord(f"event {index} ({kind}): {problem}") from None
+
+
+def _lease_granted(value: tuple[object, ...]) -> LeaseGranted:
+    _, lease = _array(value, 2, "LeaseGranted")
+    return LeaseGranted(_decode_lease(lease))
+
+
+def _lease_expired(value: tuple[object, ...]) -> LeaseExpiredEvent:
+    _, lease_id = _array(value, 2, "LeaseExpired")
+    return LeaseExpiredEvent(_str(lease_id, "LeaseExpired.lease_id"))
+
+
+def _forgotten(value: tuple[object, ...]) -> ExpiredLeasesForgotten:
+    _, count = _array(value, 2, "ExpiredLeasesForgotten")
+    return ExpiredLeasesForgotten(_int(count, "ExpiredLeasesForgotten.count"))
+
+
+def _booking_created(value: tuple[object, ...]) -> BookingCreated:
+    _, booking, token = _array(value, 3, "BookingCreated")
+    return BookingCreated(_decode_booking(booking), _str(token, "BookingCreated.idempotency_token"))
+
+
+def _booking_cancelled(value: tuple[object, ...]) -> BookingCancelled:
+    _, booking_id = _array(value, 2, "BookingCancelled")
+    return BookingCancelled(_str(booking_id, "BookingCancelled.booking_id"))
+
+
+def _booking_rescheduled(value: tuple[object, ...]) -> BookingRescheduled:
+    _, booking_id, new_slot = _array(value, 3, "BookingRescheduled")
+    return BookingRescheduled(
+        _str(booking_id, "BookingRescheduled.booking_id"), _decode_slot_ref(new_slot)
+    )
+
+
+_EVENT_DECODERS: dict[str, Callable[[tuple[object, ...]], Event]] = {
+    LeaseGranted.kind: _lease_granted,
+    LeaseExpiredEvent.kind: _lease_expired,
+    ExpiredLeasesForgotten.kind: _forgotten,
+    BookingCreated.kind: _booking_created,
+    BookingCancelled.kind: _booking_cancelled,
+    BookingRescheduled.kind: _booking_rescheduled,
+}
+
+
+def _decode_slot_key(value: object) -> SlotKey:
+    merchant, service, start, duration, staff, room, party = _array(value, 7, "SlotKey")
+    return SlotKey(
+        _str(merchant, "SlotKey.merchant_id"),
+        _str(service, "SlotKey.service_id"),
+        _int(start, "SlotKey.start_sec"),
+        _int(duration, "SlotKey.duration_sec"),
+        _str(staff, "SlotKey.staff_id"),
+        _str(room, "SlotKey.room_id"),
+        _int(party, "SlotKey.party_size"),
+    )
+
+
+def _decode_slot_ref(value: object) -> SlotRef:
+    key, tag = _array(value, 2, "SlotRef")
+    return SlotRef(_decode_slot_key(key), _str(tag, "SlotRef.availability_tag"))
+
+
+def _decode_lease(value: object) -> Lease:
+    lease_id, version, slot, reference, expires_ns, state, booking_id = _array(value, 7, "Lease")
+    return Lease(
+        _str(lease_id, "Lease.lease_id"),
+        _enum(ApiVersion, version, "Lease.version"),
+        _decode_slot_ref(slot),
+        _str(reference, "Lease.reference"),
+        _int(expires_ns, "Lease.expires_ns"),
+        _enum(LeaseState, state, "Lease.state"),
+        _str(booking_id, "Lease.booking_id"),
+    )
+
+
+def _decode_booking(value: object) -> Booking:
+    booking_id, slot, person, status, lease_id = _array(value, 5, "Booking")
+    return Booking(
+        _str(booking_id, "Booking.booking_id"),
+        _decode_slot_ref(slot),
+        _decode_person(person),
+        _enum(BookingStatus, status, "Booking.status"),
+        _str(lease_id, "Booking.lease_id"),
+    )
+
+
+def _decode_person(value: object) -> Person:
+    user_id, given, family, telephone, email, language, address = _array(value, 7, "Person")
+    return Person(
+        _str(user_id, "Person.user_id"),
+        _str(given, "Person.given_name"),
+        _str(family, "Person.family_name"),
+        _str(telephone, "Person.telephone"),
+        _str(email, "Person.email"),
+        _str(language, "Person.language_code"),
+        None if address is None else _decode_address(address),
+    )
+
+
+def _decode_address(value: object) -> PostalAddress:
+    country, locality, region, box, postal_code, street = _array(value, 6, "PostalAddress")
+    return PostalAddress(
+        _str(country, "PostalAddress.country"),
+        _str(locality, "PostalAddress.locality"),
+        _str(region, "PostalAddress.region"),
+        _str(box, "PostalAddress.post_office_box_number"),
+        _str(postal_code, "PostalAddress.postal_code"),
+        _str(street, "PostalAddress.street_address"),
+    )
+
+
+def _array(value: object, length: int, what: str) -> tuple[object, ...]:
+    if type(value) is not tuple or len(value) != length:
+        raise CorruptRecord(f"{what} is {_describe(value)}, not an array of {length}")
+    return value
+
+
+def _str(value: object, what: str) -> str:
+    if type(value) is not str:
+        raise CorruptRecord(f"{what} is {_describe(value)}, not a string")
+    return value
+
+
+def _int(value: object, what: str) -> int:
+    # `type(...) is int`: msgpack's booleans decode to bool, an int subclass.
+    if type(value) is not int:
+        raise CorruptRecord(f"{what} is {_describe(value)}, not an integer")
+    return value
+
+
+E = TypeVar("E", ApiVersion, LeaseState, BookingStatus)
+
+
+def _enum(cls: type[E], value: object, what: str) -> E:
+    if type(value) is str:
+        try:
+            return cls(value)
+        except ValueError:
+            pass
+    raise CorruptRecord(f"{what} is {_describe(value)}, not one of {[m.value for m in cls]}")
+
+
+def _describe(value: object) -> str:
+    if type(value) is tuple:
+        return f"an array of {len(value)}"
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"

@@ -1,0 +1,267 @@
+"""The journal as a shard's EventSink: a reply goes out only once its events are as durable
+as asked.
+
+Durability (`--durability`):
+- SYNC (default): a reply waits for the fsync of its command's events, and of
+  everything committed before it. Group commit: while one fsync runs, every
+  command that arrives is appended to the buffer; the next fsync covers them
+  all, so throughput grows with concurrency instead of being one fsync per
+  request. A command without events is answered at once when nothing waits
+  for the disk, else after the replies queued before it (it may read state
+  that they created, which must not be seen before it is durable).
+- ASYNC: replies go out at once; the run loop fsyncs at most every
+  `flush_interval_s` (10 ms) and never while idle, so a crash loses about the
+  last interval plus one fsync of acknowledged commands.
+- NONE: memory only; nothing is written.
+
+Running it: `await nursery.start(sink.run)` before the shard starts, in the
+same nursery or an outer one; the sink's blocking writes and fsyncs run in
+worker threads, never on the event loop. To stop: close the shard and let it
+finish, then `await sink.aclose()`; or cancel `run()`. Either way the sink
+writes and fsyncs what is pending, delivers those replies, and closes the file.
+
+A failed write or fsync (OSError): the sink withholds every reply not yet
+delivered, `run()` raises JournalFailed and every later `commit()` raises it
+too. A crash is better than acknowledging what may not be on disk: the
+supervisor's nursery stops the server, and on restart the journal's tail is
+checked and a torn one cut (see shards._journal).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import assert_never
+
+import trio
+
+from core import Event
+from shards._codec import CorruptRecord, decode_events, encode_events
+from shards._journal import JournalCorrupt, JournalScan, JournalWriter, read_journal
+from shards._shard import EventSink
+
+FLUSH_INTERVAL_S = 0.010
+
+
+class Durability(enum.Enum):
+    SYNC = "sync"
+    ASYNC = "async"
+    NONE = "none"
+
+
+class JournalFailed(Exception):
+    """The journal could not be written: replies are withheld and the shard must stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStats:
+    """A snapshot for operators (the health stream)."""
+
+    durability: Durability
+    fsyncs: int
+    last_fsync_s: float
+    max_fsync_s: float
+    bytes_written: int
+    records_written: int
+    # Replies held until an fsync covers their events (SYNC only).
+    pending_replies: int
+    # Records appended but not yet fsynced: what a crash now would lose.
+    unsynced_records: int
+
+
+def replay_journal(directory: Path, apply: Callable[[Event], None]) -> JournalScan:
+    """Read a shard's journal (cutting a torn tail) and `apply` every event, in order.
+
+    Raises:
+        JournalCorrupt: damage, including an intact frame whose payload does not
+            decode; the message names the file and offset. JournalFormatError as
+            read_journal.
+    """
+    scan = read_journal(directory)
+    for record in scan.records:
+        try:
+            events = decode_events(record.payload)
+        except CorruptRecord as problem:
+            raise JournalCorrupt(
+                record.segment, record.offset, f"record {record.seq}: {problem}"
+            ) from None
+        for event in events:
+            apply(event)
+    return scan
+
+
+class JournalSink(EventSink):
+    """Journals each command's events and delivers its reply per `durability` (module doc)."""
+
+    def __init__(
+        self,
+        durability: Durability,
+        writer: JournalWriter | None = None,
+        *,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
+    ) -> None:
+        if (writer is None) != (durability is Durability.NONE):
+            raise ValueError(f"durability {durability.value} needs a writer exactly when it writes")
+        self.durability = durability
+        self._writer = writer
+        self._interval = flush_interval_s
+        # Invariant: in submission order; each waits for an fsync covering everything
+        # appended before it was queued.
+        self._waiting: list[Callable[[], None]] = []
+        # Replies of the batch whose flush is running (taken out of _waiting).
+        self._held = 0
+        self._work = trio.Event()
+        self._running = False
+        self._closing = False
+        self._closed = False
+        self._stopped = trio.Event()
+        self._failure: JournalFailed | None = None
+
+    def commit(self, events: Sequence[Event], deliver: Callable[[], None]) -> None:
+        """Journal `events` (one record) and deliver the reply when `durability` allows.
+
+        Raises:
+            JournalFailed: an earlier write failed.
+            ValueError: the events encode to more than one record can hold (16 MiB).
+            RuntimeError: `run()` is not running.
+        """
+        self._check_open()
+        writer = self._writer
+        if writer is None:
+            deliver()
+            return
+        if events:
+            writer.append(encode_events(events))
+        if self.durability is Durability.ASYNC:
+            if events:
+                self._work.set()
+            deliver()
+        elif not events and not self._waiting and not self._held:
+            deliver()  # nothing before it waits for the disk
+        else:
+            self._waiting.append(deliver)
+            self._work.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Write and fsync in the background until `aclose()` or cancellation, then drain.
+
+        Start it with `nursery.start` before the shard commits anything.
+
+        Raises:
+            JournalFailed: a write or fsync failed (the cause is chained).
+        """
+        if self._running or self._closed:
+            raise RuntimeError("JournalSink.run() runs once")
+        self._running = True
+        task_status.started()
+        try:
+            match self.durability:
+                case Durability.SYNC:
+                    await self._group_commit()
+                case Durability.ASYNC:
+                    await self._flush_periodically()
+                case Durability.NONE:
+                    await self._wait_for(lambda: self._closing)
+                case _:
+                    assert_never(self.durability)
+        finally:
+            # Also when cancelled: what was committed is written and answered before we go.
+            with trio.CancelScope(shield=True):
+                await self._drain()
+            self._stopped.set()
+
+    async def aclose(self) -> None:
+        """Write and fsync what is pending, deliver its replies, close the journal."""
+        self._closing = True
+        self._work.set()
+        if self._running:
+            await self._stopped.wait()
+        elif not self._closed:
+            with trio.CancelScope(shield=True):
+                await self._drain()
+
+    def statistics(self) -> JournalStats:
+        writer = self._writer
+        if writer is None:
+            return JournalStats(self.durability, 0, 0.0, 0.0, 0, 0, 0, 0)
+        return JournalStats(
+            durability=self.durability,
+            fsyncs=writer.fsyncs,
+            last_fsync_s=writer.last_fsync_s,
+            max_fsync_s=writer.max_fsync_s,
+            bytes_written=writer.bytes_written,
+            records_written=writer.records_written,
+            pending_replies=len(self._waiting) + self._held,
+            unsynced_records=writer.unsynced_records,
+        )
+
+    async def _group_commit(self) -> None:
+        while True:
+            await self._wait_for(lambda: self._closing or bool(self._waiting))
+            if self._closing:
+                return
+            await self._commit_batch()
+
+    async def _flush_periodically(self) -> None:
+        assert self._writer is not None
+        writer = self._writer
+        last_flush = -math.inf
+        while True:
+            await self._wait_for(lambda: self._closing or writer.unsynced_records > 0)
+            if self._closing:
+                return
+            # At most one fsync per interval; closing cuts the pause short (the drain flushes).
+            with trio.move_on_at(last_flush + self._interval):
+                await self._wait_for(lambda: self._closing)
+            last_flush = trio.current_time()
+            await self._commit_batch()
+
+    async def _commit_batch(self) -> None:
+        """Flush and fsync everything appended so far, then deliver the replies waiting on it."""
+        assert self._writer is not None
+        # The batch and the writer's buffer are taken together, with no checkpoint
+        # between (flush takes the buffer before its first): what is committed from
+        # now on waits for the next batch.
+        batch, self._waiting = self._waiting, []
+        self._held = len(batch)
+        try:
+            await self._writer.flush(sync=True)
+        except Exception as problem:
+            self._failure = JournalFailed(
+                f"the journal {self._writer.path} could not be written ({problem!r}); "
+                f"replies withheld: {self._held + len(self._waiting)}; the shard must stop"
+            )
+            raise self._failure from problem
+        self._held = 0
+        for deliver in batch:
+            deliver()
+
+    async def _drain(self) -> None:
+        self._closing = True
+        try:
+            writer = self._writer
+            if writer is not None and self._failure is None:
+                while self._waiting or writer.unsynced_records:
+                    await self._commit_batch()
+        finally:
+            self._closed = True
+            if self._writer is not None:
+                self._writer.close()
+
+    async def _wait_for(self, ready: Callable[[], bool]) -> None:
+        # A checkpoint even when ready, so that a busy loop can still be cancelled.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not ready():
+            self._work = trio.Event()
+            await self._work.wait()
+
+    def _check_open(self) -> None:
+        if self._failure is not None:
+            raise JournalFailed(str(self._failure)) from self._failure
+        if self._closed:
+            raise RuntimeError("JournalSink is closed: stop the shard before closing its sink")
+        if not self._running:
+            raise RuntimeError("JournalSink.run() is not running: start it before the shard")

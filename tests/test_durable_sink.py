@@ -1,0 +1,317 @@
+"""The journal sink: replies only after their fsync, group commit, order, modes, shutdown.
+
+These tests write real files with real worker threads, so they run on the real
+clock (no autojump) under an absolute timeout. The fsync is injected: a gate the
+test opens one fsync at a time, to look at the sink while an fsync is running.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from core import BookingCancelled, Event, ExpiredLeasesForgotten, LeaseExpiredEvent
+from shards._codec import decode_events
+from shards._durable_sink import (
+    Durability,
+    JournalFailed,
+    JournalSink,
+    JournalStats,
+    replay_journal,
+)
+from shards._journal import HEADER, JournalCorrupt, JournalWriter, read_journal
+
+pytestmark = pytest.mark.timeout(30)
+
+EVENTS: list[Event] = [LeaseExpiredEvent("L1")]
+
+
+class GatedFsync:
+    """An fsync that tells the test it has started, then waits (in its worker thread) for a
+    permit from `allow`."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._entered = trio.Event()
+        self._permits = threading.Semaphore(0)
+
+    def __call__(self, fd: int) -> None:
+        trio.from_thread.run_sync(self._enter)
+        if not self._permits.acquire(timeout=20):
+            raise TimeoutError("the test never let this fsync through")
+        os.fsync(fd)
+
+    def _enter(self) -> None:
+        self.calls += 1
+        self._entered.set()
+
+    async def started(self) -> None:
+        """Wait until an fsync is running (one not waited for yet)."""
+        with trio.fail_after(10):
+            await self._entered.wait()
+        self._entered = trio.Event()
+
+    def allow(self, count: int = 1) -> None:
+        for _ in range(count):
+            self._permits.release()
+
+
+class Replies:
+    def __init__(self) -> None:
+        self.order: list[str] = []
+        self._changed = trio.Event()
+
+    def to(self, name: str) -> Callable[[], None]:
+        def deliver() -> None:
+            self.order.append(name)
+            self._changed.set()
+
+        return deliver
+
+    async def wait_for(self, count: int) -> None:
+        with trio.fail_after(10):
+            while len(self.order) < count:
+                self._changed = trio.Event()
+                await self._changed.wait()
+
+
+async def started_sink(
+    nursery: trio.Nursery,
+    directory: Path,
+    durability: Durability = Durability.SYNC,
+    fsync: Callable[[int], None] = os.fsync,
+    **options: float,
+) -> JournalSink:
+    sink = JournalSink(durability, JournalWriter(directory, fsync=fsync), **options)
+    await nursery.start(sink.run)
+    return sink
+
+
+async def until_synced(sink: JournalSink) -> None:
+    # Polled: the sink has no event for "all synced", and only tests would need one.
+    with trio.fail_after(5):
+        while sink.statistics().unsynced_records:  # noqa: ASYNC110
+            await trio.sleep(0.005)
+
+
+def journal_events(directory: Path) -> list[Event]:
+    return [e for record in read_journal(directory).records for e in decode_events(record.payload)]
+
+
+async def test_a_reply_waits_for_its_fsync_without_blocking_the_loop(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    fsync = GatedFsync()
+    sink = await started_sink(nursery, tmp_path, fsync=fsync)
+    replies = Replies()
+    sink.commit(EVENTS, replies.to("a"))
+    await fsync.started()
+    assert replies.order == []
+    assert sink.statistics().pending_replies == 1
+    # The fsync blocks a worker thread, not the event loop.
+    await trio.sleep(0.01)
+    assert replies.order == []
+    fsync.allow()
+    await replies.wait_for(1)
+    assert sink.statistics().pending_replies == 0
+    assert journal_events(tmp_path) == EVENTS
+
+
+async def test_commits_during_an_fsync_share_the_next_one(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    fsync = GatedFsync()
+    sink = await started_sink(nursery, tmp_path, fsync=fsync)
+    replies = Replies()
+    sink.commit([LeaseExpiredEvent("first")], replies.to("first"))
+    await fsync.started()
+    for i in range(50):
+        sink.commit([LeaseExpiredEvent(f"L{i}")], replies.to(f"r{i}"))
+    assert sink.statistics().pending_replies == 51
+    fsync.allow()
+    await fsync.started()  # the second fsync: the 50 others are written, and wait for it
+    assert replies.order == ["first"]
+    fsync.allow()
+    await replies.wait_for(51)
+    assert replies.order == ["first", *(f"r{i}" for i in range(50))]
+    stats = sink.statistics()
+    assert (fsync.calls, stats.fsyncs, stats.records_written) == (2, 2, 51)
+    assert len(journal_events(tmp_path)) == 51
+
+
+async def test_a_reply_without_events_keeps_its_place_in_line(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    fsync = GatedFsync()
+    sink = await started_sink(nursery, tmp_path, fsync=fsync)
+    replies = Replies()
+    sink.commit([], replies.to("read-while-idle"))
+    assert replies.order == ["read-while-idle"], "nothing waits for the disk: at once"
+    sink.commit(EVENTS, replies.to("write-1"))
+    await fsync.started()
+    sink.commit([], replies.to("read-1"))  # behind write-1, which is being fsynced
+    sink.commit([BookingCancelled("B1")], replies.to("write-2"))
+    sink.commit([], replies.to("read-2"))  # behind write-2, which waits for the next fsync
+    assert replies.order == ["read-while-idle"]
+    fsync.allow(2)
+    await replies.wait_for(5)
+    assert replies.order == ["read-while-idle", "write-1", "read-1", "write-2", "read-2"]
+    assert fsync.calls == 2
+
+
+async def test_async_replies_at_once_and_fsyncs_on_its_own_at_most_every_interval(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    fsyncs: list[int] = []
+
+    def counted_fsync(fd: int) -> None:
+        fsyncs.append(fd)
+        os.fsync(fd)
+
+    sink = await started_sink(nursery, tmp_path, Durability.ASYNC, fsync=counted_fsync)
+    replies = Replies()
+    started = trio.current_time()
+    commits = 0
+    while trio.current_time() < started + 0.2:
+        sink.commit([LeaseExpiredEvent(f"L{commits}")], replies.to("r"))
+        commits += 1
+        assert len(replies.order) == commits, "delivered within commit, before any fsync"
+        await trio.sleep(0.001)
+    await until_synced(sink)  # with no further commit, on its own
+    elapsed = trio.current_time() - started
+    # At most one fsync per 10 ms interval (the first one at once).
+    assert 1 <= len(fsyncs) <= elapsed / 0.010 + 1
+    assert len(journal_events(tmp_path)) == commits
+
+
+async def test_none_delivers_at_once_and_writes_nothing(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    sink = JournalSink(Durability.NONE)
+    await nursery.start(sink.run)
+    replies = Replies()
+    sink.commit(EVENTS, replies.to("a"))
+    sink.commit([], replies.to("b"))
+    assert replies.order == ["a", "b"]
+    assert sink.statistics() == JournalStats(Durability.NONE, 0, 0.0, 0.0, 0, 0, 0, 0)
+    await sink.aclose()
+    assert read_journal(tmp_path).records == []
+
+
+def test_a_writer_is_needed_exactly_when_writing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs a writer"):
+        JournalSink(Durability.SYNC)
+    writer = JournalWriter(tmp_path)
+    with pytest.raises(ValueError, match="needs a writer"):
+        JournalSink(Durability.NONE, writer)
+    writer.close()
+
+
+async def test_commit_before_run_is_refused(tmp_path: Path) -> None:
+    sink = JournalSink(Durability.SYNC, JournalWriter(tmp_path))
+    with pytest.raises(RuntimeError, match="not running"):
+        sink.commit(EVENTS, lambda: None)
+    await sink.aclose()
+
+
+async def test_aclose_writes_fsyncs_and_closes(nursery: trio.Nursery, tmp_path: Path) -> None:
+    sink = await started_sink(nursery, tmp_path, Durability.ASYNC, flush_interval_s=3600)
+    replies = Replies()
+    sink.commit(EVENTS, replies.to("a"))  # the loop was idle: fsynced at once
+    await until_synced(sink)
+    sink.commit([ExpiredLeasesForgotten(2)], replies.to("b"))  # waits out the interval: an hour
+    await trio.sleep(0.05)
+    assert sink.statistics().unsynced_records == 1
+    with trio.fail_after(5):
+        await sink.aclose()  # cuts the pause short
+    stats = sink.statistics()
+    assert (stats.fsyncs, stats.unsynced_records, stats.records_written) == (2, 0, 2)
+    assert journal_events(tmp_path) == [*EVENTS, ExpiredLeasesForgotten(2)]
+    with pytest.raises(RuntimeError, match="closed"):
+        sink.commit(EVENTS, replies.to("late"))
+
+
+async def test_cancelling_run_drains_pending_replies_then_propagates(tmp_path: Path) -> None:
+    fsync = GatedFsync()
+    replies = Replies()
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            sink = await started_sink(nursery, tmp_path, fsync=fsync)
+            sink.commit(EVENTS, replies.to("in-flight"))
+            await fsync.started()
+            scope.cancel()
+            # Committed while the sink is stopping: still written and answered.
+            sink.commit([BookingCancelled("B1")], replies.to("queued"))
+            fsync.allow(2)
+    assert scope.cancelled_caught, "Cancelled reached the scope: run() did not swallow it"
+    assert replies.order == ["in-flight", "queued"]
+    assert journal_events(tmp_path) == [*EVENTS, BookingCancelled("B1")]
+    assert fsync.calls == 2
+
+
+async def test_a_failed_fsync_withholds_replies_and_stops(tmp_path: Path) -> None:
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    replies = Replies()
+    with pytest.RaisesGroup(pytest.RaisesExc(JournalFailed, match="replies withheld: 2")):
+        async with trio.open_nursery() as nursery:
+            sink = await started_sink(nursery, tmp_path, fsync=failing_fsync)
+            sink.commit(EVENTS, replies.to("a"))
+            sink.commit([], replies.to("b"))
+            await trio.sleep_forever()
+    assert replies.order == []
+    with pytest.raises(JournalFailed, match="I/O error"):
+        sink.commit([], replies.to("c"))
+    assert replies.order == []
+
+
+async def test_statistics_for_operators(nursery: trio.Nursery, tmp_path: Path) -> None:
+    sink = await started_sink(nursery, tmp_path)
+    replies = Replies()
+    for i in range(3):
+        sink.commit([LeaseExpiredEvent(f"L{i}")], replies.to(f"r{i}"))
+    await replies.wait_for(3)
+    stats = sink.statistics()
+    assert stats.durability is Durability.SYNC
+    assert 1 <= stats.fsyncs <= 3
+    assert 0 < stats.last_fsync_s <= stats.max_fsync_s
+    assert stats.records_written == 3
+    assert stats.bytes_written == sum(8 + len(r.payload) for r in read_journal(tmp_path).records)
+    assert (stats.pending_replies, stats.unsynced_records) == (0, 0)
+
+
+async def test_replay_applies_every_journalled_event_in_order(tmp_path: Path) -> None:
+    committed: list[Event] = [
+        LeaseExpiredEvent("L1"),
+        BookingCancelled("B1"),
+        ExpiredLeasesForgotten(4),
+    ]
+    async with trio.open_nursery() as nursery:
+        sink = await started_sink(nursery, tmp_path)
+        sink.commit(committed[:2], lambda: None)
+        sink.commit([], lambda: None)
+        sink.commit(committed[2:], lambda: None)
+        await sink.aclose()
+    applied: list[Event] = []
+    scan = replay_journal(tmp_path, applied.append)
+    assert applied == committed
+    assert (scan.next_seq, scan.repair) == (2, None)
+
+
+async def test_replay_names_a_record_that_does_not_decode(tmp_path: Path) -> None:
+    writer = JournalWriter(tmp_path)
+    writer.append(b"\x92\x01\x90")  # [1, []]: a record with no events
+    writer.append(b"\x93not msgpack of events")
+    await writer.flush(sync=True)
+    writer.close()
+    with pytest.raises(JournalCorrupt, match="record 1: not a msgpack record") as caught:
+        replay_journal(tmp_path, lambda event: None)
+    assert caught.value.offset == len(HEADER) + 8 + 3
+    assert caught.value.path.name == "journal-000000000000.log"
