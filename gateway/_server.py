@@ -16,7 +16,7 @@ import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 from grpclib.health.service import Health
@@ -29,7 +29,7 @@ from gateway._router import Router
 from gateway._service_v0 import BookingServiceV0
 from gateway._service_v2 import BookingServiceV2
 from gateway._tls import pin_client_name
-from shards import ShardSet, run_shards
+from shards import Persistence, ShardSet, run_shards
 
 if TYPE_CHECKING:
     from grpclib._typing import IServable
@@ -53,6 +53,8 @@ class ServeConfig:
     ssl_context: ssl.SSLContext | None = None
     # With mutual TLS: the subject name client certificates must carry.
     tls_client_name: str | None = None
+    # None: memory only (tests); the CLI always gives one.
+    persistence: Persistence | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +113,14 @@ async def start_shards(config: ServeConfig) -> tuple[ShardSet, TrioGuest]:
     started: asyncio.Future[ShardSet] = asyncio.get_running_loop().create_future()
     guest = TrioGuest()
     guest.start(partial(_run_trio_side, config, started), clock=config.trio_clock)
-    return await started, guest
+    ended: asyncio.Future[None] = asyncio.ensure_future(guest.wait_done())
+    waiting: set[asyncio.Future[Any]] = {started, ended}
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if not started.done():
+        await ended  # the trio side ended before serving: raise what ended it (e.g. recovery)
+        raise RuntimeError("the shards stopped before they started serving")
+    ended.cancel()
+    return started.result(), guest
 
 
 async def _run_trio_side(config: ServeConfig, started: asyncio.Future[ShardSet]) -> None:
@@ -124,6 +133,7 @@ async def _run_trio_side(config: ServeConfig, started: asyncio.Future[ShardSet])
                 mailbox_capacity=config.mailbox_capacity,
                 entropy=partial(secrets.token_bytes, 15),
                 settings=config.lease_settings,
+                persistence=config.persistence,
             )
         )
         started.set_result(shard_set)  # same thread: guest mode runs on the host's loop

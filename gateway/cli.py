@@ -18,9 +18,11 @@ from pathlib import Path
 
 from core import NANOS_PER_SECOND, LeaseSettings
 from core._demo import demo_feed
-from core._feed import Feed, FeedError, parse_feed, parse_feed_json
+from core._feed import Feed, FeedError, parse_feed_json
 from gateway._server import Ready, ServeConfig, serve
 from gateway._tls import TlsSettings, server_context
+from shards import Durability, Persistence, RecoveryError, RecoveryReport
+from shards._datadir import DataDirError, prepare, recorded_feed
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -52,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--port", type=_port, default=50051, help="gRPC port (0: any free)")
     serve_cmd.add_argument("--data-dir", type=Path, default=Path("data"), help="state dir")
     serve_cmd.add_argument("--shards", type=_positive_int, default=4, help="shard count")
+    serve_cmd.add_argument(
+        "--durability",
+        choices=[d.value for d in Durability],
+        default=Durability.SYNC.value,
+        help="sync: reply after fsync (group commit); async: fsync at least every 10 ms; "
+        "none: memory only",
+    )
     serve_cmd.add_argument(
         "--mailbox", type=_positive_int, default=1024, help="requests a shard may queue"
     )
@@ -91,15 +100,18 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         ssl_context = _ssl_context(args)
     except (OSError, ssl.SSLError) as problem:
         return _fail(f"cannot use the TLS files: {problem}", EXIT_USAGE)
+    durability = Durability(args.durability)
     try:
-        feed = _load_feed(args.feed)
-    except (OSError, FeedError) as problem:
+        feed_text = _feed_text(args.feed, args.data_dir, durability)
+        feed = parse_feed_json(feed_text)
+    except (OSError, FeedError, DataDirError) as problem:
         return _fail(f"cannot load the feed: {problem}", EXIT_USAGE)
     if not feed.slots:
         return _fail("the feed has no slots to serve", EXIT_USAGE)
     try:
-        args.data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as problem:
+        if durability is not Durability.NONE:
+            prepare(args.data_dir, shard_count=args.shards, feed_text=feed_text)
+    except (OSError, DataDirError) as problem:
         return _fail(f"cannot use --data-dir {args.data_dir}: {problem}", EXIT_USAGE)
     config = ServeConfig(
         slots=feed.slots,
@@ -113,9 +125,12 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         ),
         ssl_context=ssl_context,
         tls_client_name=args.tls_client_name,
+        persistence=Persistence(args.data_dir, durability),
     )
     try:
         asyncio.run(_serve_until_signal(config, feed))
+    except RecoveryError as problem:
+        return _fail(f"cannot recover the stored state: {problem}", EXIT_FAILURE)
     except OSError as problem:
         return _fail(f"cannot listen on {args.host}:{args.port}: {problem.strerror}", EXIT_FAILURE)
     return 0
@@ -139,10 +154,19 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     )
 
 
-def _load_feed(path: Path | None) -> Feed:
-    if path is None:
-        return parse_feed(demo_feed(int(time.time())))
-    return parse_feed_json(path.read_text(encoding="utf-8"))
+def _feed_text(path: Path | None, data_dir: Path, durability: Durability) -> str:
+    """The feed to serve: --feed; else the one the data dir recorded; else a new demo feed.
+
+    The demo feed moves with the clock, so a restart on a data dir serves the feed
+    its stored leases and bookings were made on.
+    """
+    if path is not None:
+        return path.read_text(encoding="utf-8")
+    recorded = None if durability is Durability.NONE else recorded_feed(data_dir)
+    if recorded is not None:
+        print(f"leasehold: serving the feed recorded in {data_dir} (give --feed to change it)")
+        return recorded
+    return json.dumps(demo_feed(int(time.time())))
 
 
 async def _serve_until_signal(config: ServeConfig, feed: Feed) -> None:
@@ -152,6 +176,8 @@ async def _serve_until_signal(config: ServeConfig, feed: Feed) -> None:
         loop.add_signal_handler(signum, stop.set)
 
     def announce(ready: Ready) -> None:
+        for line in _recovery_lines(ready.router.shard_set.recovery):
+            print(line, flush=True)
         merchants = len({s.key.merchant_id for s in feed.slots})
         print(
             f"leasehold: serving {len(feed.slots)} slots of {merchants} merchants "
@@ -161,6 +187,20 @@ async def _serve_until_signal(config: ServeConfig, feed: Feed) -> None:
 
     await serve(config, stop, announce)
     print("leasehold: stopped", flush=True)
+
+
+def _recovery_lines(reports: Sequence[RecoveryReport]) -> list[str]:
+    if not reports:
+        return []
+    records = sum(r.records_replayed for r in reports)
+    snapshots = sum(r.snapshot_seq is not None for r in reports)
+    slowest = max(r.seconds for r in reports)
+    lines = [
+        f"leasehold: recovered {len(reports)} shards: {snapshots} snapshots, {records} journal "
+        f"records replayed, in {slowest:.2f} s"
+    ]
+    lines += [f"leasehold: journal tail cut: {r.tail_repair}" for r in reports if r.tail_repair]
+    return lines
 
 
 def _fail(message: str, code: int) -> int:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import trio
 
 from core import LeaseSettings, ShardState, SlotSpec, bucket_of_id, shard_for_bucket
 from core import routing_bucket as _bucket
 from shards._clock import AnchoredClock
+from shards._datadir import shard_dir
+from shards._durable_sink import Durability, JournalSink
+from shards._journal import JournalWriter
 from shards._messages import ShardStats
-from shards._shard import Shard, ShardHandle
+from shards._persistence import RecoveryReport, recover
+from shards._shard import EventSink, Shard, ShardHandle
 
 
 def partition_inventory(slots: Iterable[SlotSpec], shard_count: int) -> list[list[SlotSpec]]:
@@ -27,8 +33,10 @@ def partition_inventory(slots: Iterable[SlotSpec], shard_count: int) -> list[lis
 class ShardSet:
     """The running shards, and routing from a key or an id to the owning shard."""
 
-    def __init__(self, shards: Sequence[Shard]) -> None:
+    def __init__(self, shards: Sequence[Shard], recovery: Sequence[RecoveryReport] = ()) -> None:
         self.shards = tuple(shards)
+        # What each shard loaded from disk at start (empty when memory-only).
+        self.recovery = tuple(recovery)
         self.handles = tuple(s.handle for s in shards)
 
     def for_key(self, merchant_id: str, service_id: str) -> ShardHandle:
@@ -50,6 +58,14 @@ class ShardSet:
             shard.close()
 
 
+@dataclass(frozen=True, slots=True)
+class Persistence:
+    """Where and how durably the shards keep their state (None in run_shards: memory only)."""
+
+    data_dir: Path
+    durability: Durability
+
+
 async def run_shards(
     slots: Iterable[SlotSpec],
     *,
@@ -58,23 +74,63 @@ async def run_shards(
     entropy: Callable[[], bytes],
     settings: LeaseSettings | None = None,
     wall_anchor_ns: int | None = None,
+    persistence: Persistence | None = None,
     task_status: trio.TaskStatus[ShardSet] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Start every shard with `nursery.start` (so each is serving), then report the set.
+    """Recover each shard, start it with `nursery.start` (so it serves), then report the set.
 
-    Returns when all shards have stopped (after ShardSet.close(), or on cancellation).
+    Returns when all shards have stopped (after ShardSet.close(), or on cancellation);
+    each shard's journal is drained and closed after its shard stops. Raises
+    RecoveryError (before reporting anything) if stored state cannot be loaded.
     """
     clock = AnchoredClock(wall_anchor_ns)
+    states = [
+        ShardState(part, entropy=entropy, settings=settings)
+        for part in partition_inventory(slots, shard_count)
+    ]
+    sinks, reports = await _open_storage(states, persistence)
     shards = [
-        Shard(
-            i,
-            ShardState(part, entropy=entropy, settings=settings),
-            clock,
-            mailbox_capacity=mailbox_capacity,
-        )
-        for i, part in enumerate(partition_inventory(slots, shard_count))
+        Shard(i, state, clock, mailbox_capacity=mailbox_capacity, sink=sink)
+        for i, (state, sink) in enumerate(zip(states, sinks, strict=True))
     ]
     async with trio.open_nursery() as nursery:
-        for shard in shards:
-            await nursery.start(shard.run)
-        task_status.started(ShardSet(shards))
+        for sink in sinks:
+            if isinstance(sink, JournalSink):
+                await nursery.start(sink.run)
+        for shard, sink in zip(shards, sinks, strict=True):
+            await nursery.start(_serve_then_close, shard, sink)
+        task_status.started(ShardSet(shards, reports))
+
+
+async def _serve_then_close(
+    shard: Shard, sink: EventSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    try:
+        await shard.run(task_status=task_status)
+    finally:
+        if isinstance(sink, JournalSink):
+            with trio.CancelScope(shield=True):
+                await sink.aclose()  # writes and answers what the shard committed
+
+
+async def _open_storage(
+    states: list[ShardState], persistence: Persistence | None
+) -> tuple[list[EventSink], list[RecoveryReport]]:
+    """Recover every shard from disk (in worker threads, concurrently) and open its journal."""
+    if persistence is None or persistence.durability is Durability.NONE:
+        return [EventSink() for _ in states], []
+    reports: list[RecoveryReport | None] = [None] * len(states)
+    writers: list[JournalWriter | None] = [None] * len(states)
+
+    async def open_one(index: int) -> None:
+        directory = shard_dir(persistence.data_dir, index)
+        reports[index] = await trio.to_thread.run_sync(recover, states[index], directory)
+        writers[index] = await trio.to_thread.run_sync(JournalWriter, directory)
+
+    async with trio.open_nursery() as nursery:
+        for index in range(len(states)):
+            nursery.start_soon(open_one, index)
+    sinks: list[EventSink] = [
+        JournalSink(persistence.durability, writer) for writer in writers if writer is not None
+    ]
+    return sinks, [r for r in reports if r is not None]

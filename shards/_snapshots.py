@@ -1,0 +1,163 @@
+"""Snapshot files of a shard's state, and which journal segments they make redundant.
+
+A snapshot taken at journal sequence S holds the state after every record with
+seq < S. Its file `snapshot-{S:012d}.msgpack` is written to a temp file,
+fsynced, renamed into place and the directory fsynced: a crash leaves either
+the old set of files or the new one. Only then may the journal segments whose
+records all precede S, and older snapshots, be removed.
+
+    snapshot = [SNAPSHOT_VERSION, S, [Lease...], [expired lease id...], [Booking...],
+                [[merchant_id, service_id, token, Booking]...], [granted, expired, booked]]
+
+Leases and bookings use the journal codec's layouts (shards._codec).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import msgpack  # type: ignore[import-untyped]
+
+from core import Booking, StateSnapshot
+from shards import _codec as c
+from shards._datadir import fsync_dir
+from shards._journal import _segments
+
+SNAPSHOT_VERSION = 1
+_PREFIX = "snapshot-"
+_SUFFIX = ".msgpack"
+
+
+class SnapshotCorrupt(Exception):
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedSnapshot:
+    seq: int
+    state: StateSnapshot
+    path: Path
+
+
+def snapshot_name(seq: int) -> str:
+    return f"{_PREFIX}{seq:012d}{_SUFFIX}"
+
+
+def encode_snapshot(seq: int, snapshot: StateSnapshot) -> bytes:
+    document = (
+        SNAPSHOT_VERSION,
+        seq,
+        [c._lease(lease) for lease in snapshot.leases],
+        list(snapshot.expired_order),
+        [c._booking(booking) for booking in snapshot.bookings],
+        [(m, s, t, c._booking(b)) for m, s, t, b in snapshot.tokens],
+        list(snapshot.totals),
+    )
+    return cast(bytes, msgpack.packb(document))
+
+
+def decode_snapshot(data: bytes, path: Path) -> LoadedSnapshot:
+    try:
+        document = msgpack.unpackb(data, raw=False, use_list=False)
+        version, seq, leases, expired, bookings, tokens, totals = c._array(document, 7, "snapshot")
+        if version != SNAPSHOT_VERSION:
+            raise SnapshotCorrupt(
+                path, f"snapshot format {version}; this version reads {SNAPSHOT_VERSION}"
+            )
+        granted, expired_total, booked = c._array(totals, 3, "totals")
+        state = StateSnapshot(
+            leases=tuple(c._decode_lease(v) for v in _tuple(leases)),
+            expired_order=tuple(c._str(v, "expired lease id") for v in _tuple(expired)),
+            bookings=tuple(c._decode_booking(v) for v in _tuple(bookings)),
+            tokens=tuple(_token(v) for v in _tuple(tokens)),
+            totals=(
+                c._int(granted, "totals.granted"),
+                c._int(expired_total, "totals.expired"),
+                c._int(booked, "totals.booked"),
+            ),
+        )
+        return LoadedSnapshot(c._int(seq, "seq"), state, path)
+    except c.CorruptRecord as problem:
+        raise SnapshotCorrupt(path, str(problem)) from None
+    except (ValueError, TypeError, msgpack.UnpackException) as problem:
+        raise SnapshotCorrupt(path, f"not a msgpack snapshot: {problem}") from None
+
+
+def _tuple(value: object) -> tuple[object, ...]:
+    if type(value) is not tuple:
+        raise c.CorruptRecord(f"expected an array, found {type(value).__name__}")
+    return cast(tuple[object, ...], value)
+
+
+def _token(value: object) -> tuple[str, str, str, Booking]:
+    merchant, service, token, booking = c._array(value, 4, "token")
+    return (
+        c._str(merchant, "token.merchant_id"),
+        c._str(service, "token.service_id"),
+        c._str(token, "token.token"),
+        c._decode_booking(booking),
+    )
+
+
+def write_snapshot(directory: Path, seq: int, data: bytes) -> Path:
+    """Durably write encoded snapshot bytes (blocking: run it in a worker thread)."""
+    path = directory / snapshot_name(seq)
+    temp = path.with_name(path.name + ".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+    fsync_dir(directory)
+    return path
+
+
+def snapshot_files(directory: Path) -> list[tuple[int, Path]]:
+    """(seq, path) of every complete snapshot file, oldest first."""
+    found = []
+    for path in directory.glob(f"{_PREFIX}*{_SUFFIX}"):
+        digits = path.name[len(_PREFIX) : -len(_SUFFIX)]
+        if digits.isdigit():
+            found.append((int(digits), path))
+    return sorted(found)
+
+
+def load_latest(directory: Path) -> LoadedSnapshot | None:
+    """The newest snapshot, or None. A damaged newest snapshot stops the start (raises)."""
+    files = snapshot_files(directory)
+    if not files:
+        return None
+    seq, path = files[-1]
+    loaded = decode_snapshot(path.read_bytes(), path)
+    if loaded.seq != seq:
+        raise SnapshotCorrupt(path, f"holds seq {loaded.seq}, its name says {seq}")
+    return loaded
+
+
+def remove_covered(directory: Path, seq: int) -> list[Path]:
+    """Remove what the durable snapshot at `seq` makes redundant; return the removed files.
+
+    Older snapshots go, and every journal segment whose records all precede `seq`
+    (the segment after it starts at or before `seq`). Call only after the snapshot
+    at `seq` is durable.
+    """
+    removed = [path for s, path in snapshot_files(directory) if s < seq]
+    segments = _segments(directory)
+    for (_, path), (next_first, _) in itertools.pairwise(segments):
+        if next_first <= seq:
+            removed.append(path)
+    for path in removed:
+        path.unlink()
+    if removed:
+        fsync_dir(directory)
+    return removed

@@ -1,0 +1,183 @@
+"""Snapshots and recovery: snapshot + journal tail rebuild the state; damage stops the start."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+import core
+from core import (
+    ApiVersion,
+    CancelBooking,
+    CreateBooking,
+    CreateLease,
+    Person,
+    ShardState,
+    SlotKey,
+    SlotRef,
+    SlotSpec,
+)
+from shards._codec import encode_events
+from shards._journal import JournalWriter, segment_name
+from shards._persistence import RecoveryError, recover
+from shards._snapshots import (
+    encode_snapshot,
+    load_latest,
+    remove_covered,
+    snapshot_files,
+    write_snapshot,
+)
+
+S = core.NANOS_PER_SECOND
+KEYS = [SlotKey("m1", "cut", 10_000 + 600 * i, 600) for i in range(4)]
+SPECS = [SlotSpec(k, spots=3, spots_total=3) for k in KEYS]
+
+
+def entropy() -> Callable[[], bytes]:
+    counter = itertools.count()
+    return lambda: next(counter).to_bytes(15, "big")
+
+
+class Recorder:
+    """A ShardState whose events are journaled like the shard's sink does (one record each)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.state = ShardState(SPECS, entropy=entropy())
+        self.writer = JournalWriter(directory)
+
+    def record(self, events: tuple[core.Event, ...]) -> None:
+        if events:
+            self.writer.append(encode_events(events))
+
+    def lease(self, i: int, ref: str, now_ns: int) -> core.Lease:
+        outcome = self.state.create_lease(
+            CreateLease(ApiVersion.V2, SlotRef(KEYS[i]), ref, None), now_ns
+        )
+        self.record(outcome.events)
+        assert isinstance(outcome.result, core.Lease)
+        return outcome.result
+
+    def book(self, lease: core.Lease, token: str, now_ns: int) -> core.Booking:
+        outcome = self.state.create_booking(
+            CreateBooking(ApiVersion.V2, lease.slot, lease.lease_id, Person(user_id=token), token),
+            now_ns,
+        )
+        self.record(outcome.events)
+        assert isinstance(outcome.result, core.Booking)
+        return outcome.result
+
+    async def flush(self) -> None:
+        await self.writer.flush(sync=True)
+
+
+def fresh() -> ShardState:
+    return ShardState(SPECS, entropy=entropy())
+
+
+async def busy_history(directory: Path) -> Recorder:
+    rec = Recorder(directory)
+    leases = [rec.lease(i % 4, f"r{i}", i * S) for i in range(8)]
+    booking = rec.book(leases[0], "t0", 10 * S)
+    rec.book(leases[1], "t1", 11 * S)
+    rec.record(rec.state.cancel_booking(CancelBooking(booking.booking_id), 12 * S).events)
+    rec.record(rec.state.expire_due(400 * S))  # default TTL 300 s: the unbooked leases lapse
+    rec.lease(2, "late", 401 * S)
+    await rec.flush()
+    return rec
+
+
+async def test_journal_replay_rebuilds_the_state(tmp_path: Path) -> None:
+    rec = await busy_history(tmp_path)
+    restored = fresh()
+    report = recover(restored, tmp_path)
+    assert report.snapshot_seq is None
+    assert report.records_replayed == rec.writer.next_seq
+    assert restored.snapshot() == rec.state.snapshot()
+
+
+async def test_snapshot_then_journal_tail(tmp_path: Path) -> None:
+    rec = await busy_history(tmp_path)
+    seq = rec.writer.next_seq
+    await rec.writer.roll()
+    write_snapshot(tmp_path, seq, encode_snapshot(seq, rec.state.snapshot()))
+    removed = remove_covered(tmp_path, seq)
+    assert [p.name for p in removed] == [segment_name(0)]
+    rec.lease(3, "after-snapshot", 402 * S)  # lands in the journal after the snapshot
+    await rec.flush()
+    restored = fresh()
+    report = recover(restored, tmp_path)
+    assert report.snapshot_seq == seq
+    assert report.records_replayed == 1
+    assert restored.snapshot() == rec.state.snapshot()
+    replay = CreateLease(ApiVersion.V2, SlotRef(KEYS[3]), "after-snapshot", None)
+    assert (
+        restored.create_lease(replay, 403 * S).result
+        == rec.state.create_lease(replay, 403 * S).result
+    )  # idempotency memory survives
+
+
+async def test_a_newer_snapshot_replaces_older_ones(tmp_path: Path) -> None:
+    rec = await busy_history(tmp_path)
+    for _ in range(2):
+        seq = rec.writer.next_seq
+        await rec.writer.roll()
+        write_snapshot(tmp_path, seq, encode_snapshot(seq, rec.state.snapshot()))
+        remove_covered(tmp_path, seq)
+        rec.lease(3, f"x{seq}", 500 * S)
+        await rec.flush()
+    assert len(snapshot_files(tmp_path)) == 1
+    loaded = load_latest(tmp_path)
+    assert loaded is not None
+    assert loaded.seq == rec.writer.next_seq - 1
+
+
+async def test_missing_records_between_snapshot_and_journal_stop_the_start(
+    tmp_path: Path,
+) -> None:
+    rec = await busy_history(tmp_path)
+    await rec.writer.roll()
+    rec.lease(3, "more", 402 * S)
+    await rec.flush()
+    (tmp_path / segment_name(0)).unlink()  # the journal now starts after a gap, no snapshot
+    with pytest.raises(RecoveryError, match="missing"):
+        recover(fresh(), tmp_path)
+
+
+async def test_state_that_the_feed_no_longer_fits_stops_the_start(tmp_path: Path) -> None:
+    await busy_history(tmp_path)
+    smaller = ShardState(SPECS[:1], entropy=entropy())
+    with pytest.raises(RecoveryError, match="feed the data dir was built from"):
+        recover(smaller, tmp_path)
+
+
+async def test_a_damaged_snapshot_stops_the_start(tmp_path: Path) -> None:
+    rec = await busy_history(tmp_path)
+    seq = rec.writer.next_seq
+    path = write_snapshot(tmp_path, seq, encode_snapshot(seq, rec.state.snapshot()))
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(RecoveryError, match=path.name):
+        recover(fresh(), tmp_path)
+
+
+async def test_leases_that_lapsed_while_down_expire_on_the_first_command(
+    tmp_path: Path,
+) -> None:
+    rec = Recorder(tmp_path)
+    rec.lease(0, "r", 0)
+    await rec.flush()
+    restored = fresh()
+    recover(restored, tmp_path)
+    assert restored.open_spots(KEYS[0]) == 2
+    outcome = restored.check_availability(core.CheckAvailability(KEYS[0]), 301 * S)
+    assert outcome.result == 3
+    assert any(isinstance(e, core.LeaseExpiredEvent) for e in outcome.events)
+
+
+async def test_empty_directory_recovers_nothing(tmp_path: Path) -> None:
+    report = await trio.to_thread.run_sync(recover, fresh(), tmp_path)
+    assert report.records_replayed == 0
+    assert report.snapshot_seq is None
