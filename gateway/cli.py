@@ -62,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
         "none: memory only",
     )
     serve_cmd.add_argument(
+        "--snapshot-every",
+        type=_positive_int,
+        default=100_000,
+        metavar="RECORDS",
+        help="a shard snapshots its state after this many journal records",
+    )
+    serve_cmd.add_argument(
         "--mailbox", type=_positive_int, default=1024, help="requests a shard may queue"
     )
     serve_cmd.add_argument(
@@ -125,7 +132,7 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         ),
         ssl_context=ssl_context,
         tls_client_name=args.tls_client_name,
-        persistence=Persistence(args.data_dir, durability),
+        persistence=Persistence(args.data_dir, durability, args.snapshot_every),
     )
     try:
         asyncio.run(_serve_until_signal(config, feed))

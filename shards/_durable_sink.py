@@ -119,6 +119,8 @@ class JournalSink(EventSink):
         self._closed = False
         self._stopped = trio.Event()
         self._failure: JournalFailed | None = None
+        # The writer has one driver at a time: the flush loop, or a roll for a snapshot.
+        self._writer_lock = trio.Lock()
 
     def commit(self, events: Sequence[Event], deliver: Callable[[], None]) -> None:
         """Journal `events` (one record) and deliver the reply when `durability` allows.
@@ -183,6 +185,27 @@ class JournalSink(EventSink):
             with trio.CancelScope(shield=True):
                 await self._drain()
 
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next committed record gets (0 when nothing is written)."""
+        return 0 if self._writer is None else self._writer.next_seq
+
+    async def roll(self) -> None:
+        """Flush, fsync and continue in a new segment, between two flushes of the loop.
+
+        For snapshots: a snapshot taken after this covers the old segments, which can
+        then be removed. A no-op when the journal is not written (NONE).
+        """
+        if self._writer is None or self._closing or self._closed:
+            return  # stopping: the drain owns the writer now
+        async with self._writer_lock:
+            if not self._closed:
+                await self._writer.roll()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing or self._closed
+
     def statistics(self) -> JournalStats:
         writer = self._writer
         if writer is None:
@@ -228,7 +251,8 @@ class JournalSink(EventSink):
         batch, self._waiting = self._waiting, []
         self._held = len(batch)
         try:
-            await self._writer.flush(sync=True)
+            async with self._writer_lock:
+                await self._writer.flush(sync=True)
         except Exception as problem:
             self._failure = JournalFailed(
                 f"the journal {self._writer.path} could not be written ({problem!r}); "

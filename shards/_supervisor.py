@@ -11,6 +11,7 @@ import trio
 from core import LeaseSettings, ShardState, SlotSpec, bucket_of_id, shard_for_bucket
 from core import routing_bucket as _bucket
 from shards._clock import AnchoredClock
+from shards._compaction import DEFAULT_EVERY_RECORDS, Compactor
 from shards._datadir import shard_dir
 from shards._durable_sink import Durability, JournalSink
 from shards._journal import JournalWriter
@@ -64,6 +65,8 @@ class Persistence:
 
     data_dir: Path
     durability: Durability
+    # A shard snapshots (and drops the journal before it) after this many records.
+    snapshot_every: int = DEFAULT_EVERY_RECORDS
 
 
 async def run_shards(
@@ -94,9 +97,17 @@ async def run_shards(
         for i, (state, sink) in enumerate(zip(states, sinks, strict=True))
     ]
     async with trio.open_nursery() as nursery:
-        for sink in sinks:
+        for index, (state, sink) in enumerate(zip(states, sinks, strict=True)):
             if isinstance(sink, JournalSink):
+                assert persistence is not None
                 await nursery.start(sink.run)
+                compactor = Compactor(
+                    state,
+                    sink,
+                    shard_dir(persistence.data_dir, index),
+                    every_records=persistence.snapshot_every,
+                )
+                await nursery.start(compactor.run)
         for shard, sink in zip(shards, sinks, strict=True):
             await nursery.start(_serve_then_close, shard, sink)
         task_status.started(ShardSet(shards, reports))
