@@ -245,20 +245,21 @@ class JournalSink(EventSink):
     async def _commit_batch(self) -> None:
         """Flush and fsync everything appended so far, then deliver the replies waiting on it."""
         assert self._writer is not None
-        # The batch and the writer's buffer are taken together, with no checkpoint
-        # between (flush takes the buffer before its first): what is committed from
-        # now on waits for the next batch.
-        batch, self._waiting = self._waiting, []
-        self._held = len(batch)
-        try:
-            async with self._writer_lock:
+        async with self._writer_lock:
+            # The batch and the writer's buffer are taken together, with no checkpoint
+            # between (flush takes the buffer before its first): what is committed from
+            # now on waits for the next batch. Waiting for the lock comes first, so a
+            # cancellation there leaves the batch queued for the drain.
+            batch, self._waiting = self._waiting, []
+            self._held = len(batch)
+            try:
                 await self._writer.flush(sync=True)
-        except Exception as problem:
-            self._failure = JournalFailed(
-                f"the journal {self._writer.path} could not be written ({problem!r}); "
-                f"replies withheld: {self._held + len(self._waiting)}; the shard must stop"
-            )
-            raise self._failure from problem
+            except Exception as problem:
+                self._failure = JournalFailed(
+                    f"the journal {self._writer.path} could not be written ({problem!r}); "
+                    f"replies withheld: {self._held + len(self._waiting)}; the shard must stop"
+                )
+                raise self._failure from problem
         self._held = 0
         for deliver in batch:
             deliver()
@@ -271,9 +272,11 @@ class JournalSink(EventSink):
                 while self._waiting or writer.unsynced_records:
                     await self._commit_batch()
         finally:
-            self._closed = True
-            if self._writer is not None:
-                self._writer.close()
+            # Under the lock: a roll that started before the drain may still be flushing.
+            async with self._writer_lock:
+                self._closed = True
+                if self._writer is not None:
+                    self._writer.close()
 
     async def _wait_for(self, ready: Callable[[], bool]) -> None:
         # A checkpoint even when ready, so that a busy loop can still be cancelled.

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from core import BookingCancelled, Event, ExpiredLeasesForgotten, LeaseExpiredEvent
 from shards._codec import decode_events
@@ -253,6 +254,31 @@ async def test_cancelling_run_drains_pending_replies_then_propagates(tmp_path: P
     assert replies.order == ["in-flight", "queued"]
     assert journal_events(tmp_path) == [*EVENTS, BookingCancelled("B1")]
     assert fsync.calls == 2
+
+
+async def test_cancelled_while_a_roll_holds_the_journal_still_answers_every_reply(
+    tmp_path: Path,
+) -> None:
+    fsync = GatedFsync()
+    replies = Replies()
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            sink = await started_sink(nursery, tmp_path, fsync=fsync)
+            sink.commit(EVENTS, replies.to("a"))
+            await fsync.started()  # the loop's fsync of "a" holds the journal
+            nursery.start_soon(sink.roll)
+            await trio.testing.wait_all_tasks_blocked()  # the roll waits for the journal
+            sink.commit([BookingCancelled("B1")], replies.to("b"))
+            fsync.allow()
+            await fsync.started()  # the roll's fsync (of "b" too); the loop waits for it
+            await replies.wait_for(1)
+            scope.cancel()
+            fsync.allow()
+    assert scope.cancelled_caught
+    assert replies.order == ["a", "b"]
+    records = read_journal(tmp_path).records
+    assert [r.segment.name for r in records] == ["journal-000000000000.log"] * 2
+    assert journal_events(tmp_path) == [*EVENTS, BookingCancelled("B1")]
 
 
 async def test_a_failed_fsync_withholds_replies_and_stops(tmp_path: Path) -> None:
