@@ -33,14 +33,13 @@ import enum
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import assert_never
 
 import trio
 
 from core import Event
-from shards._codec import CorruptRecord, decode_events, encode_events
-from shards._journal import JournalCorrupt, JournalScan, JournalWriter, read_journal
+from shards._codec import encode_events
+from shards._journal import JournalWriter
 from shards._shard import EventSink
 
 FLUSH_INTERVAL_S = 0.010
@@ -70,27 +69,6 @@ class JournalStats:
     pending_replies: int
     # Records appended but not yet fsynced: what a crash now would lose.
     unsynced_records: int
-
-
-def replay_journal(directory: Path, apply: Callable[[Event], None]) -> JournalScan:
-    """Read a shard's journal (cutting a torn tail) and `apply` every event, in order.
-
-    Raises:
-        JournalCorrupt: damage, including an intact frame whose payload does not
-            decode; the message names the file and offset. JournalFormatError as
-            read_journal.
-    """
-    scan = read_journal(directory)
-    for record in scan.records:
-        try:
-            events = decode_events(record.payload)
-        except CorruptRecord as problem:
-            raise JournalCorrupt(
-                record.segment, record.offset, f"record {record.seq}: {problem}"
-            ) from None
-        for event in events:
-            apply(event)
-    return scan
 
 
 class JournalSink(EventSink):
