@@ -11,11 +11,13 @@ demo feed moves with the clock, so regenerating it would orphan stored state).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 FORMAT_VERSION = 1
 _META = "leasehold.json"
@@ -96,6 +98,21 @@ def prepare(data_dir: Path, *, shard_count: int, feed_text: str) -> DataDirMeta:
     for shard_id in range(shard_count):
         shard_dir(data_dir, shard_id).mkdir(exist_ok=True)
     return new
+
+
+def lock(data_dir: Path) -> IO[bytes]:
+    """Hold the data dir for this process (until the returned file is closed or it exits).
+
+    Two servers on one data dir would interleave their journals; the second is refused.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / "leasehold.lock").open("ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise DataDirError(f"{data_dir} is in use by another leasehold serve") from None
+    return handle
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -11,6 +11,7 @@ from shards._datadir import (
     FORMAT_VERSION,
     DataDirError,
     feed_digest,
+    lock,
     prepare,
     read_meta,
     recorded_feed,
@@ -54,3 +55,13 @@ def test_garbage_metadata_is_refused(tmp_path: Path) -> None:
     (tmp_path / "leasehold.json").write_text("not json")
     with pytest.raises(DataDirError, match="unreadable"):
         read_meta(tmp_path)
+
+
+def test_a_second_process_is_refused_while_the_first_holds_the_dir(tmp_path: Path) -> None:
+    held = lock(tmp_path)
+    try:
+        with pytest.raises(DataDirError, match="in use"):
+            lock(tmp_path)
+    finally:
+        held.close()
+    lock(tmp_path).close()  # free again once released

@@ -181,3 +181,14 @@ async def test_empty_directory_recovers_nothing(tmp_path: Path) -> None:
     report = await trio.to_thread.run_sync(recover, fresh(), tmp_path)
     assert report.records_replayed == 0
     assert report.snapshot_seq is None
+
+
+async def test_a_record_that_does_not_decode_stops_the_start_naming_file_and_offset(
+    tmp_path: Path,
+) -> None:
+    rec = await busy_history(tmp_path)
+    rec.writer.append(b"\x93\x01\x02\x03")  # a valid frame (good CRC), not a valid record
+    rec.lease(3, "after", 402 * S)
+    await rec.flush()
+    with pytest.raises(RecoveryError, match=rf"{segment_name(0)}: at byte offset \d+: record"):
+        recover(fresh(), tmp_path)
