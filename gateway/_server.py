@@ -1,10 +1,12 @@
 """Assembling and running the server: trio shards as a guest of grpclib's asyncio loop.
 
 Start order: shards first (each started with `nursery.start`, so serving), then
-the gRPC listener; `on_ready` is called once the port is bound. Stop order
+the health stream's websocket (when configured), then the gRPC listener;
+`on_ready` is called once the port is bound. Stop order
 (SIGINT/SIGTERM, or `stop` set): new calls are answered UNAVAILABLE, grpclib's
 server is closed and its in-flight handlers finish or are cancelled, then the
-shards' mailboxes are closed and the trio run ends.
+shards' mailboxes are closed, health watchers are closed with 1001, and the trio
+run ends.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from grpclib.server import Server
 
 from core import LeaseSettings, SlotSpec
 from gateway._bridge import TrioGuest
+from gateway._health_stream import HealthConfig, HealthListenError, HealthServer, serve_health
 from gateway._router import Router
 from gateway._service_v0 import BookingServiceV0
 from gateway._service_v2 import BookingServiceV2
@@ -55,6 +58,8 @@ class ServeConfig:
     tls_client_name: str | None = None
     # None: memory only (tests); the CLI always gives one.
     persistence: Persistence | None = None
+    # The websocket health stream (gateway._health_stream); None: none (tests).
+    health: HealthConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,22 @@ class Ready:
     host: str
     port: int
     router: Router
+    # The health stream's bound port; None when it is not served.
+    health_port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrioSide:
+    """What runs in the trio guest: the shards and, when configured, the health stream."""
+
+    shard_set: ShardSet
+    health: HealthServer | None
+
+    def stop(self) -> None:
+        """Close the shards' mailboxes and the health stream; the trio run then ends."""
+        self.shard_set.close()
+        if self.health is not None:
+            self.health.stream.stop()
 
 
 def build_services(router: Router, slots: Sequence[SlotSpec]) -> list[IServable]:
@@ -79,20 +100,26 @@ async def serve(
     stop: asyncio.Event,
     on_ready: Callable[[Ready], None] = lambda ready: None,
 ) -> None:
-    """Serve until `stop` is set. Raises OSError if the port cannot be bound."""
-    shard_set, guest = await start_shards(config)
-    router = Router(shard_set)
+    """Serve until `stop` is set.
+
+    Raises OSError if the port cannot be bound, HealthListenError if the health port cannot.
+    """
+    side, guest = await start_trio_side(config)
+    router = Router(side.shard_set)
     server = Server(build_services(router, config.slots))
     if config.tls_client_name is not None:
         pin_client_name(server, config.tls_client_name)
+    if side.health is not None:
+        side.health.stream.grpc_connections = partial(_open_connections, server)
     try:
         await server.start(config.host, config.port, ssl=config.ssl_context)
     except BaseException:
-        shard_set.close()
+        side.stop()
         await guest.wait_done()
         raise
     try:
-        on_ready(Ready(config.host, _bound_port(server), router))
+        health_port = None if side.health is None else side.health.port
+        on_ready(Ready(config.host, _bound_port(server), router, health_port))
         await _wait_for_stop_or_crash(stop, guest)
     finally:
         # New calls are answered UNAVAILABLE; calls under way get drain_seconds to finish
@@ -101,7 +128,7 @@ async def serve(
         server.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), config.drain_seconds)
-        shard_set.close()
+        side.stop()
         await guest.wait_done()
 
 
@@ -110,7 +137,17 @@ async def start_shards(config: ServeConfig) -> tuple[ShardSet, TrioGuest]:
 
     The run ends after `ShardSet.close()`; await `TrioGuest.wait_done()` for it.
     """
-    started: asyncio.Future[ShardSet] = asyncio.get_running_loop().create_future()
+    side, guest = await start_trio_side(config)
+    return side.shard_set, guest
+
+
+async def start_trio_side(config: ServeConfig) -> tuple[TrioSide, TrioGuest]:
+    """Start the shards, then the health stream if configured; return once both serve.
+
+    The run ends after `TrioSide.stop()`; await `TrioGuest.wait_done()` for it. Raises
+    HealthListenError (after stopping the shards) if the health port cannot be bound.
+    """
+    started: asyncio.Future[TrioSide] = asyncio.get_running_loop().create_future()
     guest = TrioGuest()
     guest.start(partial(_run_trio_side, config, started), clock=config.trio_clock)
     ended: asyncio.Future[None] = asyncio.ensure_future(guest.wait_done())
@@ -119,11 +156,13 @@ async def start_shards(config: ServeConfig) -> tuple[ShardSet, TrioGuest]:
     if not started.done():
         await ended  # the trio side ended before serving: raise what ended it (e.g. recovery)
         raise RuntimeError("the shards stopped before they started serving")
+    if started.exception() is not None:
+        await ended  # the trio side stops its shards; then raise why it did not start
     ended.cancel()
     return started.result(), guest
 
 
-async def _run_trio_side(config: ServeConfig, started: asyncio.Future[ShardSet]) -> None:
+async def _run_trio_side(config: ServeConfig, started: asyncio.Future[TrioSide]) -> None:
     async with trio.open_nursery() as nursery:
         shard_set: ShardSet = await nursery.start(
             partial(
@@ -136,7 +175,16 @@ async def _run_trio_side(config: ServeConfig, started: asyncio.Future[ShardSet])
                 persistence=config.persistence,
             )
         )
-        started.set_result(shard_set)  # same thread: guest mode runs on the host's loop
+        health: HealthServer | None = None
+        if config.health is not None:
+            try:
+                health = await nursery.start(serve_health, shard_set, config.health)
+            except HealthListenError as problem:
+                shard_set.close()
+                started.set_exception(problem)
+                return
+        # Same thread: guest mode runs on the host's loop.
+        started.set_result(TrioSide(shard_set, health))
 
 
 async def _wait_for_stop_or_crash(stop: asyncio.Event, guest: TrioGuest) -> None:
@@ -148,6 +196,11 @@ async def _wait_for_stop_or_crash(stop: asyncio.Event, guest: TrioGuest) -> None
     if crashed in done:
         crashed.result()  # re-raise what ended the shards
         raise RuntimeError("the shards stopped unexpectedly")
+
+
+def _open_connections(server: Server) -> int:
+    """gRPC connections open now: grpclib keeps a handler per connection, marked on close."""
+    return sum(not handler.closing for handler in server._handlers)
 
 
 def _bound_port(server: Server) -> int:

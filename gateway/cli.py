@@ -1,4 +1,4 @@
-"""The `leasehold` command: `serve` and `feed demo`.
+"""The `leasehold` command: `serve`, `watch`, `dashboard` and `feed demo`.
 
 Errors a user can cause (a missing or bad feed, a busy port, bad flags) end
 with one clear line on stderr and a non-zero exit, never a traceback.
@@ -19,10 +19,12 @@ from pathlib import Path
 from core import NANOS_PER_SECOND, LeaseSettings
 from core._demo import demo_feed
 from core._feed import Feed, FeedError, parse_feed_json
+from gateway._health_stream import DEFAULT_PORT as DEFAULT_HEALTH_PORT
+from gateway._health_stream import HealthConfig, HealthListenError
 from gateway._server import Ready, ServeConfig, serve
 from gateway._tls import TlsSettings, server_context
 from shards import Durability, Persistence, RecoveryError, RecoveryReport
-from shards._datadir import DataDirError, prepare, recorded_feed
+from shards._datadir import DataDirError, lock, prepare, recorded_feed
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -40,6 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dump(demo_feed(int(time.time())), sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
+    if args.command == "watch":
+        from gateway.watch import watch_main  # rich: only for this command
+
+        return watch_main(args.url, args.interval, args.token)
+    if args.command == "dashboard":
+        return _dashboard(args.url, args.open)
     return _serve(parser, args)
 
 
@@ -91,6 +99,33 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="mutual TLS: require this subject name in the client certificate",
     )
+    health = serve_cmd.add_argument_group("health stream (websocket; see leasehold watch)")
+    health.add_argument("--health-host", default="127.0.0.1", help="address to bind")
+    health.add_argument(
+        "--health-port",
+        type=_port,
+        default=DEFAULT_HEALTH_PORT,
+        help=f"websocket port (0: any free; default {DEFAULT_HEALTH_PORT})",
+    )
+    health.add_argument("--health-token", help="watchers must send this token")
+    health.add_argument(
+        "--health-interval",
+        type=_positive_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="frame interval for watchers that do not ask for one",
+    )
+    watch_cmd = commands.add_parser("watch", help="live terminal view of every shard")
+    watch_cmd.add_argument("url", nargs="?", default=_health_url("127.0.0.1", DEFAULT_HEALTH_PORT))
+    watch_cmd.add_argument("--token", help="the server's --health-token")
+    watch_cmd.add_argument(
+        "--interval", type=_positive_float, metavar="SECONDS", help="seconds between frames"
+    )
+    dashboard_cmd = commands.add_parser(
+        "dashboard", help="print the browser dashboard's path (--open: open it)"
+    )
+    dashboard_cmd.add_argument("--url", help="health stream to show (default: the page's)")
+    dashboard_cmd.add_argument("--open", action="store_true", help="open it in a browser")
     feed_cmd = commands.add_parser("feed", help="print the built-in demo feed")
     feed_cmd.add_argument("which", choices=["demo"])
     commands.add_parser("bench", add_help=False, help="benchmarks (leasehold bench --help)")
@@ -116,7 +151,9 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not feed.slots:
         return _fail("the feed has no slots to serve", EXIT_USAGE)
     try:
+        held = None
         if durability is not Durability.NONE:
+            held = lock(args.data_dir)  # released when this process exits
             prepare(args.data_dir, shard_count=args.shards, feed_text=feed_text)
     except (OSError, DataDirError) as problem:
         return _fail(f"cannot use --data-dir {args.data_dir}: {problem}", EXIT_USAGE)
@@ -133,13 +170,24 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         ssl_context=ssl_context,
         tls_client_name=args.tls_client_name,
         persistence=Persistence(args.data_dir, durability, args.snapshot_every),
+        health=HealthConfig(
+            host=args.health_host,
+            port=args.health_port,
+            token=args.health_token,
+            default_interval_s=args.health_interval,
+        ),
     )
     try:
         asyncio.run(_serve_until_signal(config, feed))
+    except HealthListenError as problem:
+        return _fail(str(problem), EXIT_FAILURE)
     except RecoveryError as problem:
         return _fail(f"cannot recover the stored state: {problem}", EXIT_FAILURE)
     except OSError as problem:
         return _fail(f"cannot listen on {args.host}:{args.port}: {problem.strerror}", EXIT_FAILURE)
+    finally:
+        if held is not None:
+            held.close()
     return 0
 
 
@@ -185,6 +233,10 @@ async def _serve_until_signal(config: ServeConfig, feed: Feed) -> None:
     def announce(ready: Ready) -> None:
         for line in _recovery_lines(ready.router.shard_set.recovery):
             print(line, flush=True)
+        if config.health is not None and ready.health_port is not None:
+            # Before the serving line: once that is seen, this one has been too.
+            url = _health_url(config.health.host, ready.health_port)
+            print(f"leasehold: health stream on {url}", flush=True)
         merchants = len({s.key.merchant_id for s in feed.slots})
         print(
             f"leasehold: serving {len(feed.slots)} slots of {merchants} merchants "
@@ -208,6 +260,26 @@ def _recovery_lines(reports: Sequence[RecoveryReport]) -> list[str]:
     ]
     lines += [f"leasehold: journal tail cut: {r.tail_repair}" for r in reports if r.tail_repair]
     return lines
+
+
+def _health_url(host: str, port: int) -> str:
+    return f"ws://[{host}]:{port}/" if ":" in host else f"ws://{host}:{port}/"
+
+
+def _dashboard(url: str | None, open_it: bool) -> int:
+    """Print the dashboard's path; with --open, open it (on `url` if given)."""
+    import webbrowser
+    from urllib.parse import urlencode
+
+    path = Path(__file__).with_name("dashboard.html").resolve()
+    if not path.is_file():
+        return _fail(f"the dashboard is missing from the package: {path}", EXIT_FAILURE)
+    print(path)
+    if open_it:
+        page = path.as_uri() + (f"?{urlencode({'ws': url})}" if url else "")
+        if not webbrowser.open(page):
+            return _fail(f"no browser to open; open {page} by hand", EXIT_FAILURE)
+    return 0
 
 
 def _fail(message: str, code: int) -> int:
