@@ -144,16 +144,22 @@ class StormLoad(_Base):
     share) over and over until each shows all its spots free again.
     """
 
+    async def caller(self, ctx: Ctx, index: int) -> None:
+        n = index
+        while ctx.running():
+            await self.arrival(ctx, n, 0)
+            n += ctx.spec.concurrency
+
     async def arrival(self, ctx: Ctx, index: int, intended_ns: int) -> None:
         slot = self.slots[index % len(self.slots)]
-        if index % 2:
+        if index % 2 and not self.params.get("leases_only"):
             await ctx.call(ctx.client.check(slot, intended_ns))
         else:
             expiry = intended_ns + round(self.params["lease_ttl_s"] * NANOS)
             await ctx.call(ctx.client.lease(slot, ctx.name("b"), expiry, intended=intended_ns))
 
     async def alongside(self, ctx: Ctx) -> None:
-        storm: list[int] = list(self.params["storm_slots"])
+        storm: list[int] = list(self.params.get("storm_slots", []))
         mine = storm[ctx.spec.worker :: ctx.spec.workers]
         if not mine:
             return

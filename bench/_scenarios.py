@@ -213,8 +213,21 @@ def _expiry_storm(runner: Runner, o: Options, run: ScenarioRun) -> None:
         raise RunError(f"the storm slots hold {capacity} spots, fewer than {o.leases} leases")
     _ceiling(runner, o, run)
     # All leases expire at one instant, fixed before the first is asked for: far enough
-    # ahead for the setup to finish at a pessimistic grant rate.
-    setup_s = o.storm_setup_s or max(5.0, o.leases / 1_500 + 3.0)
+    # ahead for the setup to finish at 3/4 of the grant rate measured just before it.
+    setup_s = o.storm_setup_s
+    if setup_s is None:
+        calibrate = runner.phase(
+            "calibrate",
+            "storm-load",
+            concurrency=default_concurrency(o),
+            duration_s=2.0,
+            params={"slots": background, "lease_ttl_s": 1.0, "leases_only": True},
+            measured=False,
+        )
+        run.phases.append(calibrate)
+        rate = sum(1 for op in calibrate.ops if op.lease_id) / calibrate.seconds
+        run.extra["storm_calibrated_grants_per_s"] = round(rate, 1)
+        setup_s = max(5.0, o.leases / max(0.75 * rate, 1.0) + 3.0)
     instant = time.time_ns() + round((setup_s + 1.0) * NANOS)
     workers = runner.clients
     setup = runner.phase(
