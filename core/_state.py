@@ -123,7 +123,7 @@ class Counters:
 class _Slot:
     """Mutable per-slot accounting. Invariant: 0 <= holders <= spec.spots."""
 
-    __slots__ = ("bucket", "confirmed", "holders", "ref", "spec")
+    __slots__ = ("bookers", "bucket", "holders", "ref", "spec")
 
     def __init__(self, spec: SlotSpec) -> None:
         self.spec = spec
@@ -132,8 +132,35 @@ class _Slot:
         self.ref = SlotRef(spec.key, spec.availability_tag)
         self.bucket = routing_bucket(spec.key.merchant_id, spec.key.service_id)
         self.holders = 0
-        # Ids of this slot's CONFIRMED bookings (for the same-user rule).
-        self.confirmed: set[str] = set()
+        # Who holds this slot's CONFIRMED bookings, counted by every identity the
+        # same-user rule compares, so the rule is one lookup however many booked.
+        # None until the first booking (most slots hold a few; the dict costs memory).
+        self.bookers: dict[tuple[str, str], int] | None = None
+
+    def add_booker(self, person: Person) -> None:
+        if self.bookers is None:
+            self.bookers = {}
+        for identity in _identities(person):
+            self.bookers[identity] = self.bookers.get(identity, 0) + 1
+
+    def remove_booker(self, person: Person) -> None:
+        assert self.bookers is not None, "removing a booker from a slot nobody booked"
+        for identity in _identities(person):
+            left = self.bookers[identity] - 1
+            if left:
+                self.bookers[identity] = left
+            else:
+                del self.bookers[identity]
+
+    def has_booker_like(self, person: Person, version: ApiVersion) -> bool:
+        """The same-user rule: v2 the same user_id; v0 (POLICY) the same email or telephone."""
+        if not self.bookers:
+            return False
+        if version is ApiVersion.V2:
+            return ("user", person.user_id) in self.bookers
+        return (bool(person.email) and ("email", person.email.lower()) in self.bookers) or (
+            bool(person.telephone) and ("telephone", person.telephone) in self.bookers
+        )
 
     @property
     def open_spots(self) -> int:
@@ -259,7 +286,7 @@ class ShardState:
                 self._by_user.setdefault(booking.person.user_id, set()).add(booking.booking_id)
             if booking.status is BookingStatus.CONFIRMED:
                 self._take_spot(booking.slot.key)
-                self._slots[booking.slot.key].confirmed.add(booking.booking_id)
+                self._slots[booking.slot.key].add_booker(booking.person)
                 self._confirmed += 1
         for merchant_id, service_id, token, booking in snapshot.tokens:
             self._tokens[(merchant_id, service_id, token)] = booking
@@ -433,11 +460,10 @@ class ShardState:
         return lease
 
     def _refuse_same_user(self, slot: _Slot, person: Person, version: ApiVersion) -> None:
-        for booking_id in slot.confirmed:
-            if _same_user(self._bookings[booking_id].person, person, version):
-                raise SlotAlreadyBookedByUser(
-                    "this user already has a confirmed booking on this slot", field="user"
-                )
+        if slot.has_booker_like(person, version):
+            raise SlotAlreadyBookedByUser(
+                "this user already has a confirmed booking on this slot", field="user"
+            )
 
     def _new_booking(
         self, slot: _Slot, ref: SlotRef, person: Person, lease: Lease | None
@@ -581,7 +607,7 @@ class ShardState:
         booking = self._bookings[booking_id]
         slot = self._slots[booking.slot.key]
         slot.holders -= 1
-        slot.confirmed.discard(booking_id)
+        slot.remove_booker(booking.person)
         self._bookings[booking_id] = replace(booking, status=BookingStatus.CANCELED)
         self._confirmed -= 1
 
@@ -591,7 +617,7 @@ class ShardState:
         self._take_spot(new_slot.key)  # first: a full target raises before anything moves
         old = self._slots[booking.slot.key]
         old.holders -= 1
-        old.confirmed.discard(booking_id)
+        old.remove_booker(booking.person)
         self._confirmed -= 1
         self._add_confirmed(replace(booking, slot=new_slot))
 
@@ -622,7 +648,7 @@ class ShardState:
 
     def _add_confirmed(self, booking: Booking) -> None:
         self._bookings[booking.booking_id] = booking
-        self._slots[booking.slot.key].confirmed.add(booking.booking_id)
+        self._slots[booking.slot.key].add_booker(booking.person)
         self._confirmed += 1
 
     def _remember_token(self, token_key: _TokenKey, booking: Booking) -> None:
@@ -651,13 +677,14 @@ class ShardState:
         return count
 
 
-def _same_user(existing: Person, requester: Person, version: ApiVersion) -> bool:
-    """v2: the same user_id. v0 (POLICY): the same email or the same telephone."""
-    if version is ApiVersion.V2:
-        return existing.user_id == requester.user_id
-    same_email = bool(requester.email) and existing.email.lower() == requester.email.lower()
-    same_phone = bool(requester.telephone) and existing.telephone == requester.telephone
-    return same_email or same_phone
+def _identities(person: Person) -> list[tuple[str, str]]:
+    """The identities the same-user rule compares (user_id even when empty, as v2 does)."""
+    identities = [("user", person.user_id)]
+    if person.email:
+        identities.append(("email", person.email.lower()))
+    if person.telephone:
+        identities.append(("telephone", person.telephone))
+    return identities
 
 
 def _names_other_key(lease_id: str, key: SlotKey) -> bool:

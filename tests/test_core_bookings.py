@@ -583,6 +583,33 @@ def test_reschedule_moves_the_booking_to_another_slot() -> None:
     assert state.counters().confirmed_bookings == 1
 
 
+def test_reschedule_moves_the_same_user_rule_with_the_booking() -> None:
+    state = new_state()
+    booking = book(state, book_v2(CUT_A, user_id="u1", token="t1"))
+    ok(state.reschedule_booking(RescheduleBooking(booking.booking_id, CUT_B.start_sec, None), NOW))
+    assert_refused_untouched(
+        state,
+        lambda: state.create_booking(book_v2(CUT_B, user_id="u1", token="t2"), NOW),
+        SlotAlreadyBookedByUser,
+    )
+    book(state, book_v2(CUT_A, user_id="u1", token="t3"))  # the old slot no longer counts u1
+
+
+def test_the_same_user_rule_counts_each_booking_of_a_shared_email() -> None:
+    state = new_state()
+    ann = "ann@example.org"
+    first = book(state, book_v2(CUT_A, token="t1", person=Person(user_id="u1", email=ann)))
+    book(state, book_v2(CUT_A, token="t2", person=Person(user_id="u2", email=ann)))
+    ok(state.cancel_booking(CancelBooking(first.booking_id), NOW))
+    # u2's booking still holds the email: a v0 caller with it is the same user.
+    lease = grant(state, lease_v0(CUT_A, reference="r0"))
+    assert_refused_untouched(
+        state,
+        lambda: state.create_booking(book_v0(lease.lease_id, email="ANN@example.org"), NOW),
+        SlotAlreadyBookedByUser,
+    )
+
+
 def test_reschedule_with_start_and_duration() -> None:
     specs = (*SPECS, SlotSpec(replace(CUT_A, duration_sec=3600), spots=1, spots_total=1))
     state = new_state(specs)
