@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import ShardState, StateSnapshot
-from shards._codec import CorruptRecord, decode_events
+from shards._codec import CorruptRecord, SlotRefs, decode_events
 from shards._journal import JournalError, TailRepair, read_journal
 from shards._snapshots import SnapshotCorrupt, load_latest
 
@@ -39,8 +39,9 @@ class RecoveryReport:
 def recover(state: ShardState, directory: Path) -> RecoveryReport:
     """Load `directory`'s snapshot and journal into the fresh `state` (blocking I/O)."""
     started = time.perf_counter()
+    refs = SlotRefs(state.canonical_ref)
     try:
-        loaded = load_latest(directory)
+        loaded = load_latest(directory, refs)
         scan = read_journal(directory)
     except (SnapshotCorrupt, JournalError) as problem:
         raise RecoveryError(str(problem)) from problem
@@ -58,7 +59,7 @@ def recover(state: ShardState, directory: Path) -> RecoveryReport:
     events = 0
     for record in records:
         try:
-            decoded = decode_events(record.payload)
+            decoded = decode_events(record.payload, refs)
             for event in decoded:
                 state.apply(event)
         except CorruptRecord as problem:

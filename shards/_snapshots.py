@@ -7,9 +7,13 @@ the old set of files or the new one. Only then may the journal segments whose
 records all precede S, and older snapshots, be removed.
 
     snapshot = [SNAPSHOT_VERSION, S, [Lease...], [expired lease id...], [Booking...],
-                [[merchant_id, service_id, token, Booking]...], [granted, expired, booked]]
+                [[merchant_id, service_id, token, Booking | booking_id]...],
+                [granted, expired, booked]]
 
-Leases and bookings use the journal codec's layouts (shards._codec).
+Leases and bookings use the journal codec's layouts (shards._codec). A token's
+original response is written as its booking_id when it is the very booking in
+the bookings list (not cancelled or moved since): version 2. Version 1 always
+wrote the whole booking; both are read.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from shards import _codec as c
 from shards._datadir import fsync_dir
 from shards._journal import _segments
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _PREFIX = "snapshot-"
 _SUFFIX = ".msgpack"
 
@@ -56,26 +61,38 @@ def encode_snapshot(seq: int, snapshot: StateSnapshot) -> bytes:
         [c._lease(lease) for lease in snapshot.leases],
         list(snapshot.expired_order),
         [c._booking(booking) for booking in snapshot.bookings],
-        [(m, s, t, c._booking(b)) for m, s, t, b in snapshot.tokens],
+        _encode_tokens(snapshot),
         list(snapshot.totals),
     )
     return cast(bytes, msgpack.packb(document))
 
 
-def decode_snapshot(data: bytes, path: Path) -> LoadedSnapshot:
+def _encode_tokens(snapshot: StateSnapshot) -> list[tuple[str, str, str, object]]:
+    current = {booking.booking_id: booking for booking in snapshot.bookings}
+    return [
+        (m, s, t, b.booking_id if current.get(b.booking_id) is b else c._booking(b))
+        for m, s, t, b in snapshot.tokens
+    ]
+
+
+def decode_snapshot(data: bytes, path: Path, refs: c.SlotRefs | None = None) -> LoadedSnapshot:
+    """Decode and validate a snapshot; `refs` (see shards._codec.SlotRefs) shares slot refs."""
+    refs = refs or c.SlotRefs()
     try:
         document = msgpack.unpackb(data, raw=False, use_list=False)
         version, seq, leases, expired, bookings, tokens, totals = c._array(document, 7, "snapshot")
-        if version != SNAPSHOT_VERSION:
+        if version not in _READABLE_VERSIONS:
             raise SnapshotCorrupt(
-                path, f"snapshot format {version}; this version reads {SNAPSHOT_VERSION}"
+                path, f"snapshot format {version}; this version reads {_READABLE_VERSIONS}"
             )
         granted, expired_total, booked = c._array(totals, 3, "totals")
+        decoded_bookings = tuple(c._decode_booking(v, refs) for v in _tuple(bookings))
+        by_id = {booking.booking_id: booking for booking in decoded_bookings}
         state = StateSnapshot(
-            leases=tuple(c._decode_lease(v) for v in _tuple(leases)),
+            leases=tuple(c._decode_lease(v, refs) for v in _tuple(leases)),
             expired_order=tuple(c._str(v, "expired lease id") for v in _tuple(expired)),
-            bookings=tuple(c._decode_booking(v) for v in _tuple(bookings)),
-            tokens=tuple(_token(v) for v in _tuple(tokens)),
+            bookings=decoded_bookings,
+            tokens=tuple(_token(v, refs, by_id) for v in _tuple(tokens)),
             totals=(
                 c._int(granted, "totals.granted"),
                 c._int(expired_total, "totals.expired"),
@@ -95,13 +112,21 @@ def _tuple(value: object) -> tuple[object, ...]:
     return cast(tuple[object, ...], value)
 
 
-def _token(value: object) -> tuple[str, str, str, Booking]:
+def _token(
+    value: object, refs: c.SlotRefs, by_id: dict[str, Booking]
+) -> tuple[str, str, str, Booking]:
     merchant, service, token, booking = c._array(value, 4, "token")
+    if type(booking) is str:
+        original = by_id.get(booking)
+        if original is None:
+            raise c.CorruptRecord(f"token names booking {booking!r}, not in the snapshot")
+    else:
+        original = c._decode_booking(booking, refs)
     return (
         c._str(merchant, "token.merchant_id"),
         c._str(service, "token.service_id"),
         c._str(token, "token.token"),
-        c._decode_booking(booking),
+        original,
     )
 
 
@@ -132,13 +157,13 @@ def snapshot_files(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def load_latest(directory: Path) -> LoadedSnapshot | None:
+def load_latest(directory: Path, refs: c.SlotRefs | None = None) -> LoadedSnapshot | None:
     """The newest snapshot, or None. A damaged newest snapshot stops the start (raises)."""
     files = snapshot_files(directory)
     if not files:
         return None
     seq, path = files[-1]
-    loaded = decode_snapshot(path.read_bytes(), path)
+    loaded = decode_snapshot(path.read_bytes(), path, refs)
     if loaded.seq != seq:
         raise SnapshotCorrupt(path, f"holds seq {loaded.seq}, its name says {seq}")
     return loaded

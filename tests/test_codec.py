@@ -28,7 +28,7 @@ from core import (
     SlotKey,
     SlotRef,
 )
-from shards._codec import RECORD_VERSION, CorruptRecord, decode_events, encode_events
+from shards._codec import RECORD_VERSION, CorruptRecord, SlotRefs, decode_events, encode_events
 
 # Strategies built from the model types; msgpack integers are 64-bit.
 texts = st.text(max_size=12)
@@ -51,6 +51,7 @@ leases = st.builds(
     st.sampled_from(LeaseState),
     texts,
 )
+CONFIRMED = BookingStatus.CONFIRMED
 bookings = st.builds(Booking, texts, slot_refs, people, st.sampled_from(BookingStatus), texts)
 EVENT_STRATEGIES: dict[type[Event], st.SearchStrategy[Event]] = {
     LeaseGranted: st.builds(LeaseGranted, leases),
@@ -211,3 +212,35 @@ def test_damaged_records_decode_or_are_corrupt(original: list[Event], data: st.D
     record[position] = data.draw(st.integers(0, 255))
     decodes_or_is_corrupt(bytes(record))
     decodes_or_is_corrupt(bytes(record[:position]))
+
+
+def test_one_slot_refs_decodes_each_slot_once_and_hands_out_the_canonical_ref() -> None:
+    inventory_ref = SlotRef(SlotKey("m", "s", 1, 2), "tag")
+    asked: list[SlotRef] = []
+
+    def canonical(ref: SlotRef) -> SlotRef:
+        asked.append(ref)
+        return inventory_ref if ref == inventory_ref else ref
+
+    refs = SlotRefs(canonical, limit=1)
+    other = SlotRef(SlotKey("m", "s", 3, 2), "tag")
+    records = [
+        encode_events([LeaseGranted(Lease("L1", ApiVersion.V2, inventory_ref, "r", 5))]),
+        encode_events([BookingCreated(Booking("B1", inventory_ref, Person("u"), CONFIRMED), "")]),
+        encode_events([BookingRescheduled("B1", other)]),
+        encode_events([BookingRescheduled("B1", other)]),
+    ]
+    decoded = [decode_events(record, refs)[0] for record in records]
+    assert isinstance(decoded[0], LeaseGranted)
+    assert decoded[0].lease.slot is inventory_ref
+    assert isinstance(decoded[1], BookingCreated)
+    assert decoded[1].booking.slot is inventory_ref
+    # Past the limit nothing more is kept: equal refs still decode, each on its own.
+    assert decoded[2] == decoded[3] == BookingRescheduled("B1", other)
+    assert asked == [inventory_ref, other, other]
+
+
+def test_a_map_where_a_slot_ref_belongs_is_corrupt_not_a_type_error() -> None:
+    record = (1, [["booking_rescheduled", "B1", {"key": 1}]])
+    with pytest.raises(CorruptRecord, match="SlotRef is dict"):
+        decode_events(msgpack.packb(record), SlotRefs())

@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Callable
 from pathlib import Path
 
+import msgpack  # type: ignore[import-untyped]  # no stubs; builds snapshot documents
 import pytest
 import trio
 
@@ -21,10 +22,13 @@ from core import (
     SlotRef,
     SlotSpec,
 )
+from shards import _codec
 from shards._codec import encode_events
 from shards._journal import JournalWriter, segment_name
 from shards._persistence import RecoveryError, recover
 from shards._snapshots import (
+    SnapshotCorrupt,
+    decode_snapshot,
     encode_snapshot,
     load_latest,
     remove_covered,
@@ -192,3 +196,51 @@ async def test_a_record_that_does_not_decode_stops_the_start_naming_file_and_off
     await rec.flush()
     with pytest.raises(RecoveryError, match=rf"{segment_name(0)}: at byte offset \d+: record"):
         recover(fresh(), tmp_path)
+
+
+async def test_snapshot_tokens_name_unchanged_bookings_by_id_and_keep_changed_ones_whole(
+    tmp_path: Path,
+) -> None:
+    rec = await busy_history(tmp_path)  # t0's booking was cancelled since; t1's was not
+    snapshot = rec.state.snapshot()
+    document = msgpack.unpackb(encode_snapshot(7, snapshot), use_list=False)
+    originals = {token: original for _, _, token, original in document[5]}
+    t1_booking = next(b for _, _, t, b in snapshot.tokens if t == "t1")
+    assert originals["t1"] == t1_booking.booking_id
+    assert isinstance(originals["t0"], tuple)  # the original CONFIRMED answer, in full
+    assert decode_snapshot(encode_snapshot(7, snapshot), tmp_path).state == snapshot
+
+
+async def test_a_version_1_snapshot_with_whole_token_bookings_is_still_read(
+    tmp_path: Path,
+) -> None:
+    rec = await busy_history(tmp_path)
+    snapshot = rec.state.snapshot()
+    tokens = [(m, sv, t, _codec._booking(b)) for m, sv, t, b in snapshot.tokens]
+    document = list(msgpack.unpackb(encode_snapshot(7, snapshot), use_list=False))
+    document[0], document[5] = 1, tokens
+    assert decode_snapshot(msgpack.packb(document), tmp_path).state == snapshot
+
+
+async def test_a_token_naming_a_booking_not_in_the_snapshot_is_corrupt(tmp_path: Path) -> None:
+    rec = await busy_history(tmp_path)
+    document = list(msgpack.unpackb(encode_snapshot(7, rec.state.snapshot()), use_list=False))
+    document[5] = [("m1", "cut", "t9", "B-nowhere")]
+    with pytest.raises(SnapshotCorrupt, match="token names booking 'B-nowhere'"):
+        decode_snapshot(msgpack.packb(document), tmp_path)
+
+
+async def test_recovered_leases_and_bookings_share_the_inventorys_slot_refs(
+    tmp_path: Path,
+) -> None:
+    rec = await busy_history(tmp_path)
+    seq = rec.writer.next_seq
+    write_snapshot(tmp_path, seq, encode_snapshot(seq, rec.state.snapshot()))
+    rec.lease(3, "after-snapshot", 402 * S)
+    await rec.flush()
+    restored = fresh()
+    recover(restored, tmp_path)
+    restored_snapshot = restored.snapshot()
+    refs = {id(lease.slot) for lease in restored_snapshot.leases}
+    refs |= {id(booking.slot) for booking in restored_snapshot.bookings}
+    assert refs <= {id(restored.canonical_ref(SlotRef(key))) for key in KEYS}
