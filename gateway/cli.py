@@ -253,10 +253,10 @@ def _recovery_lines(reports: Sequence[RecoveryReport]) -> list[str]:
         return []
     records = sum(r.records_replayed for r in reports)
     snapshots = sum(r.snapshot_seq is not None for r in reports)
-    slowest = max(r.seconds for r in reports)
+    seconds = sum(r.seconds for r in reports)  # shards recover one after another
     lines = [
         f"leasehold: recovered {len(reports)} shards: {snapshots} snapshots, {records} journal "
-        f"records replayed, in {slowest:.2f} s"
+        f"records replayed, in {seconds:.2f} s"
     ]
     lines += [f"leasehold: journal tail cut: {r.tail_repair}" for r in reports if r.tail_repair]
     return lines

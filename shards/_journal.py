@@ -104,11 +104,24 @@ class TailRepair:
 
 
 @dataclass(frozen=True, slots=True)
+class JournalEnd:
+    """Where the journal ends, as a scan just found it: what a writer appends after."""
+
+    # The last segment and the number of its first record; None: no segment yet.
+    last_segment: tuple[int, Path] | None
+    # The number the next appended record gets.
+    next_seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class JournalScan:
     records: list[JournalRecord]
     repair: TailRepair | None
-    # The number the next appended record gets.
-    next_seq: int
+    end: JournalEnd
+
+    @property
+    def next_seq(self) -> int:
+        return self.end.next_seq
 
 
 def frame(payload: bytes) -> bytes:
@@ -143,7 +156,8 @@ def read_journal(directory: Path) -> JournalScan:
             records.append(JournalRecord(path, offset, seq, payload))
         next_seq = first_seq + len(scanned.frames)
         repair = scanned.repair
-    return JournalScan(records, repair, next_seq)
+    last = segments[-1] if segments else None
+    return JournalScan(records, repair, JournalEnd(last, next_seq))
 
 
 # fdatasync is enough for appends (it flushes the size change too) and skips the
@@ -162,10 +176,18 @@ class JournalWriter:
     data that is gone).
 
     The constructor does blocking I/O: it validates the last segment (cutting
-    a torn tail, see `repair`), or creates the first one.
+    a torn tail, see `repair`), or creates the first one. Given `resume`, the
+    end a `read_journal` of this directory just found (and repaired), it trusts
+    that instead of scanning the last segment again.
     """
 
-    def __init__(self, directory: Path, *, fsync: Callable[[int], None] = _default_fsync) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        fsync: Callable[[int], None] = _default_fsync,
+        resume: JournalEnd | None = None,
+    ) -> None:
         self.directory = directory
         self._fsync = fsync
         self._buffer = bytearray()
@@ -181,7 +203,13 @@ class JournalWriter:
         self.bytes_written = 0
         self.records_written = 0
         segments = _segments(directory)
-        if segments:
+        if resume is not None and resume.last_segment != (segments[-1] if segments else None):
+            raise ValueError(f"{directory}: the journal changed since it was read")
+        if resume is not None and resume.last_segment is not None:
+            first_seq, path = resume.last_segment
+            self._segment_records = resume.next_seq - first_seq
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        elif segments:
             first_seq, path = segments[-1]
             scanned = _scan_segment(path, last=True)
             self.repair = scanned.repair
@@ -352,14 +380,22 @@ def _scan_segment(path: Path, *, last: bool) -> _Scanned:
             f"{FORMAT_VERSION}): upgrade Leasehold, or use another --data-dir",
         )
     frames: list[tuple[int, bytes]] = []
-    view = memoryview(data)
-    position = len(HEADER)
-    while position < len(data):
-        end = _intact_frame_end(data, position)
-        if end is None:
-            return _Scanned(frames, _cut_damaged_tail(path, data, position, last=last))
-        frames.append((position, bytes(view[position + FRAME_OVERHEAD : end])))
-        position = end
+    position, size = len(HEADER), len(data)
+    # The same test as _intact_frame_end, inlined: this loop runs once per record at
+    # every start, and the call and memoryview per frame were a third of its time.
+    unpack, crc32 = _FRAME.unpack_from, zlib.crc32
+    while position < size:
+        body = position + FRAME_OVERHEAD
+        if body <= size:
+            length, crc = unpack(data, position)
+            end = body + length
+            if 0 < length <= MAX_PAYLOAD and end <= size:
+                payload = data[body:end]
+                if crc32(payload) == crc:
+                    frames.append((position, payload))
+                    position = end
+                    continue
+        return _Scanned(frames, _cut_damaged_tail(path, data, position, last=last))
     return _Scanned(frames, None)
 
 

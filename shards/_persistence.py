@@ -17,7 +17,7 @@ from pathlib import Path
 
 from core import ShardState, StateSnapshot
 from shards._codec import CorruptRecord, SlotRefs, decode_events
-from shards._journal import JournalError, TailRepair, read_journal
+from shards._journal import JournalEnd, JournalError, TailRepair, read_journal
 from shards._snapshots import SnapshotCorrupt, load_latest
 
 
@@ -34,6 +34,8 @@ class RecoveryReport:
     next_seq: int
     tail_repair: TailRepair | None
     seconds: float
+    # Where the journal ends, for the shard's JournalWriter (no second scan).
+    journal_end: JournalEnd | None = None
 
 
 def recover(state: ShardState, directory: Path) -> RecoveryReport:
@@ -80,6 +82,7 @@ def recover(state: ShardState, directory: Path) -> RecoveryReport:
         events_replayed=events,
         next_seq=scan.next_seq,
         tail_repair=scan.repair,
+        journal_end=scan.end,
         seconds=time.perf_counter() - started,
     )
 

@@ -60,6 +60,9 @@ def running_server(data_dir: Path, *args: str) -> Iterator[ServerProcess]:
         "0",
         "--data-dir",
         str(data_dir),
+        # A free port for the health stream unless the test picks one: tests must not
+        # depend on 50052 being free (another server, another test run).
+        *([] if "--health-port" in args else ["--health-port", "0"]),
         *args,
     ]
     with subprocess.Popen(

@@ -293,3 +293,26 @@ async def test_a_failed_fsync_breaks_the_writer(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="failed earlier"):
         await writer.flush(sync=True)
     writer.close()
+
+
+async def test_a_writer_resumes_where_a_scan_found_the_end_without_rescanning(
+    tmp_path: Path,
+) -> None:
+    write_segment(tmp_path, SEGMENT + frame(PAYLOADS[0])[:-2])  # a torn tail
+    scan = read_journal(tmp_path)  # cuts the tail
+    assert scan.repair is not None
+    writer = JournalWriter(tmp_path, resume=scan.end)
+    assert writer.next_seq == len(PAYLOADS)
+    assert writer.repair is None  # the scan repaired it, the writer did not look
+    writer.append(PAYLOADS[1])
+    await writer.flush(sync=True)
+    writer.close()
+    assert [r.payload for r in read_journal(tmp_path).records] == [*PAYLOADS, PAYLOADS[1]]
+
+
+def test_a_writer_refuses_an_end_from_before_the_journal_changed(tmp_path: Path) -> None:
+    write_segment(tmp_path, SEGMENT)
+    stale = read_journal(tmp_path).end
+    write_segment(tmp_path, HEADER, first_seq=len(PAYLOADS))
+    with pytest.raises(ValueError, match="changed since it was read"):
+        JournalWriter(tmp_path, resume=stale)
