@@ -22,7 +22,7 @@ Time: `now_ns` is wall-clock nanoseconds since the epoch, passed in by the calle
 from __future__ import annotations
 
 import itertools
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar, assert_never
@@ -220,8 +220,10 @@ class ShardState:
         self._expired: deque[str] = deque()
         self._bookings: dict[str, Booking] = {}
         self._by_user: dict[str, set[str]] = {}
-        # Insertion-ordered: the oldest token is forgotten first past max_tokens.
-        self._tokens: dict[_TokenKey, Booking] = {}
+        # Insertion-ordered: the oldest token is forgotten first past max_tokens. An
+        # OrderedDict, because deleting a plain dict's first key leaves a hole that the
+        # next `next(iter(...))` walks past: 29 us per booking at 100k tokens, growing.
+        self._tokens: OrderedDict[_TokenKey, Booking] = OrderedDict()
         self._live_leases = 0
         self._confirmed = 0
         self._granted_total = 0
@@ -666,7 +668,7 @@ class ShardState:
     def _remember_token(self, token_key: _TokenKey, booking: Booking) -> None:
         self._tokens[token_key] = booking
         if len(self._tokens) > self.settings.max_tokens:
-            del self._tokens[next(iter(self._tokens))]
+            self._tokens.popitem(last=False)
 
     # ----- housekeeping helpers ------------------------------------------------------
 

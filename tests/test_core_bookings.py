@@ -801,3 +801,22 @@ def test_applying_an_event_that_would_overbook_is_rejected() -> None:
     with pytest.raises(ValueError, match="overbook"):
         fresh.apply(LeaseGranted(second))
     assert fresh.snapshot() == state.snapshot()
+
+
+def test_past_max_tokens_the_oldest_token_is_forgotten_first() -> None:
+    state = new_state(settings=LeaseSettings(max_tokens=2))
+    first = book(state, book_v2(CUT_A, user_id="u1", token="t1"))
+    second = book(state, book_v2(CUT_A, user_id="u2", token="t2"))
+    third = book(state, book_v2(CUT_B, user_id="u3", token="t3"))
+    # t2 and t3 still replay to their bookings, with no new events.
+    for booking, token, user in ((second, "t2", "u2"), (third, "t3", "u3")):
+        key = booking.slot.key
+        replay = state.create_booking(book_v2(key, user_id=user, token=token), NOW)
+        assert (replay.result, replay.events) == (booking, ())
+    # t1 is forgotten: the same request is a new booking, refused as a second one for u1.
+    assert_refused_untouched(
+        state,
+        lambda: state.create_booking(book_v2(CUT_A, user_id="u1", token="t1"), NOW),
+        SlotAlreadyBookedByUser,
+    )
+    assert state.booking(first.booking_id) == first
