@@ -57,7 +57,7 @@ from core._routing import (
     shard_for_bucket,
     shard_for_key,
 )
-from core._state import Counters, LeaseSettings, Outcome, ShardState, StateSnapshot
+from core._state import Counters, FrozenState, LeaseSettings, Outcome, ShardState, StateSnapshot
 
 __all__ = [
     "BOOKING_ID_PREFIX",
@@ -80,6 +80,7 @@ __all__ = [
     "CreateLease",
     "Event",
     "ExpiredLeasesForgotten",
+    "FrozenState",
     "GetBooking",
     "InvalidArgument",
     "Lease",

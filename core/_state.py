@@ -174,19 +174,25 @@ class _Slot:
 
 
 class _LeaseRecord:
-    """A lease as granted (immutable) plus where it is in its lifecycle.
+    """A lease as granted plus where it is in its lifecycle.
 
-    Transitions set `state` in place: rebuilding a frozen Lease per transition
-    was the largest cost of expiring leases in bulk.
+    Two kinds of transition, on purpose (FrozenState.materialize relies on both):
+    expiry flips `state` to EXPIRED in place, because bulk expiry is a hot path
+    and a new object per lease costs it a third more (the collector's share);
+    consumption by a booking replaces the record, so a record never changes
+    otherwise. (Rebuilding a frozen Lease per transition was the largest cost of
+    expiring leases in bulk: the record keeps the granted Lease as is.)
     """
 
     __slots__ = ("booking_id", "lease", "state")
 
-    def __init__(self, lease: Lease) -> None:
+    def __init__(
+        self, lease: Lease, state: LeaseState = LeaseState.LIVE, booking_id: str = ""
+    ) -> None:
         self.lease = lease
-        self.state = LeaseState.LIVE
+        self.state = state
         # Set once state is CONSUMED.
-        self.booking_id = ""
+        self.booking_id = booking_id
 
     def view(self) -> Lease:
         if self.state is LeaseState.LIVE:
@@ -196,6 +202,48 @@ class _LeaseRecord:
 
 _RefKey = tuple[ApiVersion, str, str, str]  # (version, merchant_id, service_id, reference)
 _TokenKey = tuple[str, str, str]  # (merchant_id, service_id, token)
+
+
+class FrozenState:
+    """A ShardState's contents at one instant, as cheap copies of its tables.
+
+    Made in milliseconds on the shard's thread (C-level copies of dicts whose
+    values never change in place); `materialize`, the per-object work, may then
+    run in a worker thread while the shard goes on.
+    """
+
+    __slots__ = ("_bookings", "_expired", "_leases", "_tokens", "_totals")
+
+    def __init__(
+        self,
+        leases: dict[str, _LeaseRecord],
+        expired: tuple[str, ...],
+        bookings: list[Booking],
+        tokens: list[tuple[_TokenKey, Booking]],
+        totals: tuple[int, int, int],
+    ) -> None:
+        self._leases = leases
+        self._expired = expired
+        self._bookings = bookings
+        self._tokens = tokens
+        self._totals = totals
+
+    def materialize(self) -> StateSnapshot:
+        # A record copied at the freeze may have expired (in place) since: it was
+        # live then unless its id was already in the expired order.
+        expired_then = set(self._expired)
+        return StateSnapshot(
+            leases=tuple(
+                record.lease
+                if record.state is LeaseState.EXPIRED and lease_id not in expired_then
+                else record.view()
+                for lease_id, record in self._leases.items()
+            ),
+            expired_order=self._expired,
+            bookings=tuple(self._bookings),
+            tokens=tuple((m, s, t, b) for (m, s, t), b in self._tokens),
+            totals=self._totals,
+        )
 
 
 class ShardState:
@@ -262,12 +310,16 @@ class ShardState:
     # ----- snapshots ---------------------------------------------------------------
 
     def snapshot(self) -> StateSnapshot:
-        return StateSnapshot(
-            leases=tuple(record.view() for record in self._leases.values()),
-            expired_order=tuple(self._expired),
-            bookings=tuple(self._bookings.values()),
-            tokens=tuple((m, s, t, b) for (m, s, t), b in self._tokens.items()),
-            totals=(self._granted_total, self._expired_total, self._booked_total),
+        return self.freeze().materialize()
+
+    def freeze(self) -> FrozenState:
+        """This state now, copied cheaply; `.materialize()` it anywhere, later."""
+        return FrozenState(
+            dict(self._leases),
+            tuple(self._expired),
+            list(self._bookings.values()),
+            list(self._tokens.items()),
+            (self._granted_total, self._expired_total, self._booked_total),
         )
 
     def canonical_ref(self, ref: SlotRef) -> SlotRef:
@@ -308,8 +360,7 @@ class ShardState:
         granted = Lease(
             lease.lease_id, lease.version, lease.slot, lease.reference, lease.expires_ns
         )
-        record = _LeaseRecord(granted)
-        record.state, record.booking_id = lease.state, lease.booking_id
+        record = _LeaseRecord(granted, lease.state, lease.booking_id)
         key = lease.slot.key
         self._leases[lease.lease_id] = record
         self._refs[(lease.version, key.merchant_id, key.service_id, lease.reference)] = (
@@ -585,7 +636,7 @@ class ShardState:
         record = self._leases[lease_id]
         if record.state is not LeaseState.LIVE:
             raise ValueError(f"event expires lease {lease_id!r} that is {record.state.value}")
-        record.state = LeaseState.EXPIRED
+        record.state = LeaseState.EXPIRED  # in place: see _LeaseRecord
         self._slots[record.lease.slot.key].holders -= 1
         self._expired.append(lease_id)
         self._live_leases -= 1
@@ -605,8 +656,8 @@ class ShardState:
             if record.state is not LeaseState.LIVE or record.lease.slot.key != key:
                 raise ValueError(f"event books lease {booking.lease_id!r} that is not usable")
             # The booking takes over the lease's spot: holders are unchanged.
-            record.state = LeaseState.CONSUMED
-            record.booking_id = booking.booking_id
+            consumed = _LeaseRecord(record.lease, LeaseState.CONSUMED, booking.booking_id)
+            self._leases[booking.lease_id] = consumed
             self._live_leases -= 1
         else:
             self._take_spot(key)

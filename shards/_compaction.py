@@ -57,8 +57,10 @@ class Compactor:
         # No checkpoint between these two lines: the snapshot is the state after exactly
         # the records numbered below `seq` (appended ones included, flushed or not).
         seq = self._sink.next_seq
-        snapshot = self._state.snapshot()
-        data = await trio.to_thread.run_sync(encode_snapshot, seq, snapshot)
+        # freeze() is milliseconds on this (the shards') thread; turning it into a
+        # snapshot took ~0.6 s per 250k leases and bookings, so that runs in a thread.
+        frozen = self._state.freeze()
+        data = await trio.to_thread.run_sync(lambda: encode_snapshot(seq, frozen.materialize()))
         await trio.to_thread.run_sync(write_snapshot, self._directory, seq, data)
         await trio.to_thread.run_sync(remove_covered, self._directory, seq)
         self.last_snapshot_seq = seq

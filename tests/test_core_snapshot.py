@@ -82,3 +82,26 @@ def test_restore_needs_a_fresh_state() -> None:
     state = busy_state()
     with pytest.raises(ValueError, match="fresh"):
         state.restore(state.snapshot())
+
+
+def test_a_frozen_state_is_the_state_when_frozen_whatever_happens_after() -> None:
+    state = ShardState(SPECS, entropy=entropy(), settings=LeaseSettings())
+    leases = [
+        state.create_lease(CreateLease(ApiVersion.V2, SlotRef(key), f"r{i}", None), 0).result
+        for i, key in enumerate(KEYS)
+    ]
+    assert all(isinstance(lease, core.Lease) for lease in leases)
+    before = state.snapshot()
+    frozen = state.freeze()
+    # Every kind of change after the freeze: consume, cancel, expire, forget, new token.
+    first = leases[0]
+    assert isinstance(first, core.Lease)
+    booked = state.create_booking(
+        CreateBooking(ApiVersion.V2, first.slot, first.lease_id, Person(user_id="u"), "t"), 1
+    ).result
+    assert isinstance(booked, core.Booking)
+    state.cancel_booking(CancelBooking(booked.booking_id), 2)
+    state.expire_due(400 * S)
+    state.expire_due(400 * S + 2 * 24 * 3600 * S)  # past retention: expired leases forgotten
+    assert state.snapshot() != before
+    assert frozen.materialize() == before
