@@ -34,6 +34,10 @@ def serve_command(
     command += ["--feed", str(feed), "--data-dir", str(data_dir)]
     if shards is not None:
         command += ["--shards", str(shards)]
+    if not any(arg.split("=", 1)[0] == "--health-port" for arg in extra):
+        # The health stream's default port (50052) may belong to another server on this
+        # machine; a bench server must never fail to start for want of it.
+        command += ["--health-port", "0"]
     return [*command, *extra]
 
 
