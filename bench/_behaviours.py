@@ -155,7 +155,9 @@ class StormLoad(_Base):
         if index % 2 and not self.params.get("leases_only"):
             await ctx.call(ctx.client.check(slot, intended_ns))
         else:
-            expiry = intended_ns + round(self.params["lease_ttl_s"] * NANOS)
+            # Closed loop has no intended time (0): the lease lives from now, not from 1970.
+            start = max(intended_ns, time.time_ns())
+            expiry = start + round(self.params["lease_ttl_s"] * NANOS)
             await ctx.call(ctx.client.lease(slot, ctx.name("b"), expiry, intended=intended_ns))
 
     async def alongside(self, ctx: Ctx) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,6 +228,9 @@ def _expiry_storm(runner: Runner, o: Options, run: ScenarioRun) -> None:
         run.phases.append(calibrate)
         rate = sum(1 for op in calibrate.ops if op.lease_id) / calibrate.seconds
         run.extra["storm_calibrated_grants_per_s"] = round(rate, 1)
+        if rate == 0:
+            # Sizing the setup from no grants at all would plan a window of hours.
+            raise RunError(f"calibration granted no lease: {_answers(calibrate)}")
         setup_s = max(5.0, o.leases / max(0.75 * rate, 1.0) + 3.0)
     instant = time.time_ns() + round((setup_s + 1.0) * NANOS)
     workers = runner.clients
@@ -307,6 +311,12 @@ def storm_figures(
             figures[f"background_{label}_max_ms"] = round(latencies[-1] / 1e6, 3)
             figures[f"background_{label}_requests"] = len(latencies)
     return figures
+
+
+def _answers(phase: PhaseOutcome) -> str:
+    """The answers a phase got, most common first (e.g. `INVALID_ARGUMENT 512`)."""
+    seen = Counter(op.cause or f"status {op.status}" for op in phase.ops)
+    return ", ".join(f"{answer} {n}" for answer, n in seen.most_common(4)) or "no requests"
 
 
 def _pct(sorted_values: list[int], q: float) -> int:
