@@ -1,6 +1,7 @@
 """`leasehold bench`: run a scenario, check its history, report.
 
     leasehold bench SCENARIO (--spawn [serve flags...] | --target HOST:PORT --feed FILE) [options]
+    leasehold bench flow --spawn --durability sync,async,none [options]   (side by side)
     leasehold bench core [--leases N]
     leasehold bench feed SCENARIO [options] > feed.json
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._checker import CheckResult, check_history
+from bench._compare import comparison, mode_row, parse_modes, print_comparison
 from bench._feed import build_slots, feed_document, read_feed, write_feed
 from bench._history import FIELD_NAMES, BenchSlot, Kind, Op, Outcome
 from bench._run import RunError, Runner
@@ -76,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--feed", type=Path, help="with --target: the feed the server serves")
     p.add_argument("--shards", type=int, help="with --spawn: the server's shard count")
+    p.add_argument(
+        "--durability",
+        metavar="MODE[,MODE...]",
+        help="with --spawn: the server's durability (sync, async, none); several modes run "
+        "the scenario once per mode, each on a fresh server, and compare them side by side",
+    )
     run = p.add_argument_group("the run")
     run.add_argument("--duration", type=float, default=10.0, metavar="S", help="measured phase")
     run.add_argument("--warmup", type=float, default=2.0, metavar="S", help="not measured")
@@ -117,6 +125,14 @@ def _options(
     if extra and not (allow_extra and ns.spawn):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     ns.serve_extra = extra
+    ns.durability_modes = []
+    if ns.durability is not None:
+        try:
+            ns.durability_modes = parse_modes(ns.durability)
+        except ValueError as problem:
+            parser.error(f"--durability: {problem}")
+        if not ns.spawn:
+            parser.error("--durability is a setting of the server --spawn starts")
     if ns.clients < 1 or (ns.concurrency is not None and ns.concurrency < 1):
         parser.error("--clients and --concurrency must be at least 1")
     if ns.duration <= 0 or ns.timeout <= 0:
@@ -171,15 +187,58 @@ def _bench(o: Options, ns: argparse.Namespace) -> int:
         raise RunError("say where the server is: --spawn, or --target HOST:PORT --feed FILE")
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir: Path = ns.out or Path("bench-results") / f"{o.scenario}-{stamp}"
+    modes: list[str] = ns.durability_modes
+    if len(modes) > 1:
+        return _compare_durability(o, ns, modes, out_dir)
+    result = _one_run(o, ns, out_dir, durability=modes[0] if modes else None)
+    return 0 if result["checker"]["ok"] else EXIT_VIOLATION
+
+
+def _compare_durability(o: Options, ns: argparse.Namespace, modes: list[str], out: Path) -> int:
+    """The scenario once per mode, in turn, each on a fresh server: same slots and load."""
+    started = time.time()
+    slots = build_slots(slot_groups(o), int(started))
+    rows = []
+    for mode in modes:
+        print(f"\n== durability {mode} ==", file=sys.stderr, flush=True)
+        # _one_run has stopped its server (SIGTERM) by the time it returns.
+        result = _one_run(o, ns, out / mode, durability=mode, slots=slots)
+        rows.append(mode_row(mode, result))
+    summary = {
+        "scenario": o.scenario,
+        "comparison": "durability",
+        "started_at": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(),
+        "argv": sys.argv,
+        "settings": dataclasses.asdict(o),
+        **comparison(rows),
+    }
+    path = out / "result.json"
+    path.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    print_comparison(o.scenario, summary, sys.stdout)
+    print(f"result: {path}")
+    return 0 if all(row["checker_ok"] for row in rows) else EXIT_VIOLATION
+
+
+def _one_run(
+    o: Options,
+    ns: argparse.Namespace,
+    out_dir: Path,
+    *,
+    durability: str | None = None,
+    slots: list[BenchSlot] | None = None,
+) -> dict[str, Any]:
+    """One run of the scenario (spawning its server if asked); returns its result."""
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     drift0 = time.time_ns() - time.monotonic_ns()
     server: SpawnedServer | None = None
     with tempfile.TemporaryDirectory(prefix="leasehold-bench-") as scratch:
         if ns.spawn:
-            slots = build_slots(slot_groups(o), int(started))
+            slots = slots or build_slots(slot_groups(o), int(started))
             feed = write_feed(out_dir / "feed.json", slots, int(started))
-            command = serve_command(feed, Path(scratch) / "data", ns.shards, ns.serve_extra)
+            command = serve_command(
+                feed, Path(scratch) / "data", ns.shards, ns.serve_extra, durability=durability
+            )
             try:
                 server = SpawnedServer(command)
             except ServerError as problem:
@@ -210,7 +269,7 @@ def _run(
     out_dir: Path,
     started: float,
     drift0: int,
-) -> int:
+) -> dict[str, Any]:
     log = sys.stderr
     where = f"spawned {' '.join(server.command)}" if server else f"target {target}"
     print(f"leasehold bench {o.scenario}: {len(slots)} slots; {where}", file=log)
@@ -244,6 +303,7 @@ def _run(
         "spawned": server is not None,
         "command": server.command if server else None,
         "exit_code": server_exit,
+        "durability": _serve_setting(server.command, "--durability") if server else None,
     }
     _write(result, history, scenario, out_dir, ns)
     from bench._report import print_table
@@ -251,7 +311,18 @@ def _run(
     print_table(result, sys.stdout)
     if server_exit not in (None, 0):
         print(f"warning: the server exited {server_exit} on SIGTERM", file=log)
-    return 0 if checked.ok else EXIT_VIOLATION
+    return result
+
+
+def _serve_setting(command: Sequence[str], flag: str) -> str | None:
+    """The value a serve command line gives `flag` (the last one wins, as in argparse)."""
+    value = None
+    for i, arg in enumerate(command):
+        if arg == flag and i + 1 < len(command):
+            value = command[i + 1]
+        elif arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+    return value
 
 
 def _still_confirmed(history: list[Op]) -> list[tuple[str, int, str]]:

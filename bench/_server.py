@@ -26,7 +26,12 @@ class ServerError(Exception):
 
 
 def serve_command(
-    feed: Path, data_dir: Path, shards: int | None, extra: Sequence[str]
+    feed: Path,
+    data_dir: Path,
+    shards: int | None,
+    extra: Sequence[str],
+    *,
+    durability: str | None = None,
 ) -> list[str]:
     script = Path(sys.executable).with_name("leasehold")
     base = [str(script)] if script.exists() else [sys.executable, "-m", "gateway.cli"]
@@ -34,6 +39,8 @@ def serve_command(
     command += ["--feed", str(feed), "--data-dir", str(data_dir)]
     if shards is not None:
         command += ["--shards", str(shards)]
+    if durability is not None:
+        command += ["--durability", durability]
     if not any(arg.split("=", 1)[0] == "--health-port" for arg in extra):
         # The health stream's default port (50052) may belong to another server on this
         # machine; a bench server must never fail to start for want of it.

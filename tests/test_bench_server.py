@@ -24,3 +24,9 @@ def test_a_health_port_asked_for_is_passed_alone() -> None:
     joined = serve_command(Path("feed.json"), Path("data"), None, ["--health-port=6000"])
     assert "--health-port" not in joined
     assert joined[-1] == "--health-port=6000"
+
+
+def test_a_durability_mode_reaches_the_server() -> None:
+    command = serve_command(Path("feed.json"), Path("data"), None, [], durability="async")
+    assert flag_values(command, "--durability") == ["async"]
+    assert "--durability" not in serve_command(Path("feed.json"), Path("data"), None, [])

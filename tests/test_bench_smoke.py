@@ -66,6 +66,7 @@ def test_a_tiny_run_is_made_and_checked(tmp_path: Path, scenario: str) -> None:
         "spawned": True,
         "command": result["server"]["command"],
         "exit_code": 0,
+        "durability": None,  # the server's default
     }
     measured = [p for p in result["phases"] if p["measured"] and p["requests"]]
     assert measured
@@ -78,6 +79,39 @@ def test_a_tiny_run_is_made_and_checked(tmp_path: Path, scenario: str) -> None:
         assert names == ["warmup", "ceiling", "measure", "half-load"]
         assert result["ceiling"]["create_lease_fraction_of_ceiling"] > 0
         assert result["phases"][3]["mode"] == "open"
+
+
+def test_durability_modes_run_side_by_side(tmp_path: Path) -> None:
+    out = tmp_path / "result"
+    done = run_bench(
+        tmp_path,
+        "flow",
+        "--spawn",
+        "--durability",
+        "sync,none",
+        "--shards",
+        "2",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.3",
+        "--out",
+        str(out),
+        "--no-charts",
+        *TINY["flow"],
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["comparison"] == "durability"
+    assert [m["durability"] for m in summary["modes"]] == ["sync", "none"]
+    for mode in summary["modes"]:
+        assert mode["checker_ok"]
+        assert mode["server_exit_code"] == 0  # each server was stopped with SIGTERM
+        assert mode["flows_per_s"] > 0
+        run = json.loads((out / mode["durability"] / "result.json").read_text())
+        assert run["server"]["durability"] == mode["durability"]
+    assert summary["modes"][1]["fraction_of_none"] == 1.0
+    assert "durability side by side" in done.stdout
 
 
 def test_the_core_micro_benchmarks_run(tmp_path: Path) -> None:
