@@ -298,7 +298,7 @@ def _run(
         if server is None:
             runner.cancel_all(_still_confirmed(history))
     server_exit = server.stop() if server else None
-    result = _result(o, ns, target, slots, scenario, checked, slack, started, out_dir)
+    result = _result(o, ns, target, slots, scenario, history, checked, slack, started, out_dir)
     result["server"] = {
         "spawned": server is not None,
         "command": server.command if server else None,
@@ -342,23 +342,14 @@ def _result(
     target: str,
     slots: list[BenchSlot],
     scenario: Any,
+    history: list[Op],
     checked: CheckResult,
     slack_ns: int,
     started: float,
     out_dir: Path,
 ) -> dict[str, Any]:
-    from bench._report import ceiling_figures, phase_summary, timeline
+    from bench._report import ceiling_figures, phase_summary, timeline, violation_records
 
-    violations = [
-        {
-            "kind": v.kind.value,
-            "message": v.message,
-            "operations": list(v.op_ids),
-            "slot": slots[v.slot].label() if v.slot >= 0 else None,
-            "at_ns": v.at_ns,
-        }
-        for v in checked.violations
-    ]
     return {
         "scenario": o.scenario,
         "started_at": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(),
@@ -374,7 +365,7 @@ def _result(
         "timeline": timeline(scenario.phases),
         "checker": {
             "ok": checked.ok,
-            "violations": violations,
+            "violations": violation_records(checked.violations, history, slots),
             "suppressed": checked.suppressed,
             "operations": checked.operations,
             "unknown_outcomes": checked.unknown_outcomes,
@@ -394,7 +385,8 @@ def _write(
     out_dir: Path,
     ns: argparse.Namespace,
 ) -> None:
-    if ns.save_history:
+    # A violation's operations are listed by id: the history lets one follow them.
+    if ns.save_history or not result["checker"]["ok"]:
         path = out_dir / "history.jsonl"
         with path.open("w", encoding="utf-8") as f:
             f.write(json.dumps(FIELD_NAMES) + "\n")

@@ -18,11 +18,14 @@ from typing import Any, TextIO
 
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
-from bench._history import Kind, Op, Outcome
+from bench._checker import Violation
+from bench._history import BenchSlot, Kind, Op, Outcome
 from bench._loadgen import NANOS
 from bench._run import PhaseOutcome
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+# Operations spelt out per violation (all their ids are listed, and in history.jsonl).
+MAX_DESCRIBED_OPS = 12
 _LOWEST_US, _HIGHEST_US, _DIGITS = 1, 60_000_000, 3
 
 
@@ -154,6 +157,55 @@ def ceiling_figures(phases: Sequence[PhaseOutcome]) -> dict[str, Any] | None:
     }
 
 
+# ----- violations -----------------------------------------------------------------------
+
+
+def violation_records(
+    violations: Sequence[Violation], history: Sequence[Op], slots: Sequence[BenchSlot]
+) -> list[dict[str, Any]]:
+    """The checker's violations for result.json, each with its operations spelt out."""
+    by_id = {op.op_id: op for op in history}
+    return [
+        {
+            "kind": v.kind.value,
+            "message": v.message,
+            "operations": list(v.op_ids),
+            "slot": slots[v.slot].label() if v.slot >= 0 else None,
+            "at_ns": v.at_ns,
+            "described": [
+                describe_op(by_id[op_id], slots)
+                for op_id in v.op_ids[:MAX_DESCRIBED_OPS]
+                if op_id in by_id
+            ],
+        }
+        for v in violations
+    ]
+
+
+def describe_op(op: Op, slots: Sequence[BenchSlot]) -> str:
+    """One readable line: what was asked, of which slot, when, and what came back."""
+    parts = [f"#{op.op_id} {op_label(op)}", f"phase {op.phase}", f"client {op.worker}"]
+    if op.slot >= 0:
+        parts.append(f"slot {slots[op.slot].label()}")
+    if op.target_slot >= 0:
+        parts.append(f"to {slots[op.target_slot].label()}")
+    for name in ("reference", "lease_id", "token", "booking_id"):
+        value = getattr(op, name)
+        if value:
+            parts.append(f"{name} {value}")
+    if op.outcome is Outcome.APPLIED:
+        answer = "ok"
+    else:
+        answer = op.cause or f"status {op.status} ({op.outcome.value})"
+    parts.append(f"answer {answer}")
+    if op.count >= 0:
+        parts.append(f"count {op.count}")
+    if op.expiry_ns:
+        parts.append(f"expires_ns {op.expiry_ns}")
+    parts.append(f"sent_ns {op.send_ns} answered after {(op.recv_ns - op.send_ns) / 1e6:.3f} ms")
+    return ", ".join(parts)
+
+
 # ----- the terminal table ---------------------------------------------------------------
 
 
@@ -210,7 +262,14 @@ def print_table(result: dict[str, Any], out: TextIO) -> None:
     else:
         w(f"\nchecker: {len(checker['violations'])} VIOLATIONS\n")
         for v in checker["violations"]:
-            w(f"  {v['kind']}: {v['message']}\n    operations: {v['operations'][:12]}\n")
+            w(f"  {v['kind']}: {v['message']}\n    operations: {v['operations']}\n")
+            for line in v["described"]:
+                w(f"      {line}\n")
+        suppressed = checker["suppressed"]
+        if suppressed:
+            w(f"  and more not listed: {suppressed}\n")
+        if result["files"]["history"]:
+            w(f"  every operation: {result['files']['history']}\n")
     w(f"result: {result['files']['json']}\n")
 
 
