@@ -80,9 +80,9 @@ class ShardFigures:
     shed_total: int
     # How late (after their deadline) the shard's most recent timer expirations ran.
     expiry_lag_s: float
-    # Journal figures; None until the shards report durability (see _health_stream).
-    fsync_s: float | None = None  # the most recent fsync's duration
-    fsync_max_s: float | None = None
+    # Journal figures; None when the shard keeps no journal (--durability none).
+    fsync_s: float | None = None  # the most recent fsync's duration (0 before the first)
+    fsync_max_s: float | None = None  # the longest fsync since start
     journal_bytes: int | None = None  # written since start
 
     @property

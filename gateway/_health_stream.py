@@ -131,9 +131,7 @@ def shard_figures(
     p99 = percentile(served, 0.99)
     if service_max_s > 0:
         p50, p99 = min(p50, service_max_s), min(p99, service_max_s)
-    # TODO(durability): fill fsync_s / fsync_max_s / journal_bytes once ShardStats carries
-    # the shard's JournalSink.statistics() (shards/_durable_sink.py: last_fsync_s,
-    # max_fsync_s, bytes_written); until then they stay None ("no journal").
+    journal = after.journal  # None: the shard keeps no journal, and the figures say so
     return ShardFigures(
         id=after.shard_id,
         mailbox_depth=after.mailbox_depth,
@@ -150,6 +148,9 @@ def shard_figures(
         expired_total=after.expirations,
         shed_total=after.shed,
         expiry_lag_s=after.last_expiry_lag_s,
+        fsync_s=None if journal is None else journal.last_fsync_s,
+        fsync_max_s=None if journal is None else journal.max_fsync_s,
+        journal_bytes=None if journal is None else journal.bytes_written,
     )
 
 

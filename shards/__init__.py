@@ -5,7 +5,14 @@ Imports core; imported by gateway. Nothing here knows protobuf or grpclib.
 
 from shards._clock import AnchoredClock
 from shards._durable_sink import Durability, JournalFailed
-from shards._messages import Reply, ShardFault, ShardRequest, ShardStats, ShardUnavailable
+from shards._messages import (
+    JournalFigures,
+    Reply,
+    ShardFault,
+    ShardRequest,
+    ShardStats,
+    ShardUnavailable,
+)
 from shards._metrics import SERVICE_TIME_BOUNDS_S, LatencyHistogram, percentile
 from shards._persistence import RecoveryError, RecoveryReport
 from shards._shard import EventSink, Shard, ShardHandle, call
@@ -17,6 +24,7 @@ __all__ = [
     "Durability",
     "EventSink",
     "JournalFailed",
+    "JournalFigures",
     "LatencyHistogram",
     "Persistence",
     "RecoveryError",

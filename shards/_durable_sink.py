@@ -40,6 +40,7 @@ import trio
 from core import Event
 from shards._codec import encode_events
 from shards._journal import JournalWriter
+from shards._messages import JournalFigures
 from shards._shard import EventSink
 
 FLUSH_INTERVAL_S = 0.010
@@ -198,6 +199,12 @@ class JournalSink(EventSink):
             pending_replies=len(self._waiting) + self._held,
             unsynced_records=writer.unsynced_records,
         )
+
+    def journal_figures(self) -> JournalFigures | None:
+        writer = self._writer
+        if writer is None:  # Durability.NONE: nothing is written, so there is nothing to show
+            return None
+        return JournalFigures(writer.last_fsync_s, writer.max_fsync_s, writer.bytes_written)
 
     async def _group_commit(self) -> None:
         while True:

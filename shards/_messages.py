@@ -42,6 +42,15 @@ class ShardRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class JournalFigures:
+    """A shard's journal, for operators: what the health stream shows of durability."""
+
+    last_fsync_s: float  # the most recent fsync's duration (0 before the first)
+    max_fsync_s: float  # the longest fsync since start
+    bytes_written: int  # journal bytes written since start
+
+
+@dataclass(frozen=True, slots=True)
 class ShardStats:
     """A frozen snapshot of one shard, for the health stream."""
 
@@ -60,3 +69,5 @@ class ShardStats:
     operations_by_kind: dict[str, int]
     # Cumulative service-time counts per SERVICE_TIME_BOUNDS_S bucket (submit to reply).
     service_time_counts: tuple[int, ...]
+    # None when the shard keeps no journal (--durability none, or tests).
+    journal: JournalFigures | None = None

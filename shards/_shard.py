@@ -18,7 +18,14 @@ import trio
 from core import BookingError, Command, Event, ShardState
 from shards._clock import AnchoredClock
 from shards._dispatch import execute
-from shards._messages import Reply, ShardFault, ShardRequest, ShardStats, ShardUnavailable
+from shards._messages import (
+    JournalFigures,
+    Reply,
+    ShardFault,
+    ShardRequest,
+    ShardStats,
+    ShardUnavailable,
+)
 from shards._metrics import LatencyHistogram
 
 _NANOS = 1_000_000_000
@@ -37,6 +44,10 @@ class EventSink:
     def commit(self, events: Sequence[Event], deliver: Callable[[], None]) -> None:
         del events
         deliver()
+
+    def journal_figures(self) -> JournalFigures | None:
+        """What the health stream shows of the journal; None: this sink keeps none."""
+        return None
 
 
 class Shard:
@@ -79,6 +90,7 @@ class Shard:
             last_expiry_lag_s=self._expiry_lag_s,
             operations_by_kind=dict(self._by_kind),
             service_time_counts=self.service_times.counts(),
+            journal=self._sink.journal_figures(),
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -19,7 +19,7 @@ from gateway._frames import (
     decode,
 )
 from gateway._health_stream import grant_interval, shard_figures
-from shards import SERVICE_TIME_BOUNDS_S, ShardStats
+from shards import SERVICE_TIME_BOUNDS_S, JournalFigures, ShardStats
 
 FIGURES = ShardFigures(
     id=3,
@@ -167,6 +167,7 @@ def stats(
     expirations: int = 0,
     shed: int = 0,
     live: int = 0,
+    journal: JournalFigures | None = None,
 ) -> ShardStats:
     counts = [0] * BUCKETS
     for bucket, count in service.items():
@@ -185,6 +186,7 @@ def stats(
         last_expiry_lag_s=0.25,
         operations_by_kind=operations,
         service_time_counts=tuple(counts),
+        journal=journal,
     )
 
 
@@ -210,6 +212,13 @@ def test_figures_are_the_difference_between_snapshots_over_the_elapsed_time() ->
     assert (figures.mailbox_depth, figures.mailbox_capacity) == (3, 64)
     assert figures.expiry_lag_s == 0.25
     assert (figures.fsync_s, figures.fsync_max_s, figures.journal_bytes) == (None, None, None)
+
+
+def test_journal_figures_are_the_latest_snapshots_own() -> None:
+    before = stats(operations={}, service={}, journal=JournalFigures(0.001, 0.002, 100))
+    after = stats(operations={}, service={}, journal=JournalFigures(0.0005, 0.004, 4096))
+    figures = shard_figures(before, after, elapsed_s=1.0, service_max_s=0.0)
+    assert (figures.fsync_s, figures.fsync_max_s, figures.journal_bytes) == (0.0005, 0.004, 4096)
 
 
 def test_percentiles_never_exceed_the_exact_max_and_an_idle_interval_is_zero() -> None:

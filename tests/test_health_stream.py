@@ -12,6 +12,7 @@ import itertools
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -37,7 +38,8 @@ from gateway._health_stream import (
     HealthStream,
     serve_health,
 )
-from shards import ShardSet, call, run_shards
+from shards import Durability, Persistence, ShardSet, call, run_shards
+from shards._datadir import shard_dir
 
 ANCHOR_NS = 1_767_225_600 * core.NANOS_PER_SECOND  # wall clock at trio time 0
 KEYS = [SlotKey(f"m{i}", "svc", 1_767_254_400, 1800) for i in range(8)]
@@ -50,7 +52,9 @@ def counting_entropy() -> Callable[[], bytes]:
     return lambda: next(counter).to_bytes(15, "big")
 
 
-async def start_shards(nursery: trio.Nursery, mailbox: int = 64) -> ShardSet:
+async def start_shards(
+    nursery: trio.Nursery, mailbox: int = 64, persistence: Persistence | None = None
+) -> ShardSet:
     shard_set: ShardSet = await nursery.start(
         lambda task_status: run_shards(
             [SlotSpec(key, spots=100, spots_total=100) for key in KEYS],
@@ -58,6 +62,7 @@ async def start_shards(nursery: trio.Nursery, mailbox: int = 64) -> ShardSet:
             mailbox_capacity=mailbox,
             entropy=counting_entropy(),
             wall_anchor_ns=ANCHOR_NS,
+            persistence=persistence,
             task_status=task_status,
         )
     )
@@ -189,6 +194,8 @@ async def test_frames_show_each_shards_load_leases_and_expiries(
     assert 0 < busy.p50_s <= busy.p99_s <= busy.max_s
     assert (idle.rps, idle.live_leases, idle.max_s) == ({}, 0, 0.0)
     assert first.process.grpc_connections == 7
+    # Memory-only shards keep no journal, and the frame says "none", not zero.
+    assert (busy.fsync_s, busy.fsync_max_s, busy.journal_bytes) == (None, None, None)
 
     second = await next_health(ws)  # t = 2: nothing served, nothing expired yet
     assert second.shards[owner].rps == {"CreateLease": 0.0}
@@ -425,6 +432,31 @@ async def test_real_loopback_with_a_real_websocket_client(nursery: trio.Nursery)
     server.stream.stop()
     with trio.fail_after(5):
         await server.stream.wait_stopped()
+    shard_set.close()
+
+
+@pytest.mark.timeout(20)
+async def test_shards_with_a_journal_report_fsync_and_bytes(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # Real files and worker threads: the real clock, under an absolute timeout.
+    for shard_id in (0, 1):
+        shard_dir(tmp_path, shard_id).mkdir()  # as `leasehold serve` prepares the data dir
+    shard_set = await start_shards(nursery, persistence=Persistence(tmp_path, Durability.SYNC))
+    health = await start_stream(nursery, shard_set)
+    ws, _ = await subscribe(nursery, health, 0.1)
+    owner = shard_set.for_key(KEYS[0].merchant_id, KEYS[0].service_id).shard_id
+    await lease(shard_set, KEYS[0], "r", ttl_s=100)  # SYNC: answered after its fsync
+    frame = await next_health(ws)
+    written, idle = frame.shards[owner], frame.shards[1 - owner]
+    assert written.fsync_s is not None
+    assert written.fsync_max_s is not None
+    assert 0 < written.fsync_s <= written.fsync_max_s
+    assert (written.journal_bytes or 0) > 0
+    # A journal that wrote nothing yet is a journal at zero, not "no journal".
+    assert (idle.fsync_s, idle.fsync_max_s, idle.journal_bytes) == (0.0, 0.0, 0)
+    health.stop()
+    await ws.aclose()
     shard_set.close()
 
 
