@@ -53,9 +53,8 @@ def mode_row(mode: str, result: dict[str, Any]) -> dict[str, Any]:
     }
     if phase is None:
         return row | {"flows_per_s": None, "requests_per_s": None}
-    booked = phase["kinds"].get("book", {}).get("answers", {}).get("ok", 0)
     return row | {
-        "flows_per_s": round(booked / phase["seconds"], 1) if phase["seconds"] else None,
+        "flows_per_s": phase["kinds"].get("book", {}).get("applied_per_s", 0.0),
         "requests_per_s": phase["per_s"],
         "lease": _latency(phase, "lease"),
         "book": _latency(phase, "book"),

@@ -1,10 +1,12 @@
 """Figures from a run: HDR latency histograms, a table, the JSON result, and PNG charts.
 
-Only a measured phase's requests whose (intended) send time falls inside the
-phase count in its figures: warm-up, and the cancels callers send after the end,
-are in the history (the checker needs them) but not in the numbers. Latency is
-from the intended send time in open loop, from the send time in closed loop,
-recorded in HDR histograms (1 us .. 60 s, 3 significant digits).
+Only measured phases have figures: warm-up, and the cancels callers send after
+the end, are in the history (the checker needs them) but not in the numbers.
+Latency is that of the requests whose (intended) send time falls inside the
+phase: from the intended send time in open loop, from the send time in closed
+loop, recorded in HDR histograms (1 us .. 60 s, 3 significant digits).
+Throughput (`per_s`) counts the answers received inside the phase, so the
+requests still in flight when it ends do not inflate it.
 """
 
 from __future__ import annotations
@@ -62,6 +64,11 @@ def phase_summary(phase: PhaseOutcome) -> dict[str, Any]:
     kinds: dict[str, list[Op]] = defaultdict(list)
     for op in ops:
         kinds[op_label(op)].append(op)
+    answered: Counter[str] = Counter()
+    applied: Counter[str] = Counter()
+    for op in phase.answered():
+        answered[op_label(op)] += 1
+        applied[op_label(op)] += op.outcome is Outcome.APPLIED
     per_kind = {}
     for label, mine in sorted(kinds.items()):
         answers: Counter[str] = Counter()
@@ -74,7 +81,8 @@ def phase_summary(phase: PhaseOutcome) -> dict[str, Any]:
                 answers[f"status {op.status}"] += 1
         per_kind[label] = {
             "requests": len(mine),
-            "per_s": round(len(mine) / seconds, 1),
+            "per_s": round(answered[label] / seconds, 1),
+            "applied_per_s": round(applied[label] / seconds, 1),
             "answers": dict(answers.most_common()),
             "unknown": sum(1 for op in mine if op.outcome is Outcome.UNKNOWN),
             "latency_ms": latency_summary(histogram(op.latency_ns for op in mine)),
@@ -89,7 +97,7 @@ def phase_summary(phase: PhaseOutcome) -> dict[str, Any]:
         "measured": phase.measured,
         "seconds": round(seconds, 3),
         "requests": len(ops),
-        "per_s": round(len(ops) / seconds, 1),
+        "per_s": round(answered.total() / seconds, 1),
         "latency_ms": latency_summary(histogram(op.latency_ns for op in ops)),
         "kinds": per_kind,
         "client_cpu_s": round(phase.client_cpu_s, 3),
@@ -108,7 +116,7 @@ def phase_summary(phase: PhaseOutcome) -> dict[str, Any]:
 
 
 def timeline(phases: Sequence[PhaseOutcome]) -> dict[str, Any]:
-    """Per second of each phase: requests started per second and their p99.
+    """Per second of each phase: answers received in it, and the p99 of their latency.
 
     Seconds are counted from each phase's own start (placed on the run's clock by
     `t`, seconds since the first phase started); a phase's last, partial second is
@@ -120,10 +128,8 @@ def timeline(phases: Sequence[PhaseOutcome]) -> dict[str, Any]:
     rows = []
     for phase in phases:
         buckets: dict[int, list[int]] = defaultdict(list)
-        for op in counted(phase):
-            buckets[((op.intended_ns or op.send_ns) - phase.start_ns) // NANOS].append(
-                op.latency_ns
-            )
+        for op in phase.answered():
+            buckets[(op.recv_ns - phase.start_ns) // NANOS].append(op.latency_ns)
         for second in sorted(buckets):
             values = sorted(buckets[second])
             width = min(1.0, phase.seconds - second)
@@ -145,9 +151,9 @@ def ceiling_figures(phases: Sequence[PhaseOutcome]) -> dict[str, Any] | None:
     ceiling, measure = by_name.get("ceiling"), by_name.get("measure")
     if ceiling is None or measure is None:
         return None
-    health = sum(1 for op in counted(ceiling) if op.kind is Kind.HEALTH) / ceiling.seconds
-    leases = sum(1 for op in counted(measure) if op.kind is Kind.LEASE) / measure.seconds
-    everything = len(counted(measure)) / measure.seconds
+    health = sum(1 for op in ceiling.answered() if op.kind is Kind.HEALTH) / ceiling.seconds
+    leases = sum(1 for op in measure.answered() if op.kind is Kind.LEASE) / measure.seconds
+    everything = len(measure.answered()) / measure.seconds
     return {
         "health_check_per_s": round(health, 1),
         "create_lease_per_s": round(leases, 1),

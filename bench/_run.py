@@ -60,6 +60,15 @@ class PhaseOutcome:
     def seconds(self) -> float:
         return (self.end_ns - self.start_ns) / NANOS
 
+    def answered(self) -> list[Op]:
+        """The requests answered within the phase: what its throughput counts.
+
+        Not those *sent* within it: a closed loop ends with up to its concurrency in
+        flight (1000 callers over 10 s would add 100/s to every rate), and an open loop
+        with whatever a stall has queued.
+        """
+        return [op for op in self.ops if self.start_ns <= op.recv_ns < self.end_ns]
+
 
 class Runner:
     """Client processes for one run. Use as a context manager."""

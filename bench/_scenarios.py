@@ -182,7 +182,7 @@ def _contention(runner: Runner, o: Options, run: ScenarioRun) -> None:
     measure = _load(runner, o, run, "measure", "contention", params, duration_s=o.duration_s)
     if not o.half_load or o.rate:
         return
-    leases = [op for op in measure.ops if op.kind is Kind.LEASE and _in(op, measure)]
+    leases = [op for op in measure.answered() if op.kind is Kind.LEASE]
     per_second = len(leases) / measure.seconds
     # Each arrival is one attempt: one CreateLease (replays of granted ones are rare).
     rate = 0.5 * per_second
@@ -321,8 +321,3 @@ def _answers(phase: PhaseOutcome) -> str:
 
 def _pct(sorted_values: list[int], q: float) -> int:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
-
-
-def _in(op: Any, phase: PhaseOutcome) -> bool:
-    start = op.intended_ns or op.send_ns
-    return bool(phase.start_ns <= start < phase.end_ns)

@@ -25,7 +25,10 @@ def run_result(booked: int, seconds: float = 2.0, *, ok: bool = True) -> dict[st
                 "per_s": 3 * booked / seconds,
                 "kinds": {
                     "lease": {"latency_ms": {"p50": 1.5, "p99": 4.0}},
-                    "book": {"answers": {"ok": booked}, "latency_ms": {"p50": 2.5, "p99": 9.0}},
+                    "book": {
+                        "applied_per_s": booked / seconds,
+                        "latency_ms": {"p50": 2.5, "p99": 9.0},
+                    },
                 },
                 "server_cpu_us_per_call": 800.0,
                 "machine_busy": 0.9,
@@ -48,7 +51,7 @@ def test_unknown_repeated_or_missing_modes_are_refused(text: str) -> None:
         parse_modes(text)
 
 
-def test_a_row_counts_confirmed_bookings_of_the_measured_phase_only() -> None:
+def test_a_row_takes_confirmed_bookings_per_second_of_the_measured_phase() -> None:
     row = mode_row("sync", run_result(booked=700, seconds=2.0))
     assert row["flows_per_s"] == 350.0
     assert row["requests_per_s"] == 1050.0

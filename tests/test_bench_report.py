@@ -1,12 +1,21 @@
-"""A violation fails loudly: the report spells out the operations that prove it."""
+"""The report: what throughput counts, and a violation spelt out with its operations."""
 
 from __future__ import annotations
 
 import io
 
+import pytest
+
 from bench._checker import ViolationKind, check_history
 from bench._history import BenchSlot, Kind, Op
-from bench._report import describe_op, print_table, violation_records
+from bench._report import (
+    ceiling_figures,
+    describe_op,
+    phase_summary,
+    print_table,
+    violation_records,
+)
+from bench._run import PhaseOutcome
 from core import SlotKey
 
 MS = 1_000_000
@@ -90,3 +99,59 @@ def test_the_table_lists_violations_with_their_operations() -> None:
     assert "over_capacity" in text
     assert "#8 lease" in text
     assert "every operation: r/history.jsonl" in text
+
+
+def phase(name: str, ops: list[Op], *, start_ms: int = 0, end_ms: int = 1000) -> PhaseOutcome:
+    return PhaseOutcome(
+        name=name,
+        scenario="contention",
+        mode="closed",
+        concurrency=4,
+        rate=0.0,
+        measured=True,
+        start_ns=start_ms * MS,
+        end_ns=end_ms * MS,
+        ops=ops,
+        client_cpu_s=0.1,
+        server_cpu_s=None,
+        machine_busy=0.5,
+        wall_s=1.0,
+        held_back=0,
+    )
+
+
+def timed(op_id: int, kind: Kind, send_ms: int, recv_ms: int) -> Op:
+    return Op(
+        op_id=op_id,
+        kind=kind,
+        phase="p",
+        worker=0,
+        slot=0,
+        lease_id="L" if kind is Kind.LEASE else "",
+        send_ns=send_ms * MS,
+        recv_ns=recv_ms * MS,
+    )
+
+
+def test_throughput_counts_answers_inside_the_phase_and_latency_requests_sent_in_it() -> None:
+    # Four callers: three answers inside the second, then four requests still in flight
+    # at its end (answered after it): they have latencies, but are not throughput.
+    ops = [timed(i, Kind.LEASE, 100 * i, 100 * i + 50) for i in range(3)]
+    ops += [timed(10 + i, Kind.LEASE, 900, 1200) for i in range(4)]
+    summary = phase_summary(phase("measure", ops))
+    assert summary["requests"] == 7
+    assert summary["per_s"] == 3.0
+    assert summary["kinds"]["lease"]["per_s"] == 3.0
+    assert summary["kinds"]["lease"]["applied_per_s"] == 3.0
+    assert summary["latency_ms"]["max"] == pytest.approx(300.0, rel=1e-3)  # HDR: 3 digits
+
+
+def test_the_ceiling_fraction_compares_answers_per_second() -> None:
+    health = [timed(i, Kind.HEALTH, 10 * i, 10 * i + 5) for i in range(10)]
+    health += [timed(50 + i, Kind.HEALTH, 990, 1500) for i in range(100)]  # in flight at end
+    leases = [timed(200 + i, Kind.LEASE, 20 * i, 20 * i + 5) for i in range(8)]
+    figures = ceiling_figures([phase("ceiling", health), phase("measure", leases)])
+    assert figures is not None
+    assert figures["health_check_per_s"] == 10.0
+    assert figures["create_lease_per_s"] == 8.0
+    assert figures["create_lease_fraction_of_ceiling"] == 0.8
