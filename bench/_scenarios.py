@@ -155,7 +155,9 @@ def _load(
 
 def _ceiling(runner: Runner, o: Options, run: ScenarioRun) -> None:
     if o.ceiling:
-        _load(runner, o, run, "ceiling", "health", {}, duration_s=o.duration_s)
+        # Closed loop even under --rate: the ceiling is what the stack can do at this
+        # concurrency, not the offered rate echoed back.
+        _load(runner, o, run, "ceiling", "health", {}, duration_s=o.duration_s, rate=0.0)
 
 
 def _flow(runner: Runner, o: Options, run: ScenarioRun) -> None:

@@ -20,7 +20,7 @@ TINY = {
     "contention": ["--concurrency", "20", "--slots", "2", "--ceiling"],
     # --mailbox is a serve flag: --spawn passes flags it does not know to the server.
     "flow": ["--concurrency", "8", "--slots", "16", "--spots", "1000", "--mailbox", "512"],
-    "mixed": ["--concurrency", "8", "--slots", "16", "--spots", "2", "--rate", "150"],
+    "mixed": ["--concurrency", "8", "--slots", "16", "--spots", "2", "--rate", "150", "--ceiling"],
     # No --storm-setup: the run sizes its setup window from a short calibration phase.
     "expiry-storm": ["--leases", "300", "--spots", "50", "--storm-rate", "100"],
 }
@@ -79,6 +79,9 @@ def test_a_tiny_run_is_made_and_checked(tmp_path: Path, scenario: str) -> None:
         assert names == ["warmup", "ceiling", "measure", "half-load"]
         assert result["ceiling"]["create_lease_fraction_of_ceiling"] > 0
         assert result["phases"][3]["mode"] == "open"
+    if scenario == "mixed":  # open loop (--rate), but the ceiling is closed loop
+        modes = {p["name"]: p["mode"] for p in result["phases"]}
+        assert modes == {"warmup": "open", "ceiling": "closed", "measure": "open"}
 
 
 def test_durability_modes_run_side_by_side(tmp_path: Path) -> None:
