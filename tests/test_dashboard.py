@@ -15,12 +15,14 @@ Loopback only; an absolute timeout on everything; Chromium is killed at the end.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import threading
 import urllib.request
@@ -31,6 +33,7 @@ from typing import Any, cast
 from urllib.parse import urlencode, urlsplit
 
 import grpc
+import msgpack  # type: ignore[import-untyped]
 import pytest
 import trio
 from _api import lease_v2
@@ -38,7 +41,7 @@ from _server_process import ServerProcess, leasehold_executable, running_server,
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
 from core import SlotKey
-from gateway._frames import Health, ShardFigures, decode
+from gateway._frames import Health, ShardFigures, Subscribe, decode
 from gateway.watch import Condition, condition, open_watch
 from proto.v2 import booking_pb2_grpc as grpc2
 
@@ -431,3 +434,93 @@ def check_figure(
     # Rounding to `decimals` may differ between JavaScript and Python on exact halves.
     tolerance = 0.5 * 10.0**-decimals + 1e-9 * max(1.0, abs(value * scale))
     assert math.isclose(float(text), value * scale, abs_tol=tolerance), (where, text, value)
+
+
+# ---- the page's own msgpack reader and writer, against Python's msgpack ----
+
+# Every format family the reader handles, at the edges of its widths.
+SAMPLES: list[object] = [
+    None,
+    True,
+    False,
+    0,
+    127,
+    128,
+    255,
+    256,
+    65_535,
+    65_536,
+    2**32 - 1,
+    2**32,
+    2**53 - 1,
+    -1,
+    -32,
+    -33,
+    -128,
+    -129,
+    -32_768,
+    -32_769,
+    -(2**31),
+    -(2**31) - 1,
+    -(2**53) + 1,
+    0.5,
+    -1.25e-300,
+    "",
+    "é" * 15,
+    "x" * 31,
+    "y" * 32,
+    "z" * 256,
+    "w" * 65_536,
+    list(range(15)),
+    list(range(16)),
+    list(range(70_000)),
+    {f"k{i}": i for i in range(15)},
+    {f"k{i}": [i, {"deep": None}] for i in range(16)},
+]
+
+
+def _as_base64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _read_in_page(data: bytes) -> str:
+    return f"""(() => {{
+      const bytes = Uint8Array.from(atob("{_as_base64(data)}"), (c) => c.charCodeAt(0));
+      try {{ return {{ value: decodeMsgpack(bytes) }}; }}
+      catch (problem) {{ return {{ error: problem.message }}; }}
+    }})()"""
+
+
+@pytest.mark.timeout(INSTALL_TIMEOUT_S + 60)
+async def test_the_pages_msgpack_reader_and_writer_agree_with_python(
+    chromium: str, tmp_path: Path
+) -> None:
+    # Nothing listens on port 1: the page just retries while the test uses its functions.
+    page_url = f"{(await dashboard_path()).as_uri()}?ws=ws://127.0.0.1:1/"
+    with trio.fail_after(60):
+        async with headless_page(chromium, page_url, tmp_path / "profile") as page:
+            # The browser offers no event for "loaded": ask until it is.
+            while not await page.evaluate("typeof decodeMsgpack === 'function'"):  # noqa: ASYNC110
+                await trio.sleep(0.05)  # about:blank first, then the dashboard
+            for value in SAMPLES:
+                packed = msgpack.packb(value, use_bin_type=True)
+                assert await page.evaluate(_read_in_page(packed)) == {"value": value}
+            float32 = b"\xca" + struct.pack(">f", 0.25)
+            assert await page.evaluate(_read_in_page(float32)) == {"value": 0.25}
+            binary = await page.evaluate(_read_in_page(msgpack.packb(b"\x00\xff")))
+            assert binary == {"value": {"0": 0, "1": 255}}  # a Uint8Array, as JSON
+            refusals = {
+                b"\x92\x01": "msgpack: truncated",
+                b"\x01\x02": "msgpack: extra bytes after the value",
+                b"\xd4\x01\x00": "msgpack: unsupported type byte 0xd4",  # fixext 1
+                b"\x81\x01\x02": "msgpack: map keys must be strings",
+                b"\x91" * 40 + b"\xc0": "msgpack: nested too deeply",
+            }
+            for data, message in refusals.items():
+                assert await page.evaluate(_read_in_page(data)) == {"error": message}
+            for interval_s, token in [(0.5, "tök"), (None, None), (2, "x" * 300)]:
+                written = await page.evaluate(
+                    "btoa(String.fromCharCode(...subscribeFrame("
+                    f"{json.dumps(interval_s)}, {json.dumps(token)})))"
+                )
+                assert decode(base64.b64decode(written)) == Subscribe(interval_s, token)
