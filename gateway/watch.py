@@ -231,6 +231,10 @@ def shard_table(frame: Health) -> Table:
     table.add_column("expired", f"{sum(s.expired for s in shards):,}", justify="right")
     table.add_column("shed", f"{sum(s.shed for s in shards):,}", justify="right")
     table.add_column("expiry lag", justify="right")
+    # The journal falling behind shows as slow fsyncs ("-": no journal, or no fsync yet).
+    table.add_column(
+        "fsync", _seconds(max((s.fsync_s or 0 for s in shards), default=0)), justify="right"
+    )
     for shard in shards:
         state = condition(shard, fair_share)
         table.add_row(
@@ -247,6 +251,7 @@ def shard_table(frame: Health) -> Table:
             f"{shard.expired:,}",
             f"{shard.shed:,}",
             _seconds(shard.expiry_lag_s),
+            "-" if shard.fsync_s is None else _seconds(shard.fsync_s),
             style=_STYLES[state],
         )
     return table

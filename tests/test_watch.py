@@ -15,7 +15,7 @@ import signal
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 import trio
@@ -140,6 +140,14 @@ def test_the_table_lists_shards_busiest_first_with_totals() -> None:
     assert footers["req/s"] == "345"
     assert footers["leases"] == "3"
     assert footers["p99"] == "3.0ms"  # the worst shard's, not a sum
+
+
+def test_the_fsync_column_shows_each_journal_and_the_slowest() -> None:
+    journaled = replace(shard(0, rps=2), fsync_s=0.004, fsync_max_s=0.02, journal_bytes=10)
+    frame = health(1, journaled, replace(shard(1, rps=1), fsync_s=0.0005), shard(2))
+    table = shard_table(frame)
+    assert column(table, "fsync") == ["4.0ms", "500µs", "-"]  # "-": no journal
+    assert {str(c.header): str(c.footer) for c in table.columns}["fsync"] == "4.0ms"
 
 
 def test_ties_in_load_go_to_the_fuller_mailbox_then_the_lower_id() -> None:
