@@ -38,6 +38,7 @@ from core import (
     SlotRef,
     SlotSpec,
 )
+from shards._collector import tune_for_long_lived_state
 
 T0 = 1_900_000_000 * NANOS_PER_SECOND
 _ENTROPY = partial(secrets.token_bytes, 15)
@@ -145,7 +146,12 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     if args.ops < 2 or args.leases < 1000:
         parser.error("--ops must be at least 2 and --leases at least 1000")
-    figures: dict[str, Any] = {"python": sys.version.split()[0]}
+    # Measure core/ as `leasehold serve` runs it: with the server's collector settings.
+    tune_for_long_lived_state()
+    figures: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "gc_thresholds": str(gc.get_threshold()),
+    }
     steps = (
         ("grant/consume/expire", partial(grant_consume_expire, args.ops)),
         ("steady mix", partial(steady_mix, args.ops)),

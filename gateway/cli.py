@@ -24,6 +24,7 @@ from gateway._health_stream import HealthConfig, HealthListenError
 from gateway._server import Ready, ServeConfig, serve
 from gateway._tls import TlsSettings, server_context
 from shards import Durability, Persistence, RecoveryError, RecoveryReport
+from shards._collector import tune_for_long_lived_state
 from shards._datadir import DataDirError, lock, prepare, recorded_feed
 
 EXIT_USAGE = 2
@@ -178,6 +179,7 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         ),
     )
     try:
+        tune_for_long_lived_state()
         asyncio.run(_serve_until_signal(config, feed))
     except HealthListenError as problem:
         return _fail(str(problem), EXIT_FAILURE)

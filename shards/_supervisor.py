@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import trio
 from core import LeaseSettings, ShardState, SlotSpec, bucket_of_id, shard_for_bucket
 from core import routing_bucket as _bucket
 from shards._clock import AnchoredClock
+from shards._collector import collector_paused_then_frozen
 from shards._compaction import DEFAULT_EVERY_RECORDS, Compactor
 from shards._datadir import shard_dir
 from shards._durable_sink import Durability, JournalSink
@@ -148,7 +147,7 @@ async def _open_storage(
     async def open_one(index: int) -> None:
         await trio.to_thread.run_sync(open_sync, index, limiter=one_at_a_time)
 
-    with _collector_paused():
+    with collector_paused_then_frozen():
         async with trio.open_nursery() as nursery:
             for index in range(len(states)):
                 nursery.start_soon(open_one, index)
@@ -156,23 +155,3 @@ async def _open_storage(
         JournalSink(persistence.durability, writer) for writer in writers if writer is not None
     ]
     return sinks, [r for r in reports if r is not None]
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Recovery builds millions of long-lived objects: keep the cyclic GC out of it.
-
-    Each collection the allocations trigger walks every object still alive, so
-    with it on, loading N objects costs O(N^2)-ish: recovering 100k records took
-    3.2 s of CPU with it, 2.2 s without. Afterwards the recovered state is frozen
-    (moved out of the collector's generations): it is acyclic and lives as long
-    as the shard, so later full collections need not walk it either.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if was_enabled:
-            gc.enable()
