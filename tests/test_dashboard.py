@@ -45,8 +45,6 @@ from gateway._frames import Health, ShardFigures, Subscribe, decode
 from gateway.watch import Condition, condition, open_watch
 from proto.v2 import booking_pb2_grpc as grpc2
 
-pytestmark = pytest.mark.e2e
-
 INTERVAL_S = 0.5
 FRAMES_TO_CHECK = 3
 START = 4_102_444_800  # 2100-01-01: slots that have not ended, whenever the test runs
@@ -318,6 +316,7 @@ async def dashboard_path() -> Path:
     return path
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("load")
 @pytest.mark.timeout(INSTALL_TIMEOUT_S + 120)  # the chromium fixture may install it first
 async def test_the_page_shows_the_figures_of_the_frames_the_server_sent(
