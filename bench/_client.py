@@ -65,8 +65,11 @@ class Client:
         self._clock = clock
         self._ids = itertools.count()
         self._keys = list(slots)
-        self._by_key = {_key_tuple(k): i for i, k in enumerate(slots)}
-        self._by_v0_key = {_key_tuple(k)[:4]: i for i, k in enumerate(slots)}
+        # Keyed by plain values, looked up with fields read from replies.
+        self._by_key: dict[tuple[object, ...], int] = {k.as_tuple(): i for i, k in enumerate(slots)}
+        self._by_v0_key: dict[tuple[object, ...], int] = {
+            k.as_tuple()[:4]: i for i, k in enumerate(slots)
+        }
         self._slots_v2 = [_slot_v2(k) for k in slots]
         m = _method
         self._health = m(channel, HEALTH, health_pb2.HealthCheckResponse)
@@ -301,18 +304,6 @@ class Client:
             slot = self._by_key.get(key, -1)
             status = pb2.BookingStatus.Name(booking.status)
         return {"booking_id": booking.booking_id, "reply_slot": slot, "booking_status": status}
-
-
-def _key_tuple(key: SlotKey) -> tuple[object, ...]:
-    return (
-        key.merchant_id,
-        key.service_id,
-        key.start_sec,
-        key.duration_sec,
-        key.staff_id,
-        key.room_id,
-        key.party_size,
-    )
 
 
 def _set_ns(timestamp: Any, ns: int) -> None:

@@ -93,16 +93,3 @@ def read_feed(path: Path, roles: Sequence[str]) -> list[BenchSlot]:
     wanted = [s for s in feed.slots if s.key.service_id in roles]
     wanted.sort(key=lambda s: (roles.index(s.key.service_id), s.key.start_sec, s.key.merchant_id))
     return [BenchSlot(s.key, s.spots) for s in wanted]
-
-
-def key_row(key: SlotKey) -> tuple[str, str, int, int, str, str, int]:
-    """A SlotKey as plain values: SlotKey caches a per-process hash, so never pickle one."""
-    return (
-        key.merchant_id,
-        key.service_id,
-        key.start_sec,
-        key.duration_sec,
-        key.staff_id,
-        key.room_id,
-        key.party_size,
-    )

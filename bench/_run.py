@@ -25,7 +25,6 @@ from typing import Any, TextIO
 import grpc
 
 from bench._client import Client
-from bench._feed import key_row
 from bench._history import BenchSlot, Op, Outcome
 from bench._loadgen import NANOS, PhaseResult, PhaseSpec, Progress, worker_main
 
@@ -100,7 +99,7 @@ class Runner:
         self._op_ids = 0
 
     def __enter__(self) -> Runner:
-        rows = [key_row(s.key) for s in self.slots]
+        rows = [s.key.as_tuple() for s in self.slots]  # a SlotKey's hash is per process
         for index in range(self.clients):
             mine, theirs = self._context.Pipe()
             process = self._context.Process(

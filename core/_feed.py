@@ -385,16 +385,7 @@ def _expand(entry: _Entry) -> Iterator[SlotSpec]:
 
 def _slot_order(slot: SlotSpec) -> tuple[str, str, int, int, str, str, int]:
     """A slot's key fields in SlotKey's field order: the order of Feed.slots."""
-    key = slot.key
-    return (
-        key.merchant_id,
-        key.service_id,
-        key.start_sec,
-        key.duration_sec,
-        key.staff_id,
-        key.room_id,
-        key.party_size,
-    )
+    return slot.key.as_tuple()
 
 
 def _excluded(entry: _Entry, start: int, end: int) -> bool:

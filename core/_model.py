@@ -48,6 +48,19 @@ class SlotKey:
     def end_sec(self) -> int:
         return self.start_sec + self.duration_sec
 
+    def as_tuple(self) -> tuple[str, str, int, int, str, str, int]:
+        """The fields in declaration order, as plain values (to sort by, encode or pickle:
+        a SlotKey's cached hash is per process)."""
+        return (
+            self.merchant_id,
+            self.service_id,
+            self.start_sec,
+            self.duration_sec,
+            self.staff_id,
+            self.room_id,
+            self.party_size,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class SlotSpec:

@@ -145,20 +145,8 @@ def _event(event: Event) -> tuple[object, ...]:
             assert_never(event)
 
 
-def _slot_key(key: SlotKey) -> tuple[object, ...]:
-    return (
-        key.merchant_id,
-        key.service_id,
-        key.start_sec,
-        key.duration_sec,
-        key.staff_id,
-        key.room_id,
-        key.party_size,
-    )
-
-
 def _slot_ref(ref: SlotRef) -> tuple[object, ...]:
-    return (_slot_key(ref.key), ref.availability_tag)
+    return (ref.key.as_tuple(), ref.availability_tag)
 
 
 def _lease(lease: Lease) -> tuple[object, ...]:
