@@ -81,6 +81,22 @@ def set_timestamp_ns(ts: Timestamp, value_ns: int) -> None:
     ts.seconds, ts.nanos = divmod(value_ns, _NANOS)
 
 
+def is_cancel_mask(paths: set[str], reschedule_paths: tuple[str, ...]) -> bool:
+    """Check an UpdateBooking mask: True for a cancel (`status`), False for a reschedule.
+
+    Both versions allow `status` alone, or any of their `reschedule_paths`.
+    """
+    if not paths:
+        raise invalid("update_mask", "names no field to update")
+    unknown = paths - set(reschedule_paths) - {"status"}
+    if unknown:
+        allowed = ", ".join(("status", *reschedule_paths))
+        raise invalid("update_mask", f"cannot update {sorted(unknown)}; only {allowed}")
+    if "status" in paths and paths != {"status"}:
+        raise invalid("update_mask", "a cancel (status) cannot be combined with a reschedule")
+    return "status" in paths
+
+
 def required_message_error(path: str) -> GRPCError:
     return invalid(path, "is required")
 

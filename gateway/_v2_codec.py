@@ -32,7 +32,7 @@ UPDATE_FIELDS: Mapping[str, str] = {
     "merchant_id": "booking.slot",
     "status": "booking.status",
 }
-_RESCHEDULE_PATHS = frozenset({"slot.start_time", "slot.duration"})
+_RESCHEDULE_PATHS = ("slot.start_time", "slot.duration")
 
 
 def slot_ref(slot: pb.Slot, path: str) -> SlotRef:
@@ -116,17 +116,7 @@ def update_booking(request: pb.UpdateBookingRequest) -> core.CancelBooking | cor
     booking = request.booking
     booking_id = f.ident(booking.booking_id, "booking.booking_id")
     paths = set(request.update_mask.paths)
-    if not paths:
-        raise invalid("update_mask", "names no field to update")
-    unknown = paths - _RESCHEDULE_PATHS - {"status"}
-    if unknown:
-        raise invalid(
-            "update_mask",
-            f"cannot update {sorted(unknown)}; only status, slot.start_time, slot.duration",
-        )
-    if "status" in paths:
-        if paths != {"status"}:
-            raise invalid("update_mask", "a cancel (status) cannot be combined with a reschedule")
+    if f.is_cancel_mask(paths, _RESCHEDULE_PATHS):
         if booking.status != pb.CANCELED:
             raise invalid("booking.status", "only CANCELED can be set")
         return core.CancelBooking(booking_id)

@@ -139,6 +139,15 @@ def test_v2_reschedule_moves_the_booking_atomically() -> None:
         ),
         pytest.param(
             pb2.UpdateBookingRequest(
+                update_mask=FieldMask(paths=["status", "slot.start_time"]),
+                booking=pb2.Booking(booking_id="B1x", status=pb2.CANCELED),
+            ),
+            Status.INVALID_ARGUMENT,
+            "update_mask",
+            id="cancel-with-reschedule",
+        ),
+        pytest.param(
+            pb2.UpdateBookingRequest(
                 update_mask=FieldMask(paths=["status"]),
                 booking=pb2.Booking(booking_id="B1x", status=pb2.CONFIRMED),
             ),
