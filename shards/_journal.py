@@ -203,22 +203,22 @@ class JournalWriter:
         self.bytes_written = 0
         self.records_written = 0
         segments = _segments(directory)
-        if resume is not None and resume.last_segment != (segments[-1] if segments else None):
+        last = segments[-1] if segments else None
+        if resume is not None and resume.last_segment != last:
             raise ValueError(f"{directory}: the journal changed since it was read")
-        if resume is not None and resume.last_segment is not None:
-            first_seq, path = resume.last_segment
-            self._segment_records = resume.next_seq - first_seq
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        elif segments:
-            first_seq, path = segments[-1]
-            scanned = _scan_segment(path, last=True)
-            self.repair = scanned.repair
-            self._segment_records = len(scanned.frames)
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        else:
+        if last is None:
             first_seq, path = 0, directory / segment_name(0)
             self._segment_records = 0
             self._fd = _open_new_segment(path)
+        else:
+            first_seq, path = last
+            if resume is None:
+                scanned = _scan_segment(path, last=True)
+                self.repair = scanned.repair
+                self._segment_records = len(scanned.frames)
+            else:
+                self._segment_records = resume.next_seq - first_seq
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         self._first_seq = first_seq
         self.path = path
 
