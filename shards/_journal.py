@@ -380,22 +380,14 @@ def _scan_segment(path: Path, *, last: bool) -> _Scanned:
             f"{FORMAT_VERSION}): upgrade Leasehold, or use another --data-dir",
         )
     frames: list[tuple[int, bytes]] = []
-    position, size = len(HEADER), len(data)
-    # The same test as _intact_frame_end, inlined: this loop runs once per record at
-    # every start, and the call and memoryview per frame were a third of its time.
-    unpack, crc32 = _FRAME.unpack_from, zlib.crc32
-    while position < size:
-        body = position + FRAME_OVERHEAD
-        if body <= size:
-            length, crc = unpack(data, position)
-            end = body + length
-            if 0 < length <= MAX_PAYLOAD and end <= size:
-                payload = data[body:end]
-                if crc32(payload) == crc:
-                    frames.append((position, payload))
-                    position = end
-                    continue
-        return _Scanned(frames, _cut_damaged_tail(path, data, position, last=last))
+    position = len(HEADER)
+    with memoryview(data) as view:
+        while position < len(data):
+            end = _intact_frame_end(data, view, position)
+            if end is None:
+                return _Scanned(frames, _cut_damaged_tail(path, data, position, last=last))
+            frames.append((position, data[position + FRAME_OVERHEAD : end]))
+            position = end
     return _Scanned(frames, None)
 
 
@@ -417,17 +409,19 @@ def _cut_damaged_tail(path: Path, data: bytes, position: int, *, last: bool) -> 
     return TailRepair(path, position, len(data) - position, reason)
 
 
-def _intact_frame_end(data: bytes, position: int) -> int | None:
-    """The end of the complete frame with a sane length and a matching CRC at `position`."""
+def _intact_frame_end(data: bytes, view: memoryview, position: int) -> int | None:
+    """The end of the complete frame with a sane length and a matching CRC at `position`.
+
+    `view` is a memoryview of `data`, made once by the caller: one per frame was a
+    third of the scan's time, and the CRC reads through it without a copy.
+    """
     if position + FRAME_OVERHEAD > len(data):
         return None
     length, crc = _FRAME.unpack_from(data, position)
     end = position + FRAME_OVERHEAD + length
     if not 0 < length <= MAX_PAYLOAD or end > len(data):
         return None
-    with memoryview(data) as view:
-        intact = zlib.crc32(view[position + FRAME_OVERHEAD : end]) == crc
-    return end if intact else None
+    return end if zlib.crc32(view[position + FRAME_OVERHEAD : end]) == crc else None
 
 
 def _frame_problem(data: bytes, position: int) -> str:
@@ -449,9 +443,10 @@ def _frame_problem(data: bytes, position: int) -> str:
 
 def _next_intact_frame(data: bytes, start: int) -> int | None:
     """The first offset at or after `start` where an intact frame can be parsed."""
-    for position in range(start, len(data) - FRAME_OVERHEAD + 1):
-        if _intact_frame_end(data, position) is not None:
-            return position
+    with memoryview(data) as view:
+        for position in range(start, len(data) - FRAME_OVERHEAD + 1):
+            if _intact_frame_end(data, view, position) is not None:
+                return position
     return None
 
 
