@@ -1,7 +1,7 @@
 """What health watchers cost the server: `python -m bench.watchers [N] [--interval S]`.
 
-Starts `leasehold serve` (memory only, free ports), attaches N watchers at the
-given frame interval, and prints the server's CPU use over 10 s with them
+Starts `leasehold serve` (bench._server; demo feed, memory only, free ports),
+attaches N watchers at the given frame interval, and prints the server's CPU use over 10 s with them
 attached, and the frames delivered per second. Idle server: the figure is
 the health stream's own cost.
 """
@@ -9,16 +9,17 @@ the health stream's own cost.
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import re
-import subprocess
-import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import trio
 
+from bench._server import SpawnedServer, serve_command
+from core._demo import demo_feed
 from gateway.watch import open_watch
 
 MEASURE_S = 10.0
@@ -30,15 +31,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("watchers", type=int, nargs="?", default=50)
     parser.add_argument("--interval", type=float, default=0.1, metavar="S")
     args = parser.parse_args(argv)
-    leasehold = str(Path(sys.executable).with_name("leasehold"))
-    command = [leasehold, "serve", "--port", "0", "--health-port", "0", "--durability", "none"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as server:
+    with tempfile.TemporaryDirectory() as tmp:
+        feed = Path(tmp) / "feed.json"
+        feed.write_text(json.dumps(demo_feed(int(time.time()))), encoding="utf-8")
+        command = serve_command(feed, Path(tmp) / "data", None, [], durability="none")
+        server = SpawnedServer(command)
         try:
-            url = _health_url(server)
-            cpu_share, frames_per_s = trio.run(_measure, server.pid, url, args)
+            url = _health_url(server.output)
+            cpu_share, frames_per_s = trio.run(_measure, server, url, args)
         finally:
-            server.terminate()
-            server.wait(timeout=15)
+            server.stop()
     print(
         f"{args.watchers} watchers every {args.interval} s: server CPU "
         f"{100 * cpu_share:.1f}% of a core, {frames_per_s:.0f} frames/s delivered"
@@ -46,26 +48,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _health_url(server: subprocess.Popen[str]) -> str:
-    assert server.stdout is not None
-    url = None
-    for line in server.stdout:
+def _health_url(output: Sequence[str]) -> str:
+    """The URL the server printed (before its serving line, so it is there by now)."""
+    for line in output:
         found = re.search(r"health stream on (\S+)", line)
-        url = found.group(1) if found else url
-        if "serving" in line and url:
-            return url
-    raise SystemExit("the server stopped before serving")
+        if found:
+            return found.group(1)
+    raise SystemExit("the server printed no health stream URL")
 
 
-async def _measure(pid: int, url: str, args: argparse.Namespace) -> tuple[float, float]:
+async def _measure(
+    server: SpawnedServer, url: str, args: argparse.Namespace
+) -> tuple[float, float]:
     counts = [0] * args.watchers
     async with trio.open_nursery() as nursery:
         for n in range(args.watchers):
             nursery.start_soon(_watch, url, args.interval, counts, n)
         await trio.sleep(SETTLE_S)
-        cpu0, t0, frames0 = _cpu_seconds(pid), time.monotonic(), sum(counts)
+        cpu0, t0, frames0 = _cpu(server), time.monotonic(), sum(counts)
         await trio.sleep(MEASURE_S)
-        cpu1, t1, frames1 = _cpu_seconds(pid), time.monotonic(), sum(counts)
+        cpu1, t1, frames1 = _cpu(server), time.monotonic(), sum(counts)
         nursery.cancel_scope.cancel()
     return (cpu1 - cpu0) / (t1 - t0), (frames1 - frames0) / (t1 - t0)
 
@@ -77,10 +79,11 @@ async def _watch(url: str, interval_s: float, counts: list[int], n: int) -> None
             counts[n] += 1
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _cpu(server: SpawnedServer) -> float:
+    seconds = server.cpu_seconds()
+    if seconds is None:
+        raise SystemExit("cannot read the server's CPU time (/proc)")
+    return seconds
 
 
 if __name__ == "__main__":
