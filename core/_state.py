@@ -343,13 +343,12 @@ class ShardState:
         self._expired.extend(snapshot.expired_order)
         for stored in snapshot.bookings:
             booking = self._canonical_booking(stored)
-            self._bookings[booking.booking_id] = booking
-            if booking.person.user_id:
-                self._by_user.setdefault(booking.person.user_id, set()).add(booking.booking_id)
             if booking.status is BookingStatus.CONFIRMED:
                 self._take_spot(booking.slot.key)
-                self._slots[booking.slot.key].add_booker(booking.person)
-                self._confirmed += 1
+                self._add_confirmed(booking)
+            else:
+                self._bookings[booking.booking_id] = booking
+            self._index_by_user(booking)
         for merchant_id, service_id, token, booking in snapshot.tokens:
             self._tokens[(merchant_id, service_id, token)] = booking
         self._granted_total, self._expired_total, self._booked_total = snapshot.totals
@@ -669,8 +668,7 @@ class ShardState:
         else:
             self._take_spot(key)
         self._add_confirmed(booking)
-        if booking.person.user_id:  # v0 bookings carry no user_id: nothing to list by
-            self._by_user.setdefault(booking.person.user_id, set()).add(booking.booking_id)
+        self._index_by_user(booking)
         if token:
             self._remember_token((key.merchant_id, key.service_id, token), booking)
         self._booked_total += 1
@@ -722,6 +720,11 @@ class ShardState:
         self._bookings[booking.booking_id] = booking
         self._slots[booking.slot.key].add_booker(booking.person)
         self._confirmed += 1
+
+    def _index_by_user(self, booking: Booking) -> None:
+        """For ListBookings. v0 bookings carry no user_id: nothing to list them by."""
+        if booking.person.user_id:
+            self._by_user.setdefault(booking.person.user_id, set()).add(booking.booking_id)
 
     def _remember_token(self, token_key: _TokenKey, booking: Booking) -> None:
         self._tokens[token_key] = booking
