@@ -27,6 +27,7 @@ from grpclib.server import Server
 
 from core import LeaseSettings, SlotSpec
 from gateway._bridge import TrioGuest
+from gateway._coalesce import CoalescingServer
 from gateway._health_stream import HealthConfig, HealthListenError, HealthServer, serve_health
 from gateway._router import Router
 from gateway._service_v0 import BookingServiceV0
@@ -106,7 +107,7 @@ async def serve(
     """
     side, guest = await start_trio_side(config)
     router = Router(side.shard_set)
-    server = Server(build_services(router, config.slots))
+    server = CoalescingServer(build_services(router, config.slots))
     if config.tls_client_name is not None:
         pin_client_name(server, config.tls_client_name)
     if side.health is not None:

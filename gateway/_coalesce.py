@@ -1,0 +1,116 @@
+"""One socket send per gRPC connection per event-loop iteration, instead of one per frame.
+
+grpclib hands asyncio's transport every HTTP/2 frame it makes as its own
+`write`: a unary response is three (headers, message, trailers), and reading a
+request adds window updates. On a selector loop each `write` to an idle socket
+is a `send()` syscall at once, and on loopback each is a TCP segment that the
+client must wake up for. Here writes made during one loop iteration are joined
+and handed to the socket together, by a callback queued with `call_soon`: the
+same iteration's responses to one connection leave in one send. Nothing waits
+on a timer, so latency stays that of the iteration.
+
+Order is kept (one buffer per connection, flushed before close and before
+`write_eof`); `abort` drops what is queued, as asyncio's own abort does; flow
+control is untouched (the real transport still pauses and resumes the protocol,
+and `get_write_buffer_size` counts what is queued here too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from grpclib.protocol import H2Protocol
+from grpclib.server import Server
+
+
+class CoalescingTransport(asyncio.Transport):
+    """Wraps a connected transport; `write` queues, one `call_soon` sends the lot."""
+
+    def __init__(self, inner: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._inner = inner
+        self._loop = loop
+        # None when nothing is queued (and no flush is scheduled).
+        self._queued: list[bytes] | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        if self._queued is None:
+            self._queued = [bytes(data)]
+            self._loop.call_soon(self._flush)
+        else:
+            self._queued.append(bytes(data))
+
+    def writelines(self, list_of_data: Any) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def _flush(self) -> None:
+        queued, self._queued = self._queued, None
+        if queued:
+            self._inner.write(queued[0] if len(queued) == 1 else b"".join(queued))
+
+    def close(self) -> None:
+        self._flush()
+        self._inner.close()
+
+    def abort(self) -> None:
+        self._queued = None
+        self._inner.abort()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._inner.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self._inner.can_write_eof()
+
+    def is_closing(self) -> bool:
+        return self._inner.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._inner.get_extra_info(name, default)
+
+    def get_write_buffer_size(self) -> int:
+        queued = sum(map(len, self._queued)) if self._queued else 0
+        return self._inner.get_write_buffer_size() + queued
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._inner.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._inner.set_write_buffer_limits(high, low)
+
+    def pause_reading(self) -> None:
+        self._inner.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._inner.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._inner.is_reading()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._inner.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._inner.get_protocol()
+
+
+class _CoalescingH2Protocol(H2Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        loop = asyncio.get_running_loop()
+        super().connection_made(CoalescingTransport(transport, loop))
+
+
+class CoalescingServer(Server):
+    """grpclib's Server, its connections writing through a CoalescingTransport."""
+
+    def _protocol_factory(self) -> H2Protocol:
+        # grpclib's factory registers the connection's handler with the server (for
+        # close and wait_closed); keep that, and build our protocol on the same parts.
+        plain = super()._protocol_factory()
+        return _CoalescingH2Protocol(plain.handler, plain.config, plain.h2_config)
