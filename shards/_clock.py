@@ -24,7 +24,11 @@ class AnchoredClock:
         self._trio_anchor = trio.current_time()
 
     def wall_ns(self) -> int:
-        return self._wall_anchor_ns + round((trio.current_time() - self._trio_anchor) * _NANOS)
+        return self.wall_ns_at(trio.current_time())
+
+    def wall_ns_at(self, trio_time: float) -> int:
+        """The wall clock at trio clock reading `trio_time` (one clock read serves both)."""
+        return self._wall_anchor_ns + round((trio_time - self._trio_anchor) * _NANOS)
 
     def trio_time_at(self, wall_ns: int) -> float:
         """The trio clock reading at which wall-clock `wall_ns` is reached."""

@@ -6,7 +6,7 @@ import enum
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from core import BookingError, Command
 
@@ -30,15 +30,26 @@ class ShardUnavailable(Exception):
 Reply = object | BookingError | ShardFault
 
 
-@dataclass(frozen=True, slots=True)
 class ShardRequest:
-    command: Command
-    # Called exactly once, on the shard's thread, with the Reply.
-    reply: Callable[[Reply], None]
-    # On trio's clock; a request dequeued at or after it is answered DEADLINE_EXCEEDED.
-    deadline: float = math.inf
-    # perf_counter() when submitted: the shard's service time runs from here to the reply.
-    submitted_at: float = field(default_factory=time.perf_counter)
+    """One command on its way to a shard, with where its reply goes.
+
+    A plain slotted class, not a frozen dataclass: one is built per request, and a
+    frozen dataclass sets each field through object.__setattr__ (3x the cost).
+    Nobody changes one after it is built.
+    """
+
+    __slots__ = ("command", "deadline", "reply", "submitted_at")
+
+    def __init__(
+        self, command: Command, reply: Callable[[Reply], None], deadline: float = math.inf
+    ) -> None:
+        self.command = command
+        # Called exactly once, on the shard's thread, with the Reply.
+        self.reply = reply
+        # On trio's clock; a request dequeued at or after it is answered DEADLINE_EXCEEDED.
+        self.deadline = deadline
+        # perf_counter() when submitted: the shard's service time runs from here to the reply.
+        self.submitted_at = time.perf_counter()
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,8 @@ class Shard:
         self._refused = 0
         self._deadline_dropped = 0
         self._expiry_lag_s = 0.0
-        self._by_kind: dict[str, int] = {}
+        # Requests served, by command type (named in statistics()).
+        self._by_kind: dict[type[Command], int] = {}
         self.service_times = LatencyHistogram()
 
     def statistics(self) -> ShardStats:
@@ -88,7 +89,7 @@ class Shard:
             deadline_dropped=self._deadline_dropped,
             shed=self.handle.shed,
             last_expiry_lag_s=self._expiry_lag_s,
-            operations_by_kind=dict(self._by_kind),
+            operations_by_kind={kind.__name__: n for kind, n in self._by_kind.items()},
             service_time_counts=self.service_times.counts(),
             journal=self._sink.journal_figures(),
         )
@@ -144,18 +145,21 @@ class Shard:
         self._sink.commit(self.state.expire_due(now_ns), _nothing_to_deliver)
 
     def _serve(self, request: ShardRequest) -> None:
-        if trio.current_time() >= request.deadline:
+        now = trio.current_time()
+        if now >= request.deadline:
             # The caller has given up: applying now could half-apply from its view.
             self._deadline_dropped += 1
             request.reply(ShardFault.DEADLINE_EXCEEDED)
             return
-        outcome = execute(self.state, request.command, self._clock.wall_ns())
+        command = request.command
+        outcome = execute(self.state, command, self._clock.wall_ns_at(now))
         self._operations += 1
-        kind = type(request.command).__name__
-        self._by_kind[kind] = self._by_kind.get(kind, 0) + 1
-        if isinstance(outcome.result, BookingError):
-            self._refused += 1
+        by_kind = self._by_kind
+        kind = type(command)
+        by_kind[kind] = by_kind.get(kind, 0) + 1
         result = outcome.result
+        if isinstance(result, BookingError):
+            self._refused += 1
 
         def deliver() -> None:
             self.service_times.record(time.perf_counter() - request.submitted_at)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import AsyncIterator, Callable
+from typing import get_args
 
 import pytest
 import trio
@@ -13,6 +14,7 @@ import trio.testing
 import core
 from core import ApiVersion, CheckAvailability, CreateLease, Lease, SlotKey, SlotRef, SlotSpec
 from shards import ShardFault, ShardRequest, ShardSet, ShardUnavailable, call, run_shards
+from shards._dispatch import handled_commands
 
 ANCHOR_NS = 1_767_225_600 * core.NANOS_PER_SECOND  # wall clock at trio time 0
 KEY = SlotKey("m1", "haircut", 1_767_254_400, 1800)
@@ -139,3 +141,7 @@ async def test_many_concurrent_grants_never_exceed_spots(
     granted = [r for r in results if isinstance(r, Lease)]
     assert len(granted) == 2
     assert sum(isinstance(r, core.SlotUnavailable) for r in results) == 48
+
+
+def test_every_command_has_a_shard_method() -> None:
+    assert handled_commands() == frozenset(get_args(core.Command))
