@@ -7,6 +7,12 @@ a list of lease ids plus its exact earliest expiry, so adding is an append,
 and a storm of leases due at once costs one pop. Expiry stays exact to the
 nanosecond: a bucket that `now` is inside is split, expiring only what is due.
 
+A bucket that `now` is inside is sorted by expiry the first time it is split
+(timsort: linear when ids arrived in expiry order, as with one TTL), so each
+later split takes a due prefix and stops at the first lease not yet due,
+instead of looking up every id in the bucket again on every command (~50 ids
+a command at 50k grants/s). A later add that keeps the order keeps the mark.
+
 Stale ids (leases consumed by a booking before their expiry) stay in their
 bucket until it is due and are then skipped, so they are bounded by the
 lease TTL window.
@@ -16,8 +22,10 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
+from operator import itemgetter
 
 _BUCKET_NS = 1_000_000
+_expiry = itemgetter(0)
 
 
 class Deadlines:
@@ -26,6 +34,9 @@ class Deadlines:
         self._buckets: dict[int, list[str]] = {}
         # Invariant: <= the expiry of every live lease listed in the bucket.
         self._earliest: dict[int, int] = {}
+        # Buckets whose live ids are in nondecreasing expiry order, each with the
+        # latest expiry listed. Invariant: a subset of the keys of _buckets.
+        self._sorted: dict[int, int] = {}
 
     def add(self, when_ns: int, lease_id: str) -> None:
         bucket = when_ns // _BUCKET_NS
@@ -38,6 +49,13 @@ class Deadlines:
         ids.append(lease_id)
         if when_ns < self._earliest[bucket]:
             self._earliest[bucket] = when_ns
+        if self._sorted:
+            latest = self._sorted.get(bucket)
+            if latest is not None:
+                if when_ns >= latest:
+                    self._sorted[bucket] = when_ns
+                else:
+                    del self._sorted[bucket]
 
     def next_ns(self) -> int | None:
         """A lower bound on the next expiry (exact unless the lease behind it was consumed)."""
@@ -58,26 +76,64 @@ class Deadlines:
                 self._drop(bucket)
                 continue
             # `now` is inside this bucket, so every later bucket is still in the future.
-            keep: list[str] = []
-            earliest_kept = None
-            for lease_id in ids:
-                expiry = live_expiry(lease_id)
-                if expiry is None:
-                    continue
-                if expiry <= now_ns:
-                    due.append(lease_id)
-                else:
-                    keep.append(lease_id)
-                    earliest_kept = expiry if earliest_kept is None else min(earliest_kept, expiry)
-            if earliest_kept is not None:
-                self._buckets[bucket] = keep
-                self._earliest[bucket] = earliest_kept
+            if bucket in self._sorted:
+                self._take_due_prefix(bucket, ids, now_ns, live_expiry, due)
             else:
-                self._drop(bucket)
+                self._split_and_sort(bucket, ids, now_ns, live_expiry, due)
             break
         return due
+
+    def _split_and_sort(
+        self,
+        bucket: int,
+        ids: list[str],
+        now_ns: int,
+        live_expiry: Callable[[str], int | None],
+        due: list[str],
+    ) -> None:
+        """Move the bucket's due ids to `due`; keep the rest in expiry order (stable), marked."""
+        kept: list[tuple[int, str]] = []
+        for lease_id in ids:
+            expiry = live_expiry(lease_id)
+            if expiry is None:
+                continue
+            if expiry <= now_ns:
+                due.append(lease_id)
+            else:
+                kept.append((expiry, lease_id))
+        if not kept:
+            self._drop(bucket)
+            return
+        kept.sort(key=_expiry)
+        self._buckets[bucket] = [lease_id for _, lease_id in kept]
+        self._earliest[bucket] = kept[0][0]
+        self._sorted[bucket] = kept[-1][0]
+
+    def _take_due_prefix(
+        self,
+        bucket: int,
+        ids: list[str],
+        now_ns: int,
+        live_expiry: Callable[[str], int | None],
+        due: list[str],
+    ) -> None:
+        """Move the due prefix of a sorted bucket to `due` (skipping stale ids)."""
+        taken = 0
+        for lease_id in ids:
+            expiry = live_expiry(lease_id)
+            if expiry is None:
+                taken += 1  # stale: drop it
+            elif expiry <= now_ns:
+                due.append(lease_id)
+                taken += 1
+            else:
+                del ids[:taken]
+                self._earliest[bucket] = expiry  # sorted: the earliest live one left
+                return
+        self._drop(bucket)
 
     def _drop(self, bucket: int) -> None:
         heapq.heappop(self._heap)
         del self._buckets[bucket]
         del self._earliest[bucket]
+        self._sorted.pop(bucket, None)

@@ -1,0 +1,84 @@
+"""The deadline heap alone: every live lease is popped exactly at its instant, never before."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core._deadlines import Deadlines
+
+MS = 1_000_000
+
+
+def _drain_stepwise(
+    deadlines: Deadlines, expiry: dict[str, int], live: set[str], instants: list[int]
+) -> None:
+    for now in instants:
+        due = deadlines.pop_due(now, lambda i: expiry[i] if i in live else None)
+        assert sorted(due) == sorted(i for i in live if expiry[i] <= now)
+        live.difference_update(due)
+        next_ns = deadlines.next_ns()
+        if live:
+            assert next_ns is not None
+            assert next_ns <= min(expiry[i] for i in live)
+        else:
+            assert next_ns is None or next_ns > now
+
+
+def test_a_bucket_split_many_times_expires_each_lease_at_its_nanosecond() -> None:
+    deadlines = Deadlines()
+    rng = random.Random(7)
+    base = 5 * MS
+    expiry = {f"l{n}": base + rng.randrange(MS) for n in range(200)}
+    for lease_id, at in expiry.items():  # out of order within one bucket
+        deadlines.add(at, lease_id)
+    live = set(expiry)
+    _drain_stepwise(deadlines, expiry, live, [*sorted(set(expiry.values())), base + MS])
+    assert not live
+    assert deadlines.next_ns() is None
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["add", "consume", "pop"]),
+            st.integers(0, 3 * MS),
+        ),
+        max_size=80,
+    )
+)
+def test_adds_consumptions_and_pops_interleaved_keep_pops_exact(
+    steps: list[tuple[str, int]],
+) -> None:
+    deadlines = Deadlines()
+    expiry: dict[str, int] = {}
+    live: set[str] = set()
+    now = 0
+    for n, (kind, value) in enumerate(steps):
+        if kind == "add":
+            lease_id = f"l{n}"
+            expiry[lease_id] = now + 1 + value % (MS // 2)  # often into a bucket already split
+            live.add(lease_id)
+            deadlines.add(expiry[lease_id], lease_id)
+        elif kind == "consume" and live:
+            live.discard(sorted(live)[value % len(live)])  # stale in its bucket from now on
+        else:
+            now += value % (MS // 4)
+            _drain_stepwise(deadlines, expiry, live, [now])
+
+
+def test_an_earlier_lease_added_to_a_split_bucket_still_expires_at_its_instant() -> None:
+    deadlines = Deadlines()
+    base = 9 * MS
+    expiry = {"a": base + 100, "b": base + 900}
+    for lease_id, at in expiry.items():
+        deadlines.add(at, lease_id)
+    live = set(expiry)
+    _drain_stepwise(deadlines, expiry, live, [base + 200])  # splits the bucket
+    expiry["c"] = base + 500  # earlier than "b", into the bucket already split
+    live.add("c")
+    deadlines.add(expiry["c"], "c")
+    _drain_stepwise(deadlines, expiry, live, [base + 499, base + 500, base + 899, base + 900])
+    assert not live
