@@ -88,8 +88,7 @@ class TrioSide:
 
 def build_services(router: Router, slots: Sequence[SlotSpec]) -> list[IServable]:
     """The booking services, the standard health service, and reflection (v1 and v1alpha)."""
-    merchants = frozenset(s.key.merchant_id for s in slots)
-    v2 = BookingServiceV2(router, merchants)
+    v2 = BookingServiceV2(router, slots)
     v0 = BookingServiceV0(router)
     # No checks: SERVING for "" and each booking service's name, NOT_FOUND for others.
     health = Health({v2: [], v0: []})

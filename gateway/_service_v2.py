@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from grpclib.server import Stream
@@ -22,13 +23,14 @@ V2 = ApiVersion.V2
 
 
 class BookingServiceV2(booking_grpc.BookingServiceBase):
-    def __init__(self, router: Router, merchants: frozenset[str]) -> None:
+    def __init__(self, router: Router, slots: Sequence[core.SlotSpec]) -> None:
         self._router = router
-        self._merchants = merchants
+        self._merchants = frozenset(s.key.merchant_id for s in slots)
+        self._known = codec.KnownSlots(slots)
 
     async def CheckAvailability(self, stream: Stream[Any, Any]) -> None:
         request = await read_request(stream, pb.CheckAvailabilityRequest)
-        command = codec.check_availability(request)
+        command = codec.check_availability(request, self._known)
         reply = await self._router.call(
             self._router.for_slot(command.slot), command, stream.deadline
         )
@@ -69,7 +71,7 @@ class BookingServiceV2(booking_grpc.BookingServiceBase):
 
     async def CreateLease(self, stream: Stream[Any, Any]) -> None:
         request = await read_request(stream, pb.CreateLeaseRequest)
-        command = codec.create_lease(request)
+        command = codec.create_lease(request, self._known)
         reply = await self._router.call(
             self._router.for_slot(command.slot.key), command, stream.deadline
         )
@@ -83,7 +85,7 @@ class BookingServiceV2(booking_grpc.BookingServiceBase):
 
     async def CreateBooking(self, stream: Stream[Any, Any]) -> None:
         request = await read_request(stream, pb.CreateBookingRequest)
-        command = codec.create_booking(request)
+        command = codec.create_booking(request, self._known)
         assert command.slot is not None  # v2 decoding requires it
         reply = await self._router.call(
             self._router.for_slot(command.slot.key), command, stream.deadline

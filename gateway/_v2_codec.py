@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from grpclib.exceptions import GRPCError
+
 import core
-from core import ApiVersion, Booking, Lease, Person, SlotKey, SlotRef
+from core import ApiVersion, Booking, Lease, Person, SlotKey, SlotRef, SlotSpec
 from gateway import _fields as f
 from gateway._status import Failure, invalid
 from proto.v2 import booking_pb2 as pb
@@ -53,6 +55,61 @@ def slot_ref(slot: pb.Slot, path: str) -> SlotRef:
     return SlotRef(key, f.text(slot.availability_tag, f"{path}.availability_tag"))
 
 
+_WireSlot = tuple[str, str, int, int, str, str, int, str]
+
+
+def _wire_fields(slot: pb.Slot) -> _WireSlot:
+    """What slot_ref reads of a slot whose times are set and whole seconds."""
+    resources = slot.resources
+    return (
+        slot.merchant_id,
+        slot.service_id,
+        slot.start_time.seconds,
+        slot.duration.seconds,
+        resources.staff_id,
+        resources.room_id,
+        resources.party_size,
+        slot.availability_tag,
+    )
+
+
+class KnownSlots:
+    """The inventory's slots by their wire fields: a request naming one decodes in one probe.
+
+    slot_ref's answer depends only on the fields `_wire_fields` reads (given both times
+    are set and whole seconds), so the table is built by running slot_ref itself on each
+    inventory slot's wire form: an entry is exactly what slot_ref returns for those
+    fields, and a slot that slot_ref would reject (a feed id past the gateway's limits)
+    gets no entry and is still rejected. Entries are the inventory's own key objects,
+    which the shard's dict lookups then match by identity. Bounded by the inventory.
+    """
+
+    def __init__(self, slots: Iterable[SlotSpec]) -> None:
+        self._refs: dict[_WireSlot, SlotRef] = {}
+        for spec in slots:
+            wire = pb.Slot()
+            fill_slot(wire, SlotRef(spec.key, spec.availability_tag))
+            try:
+                decoded = slot_ref(wire, "slot")
+            except GRPCError:
+                continue
+            if decoded == SlotRef(spec.key, spec.availability_tag):
+                self._refs[_wire_fields(wire)] = SlotRef(spec.key, decoded.availability_tag)
+
+    def slot_ref(self, slot: pb.Slot, path: str) -> SlotRef:
+        """slot_ref(slot, path), faster for inventory slots."""
+        if (
+            slot.HasField("start_time")
+            and slot.HasField("duration")
+            and not slot.start_time.nanos
+            and not slot.duration.nanos
+        ):
+            known = self._refs.get(_wire_fields(slot))
+            if known is not None:
+                return known
+        return slot_ref(slot, path)
+
+
 def person(info: pb.UserInformation, path: str) -> Person:
     address = None
     if info.HasField("address"):
@@ -68,13 +125,15 @@ def person(info: pb.UserInformation, path: str) -> Person:
     )
 
 
-def check_availability(request: pb.CheckAvailabilityRequest) -> core.CheckAvailability:
+def check_availability(
+    request: pb.CheckAvailabilityRequest, known: KnownSlots
+) -> core.CheckAvailability:
     if not request.HasField("slot"):
         raise f.required_message_error("slot")
-    return core.CheckAvailability(slot_ref(request.slot, "slot").key)
+    return core.CheckAvailability(known.slot_ref(request.slot, "slot").key)
 
 
-def create_lease(request: pb.CreateLeaseRequest) -> core.CreateLease:
+def create_lease(request: pb.CreateLeaseRequest, known: KnownSlots) -> core.CreateLease:
     if not request.HasField("lease"):
         raise f.required_message_error("lease")
     lease = request.lease
@@ -85,13 +144,13 @@ def create_lease(request: pb.CreateLeaseRequest) -> core.CreateLease:
         requested = f.timestamp_ns(lease.lease_expiration_time, "lease.lease_expiration_time")
     return core.CreateLease(
         version=ApiVersion.V2,
-        slot=slot_ref(lease.slot, "lease.slot"),
+        slot=known.slot_ref(lease.slot, "lease.slot"),
         reference=f.ident(lease.user_reference, "lease.user_reference"),
         requested_expiry_ns=requested,
     )
 
 
-def create_booking(request: pb.CreateBookingRequest) -> core.CreateBooking:
+def create_booking(request: pb.CreateBookingRequest, known: KnownSlots) -> core.CreateBooking:
     if not request.HasField("slot"):
         raise f.required_message_error("slot")
     if not request.HasField("user_information"):
@@ -102,7 +161,7 @@ def create_booking(request: pb.CreateBookingRequest) -> core.CreateBooking:
         lease_id = f.ident(request.lease_ref.lease_id, "lease_ref.lease_id")
     return core.CreateBooking(
         version=ApiVersion.V2,
-        slot=slot_ref(request.slot, "slot"),
+        slot=known.slot_ref(request.slot, "slot"),
         lease_id=lease_id,
         person=person(request.user_information, "user_information"),
         idempotency_token=f.ident(request.idempotency_token, "idempotency_token"),

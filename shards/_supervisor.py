@@ -40,8 +40,18 @@ class ShardSet:
         # What each shard loaded from disk at start (empty when memory-only).
         self.recovery = tuple(recovery)
         self.handles = tuple(s.handle for s in shards)
+        # The inventory's routing keys, routed once: a dict probe per request instead of a
+        # digest. Bounded by the inventory; keys outside it are hashed (and refused later).
+        self._inventory_routes = {
+            (spec.key.merchant_id, spec.key.service_id): shard.handle
+            for shard in self.shards
+            for spec in shard.state.slot_specs()
+        }
 
     def for_key(self, merchant_id: str, service_id: str) -> ShardHandle:
+        known = self._inventory_routes.get((merchant_id, service_id))
+        if known is not None:
+            return known
         bucket = _bucket(merchant_id, service_id)
         return self.handles[shard_for_bucket(bucket, len(self.handles))]
 

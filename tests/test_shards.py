@@ -145,3 +145,9 @@ async def test_many_concurrent_grants_never_exceed_spots(
 
 def test_every_command_has_a_shard_method() -> None:
     assert handled_commands() == frozenset(get_args(core.Command))
+
+
+async def test_inventory_keys_route_as_the_digest_does(shard_set: ShardSet) -> None:
+    for merchant_id, service_id in [(KEY.merchant_id, KEY.service_id), ("m2", "other")]:
+        expected = core.shard_for_key(merchant_id, service_id, len(shard_set.handles))
+        assert shard_set.for_key(merchant_id, service_id) is shard_set.handles[expected]
