@@ -3,6 +3,7 @@
     leasehold bench SCENARIO (--spawn [serve flags...] | --target HOST:PORT --feed FILE) [options]
     leasehold bench flow --spawn --durability sync,async,none [options]   (side by side)
     leasehold bench core [--leases N]
+    leasehold bench restart [--events N] [--layout journal,snapshot] [--runs R]
     leasehold bench feed SCENARIO [options] > feed.json
 
 Exit status: 0 when the run was made and the checker found nothing; 1 when the
@@ -47,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench._core_bench import main as core_main
 
         return core_main(args[1:])
+    if args[:1] == ["restart"]:
+        from bench._restart import main as restart_main
+
+        return restart_main(args[1:])
     if args[:1] == ["feed"]:
         options, _ = _options(parser, args[1:], allow_extra=False)
         slots = build_slots(slot_groups(options), int(time.time()))
