@@ -40,9 +40,6 @@ class RecoveryReport:
 
 def recover(state: ShardState, directory: Path) -> RecoveryReport:
     """Load `directory`'s snapshot and journal into the fresh `state` (blocking I/O)."""
-    # TODO(next session): 1M events restart in 10-14 s from snapshots, 15-19 s from a
-    # journal alone (target < 10 s). Left: per-field validation calls and frozen
-    # dataclass construction in shards._codec (~45%), ShardState.restore (~30%).
     started = time.perf_counter()
     refs = SlotRefs(state.canonical_ref)
     try:
@@ -54,34 +51,38 @@ def recover(state: ShardState, directory: Path) -> RecoveryReport:
     if loaded is not None:
         _restore(state, loaded.state, loaded.path)
         start = loaded.seq
-    records = [r for r in scan.records if r.seq >= start]
-    first = records[0].seq if records else scan.next_seq
+    # The segments join up, so the records from `start` on run from here to next_seq.
+    first = next(
+        (max(start, s.first_seq) for s in scan.segments if s.first_seq + len(s) > start),
+        scan.next_seq,
+    )
     if first > start:
         raise RecoveryError(
             f"{directory}: the journal resumes at record {first} but the stored state ends at "
             f"record {start}: records are missing"
         )
-    events = 0
-    for record in records:
-        try:
-            decoded = decode_events(record.payload, refs)
-            for event in decoded:
-                state.apply(event)
-        except CorruptRecord as problem:
-            raise RecoveryError(
-                f"{record.segment}: at byte offset {record.offset}: record {record.seq}: {problem}"
-            ) from problem
-        except (ValueError, KeyError) as problem:
-            raise RecoveryError(
-                f"{record.segment}: at byte offset {record.offset}: record {record.seq} does not "
-                f"apply to this inventory ({problem}); start with the feed the data dir was "
-                "built from"
-            ) from problem
-        events += len(decoded)
+    records = events = 0
+    for segment in scan.segments:
+        for seq, offset, payload in segment.payloads(start):
+            try:
+                decoded = decode_events(payload, refs)
+                for event in decoded:
+                    state.apply(event)
+            except CorruptRecord as problem:
+                raise RecoveryError(
+                    f"{segment.path}: at byte offset {offset}: record {seq}: {problem}"
+                ) from problem
+            except (ValueError, KeyError) as problem:
+                raise RecoveryError(
+                    f"{segment.path}: at byte offset {offset}: record {seq} does not apply to "
+                    f"this inventory ({problem}); start with the feed the data dir was built from"
+                ) from problem
+            records += 1
+            events += len(decoded)
     return RecoveryReport(
         directory=directory,
         snapshot_seq=None if loaded is None else loaded.seq,
-        records_replayed=len(records),
+        records_replayed=records,
         events_replayed=events,
         next_seq=scan.next_seq,
         tail_repair=scan.repair,
