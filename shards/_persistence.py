@@ -7,6 +7,8 @@ RecoveryError that names the file and what to do. Nothing half-loaded is served.
 Leases get their timers back from their wall-clock expiry: the state's deadline
 heap is rebuilt by restore/apply, and the first command or timer expires every
 lease that lapsed while the server was down.
+
+How long a restart takes: `leasehold bench restart` (README, Benchmarks).
 """
 
 from __future__ import annotations
