@@ -57,6 +57,25 @@ class SlotKey:
     def __hash__(self) -> int:
         return self._hash
 
+    def __eq__(self, other: object) -> bool:
+        # As the generated one, but identical keys answer at once and the cached hashes
+        # reject most unequal ones: every lookup of a key decoded from a request (equal
+        # to the inventory's, never identical) compared all seven fields as tuples.
+        if self is other:
+            return True
+        if type(other) is not SlotKey:
+            return NotImplemented
+        return (
+            self._hash == other._hash
+            and self.start_sec == other.start_sec
+            and self.merchant_id == other.merchant_id
+            and self.service_id == other.service_id
+            and self.duration_sec == other.duration_sec
+            and self.staff_id == other.staff_id
+            and self.room_id == other.room_id
+            and self.party_size == other.party_size
+        )
+
     @property
     def end_sec(self) -> int:
         return self.start_sec + self.duration_sec

@@ -8,6 +8,8 @@ import pickle
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import core
 from core._frozen import faster_init
@@ -90,3 +92,25 @@ def test_refuses_what_it_does_not_handle() -> None:
     for cls in (Mutable, NoSlots, PostInit, Factory):
         with pytest.raises(TypeError):
             faster_init(cls)
+
+
+_keys = st.builds(
+    core.SlotKey,
+    st.sampled_from(["m1", "m2"]),
+    st.sampled_from(["s1", "s2"]),
+    st.integers(0, 2),
+    st.integers(1, 2),
+    st.sampled_from(["", "st1"]),
+    st.sampled_from(["", "r1"]),
+    st.integers(0, 1),
+)
+
+
+@given(_keys, _keys)
+def test_slot_key_equality_is_equality_of_every_field(a: core.SlotKey, b: core.SlotKey) -> None:
+    assert (a == b) is (a.as_tuple() == b.as_tuple())
+    assert (a != b) is (a.as_tuple() != b.as_tuple())
+    assert a == a
+    if a == b:
+        assert hash(a) == hash(b)
+    assert a != a.as_tuple()  # another type is never equal, as with the generated __eq__
