@@ -803,6 +803,21 @@ def test_applying_an_event_that_would_overbook_is_rejected() -> None:
     assert fresh.snapshot() == state.snapshot()
 
 
+def test_applying_a_grant_of_a_known_lease_id_is_rejected_in_every_state() -> None:
+    state = new_state()
+    live = grant(state, lease_v2(CUT_A, "live"))
+    consumed = grant(state, lease_v2(CUT_A, "consumed"))
+    book(state, book_v2(CUT_A, consumed.lease_id))
+    lapsed = grant(state, lease_v2(CUT_B, "lapsed", NOW + S))
+    state.expire_due(NOW + S)
+    before = fingerprint(state)
+    for known in (live, consumed, lapsed):
+        again = replace(known, reference="another")
+        with pytest.raises(ValueError, match="twice"):
+            state.apply(LeaseGranted(again))
+    assert fingerprint(state) == before
+
+
 def test_past_max_tokens_the_oldest_token_is_forgotten_first() -> None:
     state = new_state(settings=LeaseSettings(max_tokens=2))
     first = book(state, book_v2(CUT_A, user_id="u1", token="t1"))
