@@ -135,14 +135,17 @@ class _Slot:
         "bucket",
         "holders",
         "lease_id_head",
+        "number",
         "ref",
         "refs",
         "spec",
         "spots",
     )
 
-    def __init__(self, spec: SlotSpec, refs: dict[ApiVersion, dict[str, str]]) -> None:
+    def __init__(self, spec: SlotSpec, number: int, refs: dict[ApiVersion, dict[str, str]]) -> None:
         self.spec = spec
+        # This slot's place in ShardState._slot_list: kept leases name their slot so.
+        self.number = number
         # The lease references of this slot's (merchant, service), per version: one
         # table shared by the service's slots (reference -> lease id). Keyed by plain
         # strings, so a lease's entry builds no key tuple (and the table no GC work).
@@ -204,9 +207,35 @@ class _Slot:
 
     def canonical(self, ref: SlotRef) -> SlotRef:
         """`ref` (equal key, the caller's tag) built on the inventory's key object."""
-        if ref.availability_tag == self.ref.availability_tag:
+        return self.ref_with_tag(ref.availability_tag)
+
+    def ref_with_tag(self, tag: str) -> SlotRef:
+        if tag == self.ref.availability_tag:
             return self.ref
-        return SlotRef(self.spec.key, ref.availability_tag)
+        return SlotRef(self.spec.key, tag)
+
+
+# A lease as the state keeps it: (version code, slot number, availability tag, reference,
+# expires_ns), plain values only, so the cyclic collector untracks the tuple at its first
+# collection and never walks it again. Keeping the Lease objects themselves (GC-tracked
+# instances) made every full collection walk every remembered lease: ~15% of a
+# CreateBooking in `bench core` at 200k live leases. A Lease is rebuilt on demand.
+_Kept = tuple[int, int, str, str, int]
+_VERSION_CODE = {ApiVersion.V0: 0, ApiVersion.V2: 2}
+_VERSION_OF = {code: version for version, code in _VERSION_CODE.items()}
+
+
+def _rebuilt(
+    slots: Sequence[_Slot],
+    lease_id: str,
+    kept: _Kept,
+    state: LeaseState = LeaseState.LIVE,
+    booking_id: str = "",
+) -> Lease:
+    """The Lease that `kept` stands for, in `state` (equal to the one granted, if LIVE)."""
+    version, number, tag, reference, expires_ns = kept
+    ref = slots[number].ref_with_tag(tag)
+    return Lease(lease_id, _VERSION_OF[version], ref, reference, expires_ns, state, booking_id)
 
 
 _TokenKey = tuple[str, str, str]  # (merchant_id, service_id, token)
@@ -220,18 +249,29 @@ class FrozenState:
     run in a worker thread while the shard goes on.
     """
 
-    __slots__ = ("_bookings", "_consumed", "_expired", "_lapsed", "_live", "_tokens", "_totals")
+    __slots__ = (
+        "_bookings",
+        "_consumed",
+        "_expired",
+        "_lapsed",
+        "_live",
+        "_slots",
+        "_tokens",
+        "_totals",
+    )
 
     def __init__(
         self,
-        live: dict[str, Lease],
-        lapsed: dict[str, Lease],
-        consumed: dict[str, tuple[Lease, str]],
+        slots: Sequence[_Slot],
+        live: dict[str, _Kept],
+        lapsed: dict[str, _Kept],
+        consumed: dict[str, tuple[_Kept, str]],
         expired: tuple[str, ...],
         bookings: list[Booking],
         tokens: list[tuple[_TokenKey, Booking]],
         totals: tuple[int, int, int],
     ) -> None:
+        self._slots = slots  # (only their immutable parts are read: safe in a thread)
         self._live = live
         self._lapsed = lapsed
         self._consumed = consumed
@@ -243,11 +283,14 @@ class FrozenState:
     def materialize(self) -> StateSnapshot:
         return StateSnapshot(
             leases=(
-                *self._live.values(),
-                *(replace(lease, state=LeaseState.EXPIRED) for lease in self._lapsed.values()),
+                *(_rebuilt(self._slots, i, kept) for i, kept in self._live.items()),
                 *(
-                    replace(lease, state=LeaseState.CONSUMED, booking_id=booking_id)
-                    for lease, booking_id in self._consumed.values()
+                    _rebuilt(self._slots, i, kept, LeaseState.EXPIRED)
+                    for i, kept in self._lapsed.items()
+                ),
+                *(
+                    _rebuilt(self._slots, i, kept, LeaseState.CONSUMED, booking_id)
+                    for i, (kept, booking_id) in self._consumed.items()
                 ),
             ),
             expired_order=self._expired,
@@ -272,21 +315,24 @@ class ShardState:
         # Lease references are scoped by (merchant, service) and version: one table each.
         services: dict[tuple[str, str], dict[ApiVersion, dict[str, str]]] = {}
         self._slots: dict[SlotKey, _Slot] = {}
+        self._slot_list: list[_Slot] = []  # Invariant: never changes after this
         for spec in slots:
             refs = services.setdefault(
                 (spec.key.merchant_id, spec.key.service_id), {v: {} for v in ApiVersion}
             )
-            self._slots[spec.key] = _Slot(spec, refs)
+            slot = _Slot(spec, len(self._slot_list), refs)
+            self._slots[spec.key] = slot
+            self._slot_list.append(slot)
         self._services = set(services)
-        # Every remembered lease is in exactly one of these, by its state, as granted
-        # (no per-lease wrapper with a state: that was 56 bytes and a GC object a lease,
-        # and a wrapper made per expiry cost bulk expiry a quarter of its speed).
-        # Each table's values never change: a transition moves the lease on.
-        self._live: dict[str, Lease] = {}
+        # Every remembered lease is in exactly one of these, by its state, kept as granted
+        # (see _Kept; no per-lease wrapper with a state: that was 56 bytes a lease, and a
+        # wrapper made per expiry cost bulk expiry a quarter of its speed). Values never
+        # change: a transition moves the lease on.
+        self._live: dict[str, _Kept] = {}
         # EXPIRED leases, remembered for LEASE_EXPIRED answers.
-        self._lapsed: dict[str, Lease] = {}
+        self._lapsed: dict[str, _Kept] = {}
         # CONSUMED leases, each with the booking that took over its spot.
-        self._consumed: dict[str, tuple[Lease, str]] = {}
+        self._consumed: dict[str, tuple[_Kept, str]] = {}
         # Invariant: every LIVE lease is listed at its expiry.
         self._deadlines = Deadlines()
         # Expired leases in expiry order, oldest first, for bounded remembering.
@@ -328,17 +374,17 @@ class ShardState:
         return None if slot is None else slot.open_spots
 
     def lease(self, lease_id: str) -> Lease | None:
-        live = self._live.get(lease_id)
-        if live is not None:
-            return live
-        lapsed = self._lapsed.get(lease_id)
-        if lapsed is not None:
-            return replace(lapsed, state=LeaseState.EXPIRED)
+        kept = self._live.get(lease_id)
+        if kept is not None:
+            return _rebuilt(self._slot_list, lease_id, kept)
+        kept = self._lapsed.get(lease_id)
+        if kept is not None:
+            return _rebuilt(self._slot_list, lease_id, kept, LeaseState.EXPIRED)
         consumed = self._consumed.get(lease_id)
         if consumed is None:
             return None
-        lease, booking_id = consumed
-        return replace(lease, state=LeaseState.CONSUMED, booking_id=booking_id)
+        kept, booking_id = consumed
+        return _rebuilt(self._slot_list, lease_id, kept, LeaseState.CONSUMED, booking_id)
 
     def booking(self, booking_id: str) -> Booking | None:
         return self._bookings.get(booking_id)
@@ -351,6 +397,7 @@ class ShardState:
     def freeze(self) -> FrozenState:
         """This state now, copied cheaply; `.materialize()` it anywhere, later."""
         return FrozenState(
+            self._slot_list,
             dict(self._live),
             dict(self._lapsed),
             dict(self._consumed),
@@ -392,25 +439,21 @@ class ShardState:
             self._tokens[(merchant_id, service_id, token)] = booking
         self._granted_total, self._expired_total, self._booked_total = snapshot.totals
 
-    def _restore_lease(self, stored: Lease) -> None:
-        slot = self._known_slot(stored.slot.key)
-        lease = self._canonical_lease(stored, slot)
-        # The lease as granted (direct construction: `replace` costs twice as much).
-        granted = Lease(
-            lease.lease_id, lease.version, lease.slot, lease.reference, lease.expires_ns
-        )
+    def _restore_lease(self, lease: Lease) -> None:
+        slot = self._known_slot(lease.slot.key)
         if self._is_known_lease(lease.lease_id):
             raise ValueError(f"the snapshot holds lease {lease.lease_id!r} twice")
+        kept = _keep(lease, slot)
         slot.refs[lease.version][lease.reference] = lease.lease_id
         if lease.state is LeaseState.LIVE:
             self._take(slot)
-            self._live[lease.lease_id] = granted
+            self._live[lease.lease_id] = kept
             self._deadlines.add(lease.expires_ns, lease.lease_id)
             self._live_leases += 1
         elif lease.state is LeaseState.EXPIRED:
-            self._lapsed[lease.lease_id] = granted
+            self._lapsed[lease.lease_id] = kept
         else:
-            self._consumed[lease.lease_id] = (granted, lease.booking_id)
+            self._consumed[lease.lease_id] = (kept, lease.booking_id)
 
     # ----- time ----------------------------------------------------------------------
 
@@ -505,14 +548,16 @@ class ShardState:
         slot = self._slots.get(c.slot.key) or self._require_slot(c.slot.key)
         existing_id = slot.refs[c.version].get(c.reference)
         if existing_id is not None:
-            existing = self._granted(existing_id)
+            existing = self._kept_of(existing_id)
             assert existing is not None, "a reference outlived its lease"
-            if existing.slot.key is not slot.spec.key:  # (canonical keys: equal is identical)
+            if existing[1] != slot.number:
                 raise ReferenceConflict(
                     f"reference {c.reference!r} already holds a lease on another slot",
                     field="reference",
                 )
-            return existing, ()  # idempotent replay: same lease, no second spot
+            # Idempotent replay: the same lease as granted (whatever its state), no
+            # second spot.
+            return _rebuilt(self._slot_list, existing_id, existing), ()
         expires_ns = self._lease_expiry(c.requested_expiry_ns, now_ns)
         if slot.holders >= slot.spots:
             raise SlotUnavailable("no open spot left on this slot", field="slot")
@@ -544,11 +589,12 @@ class ShardState:
         if not c.person.user_id:
             raise InvalidArgument("user_id is required", field="user_id")
         slot = self._slots.get(key) or self._require_slot(key)
-        lease = self._usable_lease(c.lease_id, now_ns, key) if c.lease_id else None
+        if c.lease_id:
+            self._usable_lease(c.lease_id, now_ns, key)
         self._refuse_same_user(slot, c.person, ApiVersion.V2)
-        if lease is None and slot.holders >= slot.spots:
+        if not c.lease_id and slot.holders >= slot.spots:
             raise SlotUnavailable("no open spot left on this slot", field="slot")
-        booking = self._new_booking(slot, slot.canonical(c.slot), c.person, lease)
+        booking = self._new_booking(slot, slot.canonical(c.slot), c.person, c.lease_id)
         return booking, (BookingCreated(booking, c.idempotency_token),)
 
     def _decide_booking_v0(
@@ -559,31 +605,32 @@ class ShardState:
         consumed = self._consumed.get(c.lease_id)
         if consumed is not None:
             return self._bookings[consumed[1]], ()  # v0 replay returns that booking
-        lease = self._usable_lease(c.lease_id, now_ns, None)
-        slot = self._slots[lease.slot.key]
+        _, number, tag, _, _ = self._usable_lease(c.lease_id, now_ns, None)
+        slot = self._slot_list[number]
         self._refuse_same_user(slot, c.person, ApiVersion.V0)
-        booking = self._new_booking(slot, lease.slot, c.person, lease)
+        booking = self._new_booking(slot, slot.ref_with_tag(tag), c.person, c.lease_id)
         return booking, (BookingCreated(booking),)
 
-    def _usable_lease(self, lease_id: str, now_ns: int, request_key: SlotKey | None) -> Lease:
+    def _usable_lease(self, lease_id: str, now_ns: int, request_key: SlotKey | None) -> _Kept:
         """The LIVE lease `lease_id`, or the refusal that says why it cannot back a booking."""
-        lease = self._live.get(lease_id)
-        live = lease is not None
-        if lease is None:
-            lease = self._granted(lease_id)
-        if lease is None:
+        kept = self._live.get(lease_id)
+        live = kept is not None
+        if kept is None:
+            kept = self._kept_of(lease_id)
+        if kept is None:
             if request_key is not None and _names_other_key(lease_id, request_key):
                 # Our ids carry their slot's routing bucket: this one cannot be for this slot.
                 raise InvalidArgument("the lease is for another merchant or service", field="slot")
             raise NotFound(f"lease {lease_id!r} is unknown", field="lease_ref")
-        leased = lease.slot.key
-        if request_key is not None and leased is not request_key and leased != request_key:
-            raise InvalidArgument("the slot differs from the leased slot", field="slot")
-        if lease_id in self._consumed:
+        if request_key is not None:
+            leased = self._slot_list[kept[1]].spec.key
+            if leased is not request_key and leased != request_key:
+                raise InvalidArgument("the slot differs from the leased slot", field="slot")
+        if not live and lease_id in self._consumed:
             raise NotFound(f"lease {lease_id!r} was already used by a booking", field="lease_ref")
-        if not live or lease.expires_ns <= now_ns:
+        if not live or kept[4] <= now_ns:  # (kept[4]: expires_ns)
             raise LeaseExpired(f"lease {lease_id!r} has expired", field="lease_ref")
-        return lease
+        return kept
 
     def _refuse_same_user(self, slot: _Slot, person: Person, version: ApiVersion) -> None:
         if slot.has_booker_like(person, version):
@@ -591,11 +638,8 @@ class ShardState:
                 "this user already has a confirmed booking on this slot", field="user"
             )
 
-    def _new_booking(
-        self, slot: _Slot, ref: SlotRef, person: Person, lease: Lease | None
-    ) -> Booking:
+    def _new_booking(self, slot: _Slot, ref: SlotRef, person: Person, lease_id: str) -> Booking:
         booking_id = id_from_head(slot.booking_id_head, self._entropy())
-        lease_id = "" if lease is None else lease.lease_id
         return Booking(booking_id, ref, person, BookingStatus.CONFIRMED, lease_id)
 
     def _decide_cancel(
@@ -683,13 +727,12 @@ class ShardState:
         else:
             assert_never(event)
 
-    def _apply_granted(self, granted: Lease) -> None:
-        slot = self._known_slot(granted.slot.key)
-        lease = self._canonical_lease(granted, slot)
+    def _apply_granted(self, lease: Lease) -> None:
+        slot = self._known_slot(lease.slot.key)
         if self._is_known_lease(lease.lease_id):
             raise ValueError(f"event grants lease {lease.lease_id!r} twice")
         self._take(slot)  # (raises before any change, as the check above)
-        self._live[lease.lease_id] = lease
+        self._live[lease.lease_id] = _keep(lease, slot)
         slot.refs[lease.version][lease.reference] = lease.lease_id
         self._deadlines.add(lease.expires_ns, lease.lease_id)
         self._live_leases += 1
@@ -697,21 +740,21 @@ class ShardState:
 
     def _apply_expired(self, lease_ids: Sequence[str]) -> None:
         """Expire these leases: one LeaseExpired event each (a storm applies thousands)."""
-        live, lapsed, slots = self._live, self._lapsed, self._slots
+        live, lapsed, slots = self._live, self._lapsed, self._slot_list
         for lease_id in lease_ids:
-            lease = live.pop(lease_id, None)
-            if lease is None:
+            kept = live.pop(lease_id, None)
+            if kept is None:
                 raise ValueError(f"event expires lease {lease_id!r} that is not live")
-            lapsed[lease_id] = lease
-            slots[lease.slot.key].holders -= 1
+            lapsed[lease_id] = kept
+            slots[kept[1]].holders -= 1
         self._expired.extend(lease_ids)
         self._live_leases -= len(lease_ids)
         self._expired_total += len(lease_ids)
 
     def _apply_forgotten(self, count: int) -> None:
         for _ in range(count):
-            lease = self._lapsed.pop(self._expired.popleft())
-            del self._slots[lease.slot.key].refs[lease.version][lease.reference]
+            version, number, _, reference, _ = self._lapsed.pop(self._expired.popleft())
+            del self._slot_list[number].refs[_VERSION_OF[version]][reference]
 
     def _apply_booked(self, created: Booking, token: str) -> None:
         # (A hot path: _known_slot and _canonical_booking written out.)
@@ -725,13 +768,12 @@ class ShardState:
             else replace(created, slot=slot.canonical(created.slot))
         )
         if booking.lease_id:
-            lease = self._live.get(booking.lease_id)
-            # (Keys are canonical, as `key` is: equal means identical.)
-            if lease is None or lease.slot.key is not key:
+            kept = self._live.get(booking.lease_id)
+            if kept is None or kept[1] != slot.number:
                 raise ValueError(f"event books lease {booking.lease_id!r} that is not usable")
             # The booking takes over the lease's spot: holders are unchanged.
             del self._live[booking.lease_id]
-            self._consumed[booking.lease_id] = (lease, booking.booking_id)
+            self._consumed[booking.lease_id] = (kept, booking.booking_id)
             self._live_leases -= 1
         else:
             self._take(slot)
@@ -762,13 +804,6 @@ class ShardState:
         old.remove_booker(booking.person)
         self._confirmed -= 1
         self._add_confirmed(replace(booking, slot=new_slot), target)
-
-    @staticmethod
-    def _canonical_lease(lease: Lease, slot: _Slot) -> Lease:
-        """`lease` on `slot`'s own SlotRef (leases from the journal carry their own copy)."""
-        if lease.slot.key is slot.spec.key:
-            return lease
-        return replace(lease, slot=slot.canonical(lease.slot))
 
     @staticmethod
     def _canonical_booking(booking: Booking, slot: _Slot) -> Booking:
@@ -808,19 +843,19 @@ class ShardState:
 
     # ----- housekeeping helpers ------------------------------------------------------
 
-    def _granted(self, lease_id: str) -> Lease | None:
-        """The lease `lease_id` as granted, whatever its state, or None if unknown."""
-        lease = self._live.get(lease_id) or self._lapsed.get(lease_id)
-        if lease is None and lease_id in self._consumed:
-            lease = self._consumed[lease_id][0]
-        return lease
+    def _kept_of(self, lease_id: str) -> _Kept | None:
+        """The lease `lease_id` as kept, whatever its state, or None if unknown."""
+        kept = self._live.get(lease_id) or self._lapsed.get(lease_id)
+        if kept is None and lease_id in self._consumed:
+            kept = self._consumed[lease_id][0]
+        return kept
 
     def _is_known_lease(self, lease_id: str) -> bool:
         return lease_id in self._live or lease_id in self._lapsed or lease_id in self._consumed
 
     def _live_expiry(self, lease_id: str) -> int | None:
-        lease = self._live.get(lease_id)
-        return None if lease is None else lease.expires_ns
+        kept = self._live.get(lease_id)
+        return None if kept is None else kept[4]  # (expires_ns)
 
     def _may_forget(self, now_ns: int) -> bool:
         """Whether _count_forgettable may find anything: O(1), from the oldest remembered."""
@@ -829,7 +864,7 @@ class ShardState:
             return False
         if len(expired) > self.settings.max_remembered_expired:
             return True
-        oldest = self._lapsed[expired[0]].expires_ns
+        oldest = self._lapsed[expired[0]][4]  # (expires_ns)
         return oldest <= now_ns - self.settings.expired_retention_ns
 
     def _count_forgettable(self, now_ns: int) -> int:
@@ -839,10 +874,16 @@ class ShardState:
         horizon = now_ns - self.settings.expired_retention_ns
         count = over_cap
         for lease_id in itertools.islice(self._expired, over_cap, None):
-            if self._lapsed[lease_id].expires_ns > horizon:
+            if self._lapsed[lease_id][4] > horizon:  # (expires_ns)
                 break
             count += 1
         return count
+
+
+def _keep(lease: Lease, slot: _Slot) -> _Kept:
+    """`lease` (on `slot`) as the state keeps it; see _Kept."""
+    tag = lease.slot.availability_tag
+    return (_VERSION_CODE[lease.version], slot.number, tag, lease.reference, lease.expires_ns)
 
 
 def _count_up(counts: dict[str, int], key: str) -> None:
