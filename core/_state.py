@@ -76,6 +76,7 @@ R = TypeVar("R")
 C = TypeVar("C")
 
 _DAY_NS = 24 * 3600 * NANOS_PER_SECOND
+_SAME_USER = "this user already has a confirmed booking on this slot"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +169,10 @@ class _Slot:
         self.booker_phones: dict[str, int] | None = None
 
     def add_booker(self, person: Person) -> None:
-        if self.booker_users is None:
-            self.booker_users = {}
-        _count_up(self.booker_users, person.user_id)
+        users = self.booker_users
+        if users is None:
+            users = self.booker_users = {}
+        users[person.user_id] = users.get(person.user_id, 0) + 1  # (_count_up, written out)
         if person.email:
             if self.booker_emails is None:
                 self.booker_emails = {}
@@ -590,11 +592,19 @@ class ShardState:
             raise InvalidArgument("user_id is required", field="user_id")
         slot = self._slots.get(key) or self._require_slot(key)
         if c.lease_id:
-            self._usable_lease(c.lease_id, now_ns, key)
-        self._refuse_same_user(slot, c.person, ApiVersion.V2)
+            # The common case written out (a LIVE lease of this slot, not yet due); any
+            # other goes through _usable_lease for its refusal.
+            kept = self._live.get(c.lease_id)
+            if kept is None or kept[1] != slot.number or kept[4] <= now_ns:
+                self._usable_lease(c.lease_id, now_ns, key)
+        users = slot.booker_users  # the same-user rule, v2 (_Slot.has_booker_like)
+        if users is not None and c.person.user_id in users:
+            raise SlotAlreadyBookedByUser(_SAME_USER, field="user")
         if not c.lease_id and slot.holders >= slot.spots:
             raise SlotUnavailable("no open spot left on this slot", field="slot")
-        booking = self._new_booking(slot, slot.canonical(c.slot), c.person, c.lease_id)
+        booking_id = id_from_head(slot.booking_id_head, self._entropy())
+        ref = slot.canonical(c.slot)
+        booking = Booking(booking_id, ref, c.person, BookingStatus.CONFIRMED, c.lease_id)
         return booking, (BookingCreated(booking, c.idempotency_token),)
 
     def _decide_booking_v0(
@@ -634,9 +644,7 @@ class ShardState:
 
     def _refuse_same_user(self, slot: _Slot, person: Person, version: ApiVersion) -> None:
         if slot.has_booker_like(person, version):
-            raise SlotAlreadyBookedByUser(
-                "this user already has a confirmed booking on this slot", field="user"
-            )
+            raise SlotAlreadyBookedByUser(_SAME_USER, field="user")
 
     def _new_booking(self, slot: _Slot, ref: SlotRef, person: Person, lease_id: str) -> Booking:
         booking_id = id_from_head(slot.booking_id_head, self._entropy())
@@ -777,7 +785,9 @@ class ShardState:
             self._live_leases -= 1
         else:
             self._take(slot)
-        self._add_confirmed(booking, slot)
+        self._bookings[booking.booking_id] = booking  # (_add_confirmed, written out)
+        slot.add_booker(booking.person)
+        self._confirmed += 1
         self._index_by_user(booking)
         if token:
             tokens = self._tokens
