@@ -462,9 +462,11 @@ class ShardState:
     def expire_due(self, now_ns: int) -> tuple[Event, ...]:
         """Expire every lease due at `now_ns` and forget expired leases past retention."""
         # TODO(next session): bound the work per call. 100k leases due at one instant
-        # take ~0.7 s here, and every shard shares one trio thread, so all of them stall
-        # (bench expiry-storm: background p99 700 ms during the storm). Expiring in
-        # chunks needs per-slot lazy expiry so reads stay exact at the instant.
+        # still stall every shard (they share one trio thread): bench expiry-storm gave
+        # background p99 195 ms during the storm (700 ms before this session's core work).
+        # Design (issue 6 note, 2026-11-23): per-slot deadline heaps; settle a slot's due
+        # leases before any command decides on it; expire_due(now, limit) sweeps the rest
+        # in chunks, with the shard loop yielding between them.
         # Every command calls this; most find nothing due and nothing to forget: answer
         # that in O(1) before building anything.
         next_ns = self._deadlines.next_ns()
