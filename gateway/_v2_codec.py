@@ -87,14 +87,15 @@ class KnownSlots:
     def __init__(self, slots: Iterable[SlotSpec]) -> None:
         self._refs: dict[_WireSlot, SlotRef] = {}
         for spec in slots:
+            ref = SlotRef(spec.key, spec.availability_tag)
             wire = pb.Slot()
-            fill_slot(wire, SlotRef(spec.key, spec.availability_tag))
+            fill_slot(wire, ref)
             try:
                 decoded = slot_ref(wire, "slot")
             except GRPCError:
                 continue
-            if decoded == SlotRef(spec.key, spec.availability_tag):
-                self._refs[_wire_fields(wire)] = SlotRef(spec.key, decoded.availability_tag)
+            if decoded == ref:
+                self._refs[_wire_fields(wire)] = ref
 
     def slot_ref(self, slot: pb.Slot, path: str) -> SlotRef:
         """slot_ref(slot, path), faster for inventory slots."""
