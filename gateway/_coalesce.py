@@ -43,10 +43,6 @@ class CoalescingTransport(asyncio.Transport):
         else:
             self._queued.append(bytes(data))
 
-    def writelines(self, list_of_data: Any) -> None:
-        for data in list_of_data:
-            self.write(data)
-
     def _flush(self) -> None:
         queued, self._queued = self._queued, None
         if queued:
