@@ -1,0 +1,133 @@
+"""TrioGuest: trio as asyncio's guest, with the host loop waiting for trio's I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+
+import pytest
+import trio
+from _gateway_harness import run
+
+from gateway._bridge import TrioGuest, _HostPolledTicks
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def _guest(async_fn: object) -> TrioGuest:
+    guest = TrioGuest()
+    guest.start(async_fn)  # type: ignore[arg-type]
+    return guest
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the host-polled driver reads trio's epoll")
+def test_host_loop_drives_trio_on_linux() -> None:
+    # A trio upgrade that moves the internals the driver reads falls back to the
+    # thread silently; this is where that shows.
+    async def body() -> None:
+        threads_before = set(threading.enumerate())
+        send, receive = trio.open_memory_channel[None](1)
+
+        async def idle_until_closed() -> None:
+            async for _ in receive:
+                pass
+
+        guest = await _guest(idle_until_closed)
+        try:
+            await asyncio.sleep(0.05)  # trio idle: stock guest mode would wait in a thread now
+            threads_while_idle = set(threading.enumerate())
+        finally:
+            send.close()  # end the run even when an assert fails: one trio run per thread
+            await guest.wait_done()
+        assert guest.driver == "host-polled"
+        assert threads_while_idle == threads_before
+
+    run(body)
+
+
+def test_round_trips_from_the_host_are_all_answered_in_order() -> None:
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        send, receive = trio.open_memory_channel[tuple[int, asyncio.Future[int]]](100)
+
+        async def echo_doubled() -> None:
+            async for value, future in receive:
+                future.set_result(2 * value)
+
+        guest = await _guest(echo_doubled)
+        answers = []
+        for value in range(500):  # one in flight: trio goes idle between requests
+            future: asyncio.Future[int] = loop.create_future()
+            send.send_nowait((value, future))
+            answers.append(await future)
+        futures = [loop.create_future() for _ in range(50)]
+        for value, future in enumerate(futures):
+            send.send_nowait((value, future))
+        assert answers == [2 * v for v in range(500)]
+        assert await asyncio.gather(*futures) == [2 * v for v in range(50)]
+        send.close()
+        await guest.wait_done()
+
+    run(body)
+
+
+def test_trio_deadlines_fire_while_the_host_is_idle() -> None:
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        woke: asyncio.Future[float] = loop.create_future()
+
+        async def sleeper() -> None:
+            started = trio.current_time()
+            await trio.sleep(0.05)
+            woke.set_result(trio.current_time() - started)
+
+        guest = await _guest(sleeper)
+        assert await woke >= 0.05
+        await guest.wait_done()
+
+    run(body)
+
+
+def test_a_trio_worker_thread_wakes_the_idle_guest() -> None:
+    # The thread's result comes back through trio's wakeup socket, which the host polls.
+    async def body() -> None:
+        async def in_thread() -> str:
+            return await trio.to_thread.run_sync(lambda: threading.current_thread().name)
+
+        outcome: list[str] = []
+
+        async def main() -> None:
+            outcome.append(await in_thread())
+
+        guest = await _guest(main)
+        await guest.wait_done()
+        assert len(outcome) == 1
+        assert outcome[0] != threading.current_thread().name
+
+    run(body)
+
+
+def test_an_error_in_trio_reaches_wait_done() -> None:
+    async def body() -> None:
+        async def fails() -> None:
+            await trio.sleep(0.01)
+            raise LookupError("from the guest")
+
+        guest = await _guest(fails)
+        with pytest.raises(LookupError, match="from the guest"):
+            await guest.wait_done()
+
+    run(body)
+
+
+def test_a_callable_that_is_not_trios_tick_runs_on_the_stock_path() -> None:
+    async def body() -> None:
+        ticks = _HostPolledTicks(asyncio.get_running_loop())
+        ran: list[str] = []
+        ticks.schedule(lambda: ran.append("plain"))
+        await asyncio.sleep(0)
+        assert ran == ["plain"]
+        assert not ticks.attached
+
+    run(body)
