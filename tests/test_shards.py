@@ -83,6 +83,21 @@ async def test_timer_expires_an_idle_shard_without_any_request(
     assert stats.last_expiry_lag_s == pytest.approx(0.0, abs=1e-6)
 
 
+async def test_a_shorter_lease_brings_the_idle_timer_forward(
+    shard_set: ShardSet, autojump_clock: trio.testing.MockClock
+) -> None:
+    handle = shard_set.for_key("m1", "haircut")
+    await call(handle, lease_for("long", 60))  # the timer now sleeps until t=60
+    await call(handle, lease_for("short", 10))
+    await trio.sleep(11)
+    stats = shard_set.shards[handle.shard_id].statistics()
+    assert stats.expirations == 1
+    assert stats.live_leases == 1
+    assert stats.last_expiry_lag_s == pytest.approx(0.0, abs=1e-6)
+    await trio.sleep(50)
+    assert shard_set.shards[handle.shard_id].statistics().expirations == 2
+
+
 async def test_full_mailbox_is_shed_at_once(shard_set: ShardSet) -> None:
     handle = shard_set.for_key("m1", "haircut")
     replies: list[object] = []
