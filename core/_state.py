@@ -528,7 +528,11 @@ class ShardState:
         try:
             result, events = decide(c, now_ns)
         except BookingError as refusal:
-            return Outcome(expired, refusal)
+            # A refusal is an answer, not a failure: its traceback goes. Kept, its frames
+            # (and through f_back the shard's, which holds the refusal as its result) made
+            # a reference cycle per refusal that only the cyclic GC frees: ~20 objects
+            # each, 4-9 ms young collections every ~270 ms in the contention bench.
+            return Outcome(expired, refusal.with_traceback(None))
         for event in events:
             self.apply(event)
         return Outcome(expired + events if expired else events, result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 
 import pytest
@@ -42,6 +43,7 @@ from core import (
     ReferenceConflict,
     SlotKey,
     SlotRef,
+    ShardState,
     SlotUnavailable,
     bucket_of_id,
     routing_bucket,
@@ -145,6 +147,27 @@ def test_replay_succeeds_even_when_the_slot_is_full() -> None:
     first = grant(state, lease_v2(CUT_FULL, "r1"))
     assert state.open_spots(CUT_FULL) == 0
     assert ok(state.create_lease(lease_v2(CUT_FULL, "r1"), NOW + 1)) == first
+
+
+def _refuse_and_keep_the_result(state: ShardState) -> None:
+    # Like the shard's serving frame: the refusal stays in a local while it is answered.
+    result = state.create_lease(lease_v2(CUT_FULL, "r2"), NOW + 1).result
+    assert isinstance(result, SlotUnavailable)
+    assert result.__traceback__ is None
+
+
+def test_a_refusal_leaves_no_garbage_for_the_cyclic_collector() -> None:
+    state = new_state()
+    grant(state, lease_v2(CUT_FULL, "r1"))
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(10):
+            _refuse_and_keep_the_result(state)
+        cyclic_garbage = gc.collect()
+    finally:
+        gc.enable()
+    assert cyclic_garbage == 0
 
 
 def test_v0_replay_returns_the_identical_lease() -> None:
