@@ -1,7 +1,8 @@
 """`--spawn`: start `leasehold serve` on a free loopback port for the run, stop it after.
 
-Like tests/_server_process.py: the server prints `leasehold: serving ... on HOST:PORT`
-once it listens; SIGTERM stops it cleanly. Serve flags the bench does not know
+The server prints `leasehold: serving ... on HOST:PORT` once it listens; SIGTERM
+stops it cleanly. The end-to-end tests start their servers with this too
+(tests/_server_process.py). Serve flags the bench does not know
 (`--durability`, ...) are passed through verbatim.
 """
 
@@ -86,10 +87,10 @@ class SpawnedServer:
         ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
         return ticks / os.sysconf("SC_CLK_TCK")
 
-    def stop(self) -> int:
-        """SIGTERM, then wait; returns the exit code (a kill after the timeout: -9)."""
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        """Signal (SIGTERM), then wait; returns the exit code (a kill after the timeout: -9)."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signum)
         try:
             code = self.process.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
