@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import gc
 import multiprocessing.connection
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -142,10 +143,14 @@ def worker_main(
     timeout_s: float,
     conn: multiprocessing.connection.Connection,
     progress: Any,
+    nice: int = 0,
 ) -> None:
     """A client process: run each PhaseSpec received on `conn`; None ends it."""
     from bench._behaviours import behaviour_for  # the worker's own import, after spawn
 
+    if nice:
+        # Below the server on a shared machine: see --client-nice.
+        os.nice(nice)
     keys = [SlotKey(*row) for row in key_rows]
     asyncio.run(_serve(index, target, keys, timeout_s, conn, progress, behaviour_for))
 

@@ -218,7 +218,8 @@ def describe_op(op: Op, slots: Sequence[BenchSlot]) -> str:
 def print_table(result: dict[str, Any], out: TextIO) -> None:
     w = out.write
     w(f"\nleasehold bench {result['scenario']}  ({result['target']}")
-    w(f", {result['clients']} client processes)\n")
+    nice = result.get("client_nice", 0)
+    w(f", {result['clients']} client processes{f' at nice {nice}' if nice else ''})\n")
     head = f"{'phase':<10} {'requests':<14} {'n':>8} {'per s':>9} "
     head += " ".join(f"{'p' + format(p, 'g'):>8}" for p in PERCENTILES)
     head += f" {'max':>8}  answers\n"

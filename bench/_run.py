@@ -83,6 +83,7 @@ class Runner:
         seed: int,
         server_cpu: Callable[[], float | None] = lambda: None,
         out: TextIO = sys.stderr,
+        client_nice: int = 0,
     ) -> None:
         self.target = target
         self.slots = list(slots)
@@ -92,6 +93,7 @@ class Runner:
         self.seed = seed
         self.server_cpu = server_cpu
         self.out = out
+        self.client_nice = client_nice
         self._context = multiprocessing.get_context("spawn")
         self._progress: Any = self._context.Queue()
         self._conns: list[multiprocessing.connection.Connection] = []
@@ -104,7 +106,15 @@ class Runner:
             mine, theirs = self._context.Pipe()
             process = self._context.Process(
                 target=worker_main,
-                args=(index, self.target, rows, self.timeout_s, theirs, self._progress),
+                args=(
+                    index,
+                    self.target,
+                    rows,
+                    self.timeout_s,
+                    theirs,
+                    self._progress,
+                    self.client_nice,
+                ),
                 name=f"bench-client-{index}",
                 daemon=True,
             )

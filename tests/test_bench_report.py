@@ -83,6 +83,7 @@ def test_the_table_lists_violations_with_their_operations() -> None:
         "scenario": "contention",
         "target": "127.0.0.1:1",
         "clients": 2,
+        "client_nice": 10,
         "phases": [],
         "extra": {},
         "checker": {
@@ -96,6 +97,7 @@ def test_the_table_lists_violations_with_their_operations() -> None:
     print_table(result, out)
     text = out.getvalue()
     assert "VIOLATIONS" in text
+    assert "2 client processes at nice 10)" in text
     assert "over_capacity" in text
     assert "#8 lease" in text
     assert "every operation: r/history.jsonl" in text

@@ -8,11 +8,16 @@ real figures come from bench runs, never from timed assertions here.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from _server_process import leasehold_executable
+
+from bench._run import Runner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -136,3 +141,18 @@ def test_a_run_that_cannot_be_made_says_so(tmp_path: Path) -> None:
     done = run_bench(tmp_path, "contention", "--target", "10.1.2.3:50051", "--feed", "f.json")
     assert done.returncode == 2
     assert "loopback only" in done.stderr
+
+
+def test_client_processes_run_below_the_server() -> None:
+    # --client-nice: on a shared machine the load generator yields a core to the server.
+    def niceness(pid: int) -> int:
+        return os.getpriority(os.PRIO_PROCESS, pid)
+
+    # No server at this target: the worker gives up on it after timeout_s, and exits.
+    with Runner("127.0.0.1:9", [], clients=1, timeout_s=5, run_id="t", seed=1, client_nice=7):
+        worker = next(p for p in multiprocessing.active_children() if p.name == "bench-client-0")
+        assert worker.pid is not None
+        deadline = time.monotonic() + 30
+        while niceness(worker.pid) != niceness(0) + 7 and time.monotonic() < deadline:
+            time.sleep(0.05)  # it sets its own niceness once started
+        assert niceness(worker.pid) == niceness(0) + 7
