@@ -242,6 +242,13 @@ def _rebuilt(
 
 _TokenKey = tuple[str, str, str]  # (merchant_id, service_id, token)
 
+# The booking a v2 CreateBooking just decided, with its slot and token key: _apply_booked
+# applies that very object next (identity, not equality: an event from the journal takes
+# the general path) without looking the slot up again by its SlotKey (a Python-level
+# hash) or building the token key again. A private cache, not state: whatever is in it,
+# apply changes the state exactly as without it.
+_Decided = tuple[Booking, _Slot, _TokenKey]
+
 
 class FrozenState:
     """A ShardState's contents at one instant, as cheap copies of its tables.
@@ -317,6 +324,10 @@ class ShardState:
         # Lease references are scoped by (merchant, service) and version: one table each.
         services: dict[tuple[str, str], dict[ApiVersion, dict[str, str]]] = {}
         self._slots: dict[SlotKey, _Slot] = {}
+        # The same slots by id() of the inventory's own key objects (alive as long as this
+        # state, so no other live object has their id): a lookup of one of them (as the
+        # gateway's decoder and canonical refs hand us) skips SlotKey.__hash__, a Python call.
+        self._slot_by_key_id: dict[int, _Slot] = {}
         self._slot_list: list[_Slot] = []  # Invariant: never changes after this
         for spec in slots:
             refs = services.setdefault(
@@ -324,6 +335,7 @@ class ShardState:
             )
             slot = _Slot(spec, len(self._slot_list), refs)
             self._slots[spec.key] = slot
+            self._slot_by_key_id[id(spec.key)] = slot
             self._slot_list.append(slot)
         self._services = set(services)
         # Every remembered lease is in exactly one of these, by its state, kept as granted
@@ -347,6 +359,7 @@ class ShardState:
         # OrderedDict, because deleting a plain dict's first key leaves a hole that the
         # next `next(iter(...))` walks past: 29 us per booking at 100k tokens, growing.
         self._tokens: OrderedDict[_TokenKey, Booking] = OrderedDict()
+        self._decided: _Decided | None = None
         self._live_leases = 0
         self._confirmed = 0
         self._granted_total = 0
@@ -586,32 +599,41 @@ class ShardState:
     def _decide_booking_v2(
         self, c: cmd.CreateBooking, now_ns: int
     ) -> tuple[Booking, tuple[Event, ...]]:
-        if c.slot is None:
+        requested = c.slot
+        if requested is None:
             raise InvalidArgument("the slot is required", field="slot")
-        key = c.slot.key
-        if not c.idempotency_token:
+        key = requested.key
+        token = c.idempotency_token
+        if not token:
             raise InvalidArgument("an idempotency token is required", field="idempotency_token")
-        replay = self._tokens.get((key.merchant_id, key.service_id, c.idempotency_token))
+        token_key = (key.merchant_id, key.service_id, token)
+        replay = self._tokens.get(token_key)
         if replay is not None:
             return replay, ()  # the identical response; nothing created
-        if not c.person.user_id:
+        person = c.person
+        if not person.user_id:
             raise InvalidArgument("user_id is required", field="user_id")
-        slot = self._slots.get(key) or self._require_slot(key)
-        if c.lease_id:
+        slot = self._slot_by_key_id.get(id(key)) or self._slots.get(key) or self._require_slot(key)
+        lease_id = c.lease_id
+        if lease_id:
             # The common case written out (a LIVE lease of this slot, not yet due); any
             # other goes through _usable_lease for its refusal.
-            kept = self._live.get(c.lease_id)
+            kept = self._live.get(lease_id)
             if kept is None or kept[1] != slot.number or kept[4] <= now_ns:
-                self._usable_lease(c.lease_id, now_ns, key)
+                self._usable_lease(lease_id, now_ns, key)
         users = slot.booker_users  # the same-user rule, v2 (_Slot.has_booker_like)
-        if users is not None and c.person.user_id in users:
+        if users is not None and person.user_id in users:
             raise SlotAlreadyBookedByUser(_SAME_USER, field="user")
-        if not c.lease_id and slot.holders >= slot.spots:
+        if not lease_id and slot.holders >= slot.spots:
             raise SlotUnavailable("no open spot left on this slot", field="slot")
         booking_id = id_from_head(slot.booking_id_head, self._entropy())
-        ref = slot.canonical(c.slot)
-        booking = Booking(booking_id, ref, c.person, BookingStatus.CONFIRMED, c.lease_id)
-        return booking, (BookingCreated(booking, c.idempotency_token),)
+        ref = slot.ref  # (slot.canonical, written out)
+        if requested.availability_tag != ref.availability_tag:
+            ref = SlotRef(ref.key, requested.availability_tag)
+        booking = Booking(booking_id, ref, person, BookingStatus.CONFIRMED, lease_id)
+        # What _apply_booked would look up again for this booking (see _Decided).
+        self._decided = (booking, slot, token_key)
+        return booking, (BookingCreated(booking, token),)
 
     def _decide_booking_v0(
         self, c: cmd.CreateBooking, now_ns: int
@@ -771,33 +793,58 @@ class ShardState:
             del self._slot_list[number].refs[_VERSION_OF[version]][reference]
 
     def _apply_booked(self, created: Booking, token: str) -> None:
-        # (A hot path: _known_slot and _canonical_booking written out.)
-        slot = self._slots.get(created.slot.key)
-        if slot is None:
-            slot = self._known_slot(created.slot.key)  # raises
-        key = slot.spec.key
-        booking = (
-            created
-            if created.slot.key is key
-            else replace(created, slot=slot.canonical(created.slot))
-        )
-        if booking.lease_id:
-            kept = self._live.get(booking.lease_id)
+        decided = self._decided
+        if decided is not None and decided[0] is created:
+            # The booking _decide_booking_v2 just made: its slot and token key are known.
+            self._decided = None
+            _, slot, token_key = decided
+            booking = created
+        else:
+            # (A hot path too, for replay: _known_slot and _canonical_booking written out.)
+            found = self._slot_by_key_id.get(id(created.slot.key)) or self._slots.get(
+                created.slot.key
+            )
+            if found is None:
+                found = self._known_slot(created.slot.key)  # raises
+            slot = found
+            key = slot.spec.key
+            booking = (
+                created
+                if created.slot.key is key
+                else replace(created, slot=slot.canonical(created.slot))
+            )
+            token_key = (key.merchant_id, key.service_id, token)
+        lease_id = booking.lease_id
+        booking_id = booking.booking_id
+        if lease_id:
+            live = self._live
+            kept = live.get(lease_id)
             if kept is None or kept[1] != slot.number:
-                raise ValueError(f"event books lease {booking.lease_id!r} that is not usable")
+                raise ValueError(f"event books lease {lease_id!r} that is not usable")
             # The booking takes over the lease's spot: holders are unchanged.
-            del self._live[booking.lease_id]
-            self._consumed[booking.lease_id] = (kept, booking.booking_id)
+            del live[lease_id]
+            self._consumed[lease_id] = (kept, booking_id)
             self._live_leases -= 1
         else:
             self._take(slot)
-        self._bookings[booking.booking_id] = booking  # (_add_confirmed, written out)
-        slot.add_booker(booking.person)
+        self._bookings[booking_id] = booking  # (_add_confirmed, written out)
+        person = booking.person
+        user_id = person.user_id
+        if person.email or person.telephone:
+            slot.add_booker(person)
+        else:  # (add_booker, written out for a v2 user: only the user_id is counted)
+            users = slot.booker_users
+            if users is None:
+                users = slot.booker_users = {}
+            users[user_id] = users.get(user_id, 0) + 1
         self._confirmed += 1
-        self._index_by_user(booking)
+        if user_id:  # (_index_by_user, written out)
+            indexed = self._by_user.setdefault(user_id, booking_id)
+            if indexed is not booking_id:
+                self._index_another(user_id, indexed, booking_id)
         if token:
             tokens = self._tokens
-            tokens[(key.merchant_id, key.service_id, token)] = booking
+            tokens[token_key] = booking
             if len(tokens) > self.settings.max_tokens:
                 tokens.popitem(last=False)
         self._booked_total += 1
@@ -849,13 +896,18 @@ class ShardState:
         user_id = booking.person.user_id
         if not user_id:
             return
-        indexed = self._by_user.get(user_id)
-        if indexed is None:
-            self._by_user[user_id] = booking.booking_id
-        elif isinstance(indexed, str):
-            self._by_user[user_id] = {indexed, booking.booking_id}
+        booking_id = booking.booking_id
+        # One probe for a user's first booking here (the common case): ids are unique,
+        # so getting this very id back means it went in.
+        indexed = self._by_user.setdefault(user_id, booking_id)
+        if indexed is not booking_id:
+            self._index_another(user_id, indexed, booking_id)
+
+    def _index_another(self, user_id: str, indexed: str | set[str], booking_id: str) -> None:
+        if isinstance(indexed, str):
+            self._by_user[user_id] = {indexed, booking_id}
         else:
-            indexed.add(booking.booking_id)
+            indexed.add(booking_id)
 
     # ----- housekeeping helpers ------------------------------------------------------
 

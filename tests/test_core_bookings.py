@@ -793,6 +793,36 @@ def test_replaying_the_events_into_a_fresh_state_rebuilds_it() -> None:
     assert fresh.create_booking(replay, t + 5 * S) == state.create_booking(replay, t + 5 * S)
 
 
+def test_booking_events_naming_equal_copies_of_keys_apply_as_the_originals() -> None:
+    # Decoded from the journal, events name keys equal to the inventory's, never
+    # identical: apply must not tell them apart (nor a just-decided booking from its copy).
+    def copied(key: SlotKey) -> SlotKey:
+        return SlotKey(*key.as_tuple())
+
+    state = new_state()
+    lease = grant(state, lease_v2(CUT_A, "r1"))
+    # A request naming a copy of the key decides and applies as one naming the original.
+    booked = state.create_booking(book_v2(copied(CUT_A), lease.lease_id, token="t1"), NOW)
+    direct = state.create_booking(book_v2(copied(CUT_B), user_id="u2", token="t2"), NOW)
+    events: list[Event] = [LeaseGranted(lease), *booked.events, *direct.events]
+    moved: list[Event] = []
+    for event in events:
+        if isinstance(event, BookingCreated):
+            b = event.booking
+            slot = SlotRef(copied(b.slot.key), b.slot.availability_tag)
+            event = BookingCreated(replace(b, slot=slot), event.idempotency_token)
+        moved.append(event)
+    fresh = replay_into_fresh(moved)
+    assert fresh.snapshot() == state.snapshot()
+    again = (book_v2(CUT_A, lease.lease_id, token="t1"), book_v2(CUT_B, user_id="u2", token="t2"))
+    for made, key, replay in ((booked, CUT_A, again[0]), (direct, CUT_B, again[1])):
+        kept = fresh.booking(ok(made).booking_id)
+        assert kept is not None
+        assert kept.slot.key is key  # the inventory's own key object
+        assert fresh.create_booking(replay, NOW).result == ok(made)
+    assert fresh.counters() == state.counters()
+
+
 def test_applying_an_event_that_would_overbook_is_rejected() -> None:
     state = new_state()
     lease = grant(state, lease_v2(CUT_FULL))
