@@ -114,6 +114,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=5.0, metavar="S", help="per call")
     run.add_argument("--max-requests", type=int, default=10_000_000, help="per phase")
     run.add_argument("--ceiling", action="store_true", help="also drive health Check")
+    run.add_argument(
+        "--ceiling-rounds",
+        type=int,
+        default=3,
+        metavar="N",
+        help="with --ceiling: the Check and measured phases alternate in N rounds of "
+        "duration/N each (default 3), so both see the machine's speed drift alike",
+    )
     run.add_argument("--seed", type=int, default=1)
     run.add_argument("--preflight-wait", type=float, metavar="S", help="wait for free slots")
     run.add_argument("--clock-slack-ms", type=float, default=BASE_SLACK_NS / 1e6)
@@ -154,6 +162,8 @@ def _options(
             parser.error(f"--durability: {problem}")
         if not ns.spawn:
             parser.error("--durability is a setting of the server --spawn starts")
+    if ns.ceiling_rounds < 1:
+        parser.error("--ceiling-rounds must be at least 1")
     if not 0 <= ns.client_nice <= 19:
         parser.error("--client-nice must be 0 to 19")
     if ns.clients < 1 or (ns.concurrency is not None and ns.concurrency < 1):
@@ -176,6 +186,7 @@ def _options(
         concurrency=ns.concurrency,
         rate=ns.rate,
         ceiling=ns.ceiling,
+        ceiling_rounds=ns.ceiling_rounds,
         half_load=not ns.no_half_load,
         slots=ns.slots,
         spots=ns.spots,
@@ -373,6 +384,7 @@ def _result(
     out_dir: Path,
 ) -> dict[str, Any]:
     from bench._report import ceiling_figures, phase_summary, timeline, violation_records
+    from bench._run import merge_rounds
 
     return {
         "scenario": o.scenario,
@@ -384,7 +396,9 @@ def _result(
         "settings": dataclasses.asdict(o),
         "slots": len(slots),
         "spots": sum(s.spots for s in slots),
-        "phases": [phase_summary(p) for p in scenario.phases],
+        # A phase run in rounds (--ceiling-rounds) is one entry, over all its rounds; the
+        # timeline keeps each round at its own time.
+        "phases": [phase_summary(p) for p in merge_rounds(scenario.phases)],
         "ceiling": ceiling_figures(scenario.phases),
         "extra": scenario.extra,
         "timeline": timeline(scenario.phases),

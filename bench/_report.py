@@ -23,7 +23,7 @@ from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 from bench._checker import Violation
 from bench._history import BenchSlot, Kind, Op, Outcome
 from bench._loadgen import NANOS
-from bench._run import PhaseOutcome
+from bench._run import PhaseOutcome, merge_rounds
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 # Operations spelt out per violation (all their ids are listed, and in history.jsonl).
@@ -53,9 +53,7 @@ def latency_summary(h: Any) -> dict[str, float]:
 
 def counted(phase: PhaseOutcome) -> list[Op]:
     """The phase's requests that count in its figures."""
-    return [
-        op for op in phase.ops if phase.start_ns <= (op.intended_ns or op.send_ns) < phase.end_ns
-    ]
+    return [op for op in phase.ops if phase.within(op.intended_ns or op.send_ns)]
 
 
 def phase_summary(phase: PhaseOutcome) -> dict[str, Any]:
@@ -111,6 +109,7 @@ def phase_summary(phase: PhaseOutcome) -> dict[str, Any]:
         ),
         "machine_busy": round(phase.machine_busy, 3),
         "open_loop_held_back": phase.held_back,
+        "rounds": len(phase.spans),
     }
     return summary
 
@@ -147,7 +146,11 @@ def timeline(phases: Sequence[PhaseOutcome]) -> dict[str, Any]:
 
 
 def ceiling_figures(phases: Sequence[PhaseOutcome]) -> dict[str, Any] | None:
-    by_name = {p.name: p for p in phases}
+    """CreateLease (and all requests) per second as a fraction of health Checks per second.
+
+    Phases that ran in rounds count over all of them (merge_rounds).
+    """
+    by_name = {p.name: p for p in merge_rounds(phases)}
     ceiling, measure = by_name.get("ceiling"), by_name.get("measure")
     if ceiling is None or measure is None:
         return None
@@ -160,6 +163,7 @@ def ceiling_figures(phases: Sequence[PhaseOutcome]) -> dict[str, Any] | None:
         "all_requests_per_s": round(everything, 1),
         "create_lease_fraction_of_ceiling": round(leases / health, 3) if health else None,
         "all_requests_fraction_of_ceiling": round(everything / health, 3) if health else None,
+        "rounds": len(ceiling.spans),
     }
 
 
@@ -244,6 +248,8 @@ def print_table(result: dict[str, Any], out: TextIO) -> None:
             if phase["mode"] == "closed"
             else f"open, {phase['rate_per_s']}/s"
         )
+        if phase.get("rounds", 1) > 1:
+            mode += f", {phase['rounds']} rounds"
         w(
             f"{'':<10} ({mode}; client CPU {phase['client_cores']} cores, {cpu} us/call; "
             f"server CPU {server if server is not None else '?'} us/call; "

@@ -54,10 +54,20 @@ class PhaseOutcome:
     machine_busy: float
     wall_s: float
     held_back: int
+    # The time windows measured, when the phase ran in rounds (merge_rounds); empty: the
+    # one window [start_ns, end_ns).
+    windows: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def spans(self) -> tuple[tuple[int, int], ...]:
+        return self.windows or ((self.start_ns, self.end_ns),)
 
     @property
     def seconds(self) -> float:
-        return (self.end_ns - self.start_ns) / NANOS
+        return sum(end - start for start, end in self.spans) / NANOS
+
+    def within(self, ns: int) -> bool:
+        return any(start <= ns < end for start, end in self.spans)
 
     def answered(self) -> list[Op]:
         """The requests answered within the phase: what its throughput counts.
@@ -66,7 +76,44 @@ class PhaseOutcome:
         flight (1000 callers over 10 s would add 100/s to every rate), and an open loop
         with whatever a stall has queued.
         """
-        return [op for op in self.ops if self.start_ns <= op.recv_ns < self.end_ns]
+        if not self.windows:
+            return [op for op in self.ops if self.start_ns <= op.recv_ns < self.end_ns]
+        return [op for op in self.ops if self.within(op.recv_ns)]
+
+
+def merge_rounds(phases: Sequence[PhaseOutcome]) -> list[PhaseOutcome]:
+    """Phases that ran in rounds (several of one name) as one each, in first-run order.
+
+    Its figures are over all its rounds' windows: requests answered in any of them,
+    per second of their summed lengths.
+    """
+    by_name: dict[str, list[PhaseOutcome]] = {}
+    for phase in phases:
+        by_name.setdefault(phase.name, []).append(phase)
+    return [rounds[0] if len(rounds) == 1 else _merged(rounds) for rounds in by_name.values()]
+
+
+def _merged(rounds: list[PhaseOutcome]) -> PhaseOutcome:
+    first = rounds[0]
+    server = [p.server_cpu_s for p in rounds]
+    wall = sum(p.wall_s for p in rounds)
+    return PhaseOutcome(
+        name=first.name,
+        scenario=first.scenario,
+        mode=first.mode,
+        concurrency=first.concurrency,
+        rate=first.rate,
+        measured=first.measured,
+        start_ns=first.start_ns,
+        end_ns=rounds[-1].end_ns,
+        ops=[op for p in rounds for op in p.ops],
+        client_cpu_s=sum(p.client_cpu_s for p in rounds),
+        server_cpu_s=None if None in server else sum(s for s in server if s is not None),
+        machine_busy=sum(p.machine_busy * p.wall_s for p in rounds) / wall if wall else 0.0,
+        wall_s=wall,
+        held_back=sum(p.held_back for p in rounds),
+        windows=tuple(span for p in rounds for span in p.spans),
+    )
 
 
 class Runner:

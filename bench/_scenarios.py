@@ -13,7 +13,9 @@
 - mixed: a weighted blend of every RPC, v2 and v0 (`--mix check=25,lease=20,...`).
 
 `--ceiling` adds a phase of the health Check at the scenario's concurrency: what
-the same gRPC stack does with no work behind the call.
+the same gRPC stack does with no work behind the call. It alternates with the
+measured phase in `--ceiling-rounds` rounds, so that both see the same drift of
+the machine's speed (see `_measure`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 from bench._feed import SlotGroup
 from bench._history import BenchSlot, Kind
 from bench._loadgen import NANOS
-from bench._run import PhaseOutcome, RunError, Runner
+from bench._run import PhaseOutcome, RunError, Runner, merge_rounds
 
 SCENARIOS = ("flow", "contention", "expiry-storm", "mixed")
 ROLES = {
@@ -62,6 +64,7 @@ class Options:
     concurrency: int | None = None
     rate: float | None = None
     ceiling: bool = False
+    ceiling_rounds: int = 3
     half_load: bool = True
     slots: int | None = None
     spots: int | None = None
@@ -153,19 +156,40 @@ def _load(
     return phase
 
 
-def _ceiling(runner: Runner, o: Options, run: ScenarioRun) -> None:
+def _ceiling(runner: Runner, o: Options, run: ScenarioRun, duration_s: float) -> None:
     if o.ceiling:
         # Closed loop even under --rate: the ceiling is what the stack can do at this
         # concurrency, not the offered rate echoed back.
-        _load(runner, o, run, "ceiling", "health", {}, duration_s=o.duration_s, rate=0.0)
+        _load(runner, o, run, "ceiling", "health", {}, duration_s=duration_s, rate=0.0)
+
+
+def _measure(
+    runner: Runner, o: Options, run: ScenarioRun, behaviour: str, params: dict[str, Any]
+) -> PhaseOutcome:
+    """The measured phase; with --ceiling, it and the ceiling in alternating rounds.
+
+    The machine's speed drifts (up to 1.6x within a session, and swings lasting
+    seconds): one ceiling phase followed by one measured phase compared two different
+    machines (a Check cost 173 us of server CPU in one phase and a CreateLease 281 us
+    in the next, where the steady ratio is ~1.2). Rounds of each, interleaved, see the
+    same drift; the figures sum the rounds (merge_rounds). Returns the measured phase
+    over all its rounds.
+    """
+    if not o.ceiling:
+        return _load(runner, o, run, "measure", behaviour, params, duration_s=o.duration_s)
+    share = o.duration_s / o.ceiling_rounds
+    rounds = []
+    for _ in range(o.ceiling_rounds):
+        _ceiling(runner, o, run, share)
+        rounds.append(_load(runner, o, run, "measure", behaviour, params, duration_s=share))
+    return merge_rounds(rounds)[0]
 
 
 def _flow(runner: Runner, o: Options, run: ScenarioRun) -> None:
     params = {"slots": _indexes(runner.slots, "flow"), "lease_ttl_s": o.lease_ttl_s or 60.0}
     if o.warmup_s > 0:
         _load(runner, o, run, "warmup", "flow", params, duration_s=o.warmup_s, measured=False)
-    _ceiling(runner, o, run)
-    _load(runner, o, run, "measure", "flow", params, duration_s=o.duration_s)
+    _measure(runner, o, run, "flow", params)
 
 
 def _contention(runner: Runner, o: Options, run: ScenarioRun) -> None:
@@ -180,8 +204,7 @@ def _contention(runner: Runner, o: Options, run: ScenarioRun) -> None:
     }
     if o.warmup_s > 0:
         _load(runner, o, run, "warmup", "contention", params, duration_s=o.warmup_s, measured=False)
-    _ceiling(runner, o, run)
-    measure = _load(runner, o, run, "measure", "contention", params, duration_s=o.duration_s)
+    measure = _measure(runner, o, run, "contention", params)
     if not o.half_load or o.rate:
         return
     leases = [op for op in measure.answered() if op.kind is Kind.LEASE]
@@ -204,8 +227,7 @@ def _mixed(runner: Runner, o: Options, run: ScenarioRun) -> None:
     }
     if o.warmup_s > 0:
         _load(runner, o, run, "warmup", "mixed", params, duration_s=o.warmup_s, measured=False)
-    _ceiling(runner, o, run)
-    _load(runner, o, run, "measure", "mixed", params, duration_s=o.duration_s)
+    _measure(runner, o, run, "mixed", params)
 
 
 def _expiry_storm(runner: Runner, o: Options, run: ScenarioRun) -> None:
@@ -214,7 +236,7 @@ def _expiry_storm(runner: Runner, o: Options, run: ScenarioRun) -> None:
     capacity = sum(runner.slots[i].spots for i in storm)
     if capacity < o.leases:
         raise RunError(f"the storm slots hold {capacity} spots, fewer than {o.leases} leases")
-    _ceiling(runner, o, run)
+    _ceiling(runner, o, run, o.duration_s)
     # All leases expire at one instant, fixed before the first is asked for: far enough
     # ahead for the setup to finish at 3/4 of the grant rate measured just before it.
     setup_s = o.storm_setup_s

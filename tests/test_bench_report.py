@@ -15,7 +15,7 @@ from bench._report import (
     print_table,
     violation_records,
 )
-from bench._run import PhaseOutcome
+from bench._run import PhaseOutcome, merge_rounds
 from core import SlotKey
 
 MS = 1_000_000
@@ -157,3 +157,31 @@ def test_the_ceiling_fraction_compares_answers_per_second() -> None:
     assert figures["health_check_per_s"] == 10.0
     assert figures["create_lease_per_s"] == 8.0
     assert figures["create_lease_fraction_of_ceiling"] == 0.8
+
+
+def test_rounds_of_a_phase_count_together_over_their_own_windows() -> None:
+    # Two ceiling rounds (1 s each: 10 then 30 Checks) around a measure round; answers
+    # that land between a phase's rounds belong to neither.
+    first = [timed(i, Kind.HEALTH, 10 * i, 10 * i + 5) for i in range(10)]
+    second = [timed(100 + i, Kind.HEALTH, 2000 + 30 * i, 2000 + 30 * i + 5) for i in range(30)]
+    late = [timed(200, Kind.HEALTH, 990, 1500)]  # sent in round 1, answered in the gap
+    leases = [timed(300 + i, Kind.LEASE, 1000 + 50 * i, 1000 + 50 * i + 5) for i in range(16)]
+    rounds = [
+        phase("ceiling", first + late, start_ms=0, end_ms=1000),
+        phase("measure", leases, start_ms=1000, end_ms=2000),
+        phase("ceiling", second, start_ms=2000, end_ms=3000),
+    ]
+    merged = merge_rounds(rounds)
+    assert [p.name for p in merged] == ["ceiling", "measure"]
+    ceiling = merged[0]
+    assert ceiling.seconds == 2.0
+    assert ceiling.spans == ((0, 1000 * MS), (2000 * MS, 3000 * MS))
+    assert len(ceiling.answered()) == 40
+    figures = ceiling_figures(rounds)
+    assert figures is not None
+    assert figures["health_check_per_s"] == 20.0
+    assert figures["create_lease_fraction_of_ceiling"] == 0.8
+    assert figures["rounds"] == 2
+    summary = phase_summary(ceiling)
+    assert summary["rounds"] == 2
+    assert summary["per_s"] == 20.0

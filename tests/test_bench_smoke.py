@@ -83,6 +83,7 @@ def test_a_tiny_run_is_made_and_checked(tmp_path: Path, scenario: str) -> None:
         names = [p["name"] for p in result["phases"]]
         assert names == ["warmup", "ceiling", "measure", "half-load"]
         assert result["ceiling"]["create_lease_fraction_of_ceiling"] > 0
+        assert result["ceiling"]["rounds"] == 3  # interleaved with the measured phase
         assert result["phases"][3]["mode"] == "open"
     if scenario == "mixed":  # open loop (--rate), but the ceiling is closed loop
         modes = {p["name"]: p["mode"] for p in result["phases"]}
