@@ -127,11 +127,14 @@ def timeline(phases: Sequence[PhaseOutcome]) -> dict[str, Any]:
     rows = []
     for phase in phases:
         buckets: dict[int, list[int]] = defaultdict(list)
-        for op in phase.answered():
-            buckets[(op.recv_ns - phase.start_ns) // NANOS].append(op.latency_ns)
+        # Every answer in the phase's time, counted or not: the timeline shows what
+        # happened each second (a round's settling included).
+        for op in phase.ops:
+            if phase.start_ns <= op.recv_ns < phase.end_ns:
+                buckets[(op.recv_ns - phase.start_ns) // NANOS].append(op.latency_ns)
         for second in sorted(buckets):
             values = sorted(buckets[second])
-            width = min(1.0, phase.seconds - second)
+            width = min(1.0, (phase.end_ns - phase.start_ns) / NANOS - second)
             if width < 0.2:
                 continue  # too short a sliver to be a rate
             rows.append(

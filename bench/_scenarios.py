@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench._feed import SlotGroup
@@ -52,6 +52,10 @@ DEFAULT_MIX = {
     "get": 5.0,
     "list": 5.0,
 }
+
+
+# Not counted at the start of each --ceiling round (see _measure).
+ROUND_SETTLE_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,17 +176,33 @@ def _measure(
     seconds): one ceiling phase followed by one measured phase compared two different
     machines (a Check cost 173 us of server CPU in one phase and a CreateLease 281 us
     in the next, where the steady ratio is ~1.2). Rounds of each, interleaved, see the
-    same drift; the figures sum the rounds (merge_rounds). Returns the measured phase
-    over all its rounds.
+    same drift; the figures sum the rounds (merge_rounds). Each round's first
+    ROUND_SETTLE_S is not counted: its first second ran 10-30% below the next ones
+    (1000 callers starting at once), a third of a short round's figures otherwise.
+    Returns the measured phase over all its rounds.
     """
     if not o.ceiling:
         return _load(runner, o, run, "measure", behaviour, params, duration_s=o.duration_s)
-    share = o.duration_s / o.ceiling_rounds
+    length = o.duration_s / o.ceiling_rounds + ROUND_SETTLE_S
     rounds = []
     for _ in range(o.ceiling_rounds):
-        _ceiling(runner, o, run, share)
-        rounds.append(_load(runner, o, run, "measure", behaviour, params, duration_s=share))
+        # Closed loop even under --rate: the ceiling is what the stack can do at this
+        # concurrency, not the offered rate echoed back.
+        ceiling = _load(runner, o, run, "ceiling", "health", {}, duration_s=length, rate=0.0)
+        _settle(run, ceiling)
+        measure = _load(runner, o, run, "measure", behaviour, params, duration_s=length)
+        rounds.append(_settle(run, measure))
     return merge_rounds(rounds)[0]
+
+
+def _settle(run: ScenarioRun, phase: PhaseOutcome) -> PhaseOutcome:
+    """`phase` (the run's latest) counted only from ROUND_SETTLE_S after its start."""
+    settled = replace(
+        phase, windows=((phase.start_ns + round(ROUND_SETTLE_S * NANOS), phase.end_ns),)
+    )
+    assert run.phases[-1] is phase
+    run.phases[-1] = settled
+    return settled
 
 
 def _flow(runner: Runner, o: Options, run: ScenarioRun) -> None:

@@ -84,6 +84,10 @@ def test_a_tiny_run_is_made_and_checked(tmp_path: Path, scenario: str) -> None:
         assert names == ["warmup", "ceiling", "measure", "half-load"]
         assert result["ceiling"]["create_lease_fraction_of_ceiling"] > 0
         assert result["ceiling"]["rounds"] == 3  # interleaved with the measured phase
+        by_name = {p["name"]: p for p in result["phases"]}
+        # Three rounds of 0.5 s counted each, after their settling: --duration in all.
+        assert by_name["ceiling"]["seconds"] == pytest.approx(1.5, abs=0.01)
+        assert by_name["measure"]["seconds"] == pytest.approx(1.5, abs=0.01)
         assert result["phases"][3]["mode"] == "open"
     if scenario == "mixed":  # open loop (--rate), but the ceiling is closed loop
         modes = {p["name"]: p["mode"] for p in result["phases"]}
