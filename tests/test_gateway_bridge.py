@@ -72,6 +72,40 @@ def test_round_trips_from_the_host_are_all_answered_in_order() -> None:
     run(body)
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the host-polled driver reads trio's epoll")
+def test_the_host_wakes_an_idle_guest_without_its_wakeup_socket() -> None:
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        send, receive = trio.open_memory_channel[asyncio.Future[None]](10)
+
+        async def answer() -> None:
+            async for future in receive:
+                future.set_result(None)
+
+        guest = await _guest(answer)
+        socketpair = guest._ticks._state.runner.io_manager._force_wakeup._inner
+        writes = 0
+        write = socketpair.wakeup_thread_and_signal_safe
+
+        def counted() -> None:
+            nonlocal writes
+            writes += 1
+            write()
+
+        socketpair.wakeup_thread_and_signal_safe = counted
+        try:
+            for _ in range(100):  # one in flight: trio is idle at each send
+                future: asyncio.Future[None] = loop.create_future()
+                send.send_nowait(future)
+                await future
+        finally:
+            send.close()
+            await guest.wait_done()
+        assert writes == 0
+
+    run(body)
+
+
 def test_trio_deadlines_fire_while_the_host_is_idle() -> None:
     async def body() -> None:
         loop = asyncio.get_running_loop()
