@@ -101,6 +101,13 @@ def phase_summary(phase: PhaseOutcome) -> dict[str, Any]:
         "client_cpu_s": round(phase.client_cpu_s, 3),
         "client_cpu_us_per_call": round(phase.client_cpu_s / calls * 1e6, 1) if calls else None,
         "client_cores": round(phase.client_cpu_s / phase.wall_s, 2) if phase.wall_s else None,
+        # The server's main work is one thread: near 1.0 it is saturated, whatever the
+        # machine's busy share says (an open-loop "half load" got to 0.97 once).
+        "server_cores": (
+            round(phase.server_cpu_s / phase.wall_s, 2)
+            if phase.server_cpu_s is not None and phase.wall_s
+            else None
+        ),
         "server_cpu_s": None if phase.server_cpu_s is None else round(phase.server_cpu_s, 3),
         "server_cpu_us_per_call": (
             round(phase.server_cpu_s / calls * 1e6, 1)
@@ -222,6 +229,14 @@ def describe_op(op: Op, slots: Sequence[BenchSlot]) -> str:
 # ----- the terminal table ---------------------------------------------------------------
 
 
+def _server_cpu(us_per_call: float | None, cores: float | None) -> str:
+    if us_per_call is None:
+        return "? us/call"
+    if cores is None:
+        return f"{us_per_call} us/call"
+    return f"{cores} cores, {us_per_call} us/call"
+
+
 def print_table(result: dict[str, Any], out: TextIO) -> None:
     w = out.write
     w(f"\nleasehold bench {result['scenario']}  ({result['target']}")
@@ -255,7 +270,7 @@ def print_table(result: dict[str, Any], out: TextIO) -> None:
             mode += f", {phase['rounds']} rounds"
         w(
             f"{'':<10} ({mode}; client CPU {phase['client_cores']} cores, {cpu} us/call; "
-            f"server CPU {server if server is not None else '?'} us/call; "
+            f"server CPU {_server_cpu(server, phase.get('server_cores'))}; "
             f"machine {phase['machine_busy']:.0%} busy)\n"
         )
     ceiling = result.get("ceiling")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pytest
@@ -146,6 +147,10 @@ def test_throughput_counts_answers_inside_the_phase_and_latency_requests_sent_in
     assert summary["kinds"]["lease"]["per_s"] == 3.0
     assert summary["kinds"]["lease"]["applied_per_s"] == 3.0
     assert summary["latency_ms"]["max"] == pytest.approx(300.0, rel=1e-3)  # HDR: 3 digits
+    assert summary["server_cores"] is None  # a --target server: not ours to measure
+    spawned = phase_summary(dataclasses.replace(phase("measure", ops), server_cpu_s=0.9))
+    assert spawned["server_cores"] == 0.9  # 0.9 s of server CPU over the 1 s phase
+    assert spawned["server_cpu_us_per_call"] == pytest.approx(0.9 / len(ops) * 1e6, abs=0.1)
 
 
 def test_the_ceiling_fraction_compares_answers_per_second() -> None:
