@@ -92,6 +92,7 @@ class _HostPolledTicks:
         self._fd = -1
         self._timer: asyncio.TimerHandle | None = None
         self._waiting = False  # trio waits for I/O or its deadline (reader + timer armed)
+        self._wait_number = 0  # which wait: a host wake queued for one must not end a later
 
     @property
     def attached(self) -> bool:
@@ -121,8 +122,15 @@ class _HostPolledTicks:
         """Wake a waiting trio by a loop callback; False: not waiting, or not our thread."""
         if not self._waiting or threading.get_ident() != self._thread:
             return False
-        self._loop.call_soon(self._wake)
+        self._loop.call_soon(self._wake_from_host, self._wait_number)
         return True
+
+    def _wake_from_host(self, wait_number: int) -> None:
+        # If the reader ended that wait first and trio is waiting again, this wake is
+        # stale: ending the new wait with no event could look to trio like its timeout
+        # (and, under an autojump clock, jump the clock).
+        if wait_number == self._wait_number:
+            self._wake()
 
     def _tick(self) -> None:
         state = self._state
@@ -147,6 +155,7 @@ class _HostPolledTicks:
         # next deadline comes.
         state.runner.guest_tick_scheduled = False
         self._waiting = True
+        self._wait_number += 1
         self._loop.add_reader(self._fd, self._wake)
         self._timer = self._loop.call_later(timeout, self._wake)
 

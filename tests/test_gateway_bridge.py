@@ -106,6 +106,35 @@ def test_the_host_wakes_an_idle_guest_without_its_wakeup_socket() -> None:
     run(body)
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the host-polled driver reads trio's epoll")
+def test_a_host_wake_queued_for_an_earlier_wait_does_not_end_a_later_one() -> None:
+    async def body() -> None:
+        send, receive = trio.open_memory_channel[None](1)
+
+        async def idle_until_closed() -> None:
+            async for _ in receive:
+                pass
+
+        guest = await _guest(idle_until_closed)
+        ticks = guest._ticks
+        try:
+            await asyncio.sleep(0.01)  # trio is idle: waiting
+            assert ticks._waiting
+            current = ticks._wait_number
+            ticks._wake_from_host(current - 1)  # stale: queued during the previous wait
+            assert ticks._waiting
+            assert ticks._wait_number == current
+            ticks._wake_from_host(current)  # this wait's own: trio ticks, then waits anew
+            await asyncio.sleep(0.01)
+            assert ticks._waiting
+            assert ticks._wait_number == current + 1
+        finally:
+            send.close()
+            await guest.wait_done()
+
+    run(body)
+
+
 def test_trio_deadlines_fire_while_the_host_is_idle() -> None:
     async def body() -> None:
         loop = asyncio.get_running_loop()
