@@ -252,7 +252,10 @@ def time_runs(
         seconds = time.perf_counter() - started
         cpu = server.cpu_seconds()
         try:
-            live, confirmed = trio.run(_recovered_counts, _health_url(server.output))
+            url = server.health_url()
+            if url is None:
+                raise RestartBenchError("the server printed no health stream URL")
+            live, confirmed = trio.run(_recovered_counts, url)
         finally:
             code = server.stop()
         output = "".join(server.output)
@@ -296,15 +299,6 @@ def _listing(data_dir: Path) -> dict[str, int]:
         for path in data_dir.rglob("*")
         if path.is_file() and path.name != "leasehold.lock"
     }
-
-
-def _health_url(output: Sequence[str]) -> str:
-    """The URL the server printed (before its serving line, so it is there by now)."""
-    for line in output:
-        found = re.search(r"health stream on (\S+)", line)
-        if found:
-            return found.group(1)
-    raise RestartBenchError("the server printed no health stream URL")
 
 
 async def _recovered_counts(url: str) -> tuple[int, int]:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 READY = re.compile(r"leasehold: serving .* on (?P<host>[\d.]+):(?P<port>\d+) ")
+HEALTH_URL = re.compile(r"health stream on (\S+)")
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
@@ -77,6 +78,14 @@ class SpawnedServer:
                 self.port = int(match.group("port"))
                 self._ready.set()
         self._ready.set()  # it exited: stop waiting
+
+    def health_url(self) -> str | None:
+        """The health stream's URL the server printed (before its serving line), if any."""
+        for line in self.output:
+            found = HEALTH_URL.search(line)
+            if found:
+                return found.group(1)
+        return None
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU the server process has used so far (Linux /proc)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -37,7 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = serve_command(feed, Path(tmp) / "data", None, [], durability="none")
         server = SpawnedServer(command)
         try:
-            url = _health_url(server.output)
+            url = server.health_url()
+            if url is None:
+                raise SystemExit("the server printed no health stream URL")
             cpu_share, frames_per_s = trio.run(_measure, server, url, args)
         finally:
             server.stop()
@@ -46,15 +47,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{100 * cpu_share:.1f}% of a core, {frames_per_s:.0f} frames/s delivered"
     )
     return 0
-
-
-def _health_url(output: Sequence[str]) -> str:
-    """The URL the server printed (before its serving line, so it is there by now)."""
-    for line in output:
-        found = re.search(r"health stream on (\S+)", line)
-        if found:
-            return found.group(1)
-    raise SystemExit("the server printed no health stream URL")
 
 
 async def _measure(

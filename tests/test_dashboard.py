@@ -52,7 +52,7 @@ KEYS = [SlotKey(f"m{i}", "svc", START, 1800) for i in range(8)]
 INSTALL_SCRIPT = Path(__file__).with_name("install_chromium.sh")
 INSTALL_TIMEOUT_S = 480
 DEVTOOLS = re.compile(rb"DevTools listening on (ws://\S+)")
-HEALTH_URL = re.compile(r"health stream on (ws://\S+)")
+HEALTH_URL = re.compile(r"ws://\S+")
 NOTHING_SHOWN = "\N{EN DASH}"  # how the page writes a null figure (no journal)
 CONDITIONS = {Condition.SHEDDING: "shed", Condition.HOT: "hot", Condition.LAGGING: "lag"}
 
@@ -181,11 +181,10 @@ def load(server: ServerProcess) -> Iterator[None]:
 
 
 def health_url(server: ServerProcess) -> str:
-    for line in server.output:
-        match = HEALTH_URL.search(line)
-        if match:
-            return match.group(1)
-    raise AssertionError("the server printed no health stream URL:\n" + "".join(server.output))
+    url = server.health_url()
+    assert url is not None, "the server printed no health stream URL:\n" + "".join(server.output)
+    assert HEALTH_URL.fullmatch(url), url
+    return url
 
 
 # ---- Chromium over the DevTools protocol ----
