@@ -619,7 +619,7 @@ class ShardState:
         person = c.person
         if not person.user_id:
             raise InvalidArgument("user_id is required", field="user_id")
-        slot = self._slot_by_key_id.get(id(key)) or self._slots.get(key) or self._require_slot(key)
+        slot = self._find_slot(key) or self._require_slot(key)
         lease_id = c.lease_id
         if lease_id:
             # The common case written out (a LIVE lease of this slot, not yet due); any
@@ -806,13 +806,8 @@ class ShardState:
             _, slot, token_key = decided
             booking = created
         else:
-            # (A hot path too, for replay: _known_slot and _canonical_booking written out.)
-            found = self._slot_by_key_id.get(id(created.slot.key)) or self._slots.get(
-                created.slot.key
-            )
-            if found is None:
-                found = self._known_slot(created.slot.key)  # raises
-            slot = found
+            # (A hot path too, for replay: _canonical_booking written out.)
+            slot = self._find_slot(created.slot.key) or self._known_slot(created.slot.key)
             key = slot.spec.key
             booking = (
                 created
@@ -834,20 +829,9 @@ class ShardState:
         else:
             self._take(slot)
         self._bookings[booking_id] = booking  # (_add_confirmed, written out)
-        person = booking.person
-        user_id = person.user_id
-        if person.email or person.telephone:
-            slot.add_booker(person)
-        else:  # (add_booker, written out for a v2 user: only the user_id is counted)
-            users = slot.booker_users
-            if users is None:
-                users = slot.booker_users = {}
-            users[user_id] = users.get(user_id, 0) + 1
+        slot.add_booker(booking.person)
         self._confirmed += 1
-        if user_id:  # (_index_by_user, written out)
-            indexed = self._by_user.setdefault(user_id, booking_id)
-            if indexed is not booking_id:
-                self._index_another(user_id, indexed, booking_id)
+        self._index_by_user(booking)
         if token:
             tokens = self._tokens
             tokens[token_key] = booking
@@ -879,6 +863,11 @@ class ShardState:
         if booking.slot.key is slot.spec.key:
             return booking
         return replace(booking, slot=slot.canonical(booking.slot))
+
+    def _find_slot(self, key: SlotKey) -> _Slot | None:
+        """The slot of `key`; by identity first (the inventory's own key objects, as
+        decoders and canonical refs hand them over), which skips SlotKey.__hash__."""
+        return self._slot_by_key_id.get(id(key)) or self._slots.get(key)
 
     def _known_slot(self, key: SlotKey) -> _Slot:
         slot = self._slots.get(key)
