@@ -76,8 +76,6 @@ class PhaseOutcome:
         flight (1000 callers over 10 s would add 100/s to every rate), and an open loop
         with whatever a stall has queued.
         """
-        if not self.windows:
-            return [op for op in self.ops if self.start_ns <= op.recv_ns < self.end_ns]
         return [op for op in self.ops if self.within(op.recv_ns)]
 
 

@@ -160,11 +160,10 @@ def _load(
     return phase
 
 
-def _ceiling(runner: Runner, o: Options, run: ScenarioRun, duration_s: float) -> None:
-    if o.ceiling:
-        # Closed loop even under --rate: the ceiling is what the stack can do at this
-        # concurrency, not the offered rate echoed back.
-        _load(runner, o, run, "ceiling", "health", {}, duration_s=duration_s, rate=0.0)
+def _ceiling(runner: Runner, o: Options, run: ScenarioRun, duration_s: float) -> PhaseOutcome:
+    # Closed loop even under --rate: the ceiling is what the stack can do at this
+    # concurrency, not the offered rate echoed back.
+    return _load(runner, o, run, "ceiling", "health", {}, duration_s=duration_s, rate=0.0)
 
 
 def _measure(
@@ -186,10 +185,7 @@ def _measure(
     length = o.duration_s / o.ceiling_rounds + ROUND_SETTLE_S
     rounds = []
     for _ in range(o.ceiling_rounds):
-        # Closed loop even under --rate: the ceiling is what the stack can do at this
-        # concurrency, not the offered rate echoed back.
-        ceiling = _load(runner, o, run, "ceiling", "health", {}, duration_s=length, rate=0.0)
-        _settle(run, ceiling)
+        _settle(run, _ceiling(runner, o, run, length))
         measure = _load(runner, o, run, "measure", behaviour, params, duration_s=length)
         rounds.append(_settle(run, measure))
     return merge_rounds(rounds)[0]
@@ -256,7 +252,8 @@ def _expiry_storm(runner: Runner, o: Options, run: ScenarioRun) -> None:
     capacity = sum(runner.slots[i].spots for i in storm)
     if capacity < o.leases:
         raise RunError(f"the storm slots hold {capacity} spots, fewer than {o.leases} leases")
-    _ceiling(runner, o, run, o.duration_s)
+    if o.ceiling:
+        _ceiling(runner, o, run, o.duration_s)
     # All leases expire at one instant, fixed before the first is asked for: far enough
     # ahead for the setup to finish at 3/4 of the grant rate measured just before it.
     setup_s = o.storm_setup_s
