@@ -1,7 +1,7 @@
 """`leasehold bench core`: core/ alone, no I/O, no trio: what one shard's state can do.
 
 Every figure calls `ShardState` directly with the wall-clock time passed in, and
-ids drawn from `secrets.token_bytes` as the server does.
+ids drawn from the server's own source (shards/_entropy.py).
 
 - grant, consume, expire: operations per second of CreateLease, of CreateBooking
   of a live lease, and of expiring leases (expire_due over many due at once);
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import secrets
 import sys
 import time
 import tracemalloc
@@ -38,10 +37,10 @@ from core import (
     SlotRef,
     SlotSpec,
 )
+from shards import buffered_entropy
 from shards._collector import tune_for_long_lived_state
 
 T0 = 1_900_000_000 * NANOS_PER_SECOND
-_ENTROPY = partial(secrets.token_bytes, 15)
 
 
 def _state(slots: int, spots: int) -> tuple[ShardState, list[SlotRef]]:
@@ -51,7 +50,7 @@ def _state(slots: int, spots: int) -> tuple[ShardState, list[SlotRef]]:
     ]
     # Remember expired leases and tokens for the whole benchmark, as a server would for a day.
     settings = LeaseSettings(max_remembered_expired=4_000_000, max_tokens=4_000_000)
-    state = ShardState(specs, entropy=_ENTROPY, settings=settings)
+    state = ShardState(specs, entropy=buffered_entropy(), settings=settings)
     return state, [SlotRef(s.key) for s in specs]
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from gateway._router import Router
 from gateway._service_v0 import BookingServiceV0
 from gateway._service_v2 import BookingServiceV2
 from gateway._tls import pin_client_name
-from shards import Persistence, ShardSet, run_shards
+from shards import Persistence, ShardSet, buffered_entropy, run_shards
 
 if TYPE_CHECKING:
     from grpclib._typing import IServable
@@ -170,7 +169,7 @@ async def _run_trio_side(config: ServeConfig, started: asyncio.Future[TrioSide])
                 config.slots,
                 shard_count=config.shard_count,
                 mailbox_capacity=config.mailbox_capacity,
-                entropy=partial(secrets.token_bytes, 15),
+                entropy=buffered_entropy(),
                 settings=config.lease_settings,
                 persistence=config.persistence,
             )

@@ -5,6 +5,7 @@ Imports core; imported by gateway. Nothing here knows protobuf or grpclib.
 
 from shards._clock import AnchoredClock
 from shards._durable_sink import Durability, JournalFailed
+from shards._entropy import buffered_entropy
 from shards._messages import (
     JournalFigures,
     Reply,
@@ -37,6 +38,7 @@ __all__ = [
     "ShardSet",
     "ShardStats",
     "ShardUnavailable",
+    "buffered_entropy",
     "call",
     "partition_inventory",
     "percentile",
