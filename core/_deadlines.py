@@ -7,11 +7,14 @@ a list of lease ids plus its exact earliest expiry, so adding is an append,
 and a storm of leases due at once costs one pop. Expiry stays exact to the
 nanosecond: a bucket that `now` is inside is split, expiring only what is due.
 
-A bucket that `now` is inside is sorted by expiry the first time it is split
-(timsort: linear when ids arrived in expiry order, as with one TTL), so each
-later split takes a due prefix and stops at the first lease not yet due,
-instead of looking up every id in the bucket again on every command (~50 ids
-a command at 50k grants/s). A later add that keeps the order keeps the mark.
+A bucket is marked sorted while its ids arrive in expiry order (as with one
+TTL), so a bucket that `now` is inside gives up its due prefix and stops at
+the first lease not yet due, instead of looking up every id in the bucket
+again on every command (~50 ids a command at 50k grants/s). A bucket that got
+ids out of order is sorted the first time `now` is inside it (timsort), and
+marked again. A sorted prefix can also be taken in chunks: `pop_due`'s limit
+bounds the work of one call, so a storm of leases due at one instant does not
+stall the shard's thread.
 
 Stale ids (leases consumed by a booking before their expiry) stay in their
 bucket until it is due and are then skipped, so they are bounded by the
@@ -21,6 +24,7 @@ lease TTL window.
 from __future__ import annotations
 
 import heapq
+import sys
 from collections.abc import Callable
 from operator import itemgetter
 
@@ -44,40 +48,51 @@ class Deadlines:
         if ids is None:
             self._buckets[bucket] = [lease_id]
             self._earliest[bucket] = when_ns
+            self._sorted[bucket] = when_ns  # one id: in order
             heapq.heappush(self._heap, bucket)
             return
         ids.append(lease_id)
         if when_ns < self._earliest[bucket]:
             self._earliest[bucket] = when_ns
-        if self._sorted:
-            latest = self._sorted.get(bucket)
-            if latest is not None:
-                if when_ns >= latest:
-                    self._sorted[bucket] = when_ns
-                else:
-                    del self._sorted[bucket]
+        latest = self._sorted.get(bucket)
+        if latest is not None:
+            if when_ns >= latest:
+                self._sorted[bucket] = when_ns
+            else:
+                del self._sorted[bucket]
 
     def next_ns(self) -> int | None:
         """A lower bound on the next expiry (exact unless the lease behind it was consumed)."""
         return self._earliest[self._heap[0]] if self._heap else None
 
-    def pop_due(self, now_ns: int, live_expiry: Callable[[str], int | None]) -> list[str]:
+    def pop_due(
+        self, now_ns: int, live_expiry: Callable[[str], int | None], limit: int | None = None
+    ) -> list[str]:
         """Remove and return the ids of live leases due at `now_ns`, in bucket order.
 
-        `live_expiry(id)` is the lease's expiry if it is still live, else None.
+        `live_expiry(id)` is the lease's expiry if it is still live, else None. With a
+        `limit`, at most about that many ids are looked at (stale ones too), so a storm
+        is taken in chunks; whatever is left due stays listed (next_ns() <= now_ns).
+        A bucket whose ids were added out of expiry order is still split whole, once.
         """
         due: list[str] = []
         heap = self._heap
-        while heap and self._earliest[heap[0]] <= now_ns:
+        budget = sys.maxsize if limit is None else limit
+        while heap and budget > 0 and self._earliest[heap[0]] <= now_ns:
             bucket = heap[0]
             ids = self._buckets[bucket]
             if (bucket + 1) * _BUCKET_NS <= now_ns:
+                if len(ids) > budget:  # a chunk of a bucket that is all due
+                    due.extend(i for i in ids[:budget] if live_expiry(i) is not None)
+                    del ids[:budget]
+                    break
                 due.extend(i for i in ids if live_expiry(i) is not None)
+                budget -= len(ids)
                 self._drop(bucket)
                 continue
             # `now` is inside this bucket, so every later bucket is still in the future.
             if bucket in self._sorted:
-                self._take_due_prefix(bucket, ids, now_ns, live_expiry, due)
+                self._take_due_prefix(bucket, ids, now_ns, live_expiry, due, budget)
             else:
                 self._split_and_sort(bucket, ids, now_ns, live_expiry, due)
             break
@@ -116,10 +131,15 @@ class Deadlines:
         now_ns: int,
         live_expiry: Callable[[str], int | None],
         due: list[str],
+        budget: int,
     ) -> None:
-        """Move the due prefix of a sorted bucket to `due` (skipping stale ids)."""
+        """Move the due prefix of a sorted bucket to `due` (skipping stale ids), at most
+        `budget` ids of it."""
         taken = 0
         for lease_id in ids:
+            if taken == budget:
+                del ids[:taken]  # (the earliest stays a lower bound: the ids are sorted)
+                return
             expiry = live_expiry(lease_id)
             if expiry is None:
                 taken += 1  # stale: drop it

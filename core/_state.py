@@ -7,9 +7,12 @@ Rules and invariants
 - A lease is LIVE from its grant until `expires_ns` (exclusive), then EXPIRED;
   or it is CONSUMED by exactly one booking, which takes over its spot (no
   second spot). At and after `expires_ns` a lease counts as expired even if no
-  timer has fired: every command first expires whatever is due at `now`.
+  timer has fired: a command first expires what is due at `now` on the slot it
+  reads (_settle: O(1) when nothing is); `expire_due` sweeps the rest, in
+  chunks if asked, so a storm of expiries never has to be taken in one go.
 - Decide, then apply: a command validates everything against the state and
-  builds events without changing anything; a refused command raises a
+  builds events without changing anything (but for settling its slot: that is
+  time passing, and stands whatever the answer); a refused command raises a
   BookingError and leaves the state untouched. Only `apply` changes state, and
   replaying the same events into a fresh state rebuilds it exactly.
 - Memory is bounded: expired leases are remembered (for LEASE_EXPIRED answers)
@@ -22,9 +25,11 @@ Time: `now_ns` is wall-clock nanoseconds since the epoch, passed in by the calle
 from __future__ import annotations
 
 import itertools
+from bisect import bisect_right, insort
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from operator import itemgetter
 from typing import Generic, TypeVar, assert_never
 
 from core import _commands as cmd
@@ -134,6 +139,7 @@ class _Slot:
         "booker_users",
         "booking_id_head",
         "bucket",
+        "expiring",
         "holders",
         "lease_id_head",
         "number",
@@ -160,6 +166,12 @@ class _Slot:
         self.lease_id_head = id_head(LEASE_ID_PREFIX, self.bucket)
         self.booking_id_head = id_head(BOOKING_ID_PREFIX, self.bucket)
         self.holders = 0
+        # (expires_ns, lease_id) of this slot's LIVE leases, in expiry order, so that a
+        # command settles its own slot's due leases without a sweep of the whole shard.
+        # May also list leases no longer LIVE (consumed, or expired by the sweep): those
+        # are dropped when their expiry passes and the slot is next settled. None until
+        # the slot's first lease.
+        self.expiring: list[tuple[int, str]] | None = None
         # Who holds this slot's CONFIRMED bookings, counted by each identity the
         # same-user rule compares (user_id even when empty, as v2 does; email in
         # lower case; telephone), so the rule is one lookup however many booked.
@@ -167,6 +179,16 @@ class _Slot:
         self.booker_users: dict[str, int] | None = None
         self.booker_emails: dict[str, int] | None = None
         self.booker_phones: dict[str, int] | None = None
+
+    def note_live(self, expires_ns: int, lease_id: str) -> None:
+        entry = (expires_ns, lease_id)
+        expiring = self.expiring
+        if expiring is None:
+            self.expiring = [entry]
+        elif not expiring or expiring[-1] <= entry:
+            expiring.append(entry)  # the common case: one TTL, leases in grant order
+        else:
+            insort(expiring, entry)
 
     def add_booker(self, person: Person) -> None:
         users = self.booker_users
@@ -360,6 +382,8 @@ class ShardState:
         # next `next(iter(...))` walks past: 29 us per booking at 100k tokens, growing.
         self._tokens: OrderedDict[_TokenKey, Booking] = OrderedDict()
         self._decided: _Decided | None = None
+        # Leases the current command's _settle expired (see _run).
+        self._settled: list[str] = []
         self._live_leases = 0
         self._confirmed = 0
         self._granted_total = 0
@@ -464,6 +488,7 @@ class ShardState:
             self._take(slot)
             self._live[lease.lease_id] = kept
             self._deadlines.add(lease.expires_ns, lease.lease_id)
+            slot.note_live(lease.expires_ns, lease.lease_id)
             self._live_leases += 1
         elif lease.state is LeaseState.EXPIRED:
             self._lapsed[lease.lease_id] = kept
@@ -472,32 +497,62 @@ class ShardState:
 
     # ----- time ----------------------------------------------------------------------
 
-    def expire_due(self, now_ns: int) -> tuple[Event, ...]:
-        """Expire every lease due at `now_ns` and forget expired leases past retention."""
-        # TODO(next session): bound the work per call. 100k leases due at one instant
-        # still stall every shard (they share one trio thread): bench expiry-storm gave
-        # background p99 195 ms during the storm (700 ms before this session's core work).
-        # Design (issue 6 note, 2026-11-23): per-slot deadline heaps; settle a slot's due
-        # leases before any command decides on it; expire_due(now, limit) sweeps the rest
-        # in chunks, with the shard loop yielding between them.
-        # Every command calls this; most find nothing due and nothing to forget: answer
-        # that in O(1) before building anything.
-        next_ns = self._deadlines.next_ns()
-        due_now = next_ns is not None and next_ns <= now_ns
-        if not due_now and not self._may_forget(now_ns):
-            return ()
+    def expire_due(self, now_ns: int, limit: int | None = None) -> tuple[Event, ...]:
+        """Sweep: expire the leases due at `now_ns` (all, or about `limit` of them), and
+        forget expired leases past retention.
+
+        With a limit, the rest stays due: call again while next_deadline_ns() <= now_ns
+        (the shard's timer does, yielding between calls, so 100k leases due at one instant
+        do not stall every shard). Commands need no sweep first: each settles the slot it
+        reads (see _settle).
+        """
         events: list[Event] = []
-        if due_now:
-            due = self._deadlines.pop_due(now_ns, self._live_expiry)
+        next_ns = self._deadlines.next_ns()
+        if next_ns is not None and next_ns <= now_ns:
+            due = self._deadlines.pop_due(now_ns, self._live_expiry, limit)
             if due:  # (the entries due may all have been stale)
                 self._apply_expired(due)
                 events = [LeaseExpiredEvent(lease_id) for lease_id in due]
+        forgotten = self._forget_due(now_ns)
+        return (*events, *forgotten) if forgotten else tuple(events)
+
+    def _forget_due(self, now_ns: int) -> tuple[Event, ...]:
+        """Forget expired leases past retention or the cap: O(1) when there are none."""
+        if not self._may_forget(now_ns):
+            return ()
         forget = self._count_forgettable(now_ns)
-        if forget:
-            forgotten = ExpiredLeasesForgotten(forget)
-            self.apply(forgotten)
-            events.append(forgotten)
-        return tuple(events)
+        if not forget:
+            return ()
+        forgotten = ExpiredLeasesForgotten(forget)
+        self.apply(forgotten)
+        return (forgotten,)
+
+    def _settle(self, slot: _Slot, now_ns: int) -> None:
+        """Expire `slot`'s leases due at `now_ns`, before a command reads its holders.
+
+        This is time passing, not the command: it stands if the command is refused, and
+        its events lead the command's (_run collects them from _settled). Work: the
+        slot's due leases (at most its spots, plus entries of leases consumed or swept
+        since the slot was last settled); O(1) when nothing of the slot is due.
+        """
+        expiring = slot.expiring
+        if not expiring or expiring[0][0] > now_ns:
+            return
+        cut = bisect_right(expiring, now_ns, key=_expiry_of)
+        live = self._live
+        due = [lease_id for _, lease_id in expiring[:cut] if lease_id in live]
+        del expiring[:cut]
+        if due:
+            self._apply_expired(due)
+            self._settled.extend(due)
+
+    def _settled_events(self, before: tuple[Event, ...]) -> tuple[Event, ...]:
+        """`before`, then an expiry event for each lease the command's _settle expired."""
+        settled = self._settled
+        if not settled:
+            return before
+        self._settled = []
+        return (*before, *map(LeaseExpiredEvent, settled))
 
     # ----- commands ------------------------------------------------------------------
 
@@ -532,12 +587,14 @@ class ShardState:
     def _run(
         self, now_ns: int, decide: Callable[[C, int], tuple[R, tuple[Event, ...]]], c: C
     ) -> Outcome[R]:
-        """Expire what is due, decide, then apply: a refusal applies nothing of its own.
+        """Forget what is past retention, decide, then apply: a refusal applies nothing of
+        its own. Deciding settles the slots the command reads (_settle): a lease counts as
+        expired from its instant on, whether or not the shard's sweep has reached it.
 
         (`decide` is a bound method taking the command: a closure per command cost
         ~0.1 us of a ~6 us grant.)
         """
-        expired = self.expire_due(now_ns)
+        forgotten = self._forget_due(now_ns)
         try:
             result, events = decide(c, now_ns)
         except BookingError as refusal:
@@ -545,20 +602,30 @@ class ShardState:
             # (and through f_back the shard's, which holds the refusal as its result) made
             # a reference cycle per refusal that only the cyclic GC frees: ~20 objects
             # each, 4-9 ms young collections every ~270 ms in the contention bench.
-            return Outcome(expired, refusal.with_traceback(None))
+            return Outcome(self._settled_events(forgotten), refusal.with_traceback(None))
         for event in events:
             self.apply(event)
-        return Outcome(expired + events if expired else events, result)
+        before = self._settled_events(forgotten)
+        return Outcome(before + events if before else events, result)
 
     # ----- deciding (reads state, never changes it) ----------------------------------
 
     def _decide_check(self, c: cmd.CheckAvailability, now_ns: int) -> tuple[int, tuple[()]]:
-        return self._require_slot(c.slot).open_spots, ()
+        slot = self._require_slot(c.slot)
+        self._settle(slot, now_ns)
+        return slot.open_spots, ()
 
     def _decide_batch(
         self, c: cmd.BatchAvailability, now_ns: int
     ) -> tuple[tuple[int | None, ...], tuple[()]]:
-        return tuple(self.open_spots(k) for k in c.slots), ()
+        return tuple(self._open_spots_at(k, now_ns) for k in c.slots), ()
+
+    def _open_spots_at(self, key: SlotKey, now_ns: int) -> int | None:
+        slot = self._slots.get(key)
+        if slot is None:
+            return None
+        self._settle(slot, now_ns)
+        return slot.open_spots
 
     def _decide_get(self, c: cmd.GetBooking, now_ns: int) -> tuple[Booking, tuple[()]]:
         return self._require_booking(c.booking_id), ()
@@ -567,6 +634,7 @@ class ShardState:
         if not c.reference:
             raise InvalidArgument("a lease reference is required", field="reference")
         slot = self._slots.get(c.slot.key) or self._require_slot(c.slot.key)
+        self._settle(slot, now_ns)
         existing_id = slot.refs[c.version].get(c.reference)
         if existing_id is not None:
             existing = self._kept_of(existing_id)
@@ -614,6 +682,7 @@ class ShardState:
         if not person.user_id:
             raise InvalidArgument("user_id is required", field="user_id")
         slot = self._find_slot(key) or self._require_slot(key)
+        self._settle(slot, now_ns)
         lease_id = c.lease_id
         if lease_id:
             # The common case written out (a LIVE lease of this slot, not yet due); any
@@ -702,6 +771,7 @@ class ShardState:
         target = self._require_slot(new_key)
         if new_key == old:
             return booking, ()
+        self._settle(target, now_ns)
         if target.open_spots <= 0:
             raise SlotUnavailable("no open spot left on the new slot", field="slot")
         new_slot = SlotRef(new_key, target.spec.availability_tag)
@@ -771,6 +841,7 @@ class ShardState:
         self._live[lease.lease_id] = _keep(lease, slot)
         slot.refs[lease.version][lease.reference] = lease.lease_id
         self._deadlines.add(lease.expires_ns, lease.lease_id)
+        slot.note_live(lease.expires_ns, lease.lease_id)
         self._live_leases += 1
         self._granted_total += 1
 
@@ -935,6 +1006,9 @@ class ShardState:
                 break
             count += 1
         return count
+
+
+_expiry_of = itemgetter(0)
 
 
 def _keep(lease: Lease, slot: _Slot) -> _Kept:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,10 +15,14 @@ MS = 1_000_000
 
 
 def _drain_stepwise(
-    deadlines: Deadlines, expiry: dict[str, int], live: set[str], instants: list[int]
+    deadlines: Deadlines,
+    expiry: dict[str, int],
+    live: set[str],
+    instants: list[int],
+    limit: int | None = None,
 ) -> None:
     for now in instants:
-        due = deadlines.pop_due(now, lambda i: expiry[i] if i in live else None)
+        due = _pop_all_due(deadlines, now, lambda i: expiry[i] if i in live else None, limit)
         assert sorted(due) == sorted(i for i in live if expiry[i] <= now)
         live.difference_update(due)
         next_ns = deadlines.next_ns()
@@ -25,6 +31,23 @@ def _drain_stepwise(
             assert next_ns <= min(expiry[i] for i in live)
         else:
             assert next_ns is None or next_ns > now
+
+
+def _pop_all_due(
+    deadlines: Deadlines, now: int, live_expiry: Callable[[str], int | None], limit: int | None
+) -> list[str]:
+    """pop_due at `now`; with a limit, chunk after chunk while next_ns() says more is due."""
+    due = deadlines.pop_due(now, live_expiry, limit)
+    if limit is None:
+        return due
+    calls = 1
+    while (next_ns := deadlines.next_ns()) is not None and next_ns <= now:
+        chunk = deadlines.pop_due(now, live_expiry, limit)
+        assert len(chunk) <= limit
+        due += chunk
+        calls += 1
+        assert calls < 10_000, "chunks that never finish"
+    return due
 
 
 def test_a_bucket_split_many_times_expires_each_lease_at_its_nanosecond() -> None:
@@ -47,11 +70,13 @@ def test_a_bucket_split_many_times_expires_each_lease_at_its_nanosecond() -> Non
             st.integers(0, 3 * MS),
         ),
         max_size=80,
-    )
+    ),
+    st.sampled_from([None, 1, 3]),
 )
 def test_adds_consumptions_and_pops_interleaved_keep_pops_exact(
-    steps: list[tuple[str, int]],
+    steps: list[tuple[str, int]], limit: int | None
 ) -> None:
+    """With a limit too: chunks of at most `limit` add up to exactly what is due."""
     deadlines = Deadlines()
     expiry: dict[str, int] = {}
     live: set[str] = set()
@@ -66,7 +91,7 @@ def test_adds_consumptions_and_pops_interleaved_keep_pops_exact(
             live.discard(sorted(live)[value % len(live)])  # stale in its bucket from now on
         else:
             now += value % (MS // 4)
-            _drain_stepwise(deadlines, expiry, live, [now])
+            _drain_stepwise(deadlines, expiry, live, [now], limit)
 
 
 def test_an_earlier_lease_added_to_a_split_bucket_still_expires_at_its_instant() -> None:
@@ -82,3 +107,18 @@ def test_an_earlier_lease_added_to_a_split_bucket_still_expires_at_its_instant()
     deadlines.add(expiry["c"], "c")
     _drain_stepwise(deadlines, expiry, live, [base + 499, base + 500, base + 899, base + 900])
     assert not live
+
+
+@pytest.mark.parametrize("late_ns", [0, 2 * MS], ids=["at-the-instant", "buckets-later"])
+def test_a_storm_due_at_one_instant_comes_in_chunks_of_the_limit(late_ns: int) -> None:
+    deadlines = Deadlines()
+    at = 7 * MS + 123
+    for n in range(1000):
+        deadlines.add(at, f"l{n}")
+    now = at + late_ns
+    chunks = []
+    while (next_ns := deadlines.next_ns()) is not None and next_ns <= now:
+        chunks.append(deadlines.pop_due(now, lambda i: at, limit=300))
+    assert [len(c) for c in chunks] == [300, 300, 300, 100]
+    assert [i for c in chunks for i in c] == [f"l{n}" for n in range(1000)]
+    assert deadlines.next_ns() is None

@@ -430,3 +430,42 @@ def test_at_most_max_remembered_expired_leases_are_kept() -> None:
         assert view is not None
         assert view.state is LeaseState.EXPIRED
     assert state.counters().leases_expired == 3
+
+
+def test_a_command_expires_its_own_slots_due_leases_and_leaves_the_rest_to_the_sweep() -> None:
+    state = new_state()
+    at = NOW + 30 * S
+    on_a = [grant(state, lease_v2(CUT_A, f"a{n}", at)) for n in range(3)]
+    on_b = [grant(state, lease_v2(CUT_B, f"b{n}", at)) for n in range(2)]
+    check_a = state.check_availability(CheckAvailability(CUT_A), at)
+    assert ok(check_a) == 3
+    assert check_a.events == tuple(LeaseExpiredEvent(lease.lease_id) for lease in on_a)
+    assert state.counters().live_leases == 2  # B's wait for the sweep (or a command on B)
+    assert state.next_deadline_ns() == at  # ...and the timer still says so
+    swept = state.expire_due(at)
+    assert swept == tuple(LeaseExpiredEvent(lease.lease_id) for lease in on_b)
+    assert state.counters().leases_expired == 5
+
+
+def test_a_refused_command_still_reports_the_expiries_of_its_slot() -> None:
+    state = new_state()
+    lease = grant(state, lease_v2(CUT_FULL, "first", NOW + 30 * S))
+    at = lease.expires_ns
+    # Refused for its expiry (not in the future), after the slot was settled: the
+    # expiry is time passing, not the command, and stands.
+    refused = state.create_lease(lease_v2(CUT_FULL, "second", at), at)
+    assert isinstance(refused.result, InvalidArgument)
+    assert refused.events == (LeaseExpiredEvent(lease.lease_id),)
+    assert state.open_spots(CUT_FULL) == 1
+
+
+def test_the_sweep_takes_a_limit_and_finishes_in_chunks() -> None:
+    state = new_state()
+    at = NOW + 30 * S
+    leases = [grant(state, lease_v2(CUT_A, f"a{n}", at)) for n in range(3)]
+    leases += [grant(state, lease_v2(YOGA, f"y{n}", at)) for n in range(2)]
+    chunks = []
+    while (next_ns := state.next_deadline_ns()) is not None and next_ns <= at:
+        chunks.append(state.expire_due(at, limit=2))
+    assert [len(c) for c in chunks] == [2, 2, 1]
+    assert [e for c in chunks for e in c] == [LeaseExpiredEvent(x.lease_id) for x in leases]

@@ -15,6 +15,7 @@ import core
 from core import ApiVersion, CheckAvailability, CreateLease, Lease, SlotKey, SlotRef, SlotSpec
 from shards import ShardFault, ShardRequest, ShardSet, ShardUnavailable, call, run_shards
 from shards._dispatch import handled_commands
+from shards._shard import EXPIRY_CHUNK
 
 ANCHOR_NS = 1_767_225_600 * core.NANOS_PER_SECOND  # wall clock at trio time 0
 KEY = SlotKey("m1", "haircut", 1_767_254_400, 1800)
@@ -166,3 +167,52 @@ async def test_inventory_keys_route_as_the_digest_does(shard_set: ShardSet) -> N
     for merchant_id, service_id in [(KEY.merchant_id, KEY.service_id), ("m2", "other")]:
         expected = core.shard_for_key(merchant_id, service_id, len(shard_set.handles))
         assert shard_set.for_key(merchant_id, service_id) is shard_set.handles[expected]
+
+
+async def test_a_storm_is_expired_in_chunks_with_requests_served_between(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    storm_key = SlotKey("m1", "haircut", 1_767_258_000, 1800)
+    leases = 8 * EXPIRY_CHUNK
+    shard_set: ShardSet = await nursery.start(
+        lambda task_status: run_shards(
+            [SlotSpec(KEY, spots=2, spots_total=2), SlotSpec(storm_key, leases, leases)],
+            shard_count=1,
+            mailbox_capacity=4,
+            entropy=counting_entropy(),
+            wall_anchor_ns=ANCHOR_NS,
+            task_status=task_status,
+        )
+    )
+    handle = shard_set.for_key("m1", "haircut")
+    shard = shard_set.shards[handle.shard_id]
+    at_ns = ANCHOR_NS + 30 * core.NANOS_PER_SECOND  # every storm lease expires at t=30
+    for n in range(leases):
+        granted = await call(handle, CreateLease(ApiVersion.V2, SlotRef(storm_key), f"s{n}", at_ns))
+        assert isinstance(granted, Lease)
+    await trio.sleep_until(30)  # the timer is due now too
+
+    # Ask about the other slot again and again while the timer sweeps the storm.
+    expired_at_replies: list[int] = []
+    for _ in range(100):  # (virtual time stands still while this loop runs)
+        assert await open_spots(shard_set) == 2
+        expired_at_replies.append(shard.statistics().expirations)
+        if expired_at_replies[-1] == leases:
+            break
+    assert expired_at_replies[-1] == leases, expired_at_replies
+    assert any(0 < n < leases for n in expired_at_replies), expired_at_replies
+    assert shard.statistics().last_expiry_lag_s == pytest.approx(0.0, abs=1e-6)
+    shard_set.close()
+
+
+async def test_a_command_on_a_slot_does_not_wait_for_the_sweep(
+    shard_set: ShardSet, autojump_clock: trio.testing.MockClock
+) -> None:
+    handle = shard_set.for_key("m1", "haircut")
+    shard = shard_set.shards[handle.shard_id]
+    await call(handle, lease_for("r1", 30))
+    await call(handle, lease_for("r2", 30))
+    shard._expire_on_timer = lambda: False  # type: ignore[method-assign]  # (no sweep at all)
+    await trio.sleep(30)
+    assert await open_spots(shard_set) == 2  # the check settled its own slot
+    assert shard.statistics().expirations == 2
