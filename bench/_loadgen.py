@@ -64,6 +64,8 @@ class PhaseSpec:
     run_id: str
     # Whether this phase's records count in the figures (warm-up does not).
     measured: bool = True
+    # The phase's place in the run: the rounds of one phase share its name, not this.
+    number: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +122,15 @@ class Ctx:
         return op
 
     def name(self, kind: str) -> str:
-        """A name unique to this run, phase, worker and kind: references, tokens, users."""
+        """A name unique to this run, phase, worker and kind: references, tokens, users.
+
+        Unique to the phase's number too: a --ceiling round that reused the reference
+        of an earlier round of the same phase got that round's lease back (an
+        idempotent replay, as the API requires), often consumed or expired by then.
+        """
         self._names += 1
         spec = self.spec
-        return f"{spec.run_id}-{spec.name}-{kind}{spec.worker}-{self._names}"
+        return f"{spec.run_id}-{spec.name}{spec.number}-{kind}{spec.worker}-{self._names}"
 
     async def call(self, request: Awaitable[Op]) -> Op:
         self.in_flight += 1

@@ -135,6 +135,7 @@ class Runner:
         self.clients = clients
         self.timeout_s = timeout_s
         self.run_id = run_id
+        self._phases_started = 0
         self.seed = seed
         self.server_cpu = server_cpu
         self.out = out
@@ -202,6 +203,7 @@ class Runner:
         """Run one phase on every client process and wait for all of it."""
         start_ns = time.time_ns() + round(START_DELAY_S * NANOS)
         end_ns = start_ns + round(duration_s * NANOS)
+        self._phases_started += 1
         for worker, conn in enumerate(self._conns):
             worker_params = dict(params or {})
             if per_worker is not None:
@@ -221,6 +223,7 @@ class Runner:
                 seed=self.seed,
                 run_id=self.run_id,
                 measured=measured,
+                number=self._phases_started,
             )
             conn.send(spec)
         cpu0, busy0 = self.server_cpu(), _machine_ticks()
