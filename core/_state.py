@@ -170,9 +170,10 @@ class _Slot:
         # so that a command settles its own slot's due leases without a sweep of the
         # whole shard. May also list leases no longer LIVE (consumed, or expired by the
         # sweep): those are dropped when their expiry passes and the slot is next
-        # settled. (Not (expiry, id) tuples: one per grant cost 48 more bytes a lease
-        # and, with equal expiries, tuple comparisons of random ids; grants were 26%
-        # slower in bench core.)
+        # settled, which every grant on it does first; so the lists hold at most the
+        # leases granted on the slot within one maximum lease lifetime. (Not (expiry,
+        # id) tuples: one per grant cost 48 more bytes a lease and, with equal expiries,
+        # tuple comparisons of random ids; grants were 26% slower in bench core.)
         self.expiries: list[int] = []
         self.expiring_ids: list[str] = []
         # Who holds this slot's CONFIRMED bookings, counted by each identity the
@@ -614,7 +615,7 @@ class ShardState:
         before = self._settled_events(forgotten) if self._settled else forgotten
         return Outcome(before + events if before else events, result)
 
-    # ----- deciding (reads state, never changes it) ----------------------------------
+    # ----- deciding (reads state; changes none, but for settling a slot) -------------
 
     def _decide_check(self, c: cmd.CheckAvailability, now_ns: int) -> tuple[int, tuple[()]]:
         slot = self._require_slot(c.slot)
