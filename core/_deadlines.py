@@ -11,8 +11,8 @@ A bucket is marked sorted while its ids arrive in expiry order (as with one
 TTL), so a bucket that `now` is inside gives up its due prefix and stops at
 the first lease not yet due, instead of looking up every id in the bucket
 again on every command (~50 ids a command at 50k grants/s). A bucket that got
-ids out of order is sorted the first time `now` is inside it (timsort), and
-marked again. A sorted prefix can also be taken in chunks: `pop_due`'s limit
+ids out of order is sorted the first time `now` is inside it (timsort; nothing
+expired yet), and marked again. A sorted prefix can also be taken in chunks: `pop_due`'s limit
 bounds the work of one call, so a storm of leases due at one instant does not
 stall the shard's thread.
 
@@ -71,9 +71,9 @@ class Deadlines:
         """Remove and return the ids of live leases due at `now_ns`, in bucket order.
 
         `live_expiry(id)` is the lease's expiry if it is still live, else None. With a
-        `limit`, at most about that many ids are looked at (stale ones too), so a storm
-        is taken in chunks; whatever is left due stays listed (next_ns() <= now_ns).
-        A bucket whose ids were added out of expiry order is still split whole, once.
+        `limit`, at most that many are returned and about that many ids looked at (stale
+        ones too; but for the one-time sort of a bucket whose ids came out of order), so
+        a storm is taken in chunks; what is left due stays listed (next_ns() <= now_ns).
         """
         due: list[str] = []
         heap = self._heap
@@ -91,38 +91,33 @@ class Deadlines:
                 self._drop(bucket)
                 continue
             # `now` is inside this bucket, so every later bucket is still in the future.
-            if bucket in self._sorted:
-                self._take_due_prefix(bucket, ids, now_ns, live_expiry, due, budget)
-            else:
-                self._split_and_sort(bucket, ids, now_ns, live_expiry, due)
+            if bucket not in self._sorted:
+                sorted_ids = self._sort(bucket, ids, live_expiry)
+                if sorted_ids is None:
+                    continue  # every id was stale: the bucket is gone
+                ids = sorted_ids
+            self._take_due_prefix(bucket, ids, now_ns, live_expiry, due, budget)
             break
         return due
 
-    def _split_and_sort(
-        self,
-        bucket: int,
-        ids: list[str],
-        now_ns: int,
-        live_expiry: Callable[[str], int | None],
-        due: list[str],
-    ) -> None:
-        """Move the bucket's due ids to `due`; keep the rest in expiry order (stable), marked."""
-        kept: list[tuple[int, str]] = []
-        for lease_id in ids:
-            expiry = live_expiry(lease_id)
-            if expiry is None:
-                continue
-            if expiry <= now_ns:
-                due.append(lease_id)
-            else:
-                kept.append((expiry, lease_id))
+    def _sort(
+        self, bucket: int, ids: list[str], live_expiry: Callable[[str], int | None]
+    ) -> list[str] | None:
+        """Put the bucket's live ids in expiry order (stable) and mark it; None if none.
+
+        One lookup per id and a sort: no expiry is applied here, so even a bucket of a
+        storm's ids in mixed order costs the sweep little before it goes on in chunks.
+        """
+        kept = [(e, i) for i in ids if (e := live_expiry(i)) is not None]
         if not kept:
             self._drop(bucket)
-            return
+            return None
         kept.sort(key=_expiry)
-        self._buckets[bucket] = [lease_id for _, lease_id in kept]
+        ordered = [lease_id for _, lease_id in kept]
+        self._buckets[bucket] = ordered
         self._earliest[bucket] = kept[0][0]
         self._sorted[bucket] = kept[-1][0]
+        return ordered
 
     def _take_due_prefix(
         self,

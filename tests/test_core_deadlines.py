@@ -37,10 +37,10 @@ def _pop_all_due(
     deadlines: Deadlines, now: int, live_expiry: Callable[[str], int | None], limit: int | None
 ) -> list[str]:
     """pop_due at `now`; with a limit, chunk after chunk while next_ns() says more is due."""
-    due = deadlines.pop_due(now, live_expiry, limit)
     if limit is None:
-        return due
-    calls = 1
+        return deadlines.pop_due(now, live_expiry)
+    due: list[str] = []
+    calls = 0
     while (next_ns := deadlines.next_ns()) is not None and next_ns <= now:
         chunk = deadlines.pop_due(now, live_expiry, limit)
         assert len(chunk) <= limit
@@ -122,3 +122,17 @@ def test_a_storm_due_at_one_instant_comes_in_chunks_of_the_limit(late_ns: int) -
     assert [len(c) for c in chunks] == [300, 300, 300, 100]
     assert [i for c in chunks for i in c] == [f"l{n}" for n in range(1000)]
     assert deadlines.next_ns() is None
+
+
+def test_a_bucket_filled_out_of_order_is_still_taken_in_chunks() -> None:
+    deadlines = Deadlines()
+    base = 11 * MS
+    expiry = {f"l{n}": base + 999 - n for n in range(10)}  # each earlier than the last
+    for lease_id, at in expiry.items():
+        deadlines.add(at, lease_id)
+    now = base + 999  # inside the bucket: all due
+    chunks = []
+    while (next_ns := deadlines.next_ns()) is not None and next_ns <= now:
+        chunks.append(deadlines.pop_due(now, expiry.get, limit=4))
+    assert [len(c) for c in chunks] == [4, 4, 2]
+    assert [i for c in chunks for i in c] == [f"l{n}" for n in reversed(range(10))]

@@ -312,6 +312,13 @@ class CoreMachine(RuleBasedStateMachine):
         events = self.state.expire_due(self.model.now)
         assert self._observe(events, every_due=True) == ()
 
+    @rule(limit=st.integers(1, 3))
+    def sweep_a_chunk(self, limit: int) -> None:
+        """The shard's timer sweeps in chunks: some of the due leases, at most `limit`."""
+        events = self.state.expire_due(self.model.now, limit)
+        assert sum(isinstance(e, LeaseExpiredEvent) for e in events) <= limit
+        assert self._observe(events) == ()
+
     # ----- leases -------------------------------------------------------------------------
 
     @rule(
