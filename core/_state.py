@@ -377,6 +377,10 @@ class ShardState:
         self._deadlines = Deadlines()
         # Expired leases in expiry order, oldest first, for bounded remembering.
         self._expired: deque[str] = deque()
+        # TODO(issue 6, consume target): keep bookings as plain tuples of atoms, rebuilt on
+        # demand as leases are (_Kept): each booking's Booking and Person stay GC-tracked,
+        # and a full collection (~89 ms at 100k bookings) lands in bench core's consume
+        # window (GC ~17% of it; see the stop-11 note).
         self._bookings: dict[str, Booking] = {}
         # user_id -> the id of the user's one booking here, or a set once there are more
         # (most users book once per shard: a set each was 200 bytes and a GC object).

@@ -75,6 +75,11 @@ class JournalStats:
 class JournalSink(EventSink):
     """Journals each command's events and delivers its reply per `durability` (module doc)."""
 
+    # TODO(issue 4's figure, stop 11): SYNC costs ~110 us of server CPU a call more than
+    # NONE in `bench flow` (319 vs 208 us), though fdatasync is ~0.11 ms on this disk:
+    # the worker-thread round trip per group commit (trio's thread cache, GIL hand-offs)
+    # is most of it. One long-lived writer thread for all shards may cut it.
+
     def __init__(
         self,
         durability: Durability,
