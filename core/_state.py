@@ -472,6 +472,7 @@ class ShardState:
             raise ValueError("restore needs a fresh ShardState")
         for lease in snapshot.leases:
             self._restore_lease(lease)
+        self._list_restored_expiries()
         self._expired.extend(snapshot.expired_order)
         for stored in snapshot.bookings:
             slot = self._known_slot(stored.slot.key)
@@ -486,6 +487,19 @@ class ShardState:
             self._tokens[(merchant_id, service_id, token)] = booking
         self._granted_total, self._expired_total, self._booked_total = snapshot.totals
 
+    def _list_restored_expiries(self) -> None:
+        """Each slot's expiry lists from its restored LIVE leases, sorted once: a snapshot
+        lists leases in grant order, and inserting those of mixed lifetimes one by one
+        would move O(n) entries each (O(n^2) for a slot of many spots)."""
+        by_slot: dict[int, list[tuple[int, str]]] = {}
+        for lease_id, kept in self._live.items():
+            by_slot.setdefault(kept[1], []).append((kept[4], lease_id))  # (expires_ns, id)
+        for number, entries in by_slot.items():
+            entries.sort(key=_expires_first)
+            slot = self._slot_list[number]
+            slot.expiries = [expires_ns for expires_ns, _ in entries]
+            slot.expiring_ids = [lease_id for _, lease_id in entries]
+
     def _restore_lease(self, lease: Lease) -> None:
         slot = self._known_slot(lease.slot.key)
         if self._is_known_lease(lease.lease_id):
@@ -496,7 +510,6 @@ class ShardState:
             self._take(slot)
             self._live[lease.lease_id] = kept
             self._deadlines.add(lease.expires_ns, lease.lease_id)
-            slot.note_live(lease.expires_ns, lease.lease_id)
             self._live_leases += 1
         elif lease.state is LeaseState.EXPIRED:
             self._lapsed[lease.lease_id] = kept
@@ -1017,6 +1030,10 @@ class ShardState:
                 break
             count += 1
         return count
+
+
+def _expires_first(entry: tuple[int, str]) -> int:
+    return entry[0]
 
 
 def _keep(lease: Lease, slot: _Slot) -> _Kept:

@@ -11,6 +11,7 @@ import core
 from core import (
     ApiVersion,
     CancelBooking,
+    CheckAvailability,
     CreateBooking,
     CreateLease,
     LeaseSettings,
@@ -105,3 +106,20 @@ def test_a_frozen_state_is_the_state_when_frozen_whatever_happens_after() -> Non
     state.expire_due(400 * S + 2 * 24 * 3600 * S)  # past retention: expired leases forgotten
     assert state.snapshot() != before
     assert frozen.materialize() == before
+
+
+def test_a_restored_slot_expires_leases_of_mixed_lifetimes_each_at_its_instant() -> None:
+    spec = SlotSpec(SlotKey("m1", "cut", 9_000, 60), spots=5, spots_total=5)
+    state = ShardState([spec], entropy=entropy(), settings=LeaseSettings())
+    lifetimes = [50, 10, 40, 20, 30]  # granted in this order: not expiry order
+    for n, seconds in enumerate(lifetimes):
+        granted = state.create_lease(
+            CreateLease(ApiVersion.V2, SlotRef(spec.key), f"r{n}", seconds * S), 0
+        )
+        assert isinstance(granted.result, core.Lease)
+    restored = ShardState([spec], entropy=entropy())
+    restored.restore(state.snapshot())
+    for seconds in sorted(lifetimes):
+        at_instant = restored.check_availability(CheckAvailability(spec.key), seconds * S)
+        assert at_instant.result == 5 - len([x for x in lifetimes if x > seconds])
+        assert len(at_instant.events) == 1  # its own slot's one lease due, by the settle
