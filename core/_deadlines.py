@@ -10,11 +10,11 @@ nanosecond: a bucket that `now` is inside is split, expiring only what is due.
 A bucket is marked sorted while its ids arrive in expiry order (as with one
 TTL), so a bucket that `now` is inside gives up its due prefix and stops at
 the first lease not yet due, instead of looking up every id in the bucket
-again on every command (~50 ids a command at 50k grants/s). A bucket that got
-ids out of order is sorted the first time `now` is inside it (timsort; nothing
-expired yet), and marked again. A sorted prefix can also be taken in chunks: `pop_due`'s limit
-bounds the work of one call, so a storm of leases due at one instant does not
-stall the shard's thread.
+again on every sweep (when commands swept, ~50 ids a command at 50k grants/s).
+A bucket that got ids out of order is sorted the first time `now` is inside
+it (timsort; nothing expired yet), and marked again. A sorted prefix can be
+taken in chunks: `pop_due`'s limit bounds the work of one call, so a storm of
+leases due at one instant does not stall the shard's thread.
 
 Stale ids (leases consumed by a booking before their expiry) stay in their
 bucket until it is due and are then skipped, so they are bounded by the
