@@ -2,11 +2,10 @@
 
 The loop is thin: receive a request, run it against the state (which first
 expires what is due on the slot it reads), reply; a timer task sweeps the rest
-of what is due, in chunks.
-Nothing else touches the state, so no locks are needed and requests are
-serialised per shard. The mailbox is
-bounded and fed with `send_nowait`: a full mailbox is answered OVERLOADED at
-once by the sender (see ShardHandle.submit) instead of queueing without bound.
+of what is due, in chunks. Nothing else touches the state, so no locks are
+needed and requests are serialised per shard. The mailbox is bounded and fed
+with `send_nowait`: a full mailbox is answered OVERLOADED at once by the sender
+(see ShardHandle.submit) instead of queueing without bound.
 """
 
 from __future__ import annotations
@@ -131,7 +130,8 @@ class Shard:
 
         It runs between requests, never during one (the shard's code has no await
         inside an operation), so the state still has a single writer at a time.
-        Commands expire what is due before deciding anyway; this is for an idle shard.
+        Commands settle only the slot they read; this sweep expires everything else
+        that is due, EXPIRY_CHUNK leases at a time.
         """
         while True:
             with trio.CancelScope(deadline=self._next_timer()) as timer:
