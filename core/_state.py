@@ -29,6 +29,7 @@ from bisect import bisect_right
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from operator import itemgetter
 from typing import Generic, TypeVar, assert_never
 
 from core import _commands as cmd
@@ -495,7 +496,7 @@ class ShardState:
         for lease_id, kept in self._live.items():
             by_slot.setdefault(kept[1], []).append((kept[4], lease_id))  # (expires_ns, id)
         for number, entries in by_slot.items():
-            entries.sort(key=_expires_first)
+            entries.sort(key=itemgetter(0))  # (stable: equal expiries stay in grant order)
             slot = self._slot_list[number]
             slot.expiries = [expires_ns for expires_ns, _ in entries]
             slot.expiring_ids = [lease_id for _, lease_id in entries]
@@ -645,7 +646,7 @@ class ShardState:
         return tuple(self._open_spots_at(k, now_ns) for k in c.slots), ()
 
     def _open_spots_at(self, key: SlotKey, now_ns: int) -> int | None:
-        slot = self._slots.get(key)
+        slot = self._find_slot(key)
         if slot is None:
             return None
         self._settle(slot, now_ns)
@@ -657,7 +658,7 @@ class ShardState:
     def _decide_lease(self, c: cmd.CreateLease, now_ns: int) -> tuple[Lease, tuple[Event, ...]]:
         if not c.reference:
             raise InvalidArgument("a lease reference is required", field="reference")
-        slot = self._slots.get(c.slot.key) or self._require_slot(c.slot.key)
+        slot = self._find_slot(c.slot.key) or self._require_slot(c.slot.key)
         self._settle(slot, now_ns)
         existing_id = slot.refs[c.version].get(c.reference)
         if existing_id is not None:
@@ -1030,10 +1031,6 @@ class ShardState:
                 break
             count += 1
         return count
-
-
-def _expires_first(entry: tuple[int, str]) -> int:
-    return entry[0]
 
 
 def _keep(lease: Lease, slot: _Slot) -> _Kept:
