@@ -26,6 +26,7 @@ from gateway._tls import TlsSettings, server_context
 from shards import Durability, Persistence, RecoveryError, RecoveryReport
 from shards._collector import tune_for_long_lived_state
 from shards._datadir import DataDirError, lock, prepare, recorded_feed
+from shards._handoff import tune_thread_handoffs
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -180,6 +181,7 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     )
     try:
         tune_for_long_lived_state()
+        tune_thread_handoffs()
         asyncio.run(_serve_until_signal(config, feed))
     except HealthListenError as problem:
         return _fail(str(problem), EXIT_FAILURE)
