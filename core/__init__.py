@@ -57,6 +57,7 @@ from core._routing import (
     shard_for_bucket,
     shard_for_key,
 )
+from core._scope import Scope, commit_scope
 from core._state import Counters, FrozenState, LeaseSettings, Outcome, ShardState, StateSnapshot
 
 __all__ = [
@@ -96,6 +97,7 @@ __all__ = [
     "PostalAddress",
     "ReferenceConflict",
     "RescheduleBooking",
+    "Scope",
     "ShardState",
     "SlotAlreadyBookedByUser",
     "SlotKey",
@@ -104,6 +106,7 @@ __all__ = [
     "SlotUnavailable",
     "StateSnapshot",
     "bucket_of_id",
+    "commit_scope",
     "routing_bucket",
     "shard_for_bucket",
     "shard_for_key",

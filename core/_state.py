@@ -538,6 +538,22 @@ class ShardState:
         forgotten = self._forget_due(now_ns)
         return (*events, *forgotten) if forgotten else tuple(events)
 
+    def expiry_scope(self, events: Sequence[Event]) -> tuple[str, str] | None:
+        """The one (merchant, service) of every lease these `expire_due` events expired,
+        or None: leases of several, or other events too (see core.commit_scope)."""
+        lapsed, slots = self._lapsed, self._slot_list
+        scope: tuple[str, str] | None = None
+        for event in events:
+            kept = lapsed.get(event.lease_id) if isinstance(event, LeaseExpiredEvent) else None
+            if kept is None:
+                return None  # (forgetting, or an expiry already forgotten: whole shard)
+            key = slots[kept[1]].spec.key
+            if scope is None:
+                scope = (key.merchant_id, key.service_id)
+            elif key.merchant_id != scope[0] or key.service_id != scope[1]:
+                return None
+        return scope
+
     def _forget_due(self, now_ns: int) -> tuple[Event, ...]:
         """Forget expired leases past retention or the cap: O(1) when there are none."""
         if not self._may_forget(now_ns):

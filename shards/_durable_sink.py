@@ -6,9 +6,12 @@ Durability (`--durability`):
   everything committed before it. Group commit: while one fsync runs, every
   command that arrives is appended to the buffer; the next fsync covers them
   all, so throughput grows with concurrency instead of being one fsync per
-  request. A command without events is answered at once when nothing waits
-  for the disk, else after the replies queued before it (it may read state
-  that they created, which must not be seen before it is durable).
+  request. A command without events is answered at once unless a command
+  that may have changed what it read still waits for the disk (what it read
+  must not be seen before it is durable); then after the next fsync. Each
+  commit names its scope (core.commit_scope): the (merchant, service) it read
+  and changed, or None, the whole shard; a reply waits only for writes of its
+  own scope and for whole-shard ones.
 - ASYNC: replies go out at once; the run loop fsyncs at most every
   `flush_interval_s` (10 ms) and never while idle, so a crash loses about the
   last interval plus one fsync of acknowledged commands.
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import assert_never
 
@@ -44,6 +47,9 @@ from shards._messages import JournalFigures
 from shards._shard import EventSink
 
 FLUSH_INTERVAL_S = 0.010
+
+# A queued reply whose command wrote nothing (see JournalSink._waiting).
+_READ_ONLY = object()
 
 
 class Durability(enum.Enum):
@@ -93,8 +99,12 @@ class JournalSink(EventSink):
         self._writer = writer
         self._interval = flush_interval_s
         # Invariant: in submission order; each waits for an fsync covering everything
-        # appended before it was queued.
-        self._waiting: list[Callable[[], None]] = []
+        # appended before it was queued. With each reply, the scope its command wrote
+        # (None: the whole shard), or _READ_ONLY.
+        self._waiting: list[tuple[Callable[[], None], object]] = []
+        # Scope -> commits of that scope whose events are not yet fsynced (None: whole
+        # shard). Invariant: no zero counts; empty when nothing written waits.
+        self._unsynced_writes: dict[Hashable | None, int] = {}
         # Replies of the batch whose flush is running (taken out of _waiting).
         self._held = 0
         self._work = trio.Event()
@@ -106,8 +116,13 @@ class JournalSink(EventSink):
         # The writer has one driver at a time: the flush loop, or a roll for a snapshot.
         self._writer_lock = trio.Lock()
 
-    def commit(self, events: Sequence[Event], deliver: Callable[[], None]) -> None:
+    def commit(
+        self, events: Sequence[Event], deliver: Callable[[], None], scope: Hashable | None = None
+    ) -> None:
         """Journal `events` (one record) and deliver the reply when `durability` allows.
+
+        `scope`: all the command read and changed lies within it (core.commit_scope);
+        None, the whole shard.
 
         Raises:
             JournalFailed: an earlier write failed.
@@ -125,11 +140,22 @@ class JournalSink(EventSink):
             if events:
                 self._work.set()
             deliver()
-        elif not events and not self._waiting and not self._held:
-            deliver()  # nothing before it waits for the disk
-        else:
-            self._waiting.append(deliver)
+        elif events:
+            self._waiting.append((deliver, scope))
+            writes = self._unsynced_writes
+            writes[scope] = writes.get(scope, 0) + 1
             self._work.set()
+        elif self._may_see_unsynced(scope):
+            self._waiting.append((deliver, _READ_ONLY))
+            self._work.set()
+        else:
+            deliver()  # nothing it read waits for the disk
+
+    def _may_see_unsynced(self, scope: Hashable | None) -> bool:
+        writes = self._unsynced_writes
+        if not writes:
+            return False
+        return scope is None or None in writes or scope in writes
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Write and fsync in the background until `aclose()` or cancellation, then drain.
@@ -251,7 +277,15 @@ class JournalSink(EventSink):
                 )
                 raise self._failure from problem
         self._held = 0
-        for deliver in batch:
+        writes = self._unsynced_writes
+        for _, scope in batch:
+            if scope is not _READ_ONLY:
+                left = writes[scope] - 1
+                if left:
+                    writes[scope] = left
+                else:
+                    del writes[scope]
+        for deliver, _ in batch:
             deliver()
 
     async def _drain(self) -> None:

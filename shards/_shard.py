@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import trio
 
-from core import BookingError, Command, Event, ShardState
+from core import BookingError, Command, Event, ShardState, commit_scope
 from shards._clock import AnchoredClock
 from shards._dispatch import execute
 from shards._messages import (
@@ -41,12 +41,16 @@ class EventSink:
     """Where a shard's events go before its reply is sent. This one keeps nothing.
 
     A durable sink (the journal) appends the events and calls `deliver` only once
-    they are on disk; it must deliver in submission order, so that no reply
-    reveals state a crash could still lose.
+    they are on disk, and no reply before every earlier write within its scope is
+    on disk too, so that no reply reveals state a crash could still lose.
     """
 
-    def commit(self, events: Sequence[Event], deliver: Callable[[], None]) -> None:
-        del events
+    def commit(
+        self, events: Sequence[Event], deliver: Callable[[], None], scope: Hashable | None = None
+    ) -> None:
+        """Record `events`; call `deliver` once the reply may go out. `scope`: how far the
+        command's reads reach (core.commit_scope; None, the whole shard)."""
+        del events, scope
         deliver()
 
     def journal_figures(self) -> JournalFigures | None:
@@ -182,7 +186,8 @@ class Shard:
         now_ns = self._clock.wall_ns()
         if deadline_ns is not None and deadline_ns <= now_ns:
             self._expiry_lag_s = (now_ns - deadline_ns) / _NANOS
-        self._sink.commit(self.state.expire_due(now_ns, EXPIRY_CHUNK), _nothing_to_deliver)
+        expired = self.state.expire_due(now_ns, EXPIRY_CHUNK)
+        self._sink.commit(expired, _nothing_to_deliver, self.state.expiry_scope(expired))
         left_ns = self.state.next_deadline_ns()
         return left_ns is not None and left_ns <= now_ns
 
@@ -207,7 +212,8 @@ class Shard:
             self.service_times.record(time.perf_counter() - request.submitted_at)
             request.reply(result)
 
-        self._sink.commit(outcome.events, deliver)
+        events = outcome.events
+        self._sink.commit(events, deliver, commit_scope(command, events))
 
 
 class ShardHandle:

@@ -40,9 +40,11 @@ from core import (
     BookingStatus,
     CancelBooking,
     CheckAvailability,
+    Command,
     CreateBooking,
     CreateLease,
     Event,
+    ExpiredLeasesForgotten,
     GetBooking,
     InvalidArgument,
     Lease,
@@ -64,6 +66,7 @@ from core import (
     SlotSpec,
     SlotUnavailable,
     bucket_of_id,
+    commit_scope,
     routing_bucket,
 )
 
@@ -280,6 +283,35 @@ class CoreMachine(RuleBasedStateMachine):
         self._verify(own, outcome.result, expected)
         return own
 
+    def _assert_within_scope(self, command: Command, events: tuple[Event, ...]) -> None:
+        """What the journal's SYNC hold relies on (core.commit_scope): every event of a
+        scoped command changes its (merchant, service) only."""
+        scope = commit_scope(command, events)
+        if scope is None:
+            assert any(isinstance(e, ExpiredLeasesForgotten) for e in events), events
+            return
+        for event in events:
+            if isinstance(event, LeaseExpiredEvent):
+                key = self.model.leases[event.lease_id].granted.slot.key
+            elif isinstance(event, LeaseGranted):
+                key = event.lease.slot.key
+            else:
+                assert isinstance(event, BookingCreated), event
+                key = event.booking.slot.key
+            assert _service_of(key) == scope, (command, event)
+
+    def _assert_sweep_scope(self, events: tuple[Event, ...]) -> None:
+        """A sweep names one (merchant, service) exactly when all it expired lies there."""
+        leases = self.model.leases
+        services = {
+            _service_of(leases[e.lease_id].granted.slot.key)
+            for e in events
+            if isinstance(e, LeaseExpiredEvent)
+        }
+        only_expiries = all(isinstance(e, LeaseExpiredEvent) for e in events)
+        expected = services.pop() if only_expiries and len(services) == 1 else None
+        assert self.state.expiry_scope(events) == expected, events
+
     # ----- clock --------------------------------------------------------------------------
 
     @rule(delta=st.integers(0, 120 * S) | st.sampled_from([1, S, DEFAULT_TTL]))
@@ -310,6 +342,7 @@ class CoreMachine(RuleBasedStateMachine):
     @rule()
     def expire_due(self) -> None:
         events = self.state.expire_due(self.model.now)
+        self._assert_sweep_scope(events)
         assert self._observe(events, every_due=True) == ()
 
     @rule(limit=st.integers(1, 3))
@@ -317,6 +350,7 @@ class CoreMachine(RuleBasedStateMachine):
         """The shard's timer sweeps in chunks: some of the due leases, at most `limit`."""
         events = self.state.expire_due(self.model.now, limit)
         assert sum(isinstance(e, LeaseExpiredEvent) for e in events) <= limit
+        self._assert_sweep_scope(events)
         assert self._observe(events) == ()
 
     # ----- leases -------------------------------------------------------------------------
@@ -356,6 +390,7 @@ class CoreMachine(RuleBasedStateMachine):
         requested = None if expiry is None else now + expiry
         command = CreateLease(version, SlotRef(key, tag), reference, requested)
         outcome = self.state.create_lease(command, now)
+        self._assert_within_scope(command, outcome.events)
         # Expiries are applied first; predict against the state they leave.
         own = self._observe(outcome.events)
         expected = self._predict_lease(key, version, reference, requested)
@@ -474,6 +509,7 @@ class CoreMachine(RuleBasedStateMachine):
         now = self.model.now
         command = CreateBooking(ApiVersion.V2, SlotRef(key), lease_id, person, token)
         outcome = self.state.create_booking(command, now)
+        self._assert_within_scope(command, outcome.events)
         own = self._observe(outcome.events)
         expected = self._predict_v2(key, lease_id, person, token)
         self._verify(own, outcome.result, expected)
@@ -664,7 +700,9 @@ class CoreMachine(RuleBasedStateMachine):
             self._list_bookings(person)
 
     def _check_availability(self, key: SlotKey) -> None:
-        outcome = self.state.check_availability(CheckAvailability(key), self.model.now)
+        command = CheckAvailability(key)
+        outcome = self.state.check_availability(command, self.model.now)
+        self._assert_within_scope(command, outcome.events)
         self._observe(outcome.events)
         if key in SPOTS:
             assert outcome.result == SPOTS[key] - self.model.holders_at_now(key)

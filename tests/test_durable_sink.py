@@ -160,6 +160,53 @@ async def test_a_reply_without_events_keeps_its_place_in_line(
     assert fsync.calls == 2
 
 
+SCOPE_A = ("merchant-a", "haircut")
+SCOPE_B = ("merchant-b", "haircut")
+
+
+async def test_a_read_waits_only_for_writes_it_could_have_seen(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    fsync = GatedFsync()
+    sink = await started_sink(nursery, tmp_path, fsync=fsync)
+    replies = Replies()
+    sink.commit(EVENTS, replies.to("write-a"), SCOPE_A)
+    await fsync.started()
+    sink.commit([], replies.to("read-b"), SCOPE_B)
+    assert replies.order == ["read-b"], "another scope: nothing it read waits for the disk"
+    sink.commit([], replies.to("read-a"), SCOPE_A)  # may have read write-a
+    sink.commit([], replies.to("read-shard"))  # the whole shard: may have read write-a
+    assert replies.order == ["read-b"]
+    assert sink.statistics().pending_replies == 3
+    fsync.allow()
+    await replies.wait_for(4)
+    assert replies.order == ["read-b", "write-a", "read-a", "read-shard"]
+    sink.commit([], replies.to("read-a-again"), SCOPE_A)
+    assert replies.order[-1] == "read-a-again", "write-a is on disk: nothing to wait for"
+    assert fsync.calls == 1
+
+
+async def test_a_write_to_the_whole_shard_holds_the_reads_of_every_scope(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    fsync = GatedFsync()
+    sink = await started_sink(nursery, tmp_path, fsync=fsync)
+    replies = Replies()
+    sink.commit([BookingCancelled("B1")], replies.to("cancel"))  # scope None
+    await fsync.started()
+    sink.commit(EVENTS, replies.to("write-b"), SCOPE_B)  # a write waits for its own fsync
+    sink.commit([], replies.to("read-a"), SCOPE_A)
+    assert replies.order == []
+    fsync.allow()
+    await fsync.started()  # write-b's fsync; read-a waits in its batch
+    assert replies.order == ["cancel"]
+    sink.commit([], replies.to("read-a-2"), SCOPE_A)
+    assert replies.order == ["cancel", "read-a-2"], "only write-b (another scope) is unsynced"
+    fsync.allow()
+    await replies.wait_for(4)
+    assert replies.order == ["cancel", "read-a-2", "write-b", "read-a"]
+
+
 async def test_async_replies_at_once_and_fsyncs_on_its_own_at_most_every_interval(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from typing import get_args
 
 import pytest
@@ -13,7 +13,17 @@ import trio.testing
 
 import core
 from core import ApiVersion, CheckAvailability, CreateLease, Lease, SlotKey, SlotRef, SlotSpec
-from shards import ShardFault, ShardRequest, ShardSet, ShardUnavailable, call, run_shards
+from shards import (
+    AnchoredClock,
+    EventSink,
+    Shard,
+    ShardFault,
+    ShardRequest,
+    ShardSet,
+    ShardUnavailable,
+    call,
+    run_shards,
+)
 from shards._dispatch import handled_commands
 from shards._shard import EXPIRY_CHUNK
 
@@ -216,3 +226,36 @@ async def test_a_command_on_a_slot_does_not_wait_for_the_sweep(
     await trio.sleep(30)
     assert await open_spots(shard_set) == 2  # the check settled its own slot
     assert shard.statistics().expirations == 2
+
+
+class RecordingSink(EventSink):
+    def __init__(self) -> None:
+        self.scopes: list[tuple[str, object]] = []
+
+    def commit(
+        self,
+        events: Sequence[core.Event],
+        deliver: Callable[[], None],
+        scope: Hashable | None = None,
+    ) -> None:
+        self.scopes.append((type(events[0]).__name__ if events else "", scope))
+        deliver()
+
+
+async def test_each_commit_names_the_scope_its_command_reached(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sink = RecordingSink()
+    state = core.ShardState([SlotSpec(KEY, 1, 1)], entropy=counting_entropy())
+    shard = Shard(0, state, AnchoredClock(ANCHOR_NS), mailbox_capacity=4, sink=sink)
+    await nursery.start(shard.run)
+    granted = await call(shard.handle, lease_for("r1", 30))
+    assert isinstance(granted, Lease)
+    await call(shard.handle, lease_for("r2", 30))  # refused: the one spot is held
+    await call(shard.handle, core.CancelBooking("B-unknown"))
+    assert sink.scopes == [
+        ("LeaseGranted", ("m1", "haircut")),
+        ("", ("m1", "haircut")),
+        ("", None),
+    ]
+    shard.close()
