@@ -24,7 +24,7 @@ import sniffio
 import trio
 
 from core import Command
-from shards import Reply, ShardHandle, ShardRequest
+from shards import Reply, ShardFault, ShardHandle, ShardRequest, ShardUnavailable
 
 
 class TrioGuest:
@@ -199,7 +199,8 @@ class _WakeOnHost:
 async def call_shard(handle: ShardHandle, command: Command, remaining_s: float | None) -> Reply:
     """Run a command on a shard from asyncio code and await its reply.
 
-    Raises ShardUnavailable at once when the mailbox is full or closed. `remaining_s`
+    Raises ShardUnavailable at once when the mailbox is full or closed, or the trio
+    run has ended (the shards stopped, or failed and the server is stopping). `remaining_s`
     (seconds, from the caller's gRPC deadline) becomes an absolute deadline on
     trio's clock: grpclib measures deadlines with time.monotonic(), a different
     clock, so only the remaining time crosses over.
@@ -212,6 +213,13 @@ async def call_shard(handle: ShardHandle, command: Command, remaining_s: float |
         if not future.done():
             future.set_result(reply)
 
-    deadline = math.inf if remaining_s is None else trio.current_time() + remaining_s
+    deadline = math.inf if remaining_s is None else _trio_now() + remaining_s
     handle.submit(ShardRequest(command, deliver, deadline))
     return await future
+
+
+def _trio_now() -> float:
+    try:
+        return trio.current_time()
+    except RuntimeError:  # no trio run any more: a handler racing the server's stop
+        raise ShardUnavailable(ShardFault.UNAVAILABLE) from None

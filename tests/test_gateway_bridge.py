@@ -10,7 +10,9 @@ import pytest
 import trio
 from _gateway_harness import run
 
-from gateway._bridge import TrioGuest, _HostPolledTicks
+from core import CheckAvailability, SlotKey
+from gateway._bridge import TrioGuest, _HostPolledTicks, call_shard
+from shards import ShardFault, ShardHandle, ShardRequest, ShardUnavailable
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -192,5 +194,24 @@ def test_a_callable_that_is_not_trios_tick_runs_on_the_stock_path() -> None:
         await asyncio.sleep(0)
         assert ran == ["plain"]
         assert not ticks.attached
+
+    run(body)
+
+
+@pytest.mark.parametrize("remaining_s", [None, 5.0])
+def test_a_call_after_the_trio_run_ended_is_unavailable(remaining_s: float | None) -> None:
+    # A journal failure ends the trio run while grpclib still takes calls until it stops.
+    async def body() -> None:
+        send, receive = trio.open_memory_channel[ShardRequest](4)
+
+        async def shard_that_stops() -> None:
+            receive.close()
+
+        guest = await _guest(shard_that_stops)
+        await guest.wait_done()
+        command = CheckAvailability(SlotKey("m1", "haircut", 1_767_254_400, 1800))
+        with pytest.raises(ShardUnavailable) as raised:
+            await call_shard(ShardHandle(0, send), command, remaining_s)
+        assert raised.value.fault is ShardFault.UNAVAILABLE
 
     run(body)
