@@ -96,7 +96,7 @@ class Op:
     reply_slot: int = -1
     # BOOK/CANCEL/RESCHEDULE/GET: the booking status name in the reply ("CONFIRMED"...).
     booking_status: str = ""
-    # Open loop: when the request was meant to be sent (latency is measured from here).
+    # Open loop: when the request was meant to be sent (see latency_ns).
     intended_ns: int = 0
     send_ns: int = 0
     recv_ns: int = 0
@@ -111,8 +111,13 @@ class Op:
 
     @property
     def latency_ns(self) -> int:
-        """From the intended send time (open loop) or the send time (closed loop)."""
-        start = self.intended_ns or self.send_ns
+        """From the intended send time (open loop) or the send time (closed loop).
+
+        Open loop: a request sent late (the client was busy) counts from when it was
+        meant to go, so a stall cannot hide; one sent early (the loadgen wakes ahead
+        of its timer's rounding) counts from its send, so it cannot look faster.
+        """
+        start = min(self.intended_ns, self.send_ns) if self.intended_ns else self.send_ns
         return self.recv_ns - start
 
     def row(self) -> tuple[object, ...]:

@@ -190,3 +190,19 @@ def test_rounds_of_a_phase_count_together_over_their_own_windows() -> None:
     summary = phase_summary(ceiling)
     assert summary["rounds"] == 2
     assert summary["per_s"] == 20.0
+
+
+@pytest.mark.parametrize(
+    ("intended_ms", "send_ms", "latency_ms"),
+    [
+        (0, 10, 2),  # closed loop: from the send
+        (10, 10, 2),  # open loop, on time
+        (7, 10, 5),  # sent late: from when it was meant to go, so a stall shows
+        (11, 10, 2),  # sent early (the loadgen wakes ahead): from the send, never less
+    ],
+)
+def test_latency_counts_from_the_earlier_of_intended_and_sent(
+    intended_ms: int, send_ms: int, latency_ms: int
+) -> None:
+    op = dataclasses.replace(lease(1, "L1", send_ms), intended_ns=intended_ms * MS)
+    assert op.latency_ns == latency_ms * MS
