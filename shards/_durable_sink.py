@@ -81,10 +81,11 @@ class JournalStats:
 class JournalSink(EventSink):
     """Journals each command's events and delivers its reply per `durability` (module doc)."""
 
-    # TODO(issue 4's figure, stop 11): SYNC costs ~110 us of server CPU a call more than
-    # NONE in `bench flow` (319 vs 208 us), though fdatasync is ~0.11 ms on this disk:
-    # the worker-thread round trip per group commit (trio's thread cache, GIL hand-offs)
-    # is most of it. One long-lived writer thread for all shards may cut it.
+    # TODO(issue 4's figure, stops 11-12): SYNC costs ~115 us of server CPU a call more
+    # than NONE in `bench flow` (346 vs 230 us at stop 12). There the four sinks run
+    # ~630 flushes/s of ~3.4 records each, a round trip each (p50 5.1 ms against an
+    # fdatasync p50 of 0.88 ms). One writer pass for all shards' buffers would cut the
+    # trips; mind the drains at shutdown, which flush after the shards stop.
 
     def __init__(
         self,
