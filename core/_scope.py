@@ -15,9 +15,15 @@ their replies need wait only for writes of that scope (and whole-shard ones):
   (merchant, service). A lease id of another scope is refused from what its
   grant made durable before the caller could know the id: the lease's slot.
 
+- CancelBooking, RescheduleBooking, GetBooking, answered with a booking: that
+  booking's (merchant, service). A booking never leaves it (a reschedule changes
+  only the start and duration), what they change and read is that booking and
+  its slots, and its id is known only once its creation is durable. Refused,
+  they reach the whole shard.
+
 A sweep of due leases reaches the (merchant, service) of the leases it expired
 when they share one (ShardState.expiry_scope). Everything else (v0 bookings
-name only a lease, cancel and reschedule only a booking id, lists span users)
+name only a lease, lists span users, availability batches span services)
 reaches the whole shard, as does forgetting expired leases, which any command
 may do first.
 """
@@ -26,15 +32,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core._commands import CheckAvailability, Command, CreateBooking, CreateLease
+from core._commands import (
+    CancelBooking,
+    CheckAvailability,
+    Command,
+    CreateBooking,
+    CreateLease,
+    GetBooking,
+    RescheduleBooking,
+)
 from core._events import Event, ExpiredLeasesForgotten
-from core._model import ApiVersion, SlotKey
+from core._model import ApiVersion, Booking, SlotKey
 
 Scope = tuple[str, str]  # (merchant_id, service_id)
 
 
-def commit_scope(command: Command, events: Sequence[Event]) -> Scope | None:
-    """The (merchant, service) all of `command`'s reads and `events` lie within, or None."""
+def commit_scope(command: Command, events: Sequence[Event], result: object = None) -> Scope | None:
+    """The (merchant, service) all of `command`'s reads and `events` lie within, or None.
+
+    `result`: what the command answered (its Outcome's result).
+    """
     key: SlotKey
     if isinstance(command, CreateLease):
         key = command.slot.key
@@ -46,6 +63,10 @@ def commit_scope(command: Command, events: Sequence[Event]) -> Scope | None:
         and command.slot is not None
     ):
         key = command.slot.key
+    elif isinstance(command, CancelBooking | RescheduleBooking | GetBooking) and isinstance(
+        result, Booking
+    ):
+        key = result.slot.key
     else:
         return None
     for event in events:

@@ -213,7 +213,7 @@ class Shard:
             request.reply(result)
 
         events = outcome.events
-        self._sink.commit(events, deliver, commit_scope(command, events))
+        self._sink.commit(events, deliver, commit_scope(command, events, result))
 
 
 class ShardHandle:

@@ -283,22 +283,31 @@ class CoreMachine(RuleBasedStateMachine):
         self._verify(own, outcome.result, expected)
         return own
 
-    def _assert_within_scope(self, command: Command, events: tuple[Event, ...]) -> None:
+    def _assert_within_scope(self, command: Command, outcome: Outcome[Any]) -> None:
         """What the journal's SYNC hold relies on (core.commit_scope): every event of a
-        scoped command changes its (merchant, service) only."""
-        scope = commit_scope(command, events)
+        scoped command changes its (merchant, service) only; and a command is left
+        unscoped only when it forgot expired leases, or was refused by booking id."""
+        events, result = outcome.events, outcome.result
+        scope = commit_scope(command, events, result)
         if scope is None:
-            assert any(isinstance(e, ExpiredLeasesForgotten) for e in events), events
+            forgot = any(isinstance(e, ExpiredLeasesForgotten) for e in events)
+            by_id = isinstance(command, CancelBooking | RescheduleBooking | GetBooking)
+            assert forgot or (by_id and isinstance(result, BookingError)), (command, result)
             return
+        bookings = self.model.bookings
         for event in events:
             if isinstance(event, LeaseExpiredEvent):
-                key = self.model.leases[event.lease_id].granted.slot.key
+                keys = [self.model.leases[event.lease_id].granted.slot.key]
             elif isinstance(event, LeaseGranted):
-                key = event.lease.slot.key
+                keys = [event.lease.slot.key]
+            elif isinstance(event, BookingCreated):
+                keys = [event.booking.slot.key]
+            elif isinstance(event, BookingCancelled):
+                keys = [bookings[event.booking_id].slot.key]
             else:
-                assert isinstance(event, BookingCreated), event
-                key = event.booking.slot.key
-            assert _service_of(key) == scope, (command, event)
+                assert isinstance(event, BookingRescheduled), event
+                keys = [bookings[event.booking_id].slot.key, event.new_slot.key]
+            assert {_service_of(k) for k in keys} == {scope}, (command, event)
 
     def _assert_sweep_scope(self, events: tuple[Event, ...]) -> None:
         """A sweep names one (merchant, service) exactly when all it expired lies there."""
@@ -390,7 +399,7 @@ class CoreMachine(RuleBasedStateMachine):
         requested = None if expiry is None else now + expiry
         command = CreateLease(version, SlotRef(key, tag), reference, requested)
         outcome = self.state.create_lease(command, now)
-        self._assert_within_scope(command, outcome.events)
+        self._assert_within_scope(command, outcome)
         # Expiries are applied first; predict against the state they leave.
         own = self._observe(outcome.events)
         expected = self._predict_lease(key, version, reference, requested)
@@ -509,7 +518,7 @@ class CoreMachine(RuleBasedStateMachine):
         now = self.model.now
         command = CreateBooking(ApiVersion.V2, SlotRef(key), lease_id, person, token)
         outcome = self.state.create_booking(command, now)
-        self._assert_within_scope(command, outcome.events)
+        self._assert_within_scope(command, outcome)
         own = self._observe(outcome.events)
         expected = self._predict_v2(key, lease_id, person, token)
         self._verify(own, outcome.result, expected)
@@ -622,7 +631,9 @@ class CoreMachine(RuleBasedStateMachine):
     @rule(data=st.data(), unknown=RARELY)
     def cancel(self, data: st.DataObject, unknown: bool) -> None:
         booking_id = self._booking_id(data, unknown)
-        outcome = self.state.cancel_booking(CancelBooking(booking_id), self.model.now)
+        command = CancelBooking(booking_id)
+        outcome = self.state.cancel_booking(command, self.model.now)
+        self._assert_within_scope(command, outcome)
         current = self.model.bookings.get(booking_id)
         expected: Expect
         if current is None:
@@ -647,6 +658,7 @@ class CoreMachine(RuleBasedStateMachine):
         start, duration = times
         command = RescheduleBooking(booking_id, start, duration)
         outcome = self.state.reschedule_booking(command, self.model.now)
+        self._assert_within_scope(command, outcome)
         own = self._observe(outcome.events)
         current = self.model.bookings.get(booking_id)
         expected: Expect
@@ -702,7 +714,7 @@ class CoreMachine(RuleBasedStateMachine):
     def _check_availability(self, key: SlotKey) -> None:
         command = CheckAvailability(key)
         outcome = self.state.check_availability(command, self.model.now)
-        self._assert_within_scope(command, outcome.events)
+        self._assert_within_scope(command, outcome)
         self._observe(outcome.events)
         if key in SPOTS:
             assert outcome.result == SPOTS[key] - self.model.holders_at_now(key)
@@ -710,7 +722,9 @@ class CoreMachine(RuleBasedStateMachine):
             assert isinstance(outcome.result, InvalidArgument)
 
     def _get_booking(self, booking_id: str) -> None:
-        outcome = self.state.get_booking(GetBooking(booking_id), self.model.now)
+        command = GetBooking(booking_id)
+        outcome = self.state.get_booking(command, self.model.now)
+        self._assert_within_scope(command, outcome)
         current = self.model.bookings.get(booking_id)
         if current is not None:
             self._check(outcome, Replay(current))

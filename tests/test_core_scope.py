@@ -8,6 +8,8 @@ from _core_helpers import S, counter_entropy
 from core import (
     ApiVersion,
     BatchAvailability,
+    Booking,
+    BookingStatus,
     CancelBooking,
     CheckAvailability,
     Command,
@@ -18,6 +20,7 @@ from core import (
     Lease,
     LeaseExpiredEvent,
     ListBookings,
+    NotFound,
     Person,
     RescheduleBooking,
     ShardState,
@@ -62,6 +65,19 @@ def test_commands_on_one_slot_reach_its_merchant_and_service(command: Command) -
 )
 def test_commands_by_id_or_over_many_slots_reach_the_whole_shard(command: Command) -> None:
     assert commit_scope(command, ()) is None
+
+
+@pytest.mark.parametrize(
+    "command",
+    [CancelBooking("B1"), RescheduleBooking("B1", 1_767_258_000, None), GetBooking("B1")],
+)
+def test_commands_by_booking_id_reach_the_service_of_the_booking_they_answer(
+    command: Command,
+) -> None:
+    booking = Booking("B1", REF, USER, BookingStatus.CONFIRMED, "L1")
+    assert commit_scope(command, (), booking) == ("m1", "haircut")
+    refused = NotFound("booking 'B1' is unknown", field="booking_id")
+    assert commit_scope(command, (), refused) is None, "refused: nothing tells its service"
 
 
 def test_forgetting_expired_leases_reaches_the_whole_shard() -> None:
