@@ -5,8 +5,8 @@ the journal holds a reply while a write it may have read waits for its fsync
 (shards._durable_sink). Holding every reply of the shard behind every write
 is safe but slow: at half load in the contention bench each refusal waited for
 whatever grant of any slot of its shard was being fsynced. These commands read
-and change only state of the (merchant, service) of the slot they name, so
-their replies need wait only for writes of that scope (and whole-shard ones):
+and change only state of one (merchant, service), so their replies need wait
+only for writes of that scope (and whole-shard ones):
 
 - CheckAvailability: that slot (and the expiry of its due leases).
 - CreateLease: that slot, and the lease references, kept per (merchant,
@@ -14,7 +14,6 @@ their replies need wait only for writes of that scope (and whole-shard ones):
 - CreateBooking (v2): that slot, its lease, and idempotency tokens, kept per
   (merchant, service). A lease id of another scope is refused from what its
   grant made durable before the caller could know the id: the lease's slot.
-
 - CancelBooking, RescheduleBooking, GetBooking, answered with a booking: that
   booking's (merchant, service). A booking never leaves it (a reschedule changes
   only the start and duration), what they change and read is that booking and
