@@ -76,6 +76,7 @@ from core._routing import (
     id_head,
     routing_bucket,
 )
+from core._scope import Scope
 
 R = TypeVar("R")
 C = TypeVar("C")
@@ -380,8 +381,8 @@ class ShardState:
         self._expired: deque[str] = deque()
         # TODO(issue 6, consume target): keep bookings as plain tuples of atoms, rebuilt on
         # demand as leases are (_Kept): each booking's Booking and Person stay GC-tracked,
-        # and a full collection (~89 ms at 100k bookings) lands in bench core's consume
-        # window (GC ~17% of it; see the stop-11 note).
+        # and young collections were 6-7% of bench core's consume window at stop 12
+        # (gen1 only; with the collector off consume ran 150-158k/s against ~135k).
         self._bookings: dict[str, Booking] = {}
         # user_id -> the id of the user's one booking here, or a set once there are more
         # (most users book once per shard: a set each was 200 bytes and a GC object).
@@ -538,11 +539,11 @@ class ShardState:
         forgotten = self._forget_due(now_ns)
         return (*events, *forgotten) if forgotten else tuple(events)
 
-    def expiry_scope(self, events: Sequence[Event]) -> tuple[str, str] | None:
+    def expiry_scope(self, events: Sequence[Event]) -> Scope | None:
         """The one (merchant, service) of every lease these `expire_due` events expired,
         or None: leases of several, or other events too (see core.commit_scope)."""
         lapsed, slots = self._lapsed, self._slot_list
-        scope: tuple[str, str] | None = None
+        scope: Scope | None = None
         for event in events:
             kept = lapsed.get(event.lease_id) if isinstance(event, LeaseExpiredEvent) else None
             if kept is None:

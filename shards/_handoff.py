@@ -4,9 +4,9 @@ A SYNC commit runs its write and fdatasync in a trio worker thread. The thread
 needs the GIL to start and again once the fdatasync returns. The loop thread
 drops the GIL around every syscall, but takes it straight back, so a waiting
 thread usually gets it only when CPython's switch interval (5 ms by default)
-forces a hand-off. While a commit waits, every reply of its shard waits too
-(replies are held behind the commit that may have created what they read), so
-at half load those hand-offs were the tail of every request.
+forces a hand-off. While a commit waits, the replies that may have read what it
+wrote wait too (then every reply of its shard; see core/_scope.py for what they
+are now), so at half load those hand-offs were the tail of every request.
 
 `leasehold bench contention --rate 2400` against a server with a timing probe
 around each flush (3 alternating pairs, default vs 0.5 ms): the fdatasync as the
