@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core._frozen import faster_init
+from core._frozen import statically_frozen
 from core._model import ApiVersion, Person, SlotKey, SlotRef
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class CheckAvailability:
     slot: SlotKey
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class BatchAvailability:
     """Open spots for each key, in order; a key that is no inventory slot answers None."""
@@ -22,7 +22,7 @@ class BatchAvailability:
     slots: tuple[SlotKey, ...]
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class CreateLease:
     version: ApiVersion
@@ -32,7 +32,7 @@ class CreateLease:
     requested_expiry_ns: int | None
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class CreateBooking:
     version: ApiVersion
@@ -45,13 +45,13 @@ class CreateBooking:
     idempotency_token: str = ""
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class CancelBooking:
     booking_id: str
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class RescheduleBooking:
     booking_id: str
@@ -60,13 +60,13 @@ class RescheduleBooking:
     new_duration_sec: int | None
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class GetBooking:
     booking_id: str
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class ListBookings:
     user_id: str

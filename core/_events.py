@@ -11,25 +11,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from core._frozen import faster_init
+from core._frozen import statically_frozen
 from core._model import Booking, Lease, SlotRef
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class LeaseGranted:
     kind: ClassVar[str] = "lease_granted"
     lease: Lease
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class LeaseExpired:
     kind: ClassVar[str] = "lease_expired"
     lease_id: str
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class ExpiredLeasesForgotten:
     """The oldest `count` remembered expired leases are dropped (retention or memory bound)."""
@@ -38,7 +38,7 @@ class ExpiredLeasesForgotten:
     count: int
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class BookingCreated:
     kind: ClassVar[str] = "booking_created"
@@ -47,14 +47,14 @@ class BookingCreated:
     idempotency_token: str = ""
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class BookingCancelled:
     kind: ClassVar[str] = "booking_cancelled"
     booking_id: str
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class BookingRescheduled:
     kind: ClassVar[str] = "booking_rescheduled"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from core._frozen import faster_init
+from core._frozen import statically_frozen
 
 NANOS_PER_SECOND = 1_000_000_000
 
@@ -107,7 +107,7 @@ class SlotSpec:
     room_name: str = ""
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class SlotRef:
     """A slot as a caller named it: its identity plus the tag it sent (echoed back, not matched)."""
@@ -116,7 +116,7 @@ class SlotRef:
     availability_tag: str = ""
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class PostalAddress:
     country: str = ""
@@ -127,7 +127,7 @@ class PostalAddress:
     street_address: str = ""
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class Person:
     """The booking user: v2 UserInformation and v0 ClientInformation share this shape."""
@@ -147,7 +147,7 @@ class LeaseState(_Enum):
     EXPIRED = "expired"
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class Lease:
     lease_id: str
@@ -169,7 +169,7 @@ class BookingStatus(_Enum):
     NO_SHOW_PENALIZED = "no_show_penalized"
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class Booking:
     booking_id: str

@@ -55,7 +55,7 @@ from core._events import (
 from core._events import (
     LeaseExpired as LeaseExpiredEvent,
 )
-from core._frozen import faster_init
+from core._frozen import statically_frozen
 from core._model import (
     NANOS_PER_SECOND,
     ApiVersion,
@@ -98,7 +98,7 @@ class LeaseSettings:
             raise ValueError("lease TTLs must satisfy 0 < default <= max")
 
 
-@faster_init
+@statically_frozen
 @dataclass(frozen=True, slots=True)
 class Outcome(Generic[R]):
     """What a command did: the events it applied (journal them first) and its answer."""

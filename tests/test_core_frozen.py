@@ -1,10 +1,16 @@
-"""faster_init: the domain's value types keep their constructors' signatures and stay frozen."""
+"""statically_frozen: the value types keep their constructors' signatures and values, and
+stay frozen: for mypy always, at runtime in the test suite (and without the guard, the
+same values)."""
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +18,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import core
-from core._frozen import faster_init
+from core import _frozen
+from core._frozen import with_fast_init
+
+ROOT = Path(__file__).resolve().parent.parent
 
 FAST = [
     cls
@@ -90,8 +99,75 @@ def test_refuses_what_it_does_not_handle() -> None:
         a: list[int] = dataclasses.field(default_factory=list)
 
     for cls in (Mutable, NoSlots, PostInit, Factory):
-        with pytest.raises(TypeError):
-            faster_init(cls)
+        for guarded in (True, False):
+            with pytest.raises(TypeError):
+                with_fast_init(cls, guarded=guarded)
+
+
+def test_the_suite_runs_with_the_runtime_guard() -> None:
+    """conftest sets the variable before core is imported: every test would see a mutation."""
+    assert _frozen.RUNTIME_CHECKED
+    assert all("__setattr__" in vars(cls) and "__delattr__" in vars(cls) for cls in FAST)
+
+
+# Run without the guard, as the server runs: every value type builds the same values.
+_UNGUARDED_CHECK = """
+import dataclasses, pickle, sys
+import core
+fast = [c for c in vars(core).values()
+        if isinstance(c, type) and hasattr(vars(c).get("__init__"), "__wrapped__")]
+assert len(fast) >= 10, fast
+for cls in fast:
+    assert "__setattr__" not in vars(cls) and "__delattr__" not in vars(cls), cls
+    values = {f.name: f"v-{f.name}" for f in dataclasses.fields(cls)}
+    made = cls(**values)
+    reference = object.__new__(cls)
+    cls.__init__.__wrapped__(reference, **values)
+    assert made == reference and repr(made) == repr(reference), cls
+    assert cls(*values.values()) == made, cls
+    assert hash(made) == hash(reference), cls
+    assert pickle.loads(pickle.dumps(made)) == made, cls
+    if values:
+        first = next(iter(values))
+        assert getattr(dataclasses.replace(made, **{first: "new"}), first) == "new", cls
+person = core.Person(user_id="u1")
+assert person == core.Person("u1", "", "", "", "", "", None)
+print(len(fast), "ok")
+"""
+
+
+def test_without_the_guard_the_same_values_as_the_dataclass_init() -> None:
+    env = {k: v for k, v in os.environ.items() if k != _frozen.CHECK_FROZEN_ENV}
+    result = subprocess.run(
+        [sys.executable, "-c", _UNGUARDED_CHECK],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(len(FAST)), "ok"]
+
+
+def test_mypy_rejects_assigning_a_field(tmp_path: Path) -> None:
+    """The guarantee the server relies on without the runtime guard (mypy runs in CI)."""
+    snippet = tmp_path / "mutates.py"
+    snippet.write_text(
+        "import core\n\n\ndef f(b: core.Booking) -> None:\n    b.lease_id = 'x'\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", str(snippet)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert 'Property "lease_id" defined in "Booking" is read-only' in result.stdout
 
 
 _keys = st.builds(
