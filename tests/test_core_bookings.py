@@ -865,3 +865,21 @@ def test_past_max_tokens_the_oldest_token_is_forgotten_first() -> None:
         SlotAlreadyBookedByUser,
     )
     assert state.booking(first.booking_id) == first
+
+
+def test_a_restored_state_forgets_its_tokens_in_the_original_order() -> None:
+    settings = LeaseSettings(max_tokens=2)
+    state = new_state(settings=settings)
+    book(state, book_v2(CUT_A, user_id="u1", token="t1"))
+    second = book(state, book_v2(CUT_A, user_id="u2", token="t2"))
+    restored = new_state(settings=settings)
+    restored.restore(state.snapshot())
+    book(restored, book_v2(CUT_B, user_id="u3", token="t3"))
+    replay = restored.create_booking(book_v2(CUT_A, user_id="u2", token="t2"), NOW)
+    assert (replay.result, replay.events) == (second, ())
+    # t1, the oldest, went when t3 came: the same request is now a new (refused) booking.
+    assert_refused_untouched(
+        restored,
+        lambda: restored.create_booking(book_v2(CUT_A, user_id="u1", token="t1"), NOW),
+        SlotAlreadyBookedByUser,
+    )
