@@ -727,8 +727,11 @@ class ShardState:
         person = c.person
         if not person.user_id:
             raise InvalidArgument("user_id is required", field="user_id")
-        slot = self._find_slot(key) or self._require_slot(key)
-        self._settle(slot, now_ns)
+        # (_find_slot and _settle's nothing-due test, written out: two calls a booking.)
+        slot = self._slot_by_key_id.get(id(key)) or self._require_slot(key)
+        expiries = slot.expiries
+        if expiries and expiries[0] <= now_ns:
+            self._settle(slot, now_ns)
         lease_id = c.lease_id
         if lease_id:
             # The common case written out (a LIVE lease of this slot, not yet due); any
@@ -914,18 +917,9 @@ class ShardState:
         if decided is not None and decided[0] is created:
             # The booking _decide_booking_v2 just made: its slot and token key are known.
             self._decided = None
-            _, slot, token_key = decided
-            booking = created
+            booking, slot, token_key = decided
         else:
-            # (A hot path too, for replay: _canonical_booking written out.)
-            slot = self._find_slot(created.slot.key) or self._known_slot(created.slot.key)
-            key = slot.spec.key
-            booking = (
-                created
-                if created.slot.key is key
-                else replace(created, slot=slot.canonical(created.slot))
-            )
-            token_key = (key.merchant_id, key.service_id, token)
+            booking, slot, token_key = self._placed(created, token)
         lease_id = booking.lease_id
         booking_id = booking.booking_id
         if lease_id:
@@ -940,12 +934,34 @@ class ShardState:
         else:
             self._take(slot)
         self._bookings[booking_id] = booking  # (_add_confirmed, written out)
-        slot.add_booker(booking.person)
+        person = booking.person
+        users = slot.booker_users
+        if users is None or person.email or person.telephone:
+            slot.add_booker(person)
+        else:  # (the v2 common case of add_booker, written out)
+            users[person.user_id] = users.get(person.user_id, 0) + 1
         self._confirmed += 1
-        self._index_by_user(booking)
+        user_id = person.user_id
+        if user_id:  # (_index_by_user, written out)
+            indexed = self._by_user.setdefault(user_id, booking_id)
+            if indexed is not booking_id:
+                self._index_another(user_id, indexed, booking_id)
         if token:
             self._remember_token(token_key, booking)
         self._booked_total += 1
+
+    def _placed(self, created: Booking, token: str) -> _Decided:
+        """`created` (from the journal, or v0) on its inventory slot's own key objects,
+        with that slot and its token key: what _Decided caches for a v2 booking."""
+        # (A hot path too, for recovery: _canonical_booking written out.)
+        slot = self._find_slot(created.slot.key) or self._known_slot(created.slot.key)
+        key = slot.spec.key
+        booking = (
+            created
+            if created.slot.key is key
+            else replace(created, slot=slot.canonical(created.slot))
+        )
+        return booking, slot, (key.merchant_id, key.service_id, token)
 
     def _remember_token(self, key: _TokenKey, response: Booking) -> None:
         tokens = self._tokens
