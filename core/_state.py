@@ -379,10 +379,11 @@ class ShardState:
         self._deadlines = Deadlines()
         # Expired leases in expiry order, oldest first, for bounded remembering.
         self._expired: deque[str] = deque()
-        # TODO(issue 6, consume target): keep bookings as plain tuples of atoms, rebuilt on
-        # demand as leases are (_Kept): each booking's Booking and Person stay GC-tracked,
-        # and young collections were 6-7% of bench core's consume window at stop 12
-        # (gen1 only; with the collector off consume ran 150-158k/s against ~135k).
+        # Each booking's Booking and Person stay GC-tracked: the collector's passes over
+        # them were ~8% of bench core's consume window (stop 13: ~50 of ~640 ms, young
+        # and middle generations). Bookings kept as tuples of atoms, rebuilt on demand as
+        # leases are (_Kept), would save most of that; a scratch try at stop 11 cut the
+        # GC time but not the wall time, so they stay objects.
         self._bookings: dict[str, Booking] = {}
         # user_id -> the id of the user's one booking here, or a set once there are more
         # (most users book once per shard: a set each was 200 bytes and a GC object).
