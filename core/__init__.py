@@ -58,7 +58,8 @@ from core._routing import (
     shard_for_key,
 )
 from core._scope import Scope, commit_scope
-from core._state import Counters, FrozenState, LeaseSettings, Outcome, ShardState, StateSnapshot
+from core._snapshot import FrozenState, StateSnapshot
+from core._state import Counters, LeaseSettings, Outcome, ShardState
 
 __all__ = [
     "BOOKING_ID_PREFIX",

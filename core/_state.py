@@ -69,14 +69,14 @@ from core._model import (
     SlotSpec,
 )
 from core._routing import (
-    BOOKING_ID_PREFIX,
     LEASE_ID_PREFIX,
     bucket_of_id,
     id_from_head,
-    id_head,
     routing_bucket,
 )
 from core._scope import Scope
+from core._slots import VERSION_OF, Kept, SlotAccount, keep, rebuilt
+from core._snapshot import FrozenState, StateSnapshot, TokenKey
 
 R = TypeVar("R")
 C = TypeVar("C")
@@ -108,21 +108,6 @@ class Outcome(Generic[R]):
 
 
 @dataclass(frozen=True, slots=True)
-class StateSnapshot:
-    """Everything a ShardState remembers, as plain values; the rest is derived on restore."""
-
-    # Every remembered lease, with its lifecycle state (views: state and booking_id set).
-    leases: tuple[Lease, ...]
-    # Ids of remembered expired leases, oldest first (the forgetting order).
-    expired_order: tuple[str, ...]
-    bookings: tuple[Booking, ...]
-    # (merchant_id, service_id, token, the original response), oldest first.
-    tokens: tuple[tuple[str, str, str, Booking], ...]
-    # Lifetime totals: leases granted, leases expired, bookings created.
-    totals: tuple[int, int, int]
-
-
-@dataclass(frozen=True, slots=True)
 class Counters:
     live_leases: int
     confirmed_bookings: int
@@ -131,210 +116,12 @@ class Counters:
     bookings_created: int
 
 
-class _Slot:
-    """Mutable per-slot accounting. Invariant: 0 <= holders <= spec.spots."""
-
-    __slots__ = (
-        "booker_emails",
-        "booker_phones",
-        "booker_users",
-        "booking_id_head",
-        "bucket",
-        "expiries",
-        "expiring_ids",
-        "holders",
-        "lease_id_head",
-        "number",
-        "ref",
-        "refs",
-        "spec",
-        "spots",
-    )
-
-    def __init__(self, spec: SlotSpec, number: int, refs: dict[ApiVersion, dict[str, str]]) -> None:
-        self.spec = spec
-        # This slot's place in ShardState._slot_list: kept leases name their slot so.
-        self.number = number
-        # The lease references of this slot's (merchant, service), per version: one
-        # table shared by the service's slots (reference -> lease id). Keyed by plain
-        # strings, so a lease's entry builds no key tuple (and the table no GC work).
-        self.refs = refs
-        self.spots = spec.spots  # (read on every grant: one attribute, not two)
-        # The inventory's own SlotRef: leases and bookings share it (and its key) instead
-        # of keeping the caller's copy, so later lookups hit dict identity fast paths.
-        self.ref = SlotRef(spec.key, spec.availability_tag)
-        self.bucket = routing_bucket(spec.key.merchant_id, spec.key.service_id)
-        # Every id made here starts so (formatting the bucket per id was 2% of a grant).
-        self.lease_id_head = id_head(LEASE_ID_PREFIX, self.bucket)
-        self.booking_id_head = id_head(BOOKING_ID_PREFIX, self.bucket)
-        self.holders = 0
-        # This slot's LIVE leases in expiry order (two parallel lists: expires_ns, id),
-        # so that a command settles its own slot's due leases without a sweep of the
-        # whole shard. May also list leases no longer LIVE (consumed, or expired by the
-        # sweep): those are dropped when their expiry passes and the slot is next
-        # settled, which every grant on it does first; so the lists hold at most the
-        # leases granted on the slot within one maximum lease lifetime. (Not (expiry,
-        # id) tuples: one per grant cost 48 more bytes a lease and, with equal expiries,
-        # tuple comparisons of random ids; grants were 26% slower in bench core.)
-        self.expiries: list[int] = []
-        self.expiring_ids: list[str] = []
-        # Who holds this slot's CONFIRMED bookings, counted by each identity the
-        # same-user rule compares (user_id even when empty, as v2 does; email in
-        # lower case; telephone), so the rule is one lookup however many booked.
-        # None until first needed (most slots hold a few; a dict costs memory).
-        self.booker_users: dict[str, int] | None = None
-        self.booker_emails: dict[str, int] | None = None
-        self.booker_phones: dict[str, int] | None = None
-
-    def note_live(self, expires_ns: int, lease_id: str) -> None:
-        expiries = self.expiries
-        if not expiries or expiries[-1] <= expires_ns:
-            expiries.append(expires_ns)  # the common case: one TTL, leases in grant order
-            self.expiring_ids.append(lease_id)
-        else:
-            at = bisect_right(expiries, expires_ns)
-            expiries.insert(at, expires_ns)
-            self.expiring_ids.insert(at, lease_id)
-
-    def add_booker(self, person: Person) -> None:
-        users = self.booker_users
-        if users is None:
-            users = self.booker_users = {}
-        users[person.user_id] = users.get(person.user_id, 0) + 1  # (_count_up, written out)
-        if person.email:
-            if self.booker_emails is None:
-                self.booker_emails = {}
-            _count_up(self.booker_emails, person.email.lower())
-        if person.telephone:
-            if self.booker_phones is None:
-                self.booker_phones = {}
-            _count_up(self.booker_phones, person.telephone)
-
-    def remove_booker(self, person: Person) -> None:
-        assert self.booker_users is not None, "removing a booker from a slot nobody booked"
-        _count_down(self.booker_users, person.user_id)
-        if person.email:
-            assert self.booker_emails is not None
-            _count_down(self.booker_emails, person.email.lower())
-        if person.telephone:
-            assert self.booker_phones is not None
-            _count_down(self.booker_phones, person.telephone)
-
-    def has_booker_like(self, person: Person, version: ApiVersion) -> bool:
-        """The same-user rule: v2 the same user_id; v0 (POLICY) the same email or telephone."""
-        if version is ApiVersion.V2:
-            users = self.booker_users
-            return users is not None and person.user_id in users
-        emails = self.booker_emails
-        if person.email and emails and person.email.lower() in emails:
-            return True
-        phones = self.booker_phones
-        return bool(person.telephone and phones and person.telephone in phones)
-
-    @property
-    def open_spots(self) -> int:
-        return self.spots - self.holders
-
-    def canonical(self, ref: SlotRef) -> SlotRef:
-        """`ref` (equal key, the caller's tag) built on the inventory's key object."""
-        return self.ref_with_tag(ref.availability_tag)
-
-    def ref_with_tag(self, tag: str) -> SlotRef:
-        if tag == self.ref.availability_tag:
-            return self.ref
-        return SlotRef(self.spec.key, tag)
-
-
-# A lease as the state keeps it: (version code, slot number, availability tag, reference,
-# expires_ns), plain values only, so the cyclic collector untracks the tuple at its first
-# collection and never walks it again. Keeping the Lease objects themselves (GC-tracked
-# instances) made every full collection walk every remembered lease: ~15% of a
-# CreateBooking in `bench core` at 200k live leases. A Lease is rebuilt on demand.
-_Kept = tuple[int, int, str, str, int]
-_VERSION_CODE = {ApiVersion.V0: 0, ApiVersion.V2: 2}
-_VERSION_OF = {code: version for version, code in _VERSION_CODE.items()}
-
-
-def _rebuilt(
-    slots: Sequence[_Slot],
-    lease_id: str,
-    kept: _Kept,
-    state: LeaseState = LeaseState.LIVE,
-    booking_id: str = "",
-) -> Lease:
-    """The Lease that `kept` stands for, in `state` (equal to the one granted, if LIVE)."""
-    version, number, tag, reference, expires_ns = kept
-    ref = slots[number].ref_with_tag(tag)
-    return Lease(lease_id, _VERSION_OF[version], ref, reference, expires_ns, state, booking_id)
-
-
-_TokenKey = tuple[str, str, str]  # (merchant_id, service_id, token)
-
 # The booking a v2 CreateBooking just decided, with its slot and token key: _apply_booked
 # applies that very object next (identity, not equality: an event from the journal takes
 # the general path) without looking the slot up again by its SlotKey (a Python-level
 # hash) or building the token key again. A private cache, not state: whatever is in it,
 # apply changes the state exactly as without it.
-_Decided = tuple[Booking, _Slot, _TokenKey]
-
-
-class FrozenState:
-    """A ShardState's contents at one instant, as cheap copies of its tables.
-
-    Made in milliseconds on the shard's thread (C-level copies of dicts whose
-    values never change in place); `materialize`, the per-object work, may then
-    run in a worker thread while the shard goes on.
-    """
-
-    __slots__ = (
-        "_bookings",
-        "_consumed",
-        "_expired",
-        "_lapsed",
-        "_live",
-        "_slots",
-        "_tokens",
-        "_totals",
-    )
-
-    def __init__(
-        self,
-        slots: Sequence[_Slot],
-        live: dict[str, _Kept],
-        lapsed: dict[str, _Kept],
-        consumed: dict[str, tuple[_Kept, str]],
-        expired: tuple[str, ...],
-        bookings: list[Booking],
-        tokens: list[tuple[_TokenKey, Booking]],
-        totals: tuple[int, int, int],
-    ) -> None:
-        self._slots = slots  # (only their immutable parts are read: safe in a thread)
-        self._live = live
-        self._lapsed = lapsed
-        self._consumed = consumed
-        self._expired = expired
-        self._bookings = bookings
-        self._tokens = tokens
-        self._totals = totals
-
-    def materialize(self) -> StateSnapshot:
-        return StateSnapshot(
-            leases=(
-                *(_rebuilt(self._slots, i, kept) for i, kept in self._live.items()),
-                *(
-                    _rebuilt(self._slots, i, kept, LeaseState.EXPIRED)
-                    for i, kept in self._lapsed.items()
-                ),
-                *(
-                    _rebuilt(self._slots, i, kept, LeaseState.CONSUMED, booking_id)
-                    for i, (kept, booking_id) in self._consumed.items()
-                ),
-            ),
-            expired_order=self._expired,
-            bookings=tuple(self._bookings),
-            tokens=tuple((m, s, t, b) for (m, s, t), b in self._tokens),
-            totals=self._totals,
-        )
+_Decided = tuple[Booking, SlotAccount, TokenKey]
 
 
 class ShardState:
@@ -351,30 +138,30 @@ class ShardState:
         self._entropy = entropy
         # Lease references are scoped by (merchant, service) and version: one table each.
         services: dict[tuple[str, str], dict[ApiVersion, dict[str, str]]] = {}
-        self._slots: dict[SlotKey, _Slot] = {}
+        self._slots: dict[SlotKey, SlotAccount] = {}
         # The same slots by id() of the inventory's own key objects (alive as long as this
         # state, so no other live object has their id): a lookup of one of them (as the
         # gateway's decoder and canonical refs hand us) skips SlotKey.__hash__, a Python call.
-        self._slot_by_key_id: dict[int, _Slot] = {}
-        self._slot_list: list[_Slot] = []  # Invariant: never changes after this
+        self._slot_by_key_id: dict[int, SlotAccount] = {}
+        self._slot_list: list[SlotAccount] = []  # Invariant: never changes after this
         for spec in slots:
             refs = services.setdefault(
                 (spec.key.merchant_id, spec.key.service_id), {v: {} for v in ApiVersion}
             )
-            slot = _Slot(spec, len(self._slot_list), refs)
+            slot = SlotAccount(spec, len(self._slot_list), refs)
             self._slots[spec.key] = slot
             self._slot_by_key_id[id(spec.key)] = slot
             self._slot_list.append(slot)
         self._services = set(services)
         # Every remembered lease is in exactly one of these, by its state, kept as granted
-        # (see _Kept; no per-lease wrapper with a state: that was 56 bytes a lease, and a
+        # (see Kept; no per-lease wrapper with a state: that was 56 bytes a lease, and a
         # wrapper made per expiry cost bulk expiry a quarter of its speed). Values never
         # change: a transition moves the lease on.
-        self._live: dict[str, _Kept] = {}
+        self._live: dict[str, Kept] = {}
         # EXPIRED leases, remembered for LEASE_EXPIRED answers.
-        self._lapsed: dict[str, _Kept] = {}
+        self._lapsed: dict[str, Kept] = {}
         # CONSUMED leases, each with the booking that took over its spot.
-        self._consumed: dict[str, tuple[_Kept, str]] = {}
+        self._consumed: dict[str, tuple[Kept, str]] = {}
         # Invariant: every LIVE lease is listed at its expiry.
         self._deadlines = Deadlines()
         # Expired leases in expiry order, oldest first, for bounded remembering.
@@ -382,7 +169,7 @@ class ShardState:
         # Each booking's Booking and Person stay GC-tracked: the collector's passes over
         # them were ~8% of bench core's consume window (stop 13: ~50 of ~640 ms, young
         # and middle generations). Bookings kept as tuples of atoms, rebuilt on demand as
-        # leases are (_Kept), would save most of that; a scratch try at stop 11 cut the
+        # leases are (Kept), would save most of that; a scratch try at stop 11 cut the
         # GC time but not the wall time, so they stay objects.
         self._bookings: dict[str, Booking] = {}
         # user_id -> the id of the user's one booking here, or a set once there are more
@@ -394,8 +181,8 @@ class ShardState:
         # such call walks past (29 us per booking at 100k tokens, growing); and not an
         # OrderedDict, whose linked nodes made storing a token ~0.4 us of a ~6.5 us
         # booking in bench core.
-        self._tokens: dict[_TokenKey, Booking] = {}
-        self._token_order: deque[_TokenKey] = deque()
+        self._tokens: dict[TokenKey, Booking] = {}
+        self._token_order: deque[TokenKey] = deque()
         self._decided: _Decided | None = None
         # Leases the current command's _settle expired (see _run).
         self._settled: list[str] = []
@@ -430,15 +217,15 @@ class ShardState:
     def lease(self, lease_id: str) -> Lease | None:
         kept = self._live.get(lease_id)
         if kept is not None:
-            return _rebuilt(self._slot_list, lease_id, kept)
+            return rebuilt(self._slot_list, lease_id, kept)
         kept = self._lapsed.get(lease_id)
         if kept is not None:
-            return _rebuilt(self._slot_list, lease_id, kept, LeaseState.EXPIRED)
+            return rebuilt(self._slot_list, lease_id, kept, LeaseState.EXPIRED)
         consumed = self._consumed.get(lease_id)
         if consumed is None:
             return None
         kept, booking_id = consumed
-        return _rebuilt(self._slot_list, lease_id, kept, LeaseState.CONSUMED, booking_id)
+        return rebuilt(self._slot_list, lease_id, kept, LeaseState.CONSUMED, booking_id)
 
     def booking(self, booking_id: str) -> Booking | None:
         return self._bookings.get(booking_id)
@@ -511,7 +298,7 @@ class ShardState:
         slot = self._known_slot(lease.slot.key)
         if self._is_known_lease(lease.lease_id):
             raise ValueError(f"the snapshot holds lease {lease.lease_id!r} twice")
-        kept = _keep(lease, slot)
+        kept = keep(lease, slot)
         slot.refs[lease.version][lease.reference] = lease.lease_id
         if lease.state is LeaseState.LIVE:
             self._take(slot)
@@ -571,7 +358,7 @@ class ShardState:
         self.apply(forgotten)
         return (forgotten,)
 
-    def _settle(self, slot: _Slot, now_ns: int) -> None:
+    def _settle(self, slot: SlotAccount, now_ns: int) -> None:
         """Expire `slot`'s leases due at `now_ns`, before a command reads its holders.
 
         This is time passing, not the command: it stands if the command is refused, and
@@ -693,7 +480,7 @@ class ShardState:
                 )
             # Idempotent replay: the same lease as granted (whatever its state), no
             # second spot.
-            return _rebuilt(self._slot_list, existing_id, existing), ()
+            return rebuilt(self._slot_list, existing_id, existing), ()
         expires_ns = self._lease_expiry(c.requested_expiry_ns, now_ns)
         if slot.holders >= slot.spots:
             raise SlotUnavailable("no open spot left on this slot", field="slot")
@@ -740,7 +527,7 @@ class ShardState:
             kept = self._live.get(lease_id)
             if kept is None or kept[1] != slot.number or kept[4] <= now_ns:
                 self._usable_lease(lease_id, now_ns, key)
-        users = slot.booker_users  # the same-user rule, v2 (_Slot.has_booker_like)
+        users = slot.booker_users  # the same-user rule, v2 (SlotAccount.has_booker_like)
         if users is not None and person.user_id in users:
             raise SlotAlreadyBookedByUser(_SAME_USER, field="user")
         if not lease_id and slot.holders >= slot.spots:
@@ -768,7 +555,7 @@ class ShardState:
         booking = self._new_booking(slot, slot.ref_with_tag(tag), c.person, c.lease_id)
         return booking, (BookingCreated(booking),)
 
-    def _usable_lease(self, lease_id: str, now_ns: int, request_key: SlotKey | None) -> _Kept:
+    def _usable_lease(self, lease_id: str, now_ns: int, request_key: SlotKey | None) -> Kept:
         """The LIVE lease `lease_id`, or the refusal that says why it cannot back a booking."""
         kept = self._live.get(lease_id)
         live = kept is not None
@@ -789,11 +576,13 @@ class ShardState:
             raise LeaseExpired(f"lease {lease_id!r} has expired", field="lease_ref")
         return kept
 
-    def _refuse_same_user(self, slot: _Slot, person: Person, version: ApiVersion) -> None:
+    def _refuse_same_user(self, slot: SlotAccount, person: Person, version: ApiVersion) -> None:
         if slot.has_booker_like(person, version):
             raise SlotAlreadyBookedByUser(_SAME_USER, field="user")
 
-    def _new_booking(self, slot: _Slot, ref: SlotRef, person: Person, lease_id: str) -> Booking:
+    def _new_booking(
+        self, slot: SlotAccount, ref: SlotRef, person: Person, lease_id: str
+    ) -> Booking:
         booking_id = id_from_head(slot.booking_id_head, self._entropy())
         return Booking(booking_id, ref, person, BookingStatus.CONFIRMED, lease_id)
 
@@ -843,7 +632,7 @@ class ShardState:
         upcoming.sort(key=lambda b: (b.slot.key.start_sec, b.booking_id))
         return tuple(upcoming), ()
 
-    def _require_slot(self, key: SlotKey) -> _Slot:
+    def _require_slot(self, key: SlotKey) -> SlotAccount:
         slot = self._slots.get(key)
         if slot is not None:
             return slot
@@ -888,7 +677,7 @@ class ShardState:
         if self._is_known_lease(lease.lease_id):
             raise ValueError(f"event grants lease {lease.lease_id!r} twice")
         self._take(slot)  # (raises before any change, as the check above)
-        self._live[lease.lease_id] = _keep(lease, slot)
+        self._live[lease.lease_id] = keep(lease, slot)
         slot.refs[lease.version][lease.reference] = lease.lease_id
         self._deadlines.add(lease.expires_ns, lease.lease_id)
         slot.note_live(lease.expires_ns, lease.lease_id)
@@ -911,7 +700,7 @@ class ShardState:
     def _apply_forgotten(self, count: int) -> None:
         for _ in range(count):
             version, number, _, reference, _ = self._lapsed.pop(self._expired.popleft())
-            del self._slot_list[number].refs[_VERSION_OF[version]][reference]
+            del self._slot_list[number].refs[VERSION_OF[version]][reference]
 
     def _apply_booked(self, created: Booking, token: str) -> None:
         decided = self._decided
@@ -964,7 +753,7 @@ class ShardState:
         )
         return booking, slot, (key.merchant_id, key.service_id, token)
 
-    def _remember_token(self, key: _TokenKey, response: Booking) -> None:
+    def _remember_token(self, key: TokenKey, response: Booking) -> None:
         tokens = self._tokens
         known = len(tokens)
         tokens[key] = response
@@ -994,29 +783,29 @@ class ShardState:
         self._add_confirmed(replace(booking, slot=new_slot), target)
 
     @staticmethod
-    def _canonical_booking(booking: Booking, slot: _Slot) -> Booking:
+    def _canonical_booking(booking: Booking, slot: SlotAccount) -> Booking:
         if booking.slot.key is slot.spec.key:
             return booking
         return replace(booking, slot=slot.canonical(booking.slot))
 
-    def _find_slot(self, key: SlotKey) -> _Slot | None:
+    def _find_slot(self, key: SlotKey) -> SlotAccount | None:
         """The slot of `key`; by identity first (the inventory's own key objects, as
         decoders and canonical refs hand them over), which skips SlotKey.__hash__."""
         return self._slot_by_key_id.get(id(key)) or self._slots.get(key)
 
-    def _known_slot(self, key: SlotKey) -> _Slot:
+    def _known_slot(self, key: SlotKey) -> SlotAccount:
         slot = self._slots.get(key)
         if slot is None:
             raise ValueError(f"stored state names slot {key} that is not in the inventory")
         return slot
 
     @staticmethod
-    def _take(slot: _Slot) -> None:
+    def _take(slot: SlotAccount) -> None:
         if slot.holders >= slot.spots:
             raise ValueError(f"event would overbook slot {slot.spec.key}")
         slot.holders += 1
 
-    def _add_confirmed(self, booking: Booking, slot: _Slot) -> None:
+    def _add_confirmed(self, booking: Booking, slot: SlotAccount) -> None:
         self._bookings[booking.booking_id] = booking
         slot.add_booker(booking.person)
         self._confirmed += 1
@@ -1041,7 +830,7 @@ class ShardState:
 
     # ----- housekeeping helpers ------------------------------------------------------
 
-    def _kept_of(self, lease_id: str) -> _Kept | None:
+    def _kept_of(self, lease_id: str) -> Kept | None:
         """The lease `lease_id` as kept, whatever its state, or None if unknown."""
         kept = self._live.get(lease_id) or self._lapsed.get(lease_id)
         if kept is None and lease_id in self._consumed:
@@ -1076,24 +865,6 @@ class ShardState:
                 break
             count += 1
         return count
-
-
-def _keep(lease: Lease, slot: _Slot) -> _Kept:
-    """`lease` (on `slot`) as the state keeps it; see _Kept."""
-    tag = lease.slot.availability_tag
-    return (_VERSION_CODE[lease.version], slot.number, tag, lease.reference, lease.expires_ns)
-
-
-def _count_up(counts: dict[str, int], key: str) -> None:
-    counts[key] = counts.get(key, 0) + 1
-
-
-def _count_down(counts: dict[str, int], key: str) -> None:
-    left = counts[key] - 1
-    if left:
-        counts[key] = left
-    else:
-        del counts[key]
 
 
 def _names_other_key(lease_id: str, key: SlotKey) -> bool:

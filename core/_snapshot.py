@@ -1,0 +1,86 @@
+"""A ShardState's contents as plain values (snapshots), and its cheap frozen copy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from core._model import Booking, Lease, LeaseState
+from core._slots import Kept, SlotAccount, rebuilt
+
+
+@dataclass(frozen=True, slots=True)
+class StateSnapshot:
+    """Everything a ShardState remembers, as plain values; the rest is derived on restore."""
+
+    # Every remembered lease, with its lifecycle state (views: state and booking_id set).
+    leases: tuple[Lease, ...]
+    # Ids of remembered expired leases, oldest first (the forgetting order).
+    expired_order: tuple[str, ...]
+    bookings: tuple[Booking, ...]
+    # (merchant_id, service_id, token, the original response), oldest first.
+    tokens: tuple[tuple[str, str, str, Booking], ...]
+    # Lifetime totals: leases granted, leases expired, bookings created.
+    totals: tuple[int, int, int]
+
+
+TokenKey = tuple[str, str, str]  # (merchant_id, service_id, token)
+
+
+class FrozenState:
+    """A ShardState's contents at one instant, as cheap copies of its tables.
+
+    Made in milliseconds on the shard's thread (C-level copies of dicts whose
+    values never change in place); `materialize`, the per-object work, may then
+    run in a worker thread while the shard goes on.
+    """
+
+    __slots__ = (
+        "_bookings",
+        "_consumed",
+        "_expired",
+        "_lapsed",
+        "_live",
+        "_slots",
+        "_tokens",
+        "_totals",
+    )
+
+    def __init__(
+        self,
+        slots: Sequence[SlotAccount],
+        live: dict[str, Kept],
+        lapsed: dict[str, Kept],
+        consumed: dict[str, tuple[Kept, str]],
+        expired: tuple[str, ...],
+        bookings: list[Booking],
+        tokens: list[tuple[TokenKey, Booking]],
+        totals: tuple[int, int, int],
+    ) -> None:
+        self._slots = slots  # (only their immutable parts are read: safe in a thread)
+        self._live = live
+        self._lapsed = lapsed
+        self._consumed = consumed
+        self._expired = expired
+        self._bookings = bookings
+        self._tokens = tokens
+        self._totals = totals
+
+    def materialize(self) -> StateSnapshot:
+        return StateSnapshot(
+            leases=(
+                *(rebuilt(self._slots, i, kept) for i, kept in self._live.items()),
+                *(
+                    rebuilt(self._slots, i, kept, LeaseState.EXPIRED)
+                    for i, kept in self._lapsed.items()
+                ),
+                *(
+                    rebuilt(self._slots, i, kept, LeaseState.CONSUMED, booking_id)
+                    for i, (kept, booking_id) in self._consumed.items()
+                ),
+            ),
+            expired_order=self._expired,
+            bookings=tuple(self._bookings),
+            tokens=tuple((m, s, t, b) for (m, s, t), b in self._tokens),
+            totals=self._totals,
+        )
