@@ -81,11 +81,18 @@ class JournalStats:
 class JournalSink(EventSink):
     """Journals each command's events and delivers its reply per `durability` (module doc)."""
 
-    # TODO(issue 4's figure, stops 11-12): SYNC costs ~115 us of server CPU a call more
-    # than NONE in `bench flow` (346 vs 230 us at stop 12). There the four sinks run
-    # ~630 flushes/s of ~3.4 records each, a round trip each (p50 5.1 ms against an
-    # fdatasync p50 of 0.88 ms). One writer pass for all shards' buffers would cut the
-    # trips; mind the drains at shutdown, which flush after the shards stop.
+    # TODO(issue 4's figure, stops 11-13): SYNC's closed-loop `bench flow` runs at 64-76%
+    # of NONE's. Not for CPU: at equal arrival rates (`--rate` 600/800/1000 flows/s,
+    # stop 13) the loop thread's CPU per flow under SYNC was within -4..+9% of NONE's.
+    # It is latency: a write's reply waits (p50) ~8 ms here at 1000 flows/s, a group
+    # commit cycle and a half, and each cycle is ~4 passes of the host loop (this
+    # lock's checkpoint, to_thread's limiter checkpoint, trio's entry-queue task, the
+    # flush task) around a ~0.9 ms fdatasync. A /tmp probe taking the lock without a
+    # checkpoint when free, starting the thread with start_thread_soon and waking the
+    # flush by a pipe cut that wait to 6.1 ms p50, but request p50 moved 16.7 -> 16.5
+    # ms: the other loop passes (mailbox ~4 ms, the gRPC stack ~6 ms at that load)
+    # dominate. One writer pass for all shards' buffers would cut passes too; mind
+    # the drains at shutdown, which flush after the shards stop.
 
     def __init__(
         self,
