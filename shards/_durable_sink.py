@@ -90,9 +90,10 @@ class JournalSink(EventSink):
     # flush task) around a ~0.9 ms fdatasync. A /tmp probe taking the lock without a
     # checkpoint when free, starting the thread with start_thread_soon and waking the
     # flush by a pipe cut that wait to 6.1 ms p50, but request p50 moved 16.7 -> 16.5
-    # ms: the other loop passes (mailbox ~4 ms, the gRPC stack ~6 ms at that load)
-    # dominate. One writer pass for all shards' buffers would cut passes too; mind
-    # the drains at shutdown, which flush after the shards stop.
+    # ms, and closed-loop flows/s (3 pairs) did not move: the other loop passes
+    # (mailbox ~4 ms, the gRPC stack ~6 ms at that load) and the loop thread's CPU
+    # take it back. One writer pass for all shards' buffers would cut passes too;
+    # mind the drains at shutdown, which flush after the shards stop.
 
     def __init__(
         self,
