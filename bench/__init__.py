@@ -6,13 +6,15 @@ records every request and reply, and checks the full history for broken
 invariants afterwards (`bench._checker`). `leasehold bench core` times `core/`
 alone, with no I/O.
 
-Import rules: bench imports core (and starts gateway only as a subprocess);
-nothing imports bench. Implementation lives in private `_name.py` modules;
-this file is the contract the tests and the CLI use.
+Import rules: bench imports core, shards and the health frames (and starts the
+server only as a subprocess); only the CLI's `bench` subcommand imports bench
+(`main`). Implementation lives in private `_name.py` modules; this file is the
+contract the tests and the CLI use.
 """
 
-from bench._checker import CheckResult, Violation, ViolationKind, check_history
-from bench._history import BenchSlot, Kind, Op, Outcome
+from leasehold.bench._checker import CheckResult, Violation, ViolationKind, check_history
+from leasehold.bench._cli import main
+from leasehold.bench._history import BenchSlot, Kind, Op, Outcome
 
 __all__ = [
     "BenchSlot",
@@ -23,4 +25,5 @@ __all__ = [
     "Violation",
     "ViolationKind",
     "check_history",
+    "main",
 ]

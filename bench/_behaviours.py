@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench._history import Op, Outcome
-from bench._loadgen import NANOS, Behaviour, Ctx, PhaseSpec
-from core import SlotKey
+from leasehold.bench._history import Op, Outcome
+from leasehold.bench._loadgen import NANOS, Behaviour, Ctx, PhaseSpec
+from leasehold.core import SlotKey
 
 
 def behaviour_for(spec: PhaseSpec, keys: list[SlotKey]) -> Behaviour:

@@ -81,7 +81,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from bench._history import OK, RESOURCE_EXHAUSTED, BenchSlot, Kind, Op, Outcome
+from leasehold.bench._history import OK, RESOURCE_EXHAUSTED, BenchSlot, Kind, Op, Outcome
 
 INF = 2**62  # "never ends": later than any wall-clock ns we will meet
 MAX_REPORTED_PER_KIND = 20

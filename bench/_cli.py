@@ -26,13 +26,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench._checker import CheckResult, check_history
-from bench._compare import comparison, mode_row, parse_modes, print_comparison
-from bench._feed import build_slots, feed_document, read_feed, write_feed
-from bench._history import FIELD_NAMES, BenchSlot, Kind, Op, Outcome
-from bench._run import RunError, Runner
-from bench._scenarios import DEFAULT_MIX, ROLES, SCENARIOS, Options, run_scenario, slot_groups
-from bench._server import ServerError, SpawnedServer, serve_command
+from leasehold.bench._checker import CheckResult, check_history
+from leasehold.bench._compare import comparison, mode_row, parse_modes, print_comparison
+from leasehold.bench._feed import build_slots, feed_document, read_feed, write_feed
+from leasehold.bench._history import FIELD_NAMES, BenchSlot, Kind, Op, Outcome
+from leasehold.bench._run import RunError, Runner
+from leasehold.bench._scenarios import (
+    DEFAULT_MIX,
+    ROLES,
+    SCENARIOS,
+    Options,
+    run_scenario,
+    slot_groups,
+)
+from leasehold.bench._server import ServerError, SpawnedServer, serve_command
 
 EXIT_VIOLATION = 1
 EXIT_NOT_MADE = 2
@@ -53,11 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     if args[:1] == ["core"]:
-        from bench._core_bench import main as core_main
+        from leasehold.bench._core_bench import main as core_main
 
         return core_main(args[1:])
     if args[:1] == ["restart"]:
-        from bench._restart import main as restart_main
+        from leasehold.bench._restart import main as restart_main
 
         return restart_main(args[1:])
     if args[:1] == ["feed"]:
@@ -341,7 +348,7 @@ def _run(
         "durability": _serve_setting(server.command, "--durability") if server else None,
     }
     _write(result, history, scenario, out_dir, ns)
-    from bench._report import print_table
+    from leasehold.bench._report import print_table
 
     print_table(result, sys.stdout)
     if server_exit not in (None, 0):
@@ -383,8 +390,8 @@ def _result(
     started: float,
     out_dir: Path,
 ) -> dict[str, Any]:
-    from bench._report import ceiling_figures, phase_summary, timeline, violation_records
-    from bench._run import merge_rounds
+    from leasehold.bench._report import ceiling_figures, phase_summary, timeline, violation_records
+    from leasehold.bench._run import merge_rounds
 
     return {
         "scenario": o.scenario,
@@ -433,7 +440,7 @@ def _write(
                 f.write(json.dumps(op.row()) + "\n")
         result["files"]["history"] = str(path)
     if not ns.no_charts:
-        from bench._report import write_charts
+        from leasehold.bench._report import write_charts
 
         charts = write_charts(
             scenario.phases, result["timeline"], out_dir, f"leasehold bench {ns.scenario}"

@@ -21,10 +21,10 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
 from grpclib.health.v1 import health_pb2
 
-from bench._history import NO_STATUS, OK, Kind, Op
-from core import NANOS_PER_SECOND, SlotKey
-from proto.v0 import booking_pb2 as pb0
-from proto.v2 import booking_pb2 as pb2
+from leasehold.bench._history import NO_STATUS, OK, Kind, Op
+from leasehold.core import NANOS_PER_SECOND, SlotKey
+from leasehold.proto.v0 import booking_pb2 as pb0
+from leasehold.proto.v2 import booking_pb2 as pb2
 
 V2 = "/ext.maps.booking.partner.v2.BookingService/"
 V0 = "/ext.maps.booking.partner.v0.BookingService/"

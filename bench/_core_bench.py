@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from core import (
+from leasehold.core import (
     NANOS_PER_SECOND,
     ApiVersion,
     CreateBooking,
@@ -37,8 +37,8 @@ from core import (
     SlotRef,
     SlotSpec,
 )
-from shards import buffered_entropy
-from shards._collector import tune_for_long_lived_state
+from leasehold.shards import buffered_entropy
+from leasehold.tuning import tune_for_long_lived_state
 
 T0 = 1_900_000_000 * NANOS_PER_SECOND
 

@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench._history import BenchSlot
-from core import SlotKey
-from core._feed import parse_feed_json
+from leasehold.bench._history import BenchSlot
+from leasehold.core import SlotKey, parse_feed_json
 
 DAY = 86_400
 HOUR = 3_600

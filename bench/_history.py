@@ -16,7 +16,7 @@ import enum
 from collections.abc import Iterable, Iterator
 from dataclasses import astuple, dataclass, fields
 
-from core import SlotKey
+from leasehold.core import SlotKey
 
 # gRPC status codes (the numbers are fixed by the gRPC spec).
 OK = 0

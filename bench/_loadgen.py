@@ -33,9 +33,9 @@ from typing import Any, Protocol
 
 import grpc
 
-from bench._client import Client
-from bench._history import OK, Op, Outcome
-from core import SlotKey
+from leasehold.bench._client import Client
+from leasehold.bench._history import OK, Op, Outcome
+from leasehold.core import SlotKey
 
 NANOS = 1_000_000_000
 # Open loop: how many arrivals a worker lets be in flight before the next ones wait
@@ -159,7 +159,7 @@ def worker_main(
     nice: int = 0,
 ) -> None:
     """A client process: run each PhaseSpec received on `conn`; None ends it."""
-    from bench._behaviours import behaviour_for  # the worker's own import, after spawn
+    from leasehold.bench._behaviours import behaviour_for  # the worker's own import, after spawn
 
     if nice:
         # Below the server on a shared machine: see --client-nice.

@@ -20,10 +20,10 @@ from typing import Any, TextIO
 
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
-from bench._checker import Violation
-from bench._history import BenchSlot, Kind, Op, Outcome
-from bench._loadgen import NANOS
-from bench._run import PhaseOutcome, merge_rounds
+from leasehold.bench._checker import Violation
+from leasehold.bench._history import BenchSlot, Kind, Op, Outcome
+from leasehold.bench._loadgen import NANOS
+from leasehold.bench._run import PhaseOutcome, merge_rounds
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 # Operations spelt out per violation (all their ids are listed, and in history.jsonl).

@@ -52,10 +52,11 @@ from pathlib import Path
 
 import trio
 
-from bench._feed import SlotGroup, build_slots, feed_document
-from bench._server import ServerError, SpawnedServer, serve_command
-from core import (
+from leasehold.bench._feed import SlotGroup, build_slots, feed_document
+from leasehold.bench._server import ServerError, SpawnedServer, serve_command
+from leasehold.core import (
     BOOKING_ID_PREFIX,
+    ID_ENTROPY_BYTES,
     LEASE_ID_PREFIX,
     NANOS_PER_SECOND,
     ApiVersion,
@@ -70,16 +71,21 @@ from core import (
     SlotKey,
     SlotRef,
     SlotSpec,
+    make_id,
+    parse_feed_json,
     routing_bucket,
     shard_for_key,
 )
-from core._feed import parse_feed_json
-from core._routing import ID_ENTROPY_BYTES, make_id
-from shards._codec import encode_events
-from shards._datadir import prepare, shard_dir
-from shards._journal import JournalWriter
-from shards._snapshots import encode_snapshot, remove_covered, write_snapshot
-from shards._supervisor import partition_inventory
+from leasehold.shards import (
+    JournalWriter,
+    encode_events,
+    encode_snapshot,
+    partition_inventory,
+    prepare,
+    remove_covered,
+    shard_dir,
+    write_snapshot,
+)
 
 LAYOUTS = ("journal", "snapshot")
 MANIFEST = "bench-restart.json"
@@ -303,8 +309,8 @@ def _listing(data_dir: Path) -> dict[str, int]:
 
 async def _recovered_counts(url: str) -> tuple[int, int]:
     """(live leases, confirmed bookings) over every shard, from the first health frame."""
-    from gateway._frames import Health, decode
-    from gateway.watch import open_watch
+    from leasehold.health.frames import Health, decode
+    from leasehold.health.watch import open_watch
 
     with trio.fail_after(HEALTH_TIMEOUT_S):
         async with open_watch(url, interval_s=0.1) as (ws, _):

@@ -24,9 +24,9 @@ from typing import Any, TextIO
 
 import grpc
 
-from bench._client import Client
-from bench._history import BenchSlot, Op, Outcome
-from bench._loadgen import NANOS, PhaseResult, PhaseSpec, Progress, worker_main
+from leasehold.bench._client import Client
+from leasehold.bench._history import BenchSlot, Op, Outcome
+from leasehold.bench._loadgen import NANOS, PhaseResult, PhaseSpec, Progress, worker_main
 
 START_DELAY_S = 0.5
 READ_CONCURRENCY = 32

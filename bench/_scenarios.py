@@ -27,10 +27,10 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bench._feed import SlotGroup
-from bench._history import BenchSlot, Kind
-from bench._loadgen import NANOS
-from bench._run import PhaseOutcome, RunError, Runner, merge_rounds
+from leasehold.bench._feed import SlotGroup
+from leasehold.bench._history import BenchSlot, Kind
+from leasehold.bench._loadgen import NANOS
+from leasehold.bench._run import PhaseOutcome, RunError, Runner, merge_rounds
 
 SCENARIOS = ("flow", "contention", "expiry-storm", "mixed")
 ROLES = {

@@ -36,7 +36,7 @@ def serve_command(
     durability: str | None = None,
 ) -> list[str]:
     script = Path(sys.executable).with_name("leasehold")
-    base = [str(script)] if script.exists() else [sys.executable, "-m", "gateway.cli"]
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "leasehold.cli"]
     command = [*base, "serve", "--host", "127.0.0.1", "--port", "0"]
     command += ["--feed", str(feed), "--data-dir", str(data_dir)]
     if shards is not None:

@@ -1,4 +1,4 @@
-"""What health watchers cost the server: `python -m bench.watchers [N] [--interval S]`.
+"""What health watchers cost the server: `python -m leasehold.bench.watchers [N] [--interval S]`.
 
 Starts `leasehold serve` (bench._server; demo feed, memory only, free ports),
 attaches N watchers at the given frame interval, and prints the server's CPU use over 10 s with them
@@ -17,16 +17,16 @@ from pathlib import Path
 
 import trio
 
-from bench._server import SpawnedServer, serve_command
-from core._demo import demo_feed
-from gateway.watch import open_watch
+from leasehold.bench._server import SpawnedServer, serve_command
+from leasehold.core import demo_feed
+from leasehold.health.watch import open_watch
 
 MEASURE_S = 10.0
 SETTLE_S = 2.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.watchers", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m leasehold.bench.watchers", description=__doc__)
     parser.add_argument("watchers", type=int, nargs="?", default=50)
     parser.add_argument("--interval", type=float, default=0.1, metavar="S")
     args = parser.parse_args(argv)

@@ -6,7 +6,7 @@ none of our other packages, and nothing of trio, grpclib, protobuf, msgpack or
 `_name.py` modules; this file is the contract others import.
 """
 
-from core._commands import (
+from leasehold.core._commands import (
     BatchAvailability,
     CancelBooking,
     CheckAvailability,
@@ -17,7 +17,8 @@ from core._commands import (
     ListBookings,
     RescheduleBooking,
 )
-from core._errors import (
+from leasehold.core._demo import demo_feed
+from leasehold.core._errors import (
     BookingAlreadyCancelled,
     BookingError,
     InvalidArgument,
@@ -27,7 +28,7 @@ from core._errors import (
     SlotAlreadyBookedByUser,
     SlotUnavailable,
 )
-from core._events import (
+from leasehold.core._events import (
     BookingCancelled,
     BookingCreated,
     BookingRescheduled,
@@ -35,8 +36,9 @@ from core._events import (
     ExpiredLeasesForgotten,
     LeaseGranted,
 )
-from core._events import LeaseExpired as LeaseExpiredEvent
-from core._model import (
+from leasehold.core._events import LeaseExpired as LeaseExpiredEvent
+from leasehold.core._feed import Feed, FeedError, parse_feed, parse_feed_json
+from leasehold.core._model import (
     NANOS_PER_SECOND,
     ApiVersion,
     Booking,
@@ -49,20 +51,23 @@ from core._model import (
     SlotRef,
     SlotSpec,
 )
-from core._routing import (
+from leasehold.core._routing import (
     BOOKING_ID_PREFIX,
+    ID_ENTROPY_BYTES,
     LEASE_ID_PREFIX,
     bucket_of_id,
+    make_id,
     routing_bucket,
     shard_for_bucket,
     shard_for_key,
 )
-from core._scope import Scope, commit_scope
-from core._snapshot import FrozenState, StateSnapshot
-from core._state import Counters, LeaseSettings, Outcome, ShardState
+from leasehold.core._scope import Scope, commit_scope
+from leasehold.core._snapshot import FrozenState, StateSnapshot
+from leasehold.core._state import Counters, LeaseSettings, Outcome, ShardState
 
 __all__ = [
     "BOOKING_ID_PREFIX",
+    "ID_ENTROPY_BYTES",
     "LEASE_ID_PREFIX",
     "NANOS_PER_SECOND",
     "ApiVersion",
@@ -82,6 +87,8 @@ __all__ = [
     "CreateLease",
     "Event",
     "ExpiredLeasesForgotten",
+    "Feed",
+    "FeedError",
     "FrozenState",
     "GetBooking",
     "InvalidArgument",
@@ -108,6 +115,10 @@ __all__ = [
     "StateSnapshot",
     "bucket_of_id",
     "commit_scope",
+    "demo_feed",
+    "make_id",
+    "parse_feed",
+    "parse_feed_json",
     "routing_bucket",
     "shard_for_bucket",
     "shard_for_key",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core._frozen import statically_frozen
-from core._model import ApiVersion, Person, SlotKey, SlotRef
+from leasehold.core._frozen import statically_frozen
+from leasehold.core._model import ApiVersion, Person, SlotKey, SlotRef
 
 
 @statically_frozen

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from core._frozen import statically_frozen
-from core._model import Booking, Lease, SlotRef
+from leasehold.core._frozen import statically_frozen
+from leasehold.core._model import Booking, Lease, SlotRef
 
 
 @statically_frozen

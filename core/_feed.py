@@ -40,7 +40,7 @@ from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from core._model import SlotKey, SlotSpec
+from leasehold.core._model import SlotKey, SlotSpec
 
 # 9999-12-31T23:59:59Z: the last second a google.protobuf.Timestamp can carry.
 MAX_TIMESTAMP_SEC = 253_402_300_799

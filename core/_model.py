@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from core._frozen import statically_frozen
+from leasehold.core._frozen import statically_frozen
 
 NANOS_PER_SECOND = 1_000_000_000
 

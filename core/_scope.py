@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core._commands import (
+from leasehold.core._commands import (
     CancelBooking,
     CheckAvailability,
     Command,
@@ -40,8 +40,8 @@ from core._commands import (
     GetBooking,
     RescheduleBooking,
 )
-from core._events import Event, ExpiredLeasesForgotten
-from core._model import ApiVersion, Booking, SlotKey
+from leasehold.core._events import Event, ExpiredLeasesForgotten
+from leasehold.core._model import ApiVersion, Booking, SlotKey
 
 Scope = tuple[str, str]  # (merchant_id, service_id)
 

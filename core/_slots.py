@@ -8,8 +8,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 
-from core._model import ApiVersion, Lease, LeaseState, Person, SlotRef, SlotSpec
-from core._routing import BOOKING_ID_PREFIX, LEASE_ID_PREFIX, id_head, routing_bucket
+from leasehold.core._model import ApiVersion, Lease, LeaseState, Person, SlotRef, SlotSpec
+from leasehold.core._routing import BOOKING_ID_PREFIX, LEASE_ID_PREFIX, id_head, routing_bucket
 
 
 class SlotAccount:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core._model import Booking, Lease, LeaseState
-from core._slots import Kept, SlotAccount, rebuilt
+from leasehold.core._model import Booking, Lease, LeaseState
+from leasehold.core._slots import Kept, SlotAccount, rebuilt
 
 
 @dataclass(frozen=True, slots=True)

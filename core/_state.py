@@ -32,9 +32,9 @@ from dataclasses import dataclass, replace
 from operator import itemgetter
 from typing import Generic, TypeVar, assert_never
 
-from core import _commands as cmd
-from core._deadlines import Deadlines
-from core._errors import (
+from leasehold.core import _commands as cmd
+from leasehold.core._deadlines import Deadlines
+from leasehold.core._errors import (
     BookingAlreadyCancelled,
     BookingError,
     InvalidArgument,
@@ -44,7 +44,7 @@ from core._errors import (
     SlotAlreadyBookedByUser,
     SlotUnavailable,
 )
-from core._events import (
+from leasehold.core._events import (
     BookingCancelled,
     BookingCreated,
     BookingRescheduled,
@@ -52,11 +52,11 @@ from core._events import (
     ExpiredLeasesForgotten,
     LeaseGranted,
 )
-from core._events import (
+from leasehold.core._events import (
     LeaseExpired as LeaseExpiredEvent,
 )
-from core._frozen import statically_frozen
-from core._model import (
+from leasehold.core._frozen import statically_frozen
+from leasehold.core._model import (
     NANOS_PER_SECOND,
     ApiVersion,
     Booking,
@@ -68,15 +68,15 @@ from core._model import (
     SlotRef,
     SlotSpec,
 )
-from core._routing import (
+from leasehold.core._routing import (
     LEASE_ID_PREFIX,
     bucket_of_id,
     id_from_head,
     routing_bucket,
 )
-from core._scope import Scope
-from core._slots import VERSION_OF, Kept, SlotAccount, keep, rebuilt
-from core._snapshot import FrozenState, StateSnapshot, TokenKey
+from leasehold.core._scope import Scope
+from leasehold.core._slots import VERSION_OF, Kept, SlotAccount, keep, rebuilt
+from leasehold.core._snapshot import FrozenState, StateSnapshot, TokenKey
 
 R = TypeVar("R")
 C = TypeVar("C")

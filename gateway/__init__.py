@@ -1,8 +1,21 @@
-"""The gRPC face: grpclib services, request decoding, routing to shards, status mapping, CLI.
+"""The gRPC face: grpclib services, request decoding, routing to shards, status mapping.
 
-Imports core and shards. `_bridge` is the only module that knows both asyncio and trio.
+Imports core and shards. `_bridge` is the only module that knows both asyncio and trio;
+the composition root (`leasehold._app`, `leasehold.cli`) assembles these parts.
 """
 
-from gateway._server import Ready, ServeConfig, build_services, serve
+from leasehold.gateway._bridge import TrioGuest
+from leasehold.gateway._coalesce import CoalescingServer
+from leasehold.gateway._router import Router
+from leasehold.gateway._services import build_services
+from leasehold.gateway._tls import TlsSettings, pin_client_name, server_context
 
-__all__ = ["Ready", "ServeConfig", "build_services", "serve"]
+__all__ = [
+    "CoalescingServer",
+    "Router",
+    "TlsSettings",
+    "TrioGuest",
+    "build_services",
+    "pin_client_name",
+    "server_context",
+]

@@ -23,8 +23,8 @@ import outcome
 import sniffio
 import trio
 
-from core import Command
-from shards import Reply, ShardFault, ShardHandle, ShardRequest, ShardUnavailable
+from leasehold.core import Command
+from leasehold.shards import Reply, ShardFault, ShardHandle, ShardRequest, ShardUnavailable
 
 
 class TrioGuest:

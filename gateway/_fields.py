@@ -12,8 +12,8 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpclib.exceptions import GRPCError
 
-from core import PostalAddress
-from gateway._status import invalid
+from leasehold.core import PostalAddress
+from leasehold.gateway._status import invalid
 
 MAX_ID_CHARS = 256  # ids, references, tokens
 MAX_TEXT_CHARS = 1024  # names, addresses, tags

@@ -9,10 +9,10 @@ from grpclib import Status
 from grpclib.exceptions import GRPCError
 from grpclib.metadata import Deadline
 
-from core import BOOKING_ID_PREFIX, LEASE_ID_PREFIX, Command, SlotKey
-from gateway._bridge import call_shard
-from gateway._status import fault_error
-from shards import Reply, ShardFault, ShardHandle, ShardSet, ShardUnavailable
+from leasehold.core import BOOKING_ID_PREFIX, LEASE_ID_PREFIX, Command, SlotKey
+from leasehold.gateway._bridge import call_shard
+from leasehold.gateway._status import fault_error
+from leasehold.shards import Reply, ShardFault, ShardHandle, ShardSet, ShardUnavailable
 
 
 class Router:

@@ -8,14 +8,14 @@ from grpclib import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
-from core import ApiVersion, Booking, Lease
-from gateway import _v0_codec as codec
-from gateway._router import Router
-from gateway._settle import settle
-from gateway._status import Failure, unknown_booking
-from gateway._wire import read_request
-from proto.v0 import booking_grpc
-from proto.v0 import booking_pb2 as pb
+from leasehold.core import ApiVersion, Booking, Lease
+from leasehold.gateway import _v0_codec as codec
+from leasehold.gateway._router import Router
+from leasehold.gateway._settle import settle
+from leasehold.gateway._status import Failure, unknown_booking
+from leasehold.gateway._wire import read_request
+from leasehold.proto.v0 import booking_grpc
+from leasehold.proto.v0 import booking_pb2 as pb
 
 V0 = ApiVersion.V0
 

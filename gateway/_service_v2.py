@@ -8,16 +8,16 @@ from typing import Any
 
 from grpclib.server import Stream
 
-import core
-from core import ApiVersion, Booking, Lease
-from gateway import _fields as f
-from gateway import _v2_codec as codec
-from gateway._router import Router
-from gateway._settle import settle, settle_strict
-from gateway._status import Failure, invalid, unknown_booking
-from gateway._wire import read_request
-from proto.v2 import booking_grpc
-from proto.v2 import booking_pb2 as pb
+from leasehold import core
+from leasehold.core import ApiVersion, Booking, Lease
+from leasehold.gateway import _fields as f
+from leasehold.gateway import _v2_codec as codec
+from leasehold.gateway._router import Router
+from leasehold.gateway._settle import settle, settle_strict
+from leasehold.gateway._status import Failure, invalid, unknown_booking
+from leasehold.gateway._wire import read_request
+from leasehold.proto.v2 import booking_grpc
+from leasehold.proto.v2 import booking_pb2 as pb
 
 V2 = ApiVersion.V2
 

@@ -8,9 +8,9 @@ from typing import TypeVar
 from grpclib import Status
 from grpclib.exceptions import GRPCError
 
-from core import ApiVersion, BookingError
-from gateway._status import Failure, refusal_answer
-from shards import Reply
+from leasehold.core import ApiVersion, BookingError
+from leasehold.gateway._status import Failure, refusal_answer
+from leasehold.shards import Reply
 
 T = TypeVar("T")
 

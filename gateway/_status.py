@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from grpclib import Status
 from grpclib.exceptions import GRPCError
 
-import core
-from core import ApiVersion, BookingError
-from shards import ShardFault
+from leasehold import core
+from leasehold.core import ApiVersion, BookingError
+from leasehold.shards import ShardFault
 
 
 @dataclass(frozen=True, slots=True)

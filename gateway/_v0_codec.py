@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import core
-from core import ApiVersion, Booking, Lease, Person, SlotKey, SlotRef
-from gateway import _fields as f
-from gateway._status import invalid
-from proto.v0 import booking_pb2 as pb
+from leasehold import core
+from leasehold.core import ApiVersion, Booking, Lease, Person, SlotKey, SlotRef
+from leasehold.gateway import _fields as f
+from leasehold.gateway._status import invalid
+from leasehold.proto.v0 import booking_pb2 as pb
 
 LEASE_FIELDS: Mapping[str, str] = {
     "reference": "lease.client_reference",

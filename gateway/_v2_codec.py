@@ -6,11 +6,11 @@ from collections.abc import Iterable, Mapping
 
 from grpclib.exceptions import GRPCError
 
-import core
-from core import ApiVersion, Booking, Lease, Person, SlotKey, SlotRef, SlotSpec
-from gateway import _fields as f
-from gateway._status import Failure, invalid
-from proto.v2 import booking_pb2 as pb
+from leasehold import core
+from leasehold.core import ApiVersion, Booking, Lease, Person, SlotKey, SlotRef, SlotSpec
+from leasehold.gateway import _fields as f
+from leasehold.gateway._status import Failure, invalid
+from leasehold.proto.v2 import booking_pb2 as pb
 
 # Core field names -> v2 wire paths, per RPC (for error messages).
 LEASE_FIELDS: Mapping[str, str] = {

@@ -1,6 +1,6 @@
-"""Regenerate the Python code for proto/ from its .proto sources: `python -m proto.generate`.
+"""Regenerate proto/'s Python code from its .proto sources: `python -m leasehold.proto.generate`.
 
-`python -m proto.generate --check` regenerates into a temporary directory and
+`python -m leasehold.proto.generate --check` regenerates into a temporary directory and
 exits 1, listing the files, if anything committed differs (the test suite runs
 the same check, so stale generated code fails CI).
 
@@ -23,7 +23,8 @@ from pathlib import Path
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ("proto/v2/booking.proto", "proto/v0/booking.proto")
+# Named through leasehold/proto (a link to proto/), so the generated imports are leasehold.proto...
+SOURCES = ("leasehold/proto/v2/booking.proto", "leasehold/proto/v0/booking.proto")
 SUFFIXES = ("_pb2.py", "_pb2.pyi", "_grpc.py", "_pb2_grpc.py", "_pb2_grpc.pyi")
 
 
@@ -78,13 +79,13 @@ def stale_files() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m proto.generate", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m leasehold.proto.generate", description=__doc__)
     parser.add_argument("--check", action="store_true", help="only report stale files")
     args = parser.parse_args(argv)
     if args.check:
         stale = stale_files()
         for name in stale:
-            print(f"stale: {name} (run: python -m proto.generate)")
+            print(f"stale: {name} (run: python -m leasehold.proto.generate)")
         return 1 if stale else 0
     with tempfile.TemporaryDirectory() as temp:
         generate(Path(temp))

@@ -3,10 +3,13 @@
 Imports core; imported by gateway. Nothing here knows protobuf or grpclib.
 """
 
-from shards._clock import AnchoredClock
-from shards._durable_sink import Durability, JournalFailed
-from shards._entropy import buffered_entropy
-from shards._messages import (
+from leasehold.shards._clock import AnchoredClock
+from leasehold.shards._codec import encode_events
+from leasehold.shards._datadir import DataDirError, lock, prepare, recorded_feed, shard_dir
+from leasehold.shards._durable_sink import Durability, JournalFailed
+from leasehold.shards._entropy import buffered_entropy
+from leasehold.shards._journal import JournalWriter
+from leasehold.shards._messages import (
     JournalFigures,
     Reply,
     ShardFault,
@@ -14,18 +17,21 @@ from shards._messages import (
     ShardStats,
     ShardUnavailable,
 )
-from shards._metrics import SERVICE_TIME_BOUNDS_S, LatencyHistogram, percentile
-from shards._persistence import RecoveryError, RecoveryReport
-from shards._shard import EventSink, Shard, ShardHandle, call
-from shards._supervisor import Persistence, ShardSet, partition_inventory, run_shards
+from leasehold.shards._metrics import SERVICE_TIME_BOUNDS_S, LatencyHistogram, percentile
+from leasehold.shards._persistence import RecoveryError, RecoveryReport
+from leasehold.shards._shard import EventSink, Shard, ShardHandle, call
+from leasehold.shards._snapshots import encode_snapshot, remove_covered, write_snapshot
+from leasehold.shards._supervisor import Persistence, ShardSet, partition_inventory, run_shards
 
 __all__ = [
     "SERVICE_TIME_BOUNDS_S",
     "AnchoredClock",
+    "DataDirError",
     "Durability",
     "EventSink",
     "JournalFailed",
     "JournalFigures",
+    "JournalWriter",
     "LatencyHistogram",
     "Persistence",
     "RecoveryError",
@@ -40,7 +46,15 @@ __all__ = [
     "ShardUnavailable",
     "buffered_entropy",
     "call",
+    "encode_events",
+    "encode_snapshot",
+    "lock",
     "partition_inventory",
     "percentile",
+    "prepare",
+    "recorded_feed",
+    "remove_covered",
     "run_shards",
+    "shard_dir",
+    "write_snapshot",
 ]

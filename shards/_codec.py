@@ -32,7 +32,7 @@ from typing import TypeVar, assert_never, cast
 # msgpack ships neither stubs nor a py.typed marker; its two calls are wrapped below.
 import msgpack  # type: ignore[import-untyped]
 
-from core import (
+from leasehold.core import (
     ApiVersion,
     Booking,
     BookingCancelled,

@@ -1,4 +1,4 @@
-"""How the server runs Python's cyclic garbage collector.
+"""Recovery without the cyclic garbage collector walking what it loads.
 
 The shards hold millions of long-lived objects (leases, bookings, ids) that
 form no reference cycles: reference counting frees them, and the cyclic
@@ -13,18 +13,6 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Iterator
-
-# Young collections every 10k allocations (each still short), and full ones ten
-# times rarer than the default: 600k grants on one state ran 11 full collections
-# with the defaults, 1 with these; 64k -> 85k grants/s (/tmp micro-benchmark,
-# see the durability issue's note). Cycles (tracebacks, trio internals) are
-# still collected, only later.
-SERVER_THRESHOLDS = (10_000, 10, 10)
-
-
-def tune_for_long_lived_state() -> None:
-    """Set the collector's thresholds for a process that holds shard state."""
-    gc.set_threshold(*SERVER_THRESHOLDS)
 
 
 @contextlib.contextmanager

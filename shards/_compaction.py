@@ -14,9 +14,14 @@ from pathlib import Path
 
 import trio
 
-from core import ShardState
-from shards._durable_sink import JournalSink
-from shards._snapshots import encode_snapshot, remove_covered, snapshot_files, write_snapshot
+from leasehold.core import ShardState
+from leasehold.shards._durable_sink import JournalSink
+from leasehold.shards._snapshots import (
+    encode_snapshot,
+    remove_covered,
+    snapshot_files,
+    write_snapshot,
+)
 
 DEFAULT_EVERY_RECORDS = 100_000
 DEFAULT_INTERVAL_S = 1.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import core
-from core import Outcome, ShardState
+from leasehold import core
+from leasehold.core import Outcome, ShardState
 
 # Looked up by the command's exact type: one dict probe per request instead of a chain
 # of isinstance checks. A test checks that every member of core.Command has a row.

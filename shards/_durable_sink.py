@@ -40,11 +40,11 @@ from typing import assert_never
 
 import trio
 
-from core import Event
-from shards._codec import encode_events
-from shards._journal import JournalWriter
-from shards._messages import JournalFigures
-from shards._shard import EventSink
+from leasehold.core import Event
+from leasehold.shards._codec import encode_events
+from leasehold.shards._journal import JournalWriter
+from leasehold.shards._messages import JournalFigures
+from leasehold.shards._shard import EventSink
 
 FLUSH_INTERVAL_S = 0.010
 

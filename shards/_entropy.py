@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Iterator
 from functools import partial
 
-from core._routing import ID_ENTROPY_BYTES
+from leasehold.core import ID_ENTROPY_BYTES
 
 # 4096 ids (60 KiB) per read: the syscall's cost vanishes, the memory does not matter.
 IDS_PER_READ = 4096

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import trio
 
-from shards._datadir import fsync_dir
+from leasehold.shards._datadir import fsync_dir
 
 MAGIC = b"LHJ1"
 FORMAT_VERSION = 1
@@ -179,7 +179,7 @@ def read_journal(directory: Path) -> JournalScan:
     """
     scanned_segments: list[ScannedSegment] = []
     repair = None
-    segments = _segments(directory)
+    segments = segment_files(directory)
     next_seq = segments[0][0] if segments else 0
     for index, (first_seq, path) in enumerate(segments):
         if first_seq != next_seq:
@@ -240,7 +240,7 @@ class JournalWriter:
         self.max_fsync_s = 0.0
         self.bytes_written = 0
         self.records_written = 0
-        segments = _segments(directory)
+        segments = segment_files(directory)
         last = segments[-1] if segments else None
         if resume is not None and resume.last_segment != last:
             raise ValueError(f"{directory}: the journal changed since it was read")
@@ -382,7 +382,7 @@ def _open_new_segment(path: Path) -> int:
     return fd
 
 
-def _segments(directory: Path) -> list[tuple[int, Path]]:
+def segment_files(directory: Path) -> list[tuple[int, Path]]:
     found = []
     for path in directory.iterdir():
         match = _SEGMENT_NAME.fullmatch(path.name)

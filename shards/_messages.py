@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core import BookingError, Command
+from leasehold.core import BookingError, Command
 
 
 class ShardFault(enum.Enum):

@@ -17,10 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import ShardState, StateSnapshot
-from shards._codec import CorruptRecord, SlotRefs, decode_events
-from shards._journal import JournalEnd, JournalError, TailRepair, read_journal
-from shards._snapshots import SnapshotCorrupt, load_latest
+from leasehold.core import ShardState, StateSnapshot
+from leasehold.shards._codec import CorruptRecord, SlotRefs, decode_events
+from leasehold.shards._journal import JournalEnd, JournalError, TailRepair, read_journal
+from leasehold.shards._snapshots import SnapshotCorrupt, load_latest
 
 
 class RecoveryError(Exception):

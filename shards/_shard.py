@@ -16,10 +16,10 @@ from collections.abc import Callable, Hashable, Sequence
 
 import trio
 
-from core import BookingError, Command, Event, ShardState, commit_scope
-from shards._clock import AnchoredClock
-from shards._dispatch import execute
-from shards._messages import (
+from leasehold.core import BookingError, Command, Event, ShardState, commit_scope
+from leasehold.shards._clock import AnchoredClock
+from leasehold.shards._dispatch import execute
+from leasehold.shards._messages import (
     JournalFigures,
     Reply,
     ShardFault,
@@ -27,7 +27,7 @@ from shards._messages import (
     ShardStats,
     ShardUnavailable,
 )
-from shards._metrics import LatencyHistogram
+from leasehold.shards._metrics import LatencyHistogram
 
 _NANOS = 1_000_000_000
 # Requests served per wake-up before yielding to other tasks (fairness between shards).

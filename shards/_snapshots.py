@@ -26,10 +26,10 @@ from typing import cast
 
 import msgpack  # type: ignore[import-untyped]
 
-from core import Booking, StateSnapshot
-from shards import _codec as c
-from shards._datadir import fsync_dir
-from shards._journal import _segments
+from leasehold.core import Booking, StateSnapshot
+from leasehold.shards import _codec as c
+from leasehold.shards._datadir import fsync_dir
+from leasehold.shards._journal import segment_files
 
 SNAPSHOT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
@@ -177,7 +177,7 @@ def remove_covered(directory: Path, seq: int) -> list[Path]:
     at `seq` is durable.
     """
     removed = [path for s, path in snapshot_files(directory) if s < seq]
-    segments = _segments(directory)
+    segments = segment_files(directory)
     for (_, path), (next_first, _) in itertools.pairwise(segments):
         if next_first <= seq:
             removed.append(path)

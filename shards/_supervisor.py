@@ -8,17 +8,17 @@ from pathlib import Path
 
 import trio
 
-from core import LeaseSettings, ShardState, SlotSpec, bucket_of_id, shard_for_bucket
-from core import routing_bucket as _bucket
-from shards._clock import AnchoredClock
-from shards._collector import collector_paused_then_frozen
-from shards._compaction import DEFAULT_EVERY_RECORDS, Compactor
-from shards._datadir import shard_dir
-from shards._durable_sink import Durability, JournalSink
-from shards._journal import JournalWriter
-from shards._messages import ShardStats
-from shards._persistence import RecoveryReport, recover
-from shards._shard import EventSink, Shard, ShardHandle
+from leasehold.core import LeaseSettings, ShardState, SlotSpec, bucket_of_id, shard_for_bucket
+from leasehold.core import routing_bucket as _bucket
+from leasehold.shards._clock import AnchoredClock
+from leasehold.shards._collector import collector_paused_then_frozen
+from leasehold.shards._compaction import DEFAULT_EVERY_RECORDS, Compactor
+from leasehold.shards._datadir import shard_dir
+from leasehold.shards._durable_sink import Durability, JournalSink
+from leasehold.shards._journal import JournalWriter
+from leasehold.shards._messages import ShardStats
+from leasehold.shards._persistence import RecoveryReport, recover
+from leasehold.shards._shard import EventSink, Shard, ShardHandle
 
 
 def partition_inventory(slots: Iterable[SlotSpec], shard_count: int) -> list[list[SlotSpec]]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from core import SlotKey
-from proto.v0 import booking_pb2 as pb0
-from proto.v2 import booking_pb2 as pb2
+from leasehold.core import SlotKey
+from leasehold.proto.v0 import booking_pb2 as pb0
+from leasehold.proto.v2 import booking_pb2 as pb2
 
 
 def slot_v2(key: SlotKey, tag: str = "") -> pb2.Slot:

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import core
-from core import (
+from leasehold import core
+from leasehold.core import (
     ApiVersion,
     Booking,
     BookingError,

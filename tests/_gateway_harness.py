@@ -11,9 +11,9 @@ import trio
 from grpclib.client import Channel
 from grpclib.testing import ChannelFor
 
-from core import LeaseSettings, SlotSpec
-from gateway._router import Router
-from gateway._server import ServeConfig, build_services, start_shards
+from leasehold._app import ServeConfig, start_shards
+from leasehold.core import LeaseSettings, SlotSpec
+from leasehold.gateway import Router, build_services
 
 TEST_TIMEOUT_S = 30.0
 

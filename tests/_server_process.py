@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench._server import SpawnedServer
+from leasehold.bench._server import SpawnedServer
 
 # What the tests hold: the process, its port and target, its output so far, stop(signum).
 ServerProcess = SpawnedServer

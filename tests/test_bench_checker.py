@@ -11,9 +11,16 @@ from typing import Any
 
 import pytest
 
-from bench._checker import CheckResult, ViolationKind, check_history
-from bench._history import DEADLINE_EXCEEDED, NOT_FOUND, RESOURCE_EXHAUSTED, BenchSlot, Kind, Op
-from core import SlotKey
+from leasehold.bench._checker import CheckResult, ViolationKind, check_history
+from leasehold.bench._history import (
+    DEADLINE_EXCEEDED,
+    NOT_FOUND,
+    RESOURCE_EXHAUSTED,
+    BenchSlot,
+    Kind,
+    Op,
+)
+from leasehold.core import SlotKey
 
 MS = 1_000_000
 SLACK = 1 * MS

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from bench._cli import main
-from bench._compare import comparison, mode_row, parse_modes, print_comparison
+from leasehold.bench._cli import main
+from leasehold.bench._compare import comparison, mode_row, parse_modes, print_comparison
 
 
 def run_result(booked: int, seconds: float = 2.0, *, ok: bool = True) -> dict[str, Any]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from typing import Any, cast
 
-from bench._client import Client
-from bench._loadgen import Ctx, PhaseSpec
+from leasehold.bench._client import Client
+from leasehold.bench._loadgen import Ctx, PhaseSpec
 
 
 def _spec(number: int, worker: int = 0) -> PhaseSpec:

@@ -7,17 +7,17 @@ import io
 
 import pytest
 
-from bench._checker import ViolationKind, check_history
-from bench._history import BenchSlot, Kind, Op
-from bench._report import (
+from leasehold.bench._checker import ViolationKind, check_history
+from leasehold.bench._history import BenchSlot, Kind, Op
+from leasehold.bench._report import (
     ceiling_figures,
     describe_op,
     phase_summary,
     print_table,
     violation_records,
 )
-from bench._run import PhaseOutcome, merge_rounds
-from core import SlotKey
+from leasehold.bench._run import PhaseOutcome, merge_rounds
+from leasehold.core import SlotKey
 
 MS = 1_000_000
 SLOT = BenchSlot(SlotKey("m1", "race", 1_000, 1800), 1)

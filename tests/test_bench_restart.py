@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from _server_process import leasehold_executable
 
-from bench._restart import Plan, build
-from core import ShardState
-from core._feed import parse_feed_json
-from shards._datadir import read_meta, shard_dir
-from shards._persistence import recover
-from shards._snapshots import snapshot_files
-from shards._supervisor import partition_inventory
+from leasehold.bench._restart import Plan, build
+from leasehold.core import ShardState
+from leasehold.core._feed import parse_feed_json
+from leasehold.shards._datadir import read_meta, shard_dir
+from leasehold.shards._persistence import recover
+from leasehold.shards._snapshots import snapshot_files
+from leasehold.shards._supervisor import partition_inventory
 
 PLAN = Plan(events=2_000, shards=4, slots=64, snapshot_every=200, seed=1)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench._server import serve_command
+from leasehold.bench._server import serve_command
 
 
 def flag_values(command: list[str], flag: str) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from _server_process import leasehold_executable
 
-from bench._run import Runner
+from leasehold.bench._run import Runner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

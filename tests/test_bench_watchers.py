@@ -1,4 +1,4 @@
-"""`python -m bench.watchers` runs end to end (its figure comes from bench runs, not here)."""
+"""`python -m leasehold.bench.watchers` runs end to end (its figures come from bench runs)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 def test_watchers_bench_reports_cpu_and_delivered_frames() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.watchers", "2", "--interval", "0.5"],
+        [sys.executable, "-m", "leasehold.bench.watchers", "2", "--interval", "0.5"],
         capture_output=True,
         text=True,
         timeout=60,

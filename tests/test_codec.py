@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core import (
+from leasehold.core import (
     ApiVersion,
     Booking,
     BookingCancelled,
@@ -28,7 +28,13 @@ from core import (
     SlotKey,
     SlotRef,
 )
-from shards._codec import RECORD_VERSION, CorruptRecord, SlotRefs, decode_events, encode_events
+from leasehold.shards._codec import (
+    RECORD_VERSION,
+    CorruptRecord,
+    SlotRefs,
+    decode_events,
+    encode_events,
+)
 
 # Strategies built from the model types; msgpack integers are 64-bit.
 texts = st.text(max_size=12)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import trio
 
-import core
-from core import ApiVersion, CreateLease, SlotKey, SlotRef, SlotSpec
-from shards import Durability, Persistence, ShardSet, call, run_shards
-from shards._datadir import shard_dir
-from shards._journal import read_journal
-from shards._snapshots import snapshot_files
+from leasehold import core
+from leasehold.core import ApiVersion, CreateLease, SlotKey, SlotRef, SlotSpec
+from leasehold.shards import Durability, Persistence, ShardSet, call, run_shards
+from leasehold.shards._datadir import shard_dir
+from leasehold.shards._journal import read_journal
+from leasehold.shards._snapshots import snapshot_files
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -28,7 +28,7 @@ from _core_helpers import (
     replay_into_fresh,
 )
 
-from core import (
+from leasehold.core import (
     BOOKING_ID_PREFIX,
     ApiVersion,
     Booking,

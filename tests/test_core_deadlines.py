@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core._deadlines import Deadlines
+from leasehold.core._deadlines import Deadlines
 
 MS = 1_000_000
 

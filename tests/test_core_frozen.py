@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import core
-from core import _frozen
-from core._frozen import with_fast_init
+from leasehold import core
+from leasehold.core import _frozen
+from leasehold.core._frozen import with_fast_init
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,7 +113,7 @@ def test_the_suite_runs_with_the_runtime_guard() -> None:
 # Run without the guard, as the server runs: every value type builds the same values.
 _UNGUARDED_CHECK = """
 import dataclasses, pickle, sys
-import core
+from leasehold import core
 fast = [c for c in vars(core).values()
         if isinstance(c, type) and hasattr(vars(c).get("__init__"), "__wrapped__")]
 assert len(fast) >= 10, fast
@@ -155,7 +155,7 @@ def test_mypy_rejects_assigning_a_field(tmp_path: Path) -> None:
     """The guarantee the server relies on without the runtime guard (mypy runs in CI)."""
     snippet = tmp_path / "mutates.py"
     snippet.write_text(
-        "import core\n\n\ndef f(b: core.Booking) -> None:\n    b.lease_id = 'x'\n",
+        "from leasehold import core\n\n\ndef f(b: core.Booking) -> None:\n    b.lease_id = 'x'\n",
         encoding="utf-8",
     )
     result = subprocess.run(

@@ -27,7 +27,7 @@ from _core_helpers import (
     refused,
 )
 
-from core import (
+from leasehold.core import (
     LEASE_ID_PREFIX,
     ApiVersion,
     CheckAvailability,

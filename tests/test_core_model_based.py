@@ -27,7 +27,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from core import (
+from leasehold.core import (
     BOOKING_ID_PREFIX,
     LEASE_ID_PREFIX,
     ApiVersion,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from _core_helpers import CUT_A, YOGA, book, book_v2, grant, lease_v0, lease_v2, new_state
 
-from core import (
+from leasehold.core import (
     BOOKING_ID_PREFIX,
     LEASE_ID_PREFIX,
     bucket_of_id,
@@ -37,7 +37,7 @@ def test_routing_bucket_golden_values(merchant_id: str, service_id: str, bucket:
 
 def test_routing_bucket_is_the_same_in_another_process() -> None:
     # Python's hash() is salted per process; the bucket must not be.
-    code = "from core import routing_bucket; print(routing_bucket('m1', 'haircut'))"
+    code = "from leasehold.core import routing_bucket; print(routing_bucket('m1', 'haircut'))"
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

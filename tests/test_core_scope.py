@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from _core_helpers import S, counter_entropy
 
-from core import (
+from leasehold.core import (
     ApiVersion,
     BatchAvailability,
     Booking,

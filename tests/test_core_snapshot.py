@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-import core
-from core import (
+from leasehold import core
+from leasehold.core import (
     ApiVersion,
     CancelBooking,
     CheckAvailability,

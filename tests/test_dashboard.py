@@ -40,10 +40,10 @@ from _api import lease_v2
 from _server_process import ServerProcess, leasehold_executable, running_server, write_feed
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
-from core import SlotKey
-from gateway._frames import Health, ShardFigures, Subscribe, decode
-from gateway.watch import Condition, condition, open_watch
-from proto.v2 import booking_pb2_grpc as grpc2
+from leasehold.core import SlotKey
+from leasehold.health.frames import Health, ShardFigures, Subscribe, decode
+from leasehold.health.watch import Condition, condition, open_watch
+from leasehold.proto.v2 import booking_pb2_grpc as grpc2
 
 INTERVAL_S = 0.5
 FRAMES_TO_CHECK = 3

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shards._datadir import (
+from leasehold.shards._datadir import (
     FORMAT_VERSION,
     DataDirError,
     feed_digest,

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from core._demo import DAY, HOUR, WINDOW_DAYS, demo_feed
-from core._feed import Feed, parse_feed, parse_feed_json
+from leasehold.core._demo import DAY, HOUR, WINDOW_DAYS, demo_feed
+from leasehold.core._feed import Feed, parse_feed, parse_feed_json
 
 NOWS = [
     pytest.param(1_767_225_600, id="midnight"),

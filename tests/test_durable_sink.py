@@ -17,10 +17,10 @@ import pytest
 import trio
 import trio.testing
 
-from core import BookingCancelled, Event, ExpiredLeasesForgotten, LeaseExpiredEvent
-from shards._codec import decode_events
-from shards._durable_sink import Durability, JournalFailed, JournalSink, JournalStats
-from shards._journal import JournalWriter, read_journal
+from leasehold.core import BookingCancelled, Event, ExpiredLeasesForgotten, LeaseExpiredEvent
+from leasehold.shards._codec import decode_events
+from leasehold.shards._durable_sink import Durability, JournalFailed, JournalSink, JournalStats
+from leasehold.shards._journal import JournalWriter, read_journal
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -20,10 +20,10 @@ from _server_process import leasehold_executable, running_server
 from google.protobuf.field_mask_pb2 import FieldMask
 from grpclib.health.v1 import health_pb2
 
-from core import SlotKey
-from core._feed import parse_feed
-from proto.v2 import booking_pb2 as pb2
-from proto.v2 import booking_pb2_grpc as grpc2
+from leasehold.core import SlotKey
+from leasehold.core._feed import parse_feed
+from leasehold.proto.v2 import booking_pb2 as pb2
+from leasehold.proto.v2 import booking_pb2_grpc as grpc2
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 T = 10.0  # per-call timeout, seconds

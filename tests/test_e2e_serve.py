@@ -21,11 +21,11 @@ from grpclib.health.v1 import health_pb2
 from grpclib.reflection.v1 import reflection_pb2 as reflection_v1
 from grpclib.reflection.v1alpha import reflection_pb2 as reflection_v1alpha
 
-from core import SlotKey
-from proto.v0 import booking_pb2 as pb0
-from proto.v0 import booking_pb2_grpc as grpc0
-from proto.v2 import booking_pb2 as pb2
-from proto.v2 import booking_pb2_grpc as grpc2
+from leasehold.core import SlotKey
+from leasehold.proto.v0 import booking_pb2 as pb0
+from leasehold.proto.v0 import booking_pb2_grpc as grpc0
+from leasehold.proto.v2 import booking_pb2 as pb2
+from leasehold.proto.v2 import booking_pb2_grpc as grpc2
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -17,9 +17,9 @@ import pytest
 from _api import lease_v2, slot_v2
 from _server_process import running_server, write_feed
 
-from core import SlotKey
-from proto.v2 import booking_pb2 as pb2
-from proto.v2 import booking_pb2_grpc as grpc2
+from leasehold.core import SlotKey
+from leasehold.proto.v2 import booking_pb2 as pb2
+from leasehold.proto.v2 import booking_pb2_grpc as grpc2
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

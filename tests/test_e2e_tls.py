@@ -13,9 +13,9 @@ import trustme
 from _api import slot_v2
 from _server_process import ServerProcess, leasehold_executable, running_server, write_feed
 
-from core import SlotKey
-from proto.v2 import booking_pb2 as pb2
-from proto.v2 import booking_pb2_grpc as grpc2
+from leasehold.core import SlotKey
+from leasehold.proto.v2 import booking_pb2 as pb2
+from leasehold.proto.v2 import booking_pb2_grpc as grpc2
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from core._feed import (
+from leasehold.core._feed import (
     DOCUMENT_FIELD,
     ENTRY_FIELD,
     MAX_INT32,
@@ -18,7 +18,7 @@ from core._feed import (
     parse_feed,
     parse_feed_json,
 )
-from core._model import SlotKey, SlotSpec
+from leasehold.core._model import SlotKey, SlotSpec
 
 # The example of spec section 4, character for character.
 SPEC_EXAMPLE = """\

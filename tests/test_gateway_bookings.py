@@ -11,11 +11,11 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from grpclib import Status
 from grpclib.exceptions import GRPCError
 
-from core import SlotKey, SlotSpec
-from proto.v0 import booking_grpc as grpc0
-from proto.v0 import booking_pb2 as pb0
-from proto.v2 import booking_grpc as grpc2
-from proto.v2 import booking_pb2 as pb2
+from leasehold.core import SlotKey, SlotSpec
+from leasehold.proto.v0 import booking_grpc as grpc0
+from leasehold.proto.v0 import booking_pb2 as pb0
+from leasehold.proto.v2 import booking_grpc as grpc2
+from leasehold.proto.v2 import booking_pb2 as pb2
 
 FUTURE = 4_102_444_800  # 2100-01-01
 PAST = 1_000_000_000  # 2001: a slot that has ended

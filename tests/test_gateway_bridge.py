@@ -10,9 +10,9 @@ import pytest
 import trio
 from _gateway_harness import run
 
-from core import CheckAvailability, SlotKey
-from gateway._bridge import TrioGuest, _HostPolledTicks, call_shard
-from shards import ShardFault, ShardHandle, ShardRequest, ShardUnavailable
+from leasehold.core import CheckAvailability, SlotKey
+from leasehold.gateway._bridge import TrioGuest, _HostPolledTicks, call_shard
+from leasehold.shards import ShardFault, ShardHandle, ShardRequest, ShardUnavailable
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -12,7 +12,7 @@ from grpclib.health.service import Health
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
-from gateway._coalesce import CoalescingServer, CoalescingTransport
+from leasehold.gateway._coalesce import CoalescingServer, CoalescingTransport
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from grpclib.exceptions import GRPCError
 
-from core import SlotKey, SlotRef, SlotSpec
-from core._demo import demo_feed
-from core._feed import parse_feed
-from gateway._v2_codec import KnownSlots, fill_slot, slot_ref
-from proto.v2 import booking_pb2 as pb
+from leasehold.core import SlotKey, SlotRef, SlotSpec
+from leasehold.core._demo import demo_feed
+from leasehold.core._feed import parse_feed
+from leasehold.gateway._v2_codec import KnownSlots, fill_slot, slot_ref
+from leasehold.proto.v2 import booking_pb2 as pb
 
 NOW_SEC = 1_767_225_600
 DEMO = parse_feed(demo_feed(NOW_SEC)).slots

@@ -21,12 +21,12 @@ from grpclib.client import Channel
 from grpclib.const import Cardinality
 from grpclib.exceptions import GRPCError
 
-from core import LeaseSettings, SlotKey, SlotSpec
-from gateway._wire import MAX_REQUEST_BYTES
-from proto.v0 import booking_grpc as grpc0
-from proto.v0 import booking_pb2 as pb0
-from proto.v2 import booking_grpc as grpc2
-from proto.v2 import booking_pb2 as pb2
+from leasehold.core import LeaseSettings, SlotKey, SlotSpec
+from leasehold.gateway._wire import MAX_REQUEST_BYTES
+from leasehold.proto.v0 import booking_grpc as grpc0
+from leasehold.proto.v0 import booking_pb2 as pb0
+from leasehold.proto.v2 import booking_grpc as grpc2
+from leasehold.proto.v2 import booking_pb2 as pb2
 
 S = 1_000_000_000
 ONE = SlotKey("m1", "cut", 1_767_254_400, 1800)  # 1 spot

@@ -7,7 +7,8 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 import pytest
 
-from gateway._frames import (
+from leasehold.health._server import grant_interval, shard_figures
+from leasehold.health.frames import (
     FRAME_VERSION,
     MAX_FRAME_BYTES,
     FrameError,
@@ -18,8 +19,7 @@ from gateway._frames import (
     Subscribe,
     decode,
 )
-from gateway._health_stream import grant_interval, shard_figures
-from shards import SERVICE_TIME_BOUNDS_S, JournalFigures, ShardStats
+from leasehold.shards import SERVICE_TIME_BOUNDS_S, JournalFigures, ShardStats
 
 FIGURES = ShardFigures(
     id=3,

@@ -24,10 +24,9 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
-import core
-from core import ApiVersion, CreateLease, Lease, SlotKey, SlotRef, SlotSpec
-from gateway._frames import Health, Hello, Subscribe, decode
-from gateway._health_stream import (
+from leasehold import core
+from leasehold.core import ApiVersion, CreateLease, Lease, SlotKey, SlotRef, SlotSpec
+from leasehold.health._server import (
     LAG_TICK_S,
     MAX_CLIENT_MESSAGE_BYTES,
     SUBSCRIBE_TIMEOUT_S,
@@ -38,8 +37,9 @@ from gateway._health_stream import (
     HealthStream,
     serve_health,
 )
-from shards import Durability, Persistence, ShardSet, call, run_shards
-from shards._datadir import shard_dir
+from leasehold.health.frames import Health, Hello, Subscribe, decode
+from leasehold.shards import Durability, Persistence, ShardSet, call, run_shards
+from leasehold.shards._datadir import shard_dir
 
 ANCHOR_NS = 1_767_225_600 * core.NANOS_PER_SECOND  # wall clock at trio time 0
 KEYS = [SlotKey(f"m{i}", "svc", 1_767_254_400, 1800) for i in range(8)]

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core import BookingCancelled, LeaseExpiredEvent
-from shards._codec import encode_events
-from shards._journal import (
+from leasehold.core import BookingCancelled, LeaseExpiredEvent
+from leasehold.shards._codec import encode_events
+from leasehold.shards._journal import (
     HEADER,
     MAX_PAYLOAD,
     JournalCorrupt,

@@ -16,17 +16,17 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, FileDescriptor
 from grpclib.const import Cardinality
 
-from proto import generate
-from proto.v0 import booking_grpc as grpc0
-from proto.v0 import booking_pb2 as pb0
-from proto.v0 import booking_pb2_grpc as grpcio0
-from proto.v2 import booking_grpc as grpc2
-from proto.v2 import booking_pb2 as pb2
-from proto.v2 import booking_pb2_grpc as grpcio2
+from leasehold.proto import generate
+from leasehold.proto.v0 import booking_grpc as grpc0
+from leasehold.proto.v0 import booking_pb2 as pb0
+from leasehold.proto.v0 import booking_pb2_grpc as grpcio0
+from leasehold.proto.v2 import booking_grpc as grpc2
+from leasehold.proto.v2 import booking_pb2 as pb2
+from leasehold.proto.v2 import booking_pb2_grpc as grpcio2
 
 
 def test_generated_code_is_not_stale() -> None:
-    assert generate.stale_files() == [], "run: python -m proto.generate"
+    assert generate.stale_files() == [], "run: python -m leasehold.proto.generate"
 
 
 V2_SERVICE = "ext.maps.booking.partner.v2.BookingService"

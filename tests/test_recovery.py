@@ -10,8 +10,8 @@ import msgpack  # type: ignore[import-untyped]  # no stubs; builds snapshot docu
 import pytest
 import trio
 
-import core
-from core import (
+from leasehold import core
+from leasehold.core import (
     ApiVersion,
     CancelBooking,
     CreateBooking,
@@ -22,11 +22,11 @@ from core import (
     SlotRef,
     SlotSpec,
 )
-from shards import _codec
-from shards._codec import encode_events
-from shards._journal import JournalWriter, segment_name
-from shards._persistence import RecoveryError, recover
-from shards._snapshots import (
+from leasehold.shards import _codec
+from leasehold.shards._codec import encode_events
+from leasehold.shards._journal import JournalWriter, segment_name
+from leasehold.shards._persistence import RecoveryError, recover
+from leasehold.shards._snapshots import (
     SnapshotCorrupt,
     decode_snapshot,
     encode_snapshot,

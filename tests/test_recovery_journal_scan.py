@@ -7,12 +7,12 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-import core
-from core import ApiVersion, CreateLease, ShardState, SlotKey, SlotRef, SlotSpec
-from shards._codec import encode_events
-from shards._journal import JournalWriter, read_journal, segment_name
-from shards._persistence import recover
-from shards._snapshots import encode_snapshot, write_snapshot
+from leasehold import core
+from leasehold.core import ApiVersion, CreateLease, ShardState, SlotKey, SlotRef, SlotSpec
+from leasehold.shards._codec import encode_events
+from leasehold.shards._journal import JournalWriter, read_journal, segment_name
+from leasehold.shards._persistence import recover
+from leasehold.shards._snapshots import encode_snapshot, write_snapshot
 
 S = core.NANOS_PER_SECOND
 KEYS = [SlotKey("m1", "cut", 10_000 + 600 * i, 600) for i in range(3)]

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from core._routing import ID_ENTROPY_BYTES
-from shards import _entropy
-from shards._entropy import buffered_entropy
+from leasehold.core._routing import ID_ENTROPY_BYTES
+from leasehold.shards import _entropy
+from leasehold.shards._entropy import buffered_entropy
 
 
 def test_each_draw_is_fifteen_fresh_bytes_across_block_reads() -> None:

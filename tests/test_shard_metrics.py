@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shards import SERVICE_TIME_BOUNDS_S, LatencyHistogram, percentile
+from leasehold.shards import SERVICE_TIME_BOUNDS_S, LatencyHistogram, percentile
 
 
 def test_percentiles_report_bucket_upper_bounds() -> None:

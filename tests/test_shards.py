@@ -11,9 +11,17 @@ import pytest
 import trio
 import trio.testing
 
-import core
-from core import ApiVersion, CheckAvailability, CreateLease, Lease, SlotKey, SlotRef, SlotSpec
-from shards import (
+from leasehold import core
+from leasehold.core import (
+    ApiVersion,
+    CheckAvailability,
+    CreateLease,
+    Lease,
+    SlotKey,
+    SlotRef,
+    SlotSpec,
+)
+from leasehold.shards import (
     AnchoredClock,
     EventSink,
     Shard,
@@ -24,8 +32,8 @@ from shards import (
     call,
     run_shards,
 )
-from shards._dispatch import handled_commands
-from shards._shard import EXPIRY_CHUNK
+from leasehold.shards._dispatch import handled_commands
+from leasehold.shards._shard import EXPIRY_CHUNK
 
 ANCHOR_NS = 1_767_225_600 * core.NANOS_PER_SECOND  # wall clock at trio time 0
 KEY = SlotKey("m1", "haircut", 1_767_254_400, 1800)

@@ -1,6 +1,6 @@
 """`leasehold watch`: what the screen shows (pure), reconnecting, and a clean exit.
 
-The screen is tested from frames alone (gateway.watch's WatchState and render are
+The screen is tested from frames alone (health.watch's WatchState and render are
 pure). The loop is tested twice: its backoff in virtual time with a connect that
 always fails, and its reconnect over real loopback against a health server that
 stops and comes back (real sockets: the real clock, absolute timeouts, and no
@@ -25,10 +25,10 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from trio_websocket import WebSocketConnection
 
-from core import ApiVersion, CreateLease, Lease, SlotKey, SlotRef, SlotSpec
-from gateway._frames import Health, Hello, ProcessFigures, ShardFigures
-from gateway._health_stream import HealthConfig, HealthServer, serve_health
-from gateway.watch import (
+from leasehold.core import ApiVersion, CreateLease, Lease, SlotKey, SlotRef, SlotSpec
+from leasehold.health._server import HealthConfig, HealthServer, serve_health
+from leasehold.health.frames import Health, Hello, ProcessFigures, ShardFigures
+from leasehold.health.watch import (
     RECONNECT_FIRST_S,
     RECONNECT_MAX_S,
     SPARK_FRAMES,
@@ -42,7 +42,7 @@ from gateway.watch import (
     shard_table,
     sparkline,
 )
-from shards import ShardSet, call, run_shards
+from leasehold.shards import ShardSet, call, run_shards
 
 URL = "ws://127.0.0.1:1/"
 PROCESS = ProcessFigures(

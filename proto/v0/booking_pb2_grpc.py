@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto.v0 import booking_pb2 as proto_dot_v0_dot_booking__pb2
+from leasehold.proto.v0 import booking_pb2 as leasehold_dot_proto_dot_v0_dot_booking__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in proto/v0/booking_pb2_grpc.py depends on'
+        + ' but the generated code in leasehold/proto/v0/booking_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,18 +36,18 @@ class BookingServiceStub:
         """
         self.CreateLease = channel.unary_unary(
                 '/ext.maps.booking.partner.v0.BookingService/CreateLease',
-                request_serializer=proto_dot_v0_dot_booking__pb2.CreateLeaseRequest.SerializeToString,
-                response_deserializer=proto_dot_v0_dot_booking__pb2.CreateLeaseResponse.FromString,
+                request_serializer=leasehold_dot_proto_dot_v0_dot_booking__pb2.CreateLeaseRequest.SerializeToString,
+                response_deserializer=leasehold_dot_proto_dot_v0_dot_booking__pb2.CreateLeaseResponse.FromString,
                 _registered_method=True)
         self.CreateBooking = channel.unary_unary(
                 '/ext.maps.booking.partner.v0.BookingService/CreateBooking',
-                request_serializer=proto_dot_v0_dot_booking__pb2.CreateBookingRequest.SerializeToString,
-                response_deserializer=proto_dot_v0_dot_booking__pb2.CreateBookingResponse.FromString,
+                request_serializer=leasehold_dot_proto_dot_v0_dot_booking__pb2.CreateBookingRequest.SerializeToString,
+                response_deserializer=leasehold_dot_proto_dot_v0_dot_booking__pb2.CreateBookingResponse.FromString,
                 _registered_method=True)
         self.UpdateBooking = channel.unary_unary(
                 '/ext.maps.booking.partner.v0.BookingService/UpdateBooking',
-                request_serializer=proto_dot_v0_dot_booking__pb2.UpdateBookingRequest.SerializeToString,
-                response_deserializer=proto_dot_v0_dot_booking__pb2.UpdateBookingResponse.FromString,
+                request_serializer=leasehold_dot_proto_dot_v0_dot_booking__pb2.UpdateBookingRequest.SerializeToString,
+                response_deserializer=leasehold_dot_proto_dot_v0_dot_booking__pb2.UpdateBookingResponse.FromString,
                 _registered_method=True)
 
 
@@ -77,18 +77,18 @@ def add_BookingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CreateLease': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateLease,
-                    request_deserializer=proto_dot_v0_dot_booking__pb2.CreateLeaseRequest.FromString,
-                    response_serializer=proto_dot_v0_dot_booking__pb2.CreateLeaseResponse.SerializeToString,
+                    request_deserializer=leasehold_dot_proto_dot_v0_dot_booking__pb2.CreateLeaseRequest.FromString,
+                    response_serializer=leasehold_dot_proto_dot_v0_dot_booking__pb2.CreateLeaseResponse.SerializeToString,
             ),
             'CreateBooking': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateBooking,
-                    request_deserializer=proto_dot_v0_dot_booking__pb2.CreateBookingRequest.FromString,
-                    response_serializer=proto_dot_v0_dot_booking__pb2.CreateBookingResponse.SerializeToString,
+                    request_deserializer=leasehold_dot_proto_dot_v0_dot_booking__pb2.CreateBookingRequest.FromString,
+                    response_serializer=leasehold_dot_proto_dot_v0_dot_booking__pb2.CreateBookingResponse.SerializeToString,
             ),
             'UpdateBooking': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateBooking,
-                    request_deserializer=proto_dot_v0_dot_booking__pb2.UpdateBookingRequest.FromString,
-                    response_serializer=proto_dot_v0_dot_booking__pb2.UpdateBookingResponse.SerializeToString,
+                    request_deserializer=leasehold_dot_proto_dot_v0_dot_booking__pb2.UpdateBookingRequest.FromString,
+                    response_serializer=leasehold_dot_proto_dot_v0_dot_booking__pb2.UpdateBookingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -116,8 +116,8 @@ class BookingService:
             request,
             target,
             '/ext.maps.booking.partner.v0.BookingService/CreateLease',
-            proto_dot_v0_dot_booking__pb2.CreateLeaseRequest.SerializeToString,
-            proto_dot_v0_dot_booking__pb2.CreateLeaseResponse.FromString,
+            leasehold_dot_proto_dot_v0_dot_booking__pb2.CreateLeaseRequest.SerializeToString,
+            leasehold_dot_proto_dot_v0_dot_booking__pb2.CreateLeaseResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -143,8 +143,8 @@ class BookingService:
             request,
             target,
             '/ext.maps.booking.partner.v0.BookingService/CreateBooking',
-            proto_dot_v0_dot_booking__pb2.CreateBookingRequest.SerializeToString,
-            proto_dot_v0_dot_booking__pb2.CreateBookingResponse.FromString,
+            leasehold_dot_proto_dot_v0_dot_booking__pb2.CreateBookingRequest.SerializeToString,
+            leasehold_dot_proto_dot_v0_dot_booking__pb2.CreateBookingResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -170,8 +170,8 @@ class BookingService:
             request,
             target,
             '/ext.maps.booking.partner.v0.BookingService/UpdateBooking',
-            proto_dot_v0_dot_booking__pb2.UpdateBookingRequest.SerializeToString,
-            proto_dot_v0_dot_booking__pb2.UpdateBookingResponse.FromString,
+            leasehold_dot_proto_dot_v0_dot_booking__pb2.UpdateBookingRequest.SerializeToString,
+            leasehold_dot_proto_dot_v0_dot_booking__pb2.UpdateBookingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto.v2 import booking_pb2 as proto_dot_v2_dot_booking__pb2
+from leasehold.proto.v2 import booking_pb2 as leasehold_dot_proto_dot_v2_dot_booking__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in proto/v2/booking_pb2_grpc.py depends on'
+        + ' but the generated code in leasehold/proto/v2/booking_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,38 +36,38 @@ class BookingServiceStub:
         """
         self.CheckAvailability = channel.unary_unary(
                 '/ext.maps.booking.partner.v2.BookingService/CheckAvailability',
-                request_serializer=proto_dot_v2_dot_booking__pb2.CheckAvailabilityRequest.SerializeToString,
-                response_deserializer=proto_dot_v2_dot_booking__pb2.CheckAvailabilityResponse.FromString,
+                request_serializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.CheckAvailabilityRequest.SerializeToString,
+                response_deserializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.CheckAvailabilityResponse.FromString,
                 _registered_method=True)
         self.BatchAvailabilityLookup = channel.unary_unary(
                 '/ext.maps.booking.partner.v2.BookingService/BatchAvailabilityLookup',
-                request_serializer=proto_dot_v2_dot_booking__pb2.BatchAvailabilityLookupRequest.SerializeToString,
-                response_deserializer=proto_dot_v2_dot_booking__pb2.BatchAvailabilityLookupResponse.FromString,
+                request_serializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.BatchAvailabilityLookupRequest.SerializeToString,
+                response_deserializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.BatchAvailabilityLookupResponse.FromString,
                 _registered_method=True)
         self.CreateLease = channel.unary_unary(
                 '/ext.maps.booking.partner.v2.BookingService/CreateLease',
-                request_serializer=proto_dot_v2_dot_booking__pb2.CreateLeaseRequest.SerializeToString,
-                response_deserializer=proto_dot_v2_dot_booking__pb2.CreateLeaseResponse.FromString,
+                request_serializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.CreateLeaseRequest.SerializeToString,
+                response_deserializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.CreateLeaseResponse.FromString,
                 _registered_method=True)
         self.CreateBooking = channel.unary_unary(
                 '/ext.maps.booking.partner.v2.BookingService/CreateBooking',
-                request_serializer=proto_dot_v2_dot_booking__pb2.CreateBookingRequest.SerializeToString,
-                response_deserializer=proto_dot_v2_dot_booking__pb2.CreateBookingResponse.FromString,
+                request_serializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.CreateBookingRequest.SerializeToString,
+                response_deserializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.CreateBookingResponse.FromString,
                 _registered_method=True)
         self.UpdateBooking = channel.unary_unary(
                 '/ext.maps.booking.partner.v2.BookingService/UpdateBooking',
-                request_serializer=proto_dot_v2_dot_booking__pb2.UpdateBookingRequest.SerializeToString,
-                response_deserializer=proto_dot_v2_dot_booking__pb2.UpdateBookingResponse.FromString,
+                request_serializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.UpdateBookingRequest.SerializeToString,
+                response_deserializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.UpdateBookingResponse.FromString,
                 _registered_method=True)
         self.GetBookingStatus = channel.unary_unary(
                 '/ext.maps.booking.partner.v2.BookingService/GetBookingStatus',
-                request_serializer=proto_dot_v2_dot_booking__pb2.GetBookingStatusRequest.SerializeToString,
-                response_deserializer=proto_dot_v2_dot_booking__pb2.GetBookingStatusResponse.FromString,
+                request_serializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.GetBookingStatusRequest.SerializeToString,
+                response_deserializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.GetBookingStatusResponse.FromString,
                 _registered_method=True)
         self.ListBookings = channel.unary_unary(
                 '/ext.maps.booking.partner.v2.BookingService/ListBookings',
-                request_serializer=proto_dot_v2_dot_booking__pb2.ListBookingsRequest.SerializeToString,
-                response_deserializer=proto_dot_v2_dot_booking__pb2.ListBookingsResponse.FromString,
+                request_serializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.ListBookingsRequest.SerializeToString,
+                response_deserializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.ListBookingsResponse.FromString,
                 _registered_method=True)
 
 
@@ -121,38 +121,38 @@ def add_BookingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CheckAvailability': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckAvailability,
-                    request_deserializer=proto_dot_v2_dot_booking__pb2.CheckAvailabilityRequest.FromString,
-                    response_serializer=proto_dot_v2_dot_booking__pb2.CheckAvailabilityResponse.SerializeToString,
+                    request_deserializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.CheckAvailabilityRequest.FromString,
+                    response_serializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.CheckAvailabilityResponse.SerializeToString,
             ),
             'BatchAvailabilityLookup': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchAvailabilityLookup,
-                    request_deserializer=proto_dot_v2_dot_booking__pb2.BatchAvailabilityLookupRequest.FromString,
-                    response_serializer=proto_dot_v2_dot_booking__pb2.BatchAvailabilityLookupResponse.SerializeToString,
+                    request_deserializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.BatchAvailabilityLookupRequest.FromString,
+                    response_serializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.BatchAvailabilityLookupResponse.SerializeToString,
             ),
             'CreateLease': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateLease,
-                    request_deserializer=proto_dot_v2_dot_booking__pb2.CreateLeaseRequest.FromString,
-                    response_serializer=proto_dot_v2_dot_booking__pb2.CreateLeaseResponse.SerializeToString,
+                    request_deserializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.CreateLeaseRequest.FromString,
+                    response_serializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.CreateLeaseResponse.SerializeToString,
             ),
             'CreateBooking': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateBooking,
-                    request_deserializer=proto_dot_v2_dot_booking__pb2.CreateBookingRequest.FromString,
-                    response_serializer=proto_dot_v2_dot_booking__pb2.CreateBookingResponse.SerializeToString,
+                    request_deserializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.CreateBookingRequest.FromString,
+                    response_serializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.CreateBookingResponse.SerializeToString,
             ),
             'UpdateBooking': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateBooking,
-                    request_deserializer=proto_dot_v2_dot_booking__pb2.UpdateBookingRequest.FromString,
-                    response_serializer=proto_dot_v2_dot_booking__pb2.UpdateBookingResponse.SerializeToString,
+                    request_deserializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.UpdateBookingRequest.FromString,
+                    response_serializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.UpdateBookingResponse.SerializeToString,
             ),
             'GetBookingStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetBookingStatus,
-                    request_deserializer=proto_dot_v2_dot_booking__pb2.GetBookingStatusRequest.FromString,
-                    response_serializer=proto_dot_v2_dot_booking__pb2.GetBookingStatusResponse.SerializeToString,
+                    request_deserializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.GetBookingStatusRequest.FromString,
+                    response_serializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.GetBookingStatusResponse.SerializeToString,
             ),
             'ListBookings': grpc.unary_unary_rpc_method_handler(
                     servicer.ListBookings,
-                    request_deserializer=proto_dot_v2_dot_booking__pb2.ListBookingsRequest.FromString,
-                    response_serializer=proto_dot_v2_dot_booking__pb2.ListBookingsResponse.SerializeToString,
+                    request_deserializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.ListBookingsRequest.FromString,
+                    response_serializer=leasehold_dot_proto_dot_v2_dot_booking__pb2.ListBookingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,8 +180,8 @@ class BookingService:
             request,
             target,
             '/ext.maps.booking.partner.v2.BookingService/CheckAvailability',
-            proto_dot_v2_dot_booking__pb2.CheckAvailabilityRequest.SerializeToString,
-            proto_dot_v2_dot_booking__pb2.CheckAvailabilityResponse.FromString,
+            leasehold_dot_proto_dot_v2_dot_booking__pb2.CheckAvailabilityRequest.SerializeToString,
+            leasehold_dot_proto_dot_v2_dot_booking__pb2.CheckAvailabilityResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -207,8 +207,8 @@ class BookingService:
             request,
             target,
             '/ext.maps.booking.partner.v2.BookingService/BatchAvailabilityLookup',
-            proto_dot_v2_dot_booking__pb2.BatchAvailabilityLookupRequest.SerializeToString,
-            proto_dot_v2_dot_booking__pb2.BatchAvailabilityLookupResponse.FromString,
+            leasehold_dot_proto_dot_v2_dot_booking__pb2.BatchAvailabilityLookupRequest.SerializeToString,
+            leasehold_dot_proto_dot_v2_dot_booking__pb2.BatchAvailabilityLookupResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -234,8 +234,8 @@ class BookingService:
             request,
             target,
             '/ext.maps.booking.partner.v2.BookingService/CreateLease',
-            proto_dot_v2_dot_booking__pb2.CreateLeaseRequest.SerializeToString,
-            proto_dot_v2_dot_booking__pb2.CreateLeaseResponse.FromString,
+            leasehold_dot_proto_dot_v2_dot_booking__pb2.CreateLeaseRequest.SerializeToString,
+            leasehold_dot_proto_dot_v2_dot_booking__pb2.CreateLeaseResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -261,8 +261,8 @@ class BookingService:
             request,
             target,
             '/ext.maps.booking.partner.v2.BookingService/CreateBooking',
-            proto_dot_v2_dot_booking__pb2.CreateBookingRequest.SerializeToString,
-            proto_dot_v2_dot_booking__pb2.CreateBookingResponse.FromString,
+            leasehold_dot_proto_dot_v2_dot_booking__pb2.CreateBookingRequest.SerializeToString,
+            leasehold_dot_proto_dot_v2_dot_booking__pb2.CreateBookingResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -288,8 +288,8 @@ class BookingService:
             request,
             target,
             '/ext.maps.booking.partner.v2.BookingService/UpdateBooking',
-            proto_dot_v2_dot_booking__pb2.UpdateBookingRequest.SerializeToString,
-            proto_dot_v2_dot_booking__pb2.UpdateBookingResponse.FromString,
+            leasehold_dot_proto_dot_v2_dot_booking__pb2.UpdateBookingRequest.SerializeToString,
+            leasehold_dot_proto_dot_v2_dot_booking__pb2.UpdateBookingResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -315,8 +315,8 @@ class BookingService:
             request,
             target,
             '/ext.maps.booking.partner.v2.BookingService/GetBookingStatus',
-            proto_dot_v2_dot_booking__pb2.GetBookingStatusRequest.SerializeToString,
-            proto_dot_v2_dot_booking__pb2.GetBookingStatusResponse.FromString,
+            leasehold_dot_proto_dot_v2_dot_booking__pb2.GetBookingStatusRequest.SerializeToString,
+            leasehold_dot_proto_dot_v2_dot_booking__pb2.GetBookingStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -342,8 +342,8 @@ class BookingService:
             request,
             target,
             '/ext.maps.booking.partner.v2.BookingService/ListBookings',
-            proto_dot_v2_dot_booking__pb2.ListBookingsRequest.SerializeToString,
-            proto_dot_v2_dot_booking__pb2.ListBookingsResponse.FromString,
+            leasehold_dot_proto_dot_v2_dot_booking__pb2.ListBookingsRequest.SerializeToString,
+            leasehold_dot_proto_dot_v2_dot_booking__pb2.ListBookingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

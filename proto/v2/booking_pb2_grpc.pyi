@@ -10,7 +10,7 @@ Regenerate the Python code with: python -m proto.generate
 
 from collections import abc as _abc
 from grpc import aio as _aio
-from proto.v2 import booking_pb2 as _booking_pb2
+from leasehold.proto.v2 import booking_pb2 as _booking_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

@@ -16,17 +16,30 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from core import NANOS_PER_SECOND, LeaseSettings
-from core._demo import demo_feed
-from core._feed import Feed, FeedError, parse_feed_json
-from gateway._health_stream import DEFAULT_PORT as DEFAULT_HEALTH_PORT
-from gateway._health_stream import HealthConfig, HealthListenError
-from gateway._server import Ready, ServeConfig, serve
-from gateway._tls import TlsSettings, server_context
-from shards import Durability, Persistence, RecoveryError, RecoveryReport
-from shards._collector import tune_for_long_lived_state
-from shards._datadir import DataDirError, lock, prepare, recorded_feed
-from shards._handoff import tune_thread_handoffs
+from leasehold import health
+from leasehold._app import Ready, ServeConfig, serve
+from leasehold.core import (
+    NANOS_PER_SECOND,
+    Feed,
+    FeedError,
+    LeaseSettings,
+    demo_feed,
+    parse_feed_json,
+)
+from leasehold.gateway import TlsSettings, server_context
+from leasehold.health import DEFAULT_PORT as DEFAULT_HEALTH_PORT
+from leasehold.health import HealthConfig, HealthListenError
+from leasehold.shards import (
+    DataDirError,
+    Durability,
+    Persistence,
+    RecoveryError,
+    RecoveryReport,
+    lock,
+    prepare,
+    recorded_feed,
+)
+from leasehold.tuning import tune_for_long_lived_state, tune_thread_handoffs
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -35,7 +48,7 @@ EXIT_FAILURE = 1
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # the bench parses its own flags (and passes serve's through)
-        from bench._cli import main as bench_main
+        from leasehold.bench import main as bench_main
 
         return bench_main(argv[1:])
     parser = _parser()
@@ -45,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write("\n")
         return 0
     if args.command == "watch":
-        from gateway.watch import watch_main  # rich: only for this command
+        from leasehold.health.watch import watch_main  # rich: only for this command
 
         return watch_main(args.url, args.interval, args.token)
     if args.command == "dashboard":
@@ -275,7 +288,7 @@ def _dashboard(url: str | None, open_it: bool) -> int:
     import webbrowser
     from urllib.parse import urlencode
 
-    path = Path(__file__).with_name("dashboard.html").resolve()
+    path = Path(health.__file__).with_name("dashboard.html").resolve()
     if not path.is_file():
         return _fail(f"the dashboard is missing from the package: {path}", EXIT_FAILURE)
     print(path)

@@ -2,7 +2,7 @@
 
 A watcher connects, sends one `subscribe` frame (its interval, and the token if the
 server wants one), gets a `hello`, then a `health` frame every interval (see
-gateway._frames). Three parts:
+health.frames). Three parts:
 
 - Pure: `shard_figures` turns two ShardStats snapshots into one interval's figures;
   `grant_interval` rounds and clamps what a watcher asks for.
@@ -40,7 +40,7 @@ from functools import partial
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
-from gateway._frames import (
+from leasehold.health.frames import (
     FrameError,
     Health,
     Hello,
@@ -49,7 +49,7 @@ from gateway._frames import (
     Subscribe,
     decode,
 )
-from shards import ShardSet, ShardStats, percentile
+from leasehold.shards import ShardSet, ShardStats, percentile
 
 DEFAULT_PORT = 50052
 MIN_INTERVAL_S = 0.1

@@ -17,25 +17,15 @@ import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
-from grpclib.health.service import Health
-from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
 
-from core import LeaseSettings, SlotSpec
-from gateway._bridge import TrioGuest
-from gateway._coalesce import CoalescingServer
-from gateway._health_stream import HealthConfig, HealthListenError, HealthServer, serve_health
-from gateway._router import Router
-from gateway._service_v0 import BookingServiceV0
-from gateway._service_v2 import BookingServiceV2
-from gateway._tls import pin_client_name
-from shards import Persistence, ShardSet, buffered_entropy, run_shards
-
-if TYPE_CHECKING:
-    from grpclib._typing import IServable
+from leasehold.core import LeaseSettings, SlotSpec
+from leasehold.gateway import CoalescingServer, Router, TrioGuest, build_services, pin_client_name
+from leasehold.health import HealthConfig, HealthListenError, HealthServer, serve_health
+from leasehold.shards import Persistence, ShardSet, buffered_entropy, run_shards
 
 DEFAULT_LEASE_SETTINGS = LeaseSettings()
 
@@ -58,7 +48,7 @@ class ServeConfig:
     tls_client_name: str | None = None
     # None: memory only (tests); the CLI always gives one.
     persistence: Persistence | None = None
-    # The websocket health stream (gateway._health_stream); None: none (tests).
+    # The websocket health stream (health._server); None: none (tests).
     health: HealthConfig | None = None
 
 
@@ -83,15 +73,6 @@ class TrioSide:
         self.shard_set.close()
         if self.health is not None:
             self.health.stream.stop()
-
-
-def build_services(router: Router, slots: Sequence[SlotSpec]) -> list[IServable]:
-    """The booking services, the standard health service, and reflection (v1 and v1alpha)."""
-    v2 = BookingServiceV2(router, slots)
-    v0 = BookingServiceV0(router)
-    # No checks: SERVING for "" and each booking service's name, NOT_FOUND for others.
-    health = Health({v2: [], v0: []})
-    return ServerReflection.extend([v2, v0, health])
 
 
 async def serve(

@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, wrap_client_stream
 
-from gateway._frames import (
+from leasehold.health.frames import (
     MAX_FRAME_BYTES,
     FrameError,
     Health,

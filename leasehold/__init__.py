@@ -1,0 +1,24 @@
+"""Leasehold: a booking server for the Maps Booking partner gRPC API.
+
+One import namespace for the whole project. Its packages and who may import whom
+(checked by tests/test_import_rules.py):
+
+- `leasehold.core`: the pure domain (no I/O, no clock); imports none of ours.
+- `leasehold.shards`: the trio shard actors, journal and snapshots; imports core.
+- `leasehold.gateway`: the gRPC services; imports core and shards.
+- `leasehold.health`: the health stream (websocket, frames, `watch`, dashboard);
+  imports shards.
+- `leasehold.proto`: the .proto sources and their generated code.
+- `leasehold.bench`: benchmarks; imported only by the CLI's `bench` subcommand.
+- `leasehold.cli`, `leasehold._app`, `leasehold.tuning`: the composition root,
+  which parses flags, assembles the parts and tunes the process.
+
+Outside a package, import only its `__init__` face, never its `_private` modules.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("leasehold")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"

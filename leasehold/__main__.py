@@ -1,0 +1,7 @@
+"""`python -m leasehold` is the `leasehold` command."""
+
+import sys
+
+from leasehold.cli import main
+
+sys.exit(main())
