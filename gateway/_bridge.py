@@ -1,14 +1,15 @@
 """The join between grpclib's asyncio and the trio shards: the only module that knows both.
 
-Chosen by measurement (../shared/notes/grpclib-trio-bridge.md, re-measured in the
-closing note of the lease-flow issue): trio runs as a *guest* of the asyncio
-loop, on the same thread. A handler puts its request in the shard's mailbox
+trio runs as a *guest* of the asyncio loop, on the same thread: of the joins
+measured it came within noise of an all-asyncio actor and ahead of every other
+trio join (docs/performance.md). A handler puts its request in the shard's mailbox
 with `send_nowait` (legal from the host in guest mode) and awaits an asyncio
 Future that the shard resolves directly when it replies; no locks, no thread
 hops, no per-request trio task. To swap the join, replace this module.
 
 Where trio's internals allow it, the host loop also waits for trio's I/O
-(`_HostPolledTicks`), instead of trio's guest-mode worker thread.
+(`_HostPolledTicks`), instead of trio's guest-mode worker thread; those internals
+are why pyproject.toml pins trio to the minor it was tested on.
 """
 
 from __future__ import annotations
@@ -71,18 +72,17 @@ class _HostPolledTicks:
     Stock guest mode waits for trio's I/O in a worker thread, so every wake of an idle
     shard (one per request at low load) costs a write to trio's wakeup socket, that
     thread's return from epoll, a `call_soon_threadsafe` back through asyncio's
-    self-pipe and two GIL hand-offs: ~85 us of CPU per host -> shard -> host round
-    trip. trio's epoll fd is itself pollable, so here the host's own epoll waits on
-    it (plus a timer for trio's next deadline) and trio's tick then polls it with a
-    zero timeout. The tick below is trio's `GuestState.guest_tick` with its thread
-    branch replaced; it reads GuestState's fields and the I/O manager's epoll,
-    which are trio internals: when they are not there (another trio, another OS),
-    `schedule` hands trio's own tick to the loop and the stock path runs.
+    self-pipe and two GIL hand-offs. trio's epoll fd is itself pollable, so here the
+    host's own epoll waits on it (plus a timer for trio's next deadline) and trio's
+    tick then polls it with a zero timeout. The tick below is trio's
+    `GuestState.guest_tick` with its thread branch replaced; it reads GuestState's
+    fields and the I/O manager's epoll, which are trio internals: when they are not
+    there (another trio, another OS), `schedule` hands trio's own tick to the loop
+    and the stock path runs.
 
     A wake from the host thread (a handler's send_nowait to an idle shard) skips
-    trio's wakeup socket: `_WakeOnHost` schedules the tick with call_soon (round
-    trip at 1 in flight 30.0-42.6 -> 22.4-23.3 us, alternating runs). Keeping the
-    reader registered between waits measured no better, and worse at 16 in flight.
+    trio's wakeup socket: `_WakeOnHost` schedules the tick with call_soon. What each
+    step saves is in docs/performance.md.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:

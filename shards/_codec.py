@@ -70,9 +70,9 @@ def encode_events(events: Sequence[Event]) -> bytes:
 class SlotRefs:
     """Decodes SlotRefs once per distinct encoding, so leases and bookings share them.
 
-    Recovery decodes millions of leases and bookings on a few thousand slots:
-    building and validating each one's SlotKey was a fifth of its time, and
-    sharing one object per slot saves the memory too. `canonical` may swap in
+    Recovery decodes millions of leases and bookings on a few thousand slots, so
+    building and validating a SlotKey for each was a large share of its time
+    (docs/performance.md); one object per slot saves the memory too. `canonical` may swap in
     the inventory's own ref (ShardState.canonical_ref), which the state then
     keeps without copying. The memo is bounded: past `limit` slots it stops
     growing (decoding stays correct, only slower).

@@ -1,9 +1,9 @@
 """Id entropy for the shards: the OS's CSPRNG, read in blocks instead of once per id.
 
 Every lease and booking id carries ID_ENTROPY_BYTES random bytes. Drawn with
-`secrets.token_bytes` each one was a `getrandom` syscall and two Python calls:
-~440 ns, 5% of a lease grant in `leasehold bench core`; a slice of a block read
-ahead is ~110 ns. The bytes are the same `os.urandom` output `secrets` uses.
+`secrets.token_bytes` each one is a `getrandom` syscall and two Python calls; a
+slice of a block read ahead is a fraction of that (docs/performance.md). The
+bytes are the same `os.urandom` output `secrets` uses.
 
 Not thread-safe (a generator): one source per thread; the shards all run on
 trio's one thread. A forked child drops the rest of its parent's block, so the

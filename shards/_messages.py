@@ -34,8 +34,8 @@ class ShardRequest:
     """One command on its way to a shard, with where its reply goes.
 
     A plain slotted class, not a frozen dataclass: one is built per request, and a
-    frozen dataclass sets each field through object.__setattr__ (3x the cost).
-    Nobody changes one after it is built.
+    frozen dataclass sets each field through object.__setattr__, which costs several
+    times as much. Nobody changes one after it is built.
     """
 
     __slots__ = ("command", "deadline", "reply", "submitted_at")

@@ -138,14 +138,13 @@ async def _serve_then_close(
 async def _open_storage(
     states: list[ShardState], persistence: Persistence | None
 ) -> tuple[list[EventSink], list[RecoveryReport]]:
-    """Recover every shard from disk (in worker threads, concurrently) and open its journal."""
+    """Recover every shard from disk (in worker threads, one at a time) and open its journal."""
     if persistence is None or persistence.durability is Durability.NONE:
         return [EventSink() for _ in states], []
     reports: list[RecoveryReport | None] = [None] * len(states)
     writers: list[JournalWriter | None] = [None] * len(states)
-    # Recovery is CPU-bound Python: shards recovering side by side in threads only
-    # fight over the GIL (measured: 1M records took 10-15% longer four at a time).
-    # Worker threads still keep the event loop free; one shard at a time.
+    # Recovery is CPU-bound Python: shards recovering side by side in threads only fight
+    # over the GIL (docs/performance.md). Worker threads still keep the event loop free.
     one_at_a_time = trio.CapacityLimiter(1)
 
     def open_sync(index: int) -> None:
