@@ -43,12 +43,9 @@ from leasehold.bench._server import ServerError, SpawnedServer, serve_command
 
 EXIT_VIOLATION = 1
 EXIT_NOT_MADE = 2
-# The load generator shares the machine (loopback only) with the server under test.
-# At equal priority the scheduler made the server wait for a client's time slice
-# after each wake-up: at half load, p50 5-11 ms and p99 47-137 ms with the clients
-# at nice 0 against 2-4 ms and 14-17 ms at nice 10 (alternating runs, busy machine).
-# Open-loop latency counts from the intended send time, so a client the scheduler
-# starves still shows its lateness against the server: niceness cannot hide a stall.
+# The load generator shares the machine with the server under test; at equal priority
+# a woken server waited for a client's time slice (docs/benchmarks.md). Open-loop
+# latency counts from the intended send time, so niceness cannot hide a stall.
 CLIENT_NICE = 10
 
 # What the checker allows between the clients' clock and the server's, beyond the drift

@@ -1,11 +1,10 @@
 """The load generator's gRPC client: one method per RPC, each returning the `Op` it recorded.
 
 grpcio's asyncio API (grpc.aio) is used, not grpclib: grpcio is an independent
-implementation from the server's (a shared bug cannot hide itself), and on this
-2-core machine its C core costs the least client CPU per call of the three
-clients measured (grpc.aio ~240 us, grpcio futures ~235-290 us, grpclib
-~320-400 us per call), while asyncio gives open-loop scheduling and thousands
-of concurrent callers per process. Every method catches the call's failure and
+implementation from the server's (a shared bug cannot hide itself), its C core
+cost the least client CPU per call of the clients measured (docs/benchmarks.md),
+and asyncio gives open-loop scheduling and thousands of concurrent callers per
+process. Every method catches the call's failure and
 records its status; none raises for a gRPC error.
 """
 

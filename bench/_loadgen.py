@@ -41,11 +41,10 @@ NANOS = 1_000_000_000
 # Open loop: how many arrivals a worker lets be in flight before the next ones wait
 # (late, and measured from their intended times).
 MAX_OPEN_IN_FLIGHT = 20_000
-# asyncio's epoll waits whole milliseconds, rounded up: a sleep until an arrival's
-# intended time woke 0-1 ms late (send lag p50 0.35-0.46 ms, p90 ~1.05 ms at 2400/s),
-# and that lateness counted as the server's latency. Arrivals wake this much early
-# instead; one sent early is measured from its send (Op.latency_ns), one sent late
-# still from its intended time.
+# asyncio's epoll waits whole milliseconds, rounded up, so a sleep until an arrival's
+# intended time woke up to 1 ms late, counted as the server's latency. Arrivals wake
+# this much early instead; one sent early is measured from its send (Op.latency_ns),
+# one sent late still from its intended time.
 EARLY_WAKE_NS = 1_000_000
 GRACE_S = 5.0
 
@@ -195,11 +194,10 @@ async def _serve(
 def _collector_paused() -> Iterator[None]:
     """Keep Python's cyclic GC out of a phase: collect before it, pause it during it.
 
-    With the collector on, a worker's full collections walked every op recorded so
-    far: 25-100 ms each in the contention bench (gc.callbacks probe), and every
-    open-loop arrival due meanwhile went out late by that much, counted against
-    the server. A phase's cyclic garbage is bounded by its time and count limits
-    (peak RSS 83-88 MB per worker for a whole contention run with it paused).
+    With the collector on, a worker's full collections walk every op recorded so
+    far, and every open-loop arrival due meanwhile goes out late by that much,
+    counted against the server (docs/benchmarks.md). A phase's cyclic garbage is
+    bounded by its time and count limits.
     """
     gc.collect()
     gc.disable()

@@ -102,7 +102,7 @@ def phase_summary(phase: PhaseOutcome) -> dict[str, Any]:
         "client_cpu_us_per_call": round(phase.client_cpu_s / calls * 1e6, 1) if calls else None,
         "client_cores": round(phase.client_cpu_s / phase.wall_s, 2) if phase.wall_s else None,
         # The server's main work is one thread: near 1.0 it is saturated, whatever the
-        # machine's busy share says (an open-loop "half load" got to 0.97 once).
+        # machine's busy share says.
         "server_cores": (
             round(phase.server_cpu_s / phase.wall_s, 2)
             if phase.server_cpu_s is not None and phase.wall_s

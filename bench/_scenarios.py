@@ -172,14 +172,11 @@ def _measure(
 ) -> PhaseOutcome:
     """The measured phase; with --ceiling, it and the ceiling in alternating rounds.
 
-    The machine's speed drifts (up to 1.6x within a session, and swings lasting
-    seconds): one ceiling phase followed by one measured phase compared two different
-    machines (a Check cost 173 us of server CPU in one phase and a CreateLease 281 us
-    in the next, where the steady ratio is ~1.2). Rounds of each, interleaved, see the
-    same drift; the figures sum the rounds (merge_rounds). Each round's first
-    ROUND_SETTLE_S is not counted: its first second ran 10-30% below the next ones
-    (1000 callers starting at once), a third of a short round's figures otherwise.
-    Returns the measured phase over all its rounds.
+    The machine's speed drifts within a session (docs/benchmarks.md), so one ceiling
+    phase followed by one measured phase would compare two different machines.
+    Rounds of each, interleaved, see the same drift; the figures sum the rounds
+    (merge_rounds). Each round's first ROUND_SETTLE_S, slow while its callers all
+    start at once, is not counted. Returns the measured phase over all its rounds.
     """
     if not o.ceiling:
         return _load(runner, o, run, "measure", behaviour, params, duration_s=o.duration_s)
@@ -232,10 +229,8 @@ def _contention(runner: Runner, o: Options, run: ScenarioRun) -> None:
     run.extra["half_load_of_lease_per_s"] = round(per_second, 1)
     if rate > 0:
         # One open-loop phase, counted from --warmup seconds after its start: a warm-up
-        # must run the same load with no pause. Between phases the slots drain free (held
-        # bookings cancelled, leases expired), so a warm-up phase of its own left the
-        # first wave of grants, and the refusals held behind their fsyncs, in the first
-        # measured second: p99 11.9-22.7 ms there against 3-6 ms in most later seconds.
+        # must run the same load with no pause. Between phases the slots drain free, so a
+        # separate warm-up left the first wave of grants in the first measured second.
         duration_s = o.warmup_s + o.duration_s
         half = _load(
             runner, o, run, "half-load", "contention", params, duration_s=duration_s, rate=rate
