@@ -1,7 +1,7 @@
 """The generated code is current, and the wire names and numbers are the spec's.
 
-The golden tables below are transcribed from the spec (shared/spec/booking-api.md,
-sections 1 to 3) in its own notation, not from the .proto files, so a typo in a
+The golden tables below are transcribed from the partner API's published message
+definitions in their own notation, not from the .proto files, so a typo in a
 .proto source fails here rather than at a real client.
 """
 
