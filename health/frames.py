@@ -10,7 +10,7 @@ Every message is a msgpack map with a version `v` and a type tag `type`:
 Decoding validates everything and raises FrameError naming the field; fields a
 decoder does not know are ignored, so adding a field does not bump `v` (removing
 or changing one does). Durations are seconds, sizes bytes, rates per second.
-The README's "Health stream" section documents the same schema for other clients.
+docs/health-stream.md documents the same schema for other clients.
 """
 
 from __future__ import annotations
