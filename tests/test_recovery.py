@@ -159,12 +159,32 @@ async def test_state_that_the_feed_no_longer_fits_stops_the_start(tmp_path: Path
         recover(smaller, tmp_path)
 
 
-async def test_a_damaged_snapshot_stops_the_start(tmp_path: Path) -> None:
+async def test_a_damaged_snapshot_gives_way_to_the_whole_journal_and_says_so(
+    tmp_path: Path,
+) -> None:
     rec = await busy_history(tmp_path)
     seq = rec.writer.next_seq
     path = write_snapshot(tmp_path, seq, encode_snapshot(seq, rec.state.snapshot()))
     path.write_bytes(path.read_bytes()[:-5])
-    with pytest.raises(RecoveryError, match=path.name):
+    restored = fresh()
+    report = recover(restored, tmp_path)
+    assert restored.snapshot() == rec.state.snapshot()
+    assert report.snapshot_seq is None
+    assert len(report.notes) == 1
+    assert path.name in report.notes[0]
+    assert "recovered from the whole journal instead" in report.notes[0]
+
+
+async def test_a_damaged_snapshot_without_the_journal_before_it_stops_the_start(
+    tmp_path: Path,
+) -> None:
+    rec = await busy_history(tmp_path)
+    await rec.writer.roll()
+    seq = rec.writer.next_seq
+    path = write_snapshot(tmp_path, seq, encode_snapshot(seq, rec.state.snapshot()))
+    remove_covered(tmp_path, seq)
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(RecoveryError, match=rf"{path.name}.*records 0 to {seq - 1} are lost"):
         recover(fresh(), tmp_path)
 
 
