@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from leasehold import health
-from leasehold._app import Ready, ServeConfig, serve
+from leasehold._app import Ready, ServeConfig, ServerFailed, serve
 from leasehold.core import (
     NANOS_PER_SECOND,
     Feed,
@@ -200,6 +200,10 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return _fail(str(problem), EXIT_FAILURE)
     except RecoveryError as problem:
         return _fail(f"cannot recover the stored state: {problem}", EXIT_FAILURE)
+    except DataDirError as problem:
+        return _fail(f"cannot use --data-dir {args.data_dir}: {problem}", EXIT_FAILURE)
+    except ServerFailed as problem:
+        return _fail(f"stopped: {problem}", EXIT_FAILURE)
     except OSError as problem:
         return _fail(f"cannot listen on {args.host}:{args.port}: {problem.strerror}", EXIT_FAILURE)
     finally:
@@ -276,6 +280,7 @@ def _recovery_lines(reports: Sequence[RecoveryReport]) -> list[str]:
         f"records replayed, in {seconds:.2f} s"
     ]
     lines += [f"leasehold: journal tail cut: {r.tail_repair}" for r in reports if r.tail_repair]
+    lines += [f"leasehold: snapshot passed over: {note}" for r in reports for note in r.notes]
     return lines
 
 
