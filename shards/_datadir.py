@@ -184,11 +184,13 @@ def prepare(data_dir: Path, *, shard_count: int, feed_text: str) -> DataDirMeta:
     if meta is not None and meta.format_version >= MANIFEST_FORMAT:
         _check_shard_dirs(data_dir, shard_count)
     else:
-        # New, or format 1: every shard gets its manifest before the metadata says so.
+        # New, or format 1: every shard gets its manifest before the metadata says so
+        # (one it has is kept: the metadata file may be what was lost).
         for shard_id in range(shard_count):
             directory = shard_dir(data_dir, shard_id)
             directory.mkdir(exist_ok=True)
-            write_manifest(directory, manifest_of_files(directory))
+            if read_manifest(directory) is None:
+                write_manifest(directory, manifest_of_files(directory))
     if new != meta:
         _write_atomically(data_dir / _FEED, feed_text)
         document = {

@@ -98,6 +98,8 @@ def _encode_tokens(snapshot: StateSnapshot) -> list[tuple[str, str, str, object]
 
 def decode_snapshot(data: bytes, path: Path, refs: c.SlotRefs | None = None) -> LoadedSnapshot:
     """Check and decode a snapshot file; `refs` (see shards._codec.SlotRefs) shares slot refs."""
+    if not data:
+        raise SnapshotCorrupt(path, "empty (0 bytes)")
     if data.startswith(FILE_MAGIC):
         seq, data = _checked_body(data, path)
         loaded = _decode_document(data, path, refs)

@@ -185,3 +185,12 @@ async def test_a_shard_directory_wiped_whole_stops_the_start(tmp_path: Path) -> 
         path.unlink()
     with pytest.raises(DataDirError, match="manifest"):
         await restart(tmp_path)
+
+
+async def test_a_lost_metadata_file_does_not_reset_the_manifests(tmp_path: Path) -> None:
+    await build(tmp_path, snapshot=False)
+    (tmp_path / "leasehold.json").unlink()
+    segment = only(segment_files(shard_dir(tmp_path, 0)))
+    segment.unlink()
+    with pytest.raises(RecoveryError, match=rf"{segment.name}: missing"):
+        await restart(tmp_path)
