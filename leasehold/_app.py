@@ -194,7 +194,11 @@ async def _wait_for_stop_or_crash(stop: asyncio.Event, ended: asyncio.Future[Non
     await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()
     if ended.done():
-        await _outcome(ended)  # re-raise what ended the shards
+        try:
+            await _outcome(ended)  # re-raise what ended the shards
+        except (RecoveryError, DataDirError, HealthListenError, OSError) as problem:
+            # While serving, any of these (a snapshot that cannot be written, say) ends it.
+            raise ServerFailed(str(problem)) from problem
         raise ServerFailed("the shards stopped unexpectedly")
 
 

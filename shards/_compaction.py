@@ -16,12 +16,13 @@ from pathlib import Path
 import trio
 
 from leasehold.core import ShardState
-from leasehold.shards._datadir import ManifestKeeper
+from leasehold.shards._datadir import DataDirError, ManifestKeeper
 from leasehold.shards._durable_sink import JournalSink
 from leasehold.shards._snapshots import (
     encode_snapshot,
     remove_covered,
     snapshot_files,
+    snapshot_name,
     write_snapshot,
 )
 
@@ -70,7 +71,11 @@ class Compactor:
         # snapshot took ~0.6 s per 250k leases and bookings, so that runs in a thread.
         frozen = self._state.freeze()
         data = await trio.to_thread.run_sync(lambda: encode_snapshot(seq, frozen.materialize()))
-        await trio.to_thread.run_sync(write_snapshot, self._directory, seq, data)
+        try:
+            await trio.to_thread.run_sync(write_snapshot, self._directory, seq, data)
+        except OSError as problem:
+            name = self._directory / snapshot_name(seq)
+            raise DataDirError(f"cannot write {name}: {problem.strerror or problem}") from problem
         if self._manifest is not None:
             await trio.to_thread.run_sync(self._manifest.snapshot_taken, seq)
         await trio.to_thread.run_sync(remove_covered, self._directory, seq)

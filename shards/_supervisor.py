@@ -171,11 +171,16 @@ async def _open_storage(
     # fight over the GIL (measured: 1M records took 10-15% longer four at a time).
     # A worker thread still keeps the event loop free; one shard at a time.
     with collector_paused_then_frozen():
-        for index, state in enumerate(states):
-            directory = shard_dir(data_dir, index)
-            opened.append(
-                await trio.to_thread.run_sync(_open_shard, state, directory, need_manifests)
-            )
+        try:
+            for index, state in enumerate(states):
+                directory = shard_dir(data_dir, index)
+                opened.append(
+                    await trio.to_thread.run_sync(_open_shard, state, directory, need_manifests)
+                )
+        except BaseException:
+            for _, writer, _ in opened:
+                writer.close()
+            raise
     sinks: list[EventSink] = [JournalSink(persistence.durability, w) for _, w, _ in opened]
     return sinks, [r for r, _, _ in opened], [k for _, _, k in opened]
 

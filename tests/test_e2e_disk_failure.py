@@ -42,8 +42,8 @@ def feed(tmp_path: Path) -> Path:
     return write_feed(tmp_path / "feed.json", {"service_availability": [{"availability": [entry]}]})
 
 
-def faulty_command(trigger: Path, feed: Path, data_dir: Path) -> list[str]:
-    serve = serve_command(feed, data_dir, 1, [])
+def faulty_command(trigger: Path, feed: Path, data_dir: Path, *extra: str) -> list[str]:
+    serve = serve_command(feed, data_dir, 1, extra)
     return [sys.executable, str(LAUNCHER), str(trigger), *serve[serve.index("serve") :]]
 
 
@@ -108,3 +108,29 @@ def test_a_start_on_a_full_disk_fails_before_serving(tmp_path: Path, feed: Path)
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("leasehold: error: cannot use --data-dir")
     assert "No space left on device" in lines[0]
+
+
+def test_a_snapshot_that_cannot_be_written_stops_the_server_with_one_line(
+    tmp_path: Path, feed: Path
+) -> None:
+    trigger = tmp_path / "disk-full"
+    trigger.write_text("snapshot-", encoding="utf-8")  # the journal still writes
+    command = faulty_command(trigger, feed, tmp_path / "data", "--snapshot-every", "3")
+    server = SpawnedServer(command)
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            stub = grpc2.BookingServiceStub(channel)
+            for i in range(5):
+                stub.CreateLease(lease_v2(KEY, f"r{i}"), timeout=CALL_TIMEOUT_S)
+        code = server.process.wait(timeout=30)  # the compactor looks once a second
+    finally:
+        server.kill()
+        server.stop()
+    output = "".join(server.output)
+    assert code == 1, output
+    errors = [line for line in server.output if line.startswith("leasehold: error:")]
+    assert len(errors) == 1, output
+    assert errors[0].startswith("leasehold: error: stopped: ")
+    assert "No space left on device" in errors[0]
+    assert "snapshot-" in errors[0]
+    assert "Traceback" not in output
