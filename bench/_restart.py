@@ -299,11 +299,12 @@ def time_runs(
 
 
 def _listing(data_dir: Path) -> dict[str, int]:
-    """Every file under the data dir (but the lock) and its size."""
+    """Every file under the data dir and its size; not the lock, nor the shards' manifests
+    (each start rewrites them; a clean stop records how far the journal is durable)."""
     return {
         str(path.relative_to(data_dir)): path.stat().st_size
         for path in data_dir.rglob("*")
-        if path.is_file() and path.name != "leasehold.lock"
+        if path.is_file() and path.name not in ("leasehold.lock", "manifest.json")
     }
 
 

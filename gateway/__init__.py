@@ -8,7 +8,12 @@ from leasehold.gateway._bridge import TrioGuest
 from leasehold.gateway._coalesce import CoalescingServer
 from leasehold.gateway._router import Router
 from leasehold.gateway._services import build_services
-from leasehold.gateway._tls import TlsSettings, pin_client_name, server_context
+from leasehold.gateway._tls import (
+    TlsSettings,
+    certificate_names,
+    pin_client_name,
+    server_context,
+)
 
 __all__ = [
     "CoalescingServer",
@@ -16,6 +21,7 @@ __all__ = [
     "TlsSettings",
     "TrioGuest",
     "build_services",
+    "certificate_names",
     "pin_client_name",
     "server_context",
 ]

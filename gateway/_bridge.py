@@ -196,14 +196,20 @@ class _WakeOnHost:
         return getattr(self._inner, name)
 
 
-async def call_shard(handle: ShardHandle, command: Command, remaining_s: float | None) -> Reply:
+async def call_shard(
+    handle: ShardHandle,
+    command: Command,
+    remaining_s: float | None,
+    waiting: set[asyncio.Future[Reply]] | None = None,
+) -> Reply:
     """Run a command on a shard from asyncio code and await its reply.
 
     Raises ShardUnavailable at once when the mailbox is full or closed, or the trio
     run has ended (the shards stopped, or failed and the server is stopping). `remaining_s`
     (seconds, from the caller's gRPC deadline) becomes an absolute deadline on
     trio's clock: grpclib measures deadlines with time.monotonic(), a different
-    clock, so only the remaining time crosses over.
+    clock, so only the remaining time crosses over. `waiting`: where the reply's future
+    is kept while awaited, so that a failed trio side can answer it (Router.fail_in_flight).
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Reply] = loop.create_future()
@@ -215,7 +221,13 @@ async def call_shard(handle: ShardHandle, command: Command, remaining_s: float |
 
     deadline = math.inf if remaining_s is None else _trio_now() + remaining_s
     handle.submit(ShardRequest(command, deliver, deadline))
-    return await future
+    if waiting is None:
+        return await future
+    waiting.add(future)
+    try:
+        return await future
+    finally:
+        waiting.discard(future)
 
 
 def _trio_now() -> float:

@@ -21,6 +21,8 @@ class Router:
         # Set when the server starts stopping: new calls are answered UNAVAILABLE.
         self.draining = False
         self.in_flight = 0
+        # The replies awaited now (at most one per call in flight).
+        self._waiting: set[asyncio.Future[Reply]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -43,6 +45,13 @@ class Router:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout_s)
 
+    def fail_in_flight(self) -> None:
+        """The shards are gone (a journal failure): answer every awaited call UNAVAILABLE now."""
+        self.draining = True
+        for future in self._waiting:
+            if not future.done():
+                future.set_exception(ShardUnavailable(ShardFault.UNAVAILABLE))
+
     async def call(self, handle: ShardHandle, command: Command, deadline: Deadline | None) -> Reply:
         """The shard's reply: a result or a domain refusal. Faults raise their GRPCError."""
         if self.draining:
@@ -53,7 +62,7 @@ class Router:
         self.in_flight += 1
         self._idle.clear()
         try:
-            reply = await call_shard(handle, command, remaining)
+            reply = await call_shard(handle, command, remaining, self._waiting)
         except ShardUnavailable as unavailable:
             raise fault_error(unavailable.fault) from None
         finally:

@@ -20,8 +20,12 @@ Rules:
 - A client that breaks the protocol is closed with a close code and nothing else
   happens: 1003 for a text message, 1008 for a bad or missing subscribe, a wrong
   token or any message after the subscribe, 1009 for a message over
-  MAX_CLIENT_MESSAGE_BYTES, 1013 when MAX_WATCHERS connections are open; 1001 when
-  the server stops.
+  MAX_CLIENT_MESSAGE_BYTES, 1013 when `max_watchers` watchers are subscribed; 1001
+  when the server stops.
+- Until it has subscribed, a connection holds one of `max_pending` places of its
+  own, never a watcher's (health._admission): unauthenticated clients cannot lock
+  the watchers out. With an ssl_context the stream is wss://, and a client
+  certificate is held to the same rule as on the gRPC port.
 
 The service-time max and the loop lag come from destructive readers (take the max
 since the last read), so every reader fans what it took out to every group.
@@ -32,14 +36,17 @@ from __future__ import annotations
 import enum
 import hmac
 import os
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
+from leasehold.health._admission import PendingGate
 from leasehold.health.frames import (
     FrameError,
     Health,
@@ -60,8 +67,10 @@ INTERVAL_STEP_S = 0.1
 LAG_TICK_S = 0.05
 # A subscribe frame is ~60 bytes; anything far larger is refused with 1009.
 MAX_CLIENT_MESSAGE_BYTES = 1024
-SUBSCRIBE_TIMEOUT_S = 5.0
-HANDSHAKE_TIMEOUT_S = 5.0
+# Short: until then the connection holds a pending place (a subscribe follows the
+# handshake at once; the handshake includes TLS when the stream is wss://).
+SUBSCRIBE_TIMEOUT_S = 1.0
+HANDSHAKE_TIMEOUT_S = 2.0
 # How long a closing handshake may take before the connection is just dropped.
 CLOSE_TIMEOUT_S = 1.0
 # The websocket close frame's reason is limited to 123 bytes.
@@ -87,8 +96,14 @@ class HealthConfig:
     default_interval_s: float = 1.0
     # Frames a watcher may have waiting to be written before new ones are dropped for it.
     buffer_frames: int = 4
-    # Open websocket connections (subscribed or not); more are closed with 1013.
+    # Subscribed watchers; one more is closed with 1013.
     max_watchers: int = 256
+    # Connections not yet subscribed (health._admission); beyond it the oldest is dropped.
+    max_pending: int = 32
+    # wss:// with this context (the gRPC port's: same certificate, same client CA).
+    ssl_context: ssl.SSLContext | None = None
+    # With mutual TLS: whether a client certificate (getpeercert()) may watch.
+    client_cert_ok: Callable[[dict[str, Any] | None], bool] | None = None
 
 
 class HealthListenError(Exception):
@@ -220,6 +235,7 @@ class HealthStream:
         self._groups: dict[int, _Group] = {}
         self._watchers: set[_Watcher] = set()
         self._connections = 0
+        self._pending = PendingGate(config.max_pending)
         self._probing = False
         self.frames_dropped = 0
         self.frames_sent = 0
@@ -257,14 +273,24 @@ class HealthStream:
         finally:
             self._stopped.set()
 
+    @property
+    def pending_evicted(self) -> int:
+        """Connections dropped before subscribing, to make room for newer ones."""
+        return self._pending.evicted
+
     async def serve_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one websocket connection over `stream`, then close the stream."""
         try:
-            async with trio.open_nursery() as nursery:
-                ws = await self._handshake(nursery, stream)
-                if ws is not None:
-                    await self._serve_connection(ws)
-                nursery.cancel_scope.cancel()  # the connection's reader task
+            with trio.CancelScope() as pending:
+                self._pending.admit(pending)
+                try:
+                    async with trio.open_nursery() as nursery:
+                        ws = await self._handshake(nursery, stream)
+                        if ws is not None:
+                            await self._serve_connection(ws, pending)
+                        nursery.cancel_scope.cancel()  # the connection's reader task
+                finally:
+                    self._pending.release(pending)
         finally:
             # Ours to close: trio-websocket leaves it open after it closes with 1009.
             with trio.CancelScope(shield=True):
@@ -274,6 +300,8 @@ class HealthStream:
         self, nursery: trio.Nursery, stream: trio.abc.Stream
     ) -> WebSocketConnection | None:
         with trio.move_on_after(HANDSHAKE_TIMEOUT_S):
+            if isinstance(stream, trio.SSLStream) and not await self._tls_ok(stream):
+                return None
             request = await wrap_server_stream(
                 nursery, stream, message_queue_size=1, max_message_size=MAX_CLIENT_MESSAGE_BYTES
             )
@@ -283,12 +311,21 @@ class HealthStream:
                 return None
         return None
 
-    async def _serve_connection(self, ws: WebSocketConnection) -> None:
+    async def _tls_ok(self, stream: trio.SSLStream[trio.abc.Stream]) -> bool:
+        """The TLS handshake succeeded and the client certificate (if any is asked) may watch."""
+        try:
+            await stream.do_handshake()
+        except trio.BrokenResourceError:
+            return False  # no or a bad client certificate, or not TLS at all
+        check = self._config.client_cert_ok
+        return check is None or check(stream.getpeercert())
+
+    async def _serve_connection(self, ws: WebSocketConnection, pending: trio.CancelScope) -> None:
         self._connections += 1
         if self._connections == 1:
             self._idle = trio.Event()
         try:
-            close = await self._watch(ws)
+            close = await self._watch(ws, pending)
             if close is not None:
                 with trio.move_on_after(CLOSE_TIMEOUT_S):
                     await ws.aclose(close[0], _close_reason(close[1]))
@@ -297,15 +334,18 @@ class HealthStream:
             if not self._connections:
                 self._idle.set()
 
-    async def _watch(self, ws: WebSocketConnection) -> tuple[int, str] | None:
+    async def _watch(
+        self, ws: WebSocketConnection, pending: trio.CancelScope
+    ) -> tuple[int, str] | None:
         """Run one watcher; returns how to close the connection (None: it is closed)."""
         if self._stopping.is_set():
             return CloseCode.GOING_AWAY, "server stopping"
-        if self._connections > self._config.max_watchers:
-            return CloseCode.TRY_AGAIN_LATER, "too many watchers"
         outcome = await self._read_subscribe(ws)
         if not isinstance(outcome, Subscribe):
             return outcome
+        self._pending.release(pending)  # a watcher now: no newcomer can evict it
+        if len(self._watchers) >= self._config.max_watchers:
+            return CloseCode.TRY_AGAIN_LATER, "too many watchers"
         interval_s = grant_interval(outcome.interval_s, self._config.default_interval_s)
         send, receive = trio.open_memory_channel[bytes](self._config.buffer_frames)
         watcher = _Watcher(send)
@@ -488,11 +528,15 @@ async def serve_health(
     Raises HealthListenError if the port cannot be bound.
     """
     try:
-        listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+        tcp = await trio.open_tcp_listeners(config.port, host=config.host)
     except OSError as problem:
         raise HealthListenError(config.host, config.port, problem) from problem
     stream = HealthStream(shard_set, config)
-    port = int(listeners[0].socket.getsockname()[1])
+    port = int(tcp[0].socket.getsockname()[1])
+    listeners: list[trio.abc.Listener[Any]] = list(tcp)
+    if config.ssl_context is not None:
+        # The TLS handshake runs inside serve_stream, under the handshake timeout.
+        listeners = [trio.SSLListener(t, config.ssl_context, https_compatible=True) for t in tcp]
     async with trio.open_nursery() as nursery:
         await nursery.start(stream.run)
         await nursery.start(partial(trio.serve_listeners, stream.serve_stream, listeners))

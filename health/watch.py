@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import trio
@@ -60,20 +62,31 @@ class WatchRefused(Exception):
 
 @contextlib.asynccontextmanager
 async def open_watch(
-    url: str, *, interval_s: float | None = None, token: str | None = None
+    url: str,
+    *,
+    interval_s: float | None = None,
+    token: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[tuple[WebSocketConnection, Hello]]:
     """Connect to a health stream, subscribe, and yield the connection and its hello.
 
+    A wss:// URL is served over TLS with `ssl_context` (default: the system's trust).
     The TCP stream is opened and closed here: trio-websocket's own client leaves it
     open when the server closes first.
     """
     parts = urlsplit(url)
-    if parts.scheme != "ws" or not parts.hostname:
-        raise ValueError(f"not a ws:// URL: {url!r}")
-    port = parts.port or 80
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    stream: trio.abc.Stream
     with trio.fail_after(CONNECT_TIMEOUT_S):
-        stream = await trio.open_tcp_stream(parts.hostname, port)
+        if parts.scheme == "wss":
+            context = ssl_context or ssl.create_default_context()
+            stream = await trio.open_ssl_over_tcp_stream(
+                parts.hostname, parts.port or 443, ssl_context=context
+            )
+        else:
+            stream = await trio.open_tcp_stream(parts.hostname, parts.port or 80)
     try:
         with _lone_exception_as_itself():
             async with trio.open_nursery() as nursery:
@@ -338,7 +351,20 @@ def _describe(problem: BaseException) -> str:
     return str(problem) or type(problem).__name__
 
 
-def watch_main(url: str, interval_s: float | None, token: str | None) -> int:
+def client_context(ca: Path | None, cert: Path | None, key: Path | None) -> ssl.SSLContext:
+    """For wss://: trust `ca` (else the system's); present `cert` and `key` if given."""
+    context = ssl.create_default_context(cafile=None if ca is None else str(ca))
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+def watch_main(
+    url: str,
+    interval_s: float | None,
+    token: str | None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> int:
     """Run the terminal view until Ctrl-C (exit 0) or a refusal (exit 1)."""
     console = Console()
     if not console.is_terminal and "COLUMNS" not in os.environ:
@@ -346,7 +372,7 @@ def watch_main(url: str, interval_s: float | None, token: str | None) -> int:
     state = WatchState(url)
 
     def connect() -> AbstractAsyncContextManager[tuple[WebSocketConnection, Hello]]:
-        return open_watch(url, interval_s=interval_s, token=token)
+        return open_watch(url, interval_s=interval_s, token=token, ssl_context=ssl_context)
 
     try:
         if console.is_terminal:

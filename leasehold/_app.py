@@ -6,7 +6,8 @@ the health stream's websocket (when configured), then the gRPC listener;
 (SIGINT/SIGTERM, or `stop` set): new calls are answered UNAVAILABLE, grpclib's
 server is closed and its in-flight handlers finish or are cancelled, then the
 shards' mailboxes are closed, health watchers are closed with 1001, and the trio
-run ends.
+run ends. When the trio side fails instead (a journal write failed), calls awaiting
+a shard are answered UNAVAILABLE at once, and `serve` raises ServerFailed.
 """
 
 from __future__ import annotations
@@ -25,9 +26,21 @@ from grpclib.server import Server
 from leasehold.core import LeaseSettings, SlotSpec
 from leasehold.gateway import CoalescingServer, Router, TrioGuest, build_services, pin_client_name
 from leasehold.health import HealthConfig, HealthListenError, HealthServer, serve_health
-from leasehold.shards import Persistence, ShardSet, buffered_entropy, run_shards
+from leasehold.shards import (
+    DataDirError,
+    JournalFailed,
+    Persistence,
+    RecoveryError,
+    ShardSet,
+    buffered_entropy,
+    run_shards,
+)
 
 DEFAULT_LEASE_SETTINGS = LeaseSettings()
+
+
+class ServerFailed(Exception):
+    """The shards stopped while serving (a journal write failed); the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +95,14 @@ async def serve(
 ) -> None:
     """Serve until `stop` is set.
 
-    Raises OSError if the port cannot be bound, HealthListenError if the health port cannot.
+    Raises OSError if the port cannot be bound, HealthListenError if the health port
+    cannot, RecoveryError if the stored state cannot be loaded, DataDirError if the data
+    dir cannot be written (or lacks a shard's manifest), ServerFailed
+    if the shards fail while serving.
     """
     side, guest = await start_trio_side(config)
+    # The one waiter on the trio run's outcome: an outcome can be unwrapped only once.
+    ended = asyncio.ensure_future(guest.wait_done())
     router = Router(side.shard_set)
     server = CoalescingServer(build_services(router, config.slots))
     if config.tls_client_name is not None:
@@ -95,13 +113,15 @@ async def serve(
         await server.start(config.host, config.port, ssl=config.ssl_context)
     except BaseException:
         side.stop()
-        await guest.wait_done()
+        await asyncio.wait({ended})
         raise
     try:
         health_port = None if side.health is None else side.health.port
         on_ready(Ready(config.host, _bound_port(server), router, health_port))
-        await _wait_for_stop_or_crash(stop, guest)
+        await _wait_for_stop_or_crash(stop, ended)
     finally:
+        if ended.done():
+            router.fail_in_flight()  # no shard will answer them: say so now, not after the drain
         # New calls are answered UNAVAILABLE; calls under way get drain_seconds to finish
         # before grpclib's close() cancels them; then the shards stop.
         await router.drain(config.drain_seconds)
@@ -109,7 +129,8 @@ async def serve(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), config.drain_seconds)
         side.stop()
-        await guest.wait_done()
+        await asyncio.wait({ended})
+    await _outcome(ended)  # a failure while stopping
 
 
 async def start_shards(config: ServeConfig) -> tuple[ShardSet, TrioGuest]:
@@ -134,10 +155,10 @@ async def start_trio_side(config: ServeConfig) -> tuple[TrioSide, TrioGuest]:
     waiting: set[asyncio.Future[Any]] = {started, ended}
     await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     if not started.done():
-        await ended  # the trio side ended before serving: raise what ended it (e.g. recovery)
+        await _outcome(ended)  # the trio side ended before serving: raise what ended it
         raise RuntimeError("the shards stopped before they started serving")
     if started.exception() is not None:
-        await ended  # the trio side stops its shards; then raise why it did not start
+        await _outcome(ended)  # the trio side stops its shards; then raise why it did not start
     ended.cancel()
     return started.result(), guest
 
@@ -167,15 +188,46 @@ async def _run_trio_side(config: ServeConfig, started: asyncio.Future[TrioSide])
         started.set_result(TrioSide(shard_set, health))
 
 
-async def _wait_for_stop_or_crash(stop: asyncio.Event, guest: TrioGuest) -> None:
+async def _wait_for_stop_or_crash(stop: asyncio.Event, ended: asyncio.Future[None]) -> None:
     stopping = asyncio.ensure_future(stop.wait())
-    crashed = asyncio.ensure_future(guest.wait_done())
-    done, pending = await asyncio.wait({stopping, crashed}, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    if crashed in done:
-        crashed.result()  # re-raise what ended the shards
-        raise RuntimeError("the shards stopped unexpectedly")
+    either: set[asyncio.Future[Any]] = {stopping, ended}
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if ended.done():
+        try:
+            await _outcome(ended)  # re-raise what ended the shards
+        except (RecoveryError, DataDirError, HealthListenError, OSError) as problem:
+            # While serving, any of these (a snapshot that cannot be written, say) ends it.
+            raise ServerFailed(str(problem)) from problem
+        raise ServerFailed("the shards stopped unexpectedly")
+
+
+async def _outcome(ended: asyncio.Future[None]) -> None:
+    """Wait for the trio run's end; raise what ended it as one plain error (see _plain)."""
+    try:
+        await asyncio.shield(ended)
+    except BaseExceptionGroup as group:
+        raise _plain(group) from group
+
+
+def _plain(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error a user is told about, out of the trio run's nested exception groups.
+
+    A journal failure becomes ServerFailed; a failed start keeps its type (the CLI
+    maps RecoveryError, DataDirError, HealthListenError, OSError to one line each). Anything else
+    is a bug and keeps its group, traceback and all.
+    """
+    journal, _ = group.split(JournalFailed)
+    if journal is not None:
+        return ServerFailed(str(_first_leaf(journal)))
+    known, _ = group.split((RecoveryError, DataDirError, HealthListenError, OSError))
+    return group if known is None else _first_leaf(known)
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def _open_connections(server: Server) -> int:

@@ -13,11 +13,12 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from leasehold import health
-from leasehold._app import Ready, ServeConfig, serve
+from leasehold._app import Ready, ServeConfig, ServerFailed, serve
 from leasehold.core import (
     NANOS_PER_SECOND,
     Feed,
@@ -26,7 +27,7 @@ from leasehold.core import (
     demo_feed,
     parse_feed_json,
 )
-from leasehold.gateway import TlsSettings, server_context
+from leasehold.gateway import TlsSettings, certificate_names, server_context
 from leasehold.health import DEFAULT_PORT as DEFAULT_HEALTH_PORT
 from leasehold.health import HealthConfig, HealthListenError
 from leasehold.shards import (
@@ -58,9 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write("\n")
         return 0
     if args.command == "watch":
-        from leasehold.health.watch import watch_main  # rich: only for this command
-
-        return watch_main(args.url, args.interval, args.token)
+        return _watch(args)
     if args.command == "dashboard":
         return _dashboard(args.url, args.open)
     return _serve(parser, args)
@@ -136,6 +135,13 @@ def _parser() -> argparse.ArgumentParser:
     watch_cmd.add_argument(
         "--interval", type=_positive_float, metavar="SECONDS", help="seconds between frames"
     )
+    watch_cmd.add_argument(
+        "--ca", type=Path, metavar="FILE", help="wss://: trust this CA (default: the system's)"
+    )
+    watch_cmd.add_argument(
+        "--cert", type=Path, metavar="FILE", help="wss:// with mutual TLS: client certificate"
+    )
+    watch_cmd.add_argument("--key", type=Path, metavar="FILE", help="its private key")
     dashboard_cmd = commands.add_parser(
         "dashboard", help="print the browser dashboard's path (--open: open it)"
     )
@@ -190,6 +196,9 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             port=args.health_port,
             token=args.health_token,
             default_interval_s=args.health_interval,
+            # wss:// with the gRPC port's certificate and client-certificate rule.
+            ssl_context=ssl_context,
+            client_cert_ok=_client_cert_check(args.tls_client_name),
         ),
     )
     try:
@@ -200,12 +209,28 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return _fail(str(problem), EXIT_FAILURE)
     except RecoveryError as problem:
         return _fail(f"cannot recover the stored state: {problem}", EXIT_FAILURE)
+    except DataDirError as problem:
+        return _fail(f"cannot use --data-dir {args.data_dir}: {problem}", EXIT_FAILURE)
+    except ServerFailed as problem:
+        return _fail(f"stopped: {problem}", EXIT_FAILURE)
     except OSError as problem:
         return _fail(f"cannot listen on {args.host}:{args.port}: {problem.strerror}", EXIT_FAILURE)
     finally:
         if held is not None:
             held.close()
     return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from leasehold.health.watch import client_context, watch_main  # rich: only for this command
+
+    context = None
+    if args.url.startswith("wss://"):
+        try:
+            context = client_context(args.ca, args.cert, args.key)
+        except (OSError, ssl.SSLError) as problem:
+            return _fail(f"cannot use the TLS files: {problem}", EXIT_USAGE)
+    return watch_main(args.url, args.interval, args.token, context)
 
 
 def _tls_flag_problem(args: argparse.Namespace) -> str | None:
@@ -216,6 +241,12 @@ def _tls_flag_problem(args: argparse.Namespace) -> str | None:
     if args.tls_client_name is not None and args.tls_client_ca is None:
         return "--tls-client-name needs --tls-client-ca"
     return None
+
+
+def _client_cert_check(name: str | None) -> Callable[[dict[str, Any] | None], bool] | None:
+    if name is None:
+        return None
+    return lambda cert: name in certificate_names(cert)
 
 
 def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -252,7 +283,8 @@ async def _serve_until_signal(config: ServeConfig, feed: Feed) -> None:
             print(line, flush=True)
         if config.health is not None and ready.health_port is not None:
             # Before the serving line: once that is seen, this one has been too.
-            url = _health_url(config.health.host, ready.health_port)
+            secure = config.health.ssl_context is not None
+            url = _health_url(config.health.host, ready.health_port, secure=secure)
             print(f"leasehold: health stream on {url}", flush=True)
         merchants = len({s.key.merchant_id for s in feed.slots})
         print(
@@ -276,11 +308,13 @@ def _recovery_lines(reports: Sequence[RecoveryReport]) -> list[str]:
         f"records replayed, in {seconds:.2f} s"
     ]
     lines += [f"leasehold: journal tail cut: {r.tail_repair}" for r in reports if r.tail_repair]
+    lines += [f"leasehold: snapshot passed over: {note}" for r in reports for note in r.notes]
     return lines
 
 
-def _health_url(host: str, port: int) -> str:
-    return f"ws://[{host}]:{port}/" if ":" in host else f"ws://{host}:{port}/"
+def _health_url(host: str, port: int, *, secure: bool = False) -> str:
+    scheme = "wss" if secure else "ws"
+    return f"{scheme}://[{host}]:{port}/" if ":" in host else f"{scheme}://{host}:{port}/"
 
 
 def _dashboard(url: str | None, open_it: bool) -> int:

@@ -4,7 +4,8 @@ Every `interval_s` the compactor looks at how many journal records the shard
 wrote since its last snapshot; past `every_records` it rolls the journal to a
 new segment, takes the state's snapshot (synchronously, in the shard's thread,
 so it is consistent with the journal position), encodes and writes it durably
-in worker threads, and only then removes the segments and snapshots it covers.
+in worker threads, records it in the shard's manifest, and only then removes
+the segments and snapshots it covers.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from pathlib import Path
 import trio
 
 from leasehold.core import ShardState
+from leasehold.shards._datadir import DataDirError, ManifestKeeper
 from leasehold.shards._durable_sink import JournalSink
 from leasehold.shards._snapshots import (
     encode_snapshot,
     remove_covered,
     snapshot_files,
+    snapshot_name,
     write_snapshot,
 )
 
@@ -36,12 +39,14 @@ class Compactor:
         *,
         every_records: int = DEFAULT_EVERY_RECORDS,
         interval_s: float = DEFAULT_INTERVAL_S,
+        manifest: ManifestKeeper | None = None,
     ) -> None:
         self._state = state
         self._sink = sink
         self._directory = directory
         self._every = every_records
         self._interval = interval_s
+        self._manifest = manifest
         existing = snapshot_files(directory)
         self.last_snapshot_seq = existing[-1][0] if existing else 0
         self.snapshots = 0
@@ -66,7 +71,13 @@ class Compactor:
         # snapshot took ~0.6 s per 250k leases and bookings, so that runs in a thread.
         frozen = self._state.freeze()
         data = await trio.to_thread.run_sync(lambda: encode_snapshot(seq, frozen.materialize()))
-        await trio.to_thread.run_sync(write_snapshot, self._directory, seq, data)
+        try:
+            await trio.to_thread.run_sync(write_snapshot, self._directory, seq, data)
+        except OSError as problem:
+            name = self._directory / snapshot_name(seq)
+            raise DataDirError(f"cannot write {name}: {problem.strerror or problem}") from problem
+        if self._manifest is not None:
+            await trio.to_thread.run_sync(self._manifest.snapshot_taken, seq)
         await trio.to_thread.run_sync(remove_covered, self._directory, seq)
         self.last_snapshot_seq = seq
         self.snapshots += 1

@@ -2,11 +2,15 @@
 
 `--data-dir` holds `leasehold.json` (this metadata), a copy of the feed the
 state was built on (`feed.json`), and one directory per shard (`shard-NNN/`)
-for its journal and snapshots. A restart must use the same shard count (the
-journal of a shard only holds the keys that route to it); a directory written
-by a newer on-disk format is refused, never misread. The feed copy lets a
-restart without `--feed` serve the same inventory it recorded (the built-in
-demo feed moves with the clock, so regenerating it would orphan stored state).
+for its journal, its snapshots and its manifest (`manifest.json`, ShardManifest:
+what must exist there, so that a lost file is seen, never taken for a new shard).
+From format 2 on every shard directory has a manifest; a format 1 directory gets
+them, from the files it holds, on its first start by this version. A restart must
+use the same shard count (the journal of a shard only holds the keys that route
+to it); a directory written by a newer on-disk format is refused, never misread.
+The feed copy lets a restart without `--feed` serve the same inventory it
+recorded (the built-in demo feed moves with the clock, so regenerating it would
+orphan stored state).
 """
 
 from __future__ import annotations
@@ -15,13 +19,17 @@ import fcntl
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# The first format whose shard directories each hold a manifest.
+MANIFEST_FORMAT = 2
 _META = "leasehold.json"
 _FEED = "feed.json"
+_MANIFEST = "manifest.json"
 
 
 class DataDirError(Exception):
@@ -33,6 +41,92 @@ class DataDirMeta:
     format_version: int
     shard_count: int
     feed_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShardManifest:
+    """What must exist in a shard's directory; the rest may have been lost in a crash.
+
+    Rewritten atomically when it changes: at each start, after each snapshot (before
+    the files it covers are removed) and at a clean stop. Never per commit: how far
+    the journal reaches is only known to be at least `durable_seq`.
+    """
+
+    # The snapshot that must exist (or an older one plus the journal after it); None: none.
+    snapshot_seq: int | None
+    # The first record of the segment appended to; its header is durable. None: no segment.
+    last_segment: int | None
+    # Every record numbered below this was fsynced (at a roll or a clean stop).
+    durable_seq: int
+
+
+EMPTY_MANIFEST = ShardManifest(None, None, 0)
+
+
+def read_manifest(directory: Path) -> ShardManifest | None:
+    """The shard's manifest, None if it has none; DataDirError if it is unreadable."""
+    path = directory / _MANIFEST
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        snapshot, last, durable = raw["snapshot_seq"], raw["last_segment"], raw["durable_seq"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as problem:
+        raise DataDirError(f"{path} is unreadable: {problem}") from problem
+    if not all(v is None or type(v) is int for v in (snapshot, last)) or type(durable) is not int:
+        raise DataDirError(f"{path} is unreadable: not a shard manifest")
+    return ShardManifest(snapshot, last, durable)
+
+
+def write_manifest(directory: Path, manifest: ShardManifest) -> None:
+    """Replace the shard's manifest atomically (blocking); DataDirError if it cannot be written."""
+    document = {
+        "snapshot_seq": manifest.snapshot_seq,
+        "last_segment": manifest.last_segment,
+        "durable_seq": manifest.durable_seq,
+    }
+    path = directory / _MANIFEST
+    try:
+        _write_atomically(path, json.dumps(document) + "\n")
+    except OSError as problem:
+        raise DataDirError(f"cannot write {path}: {problem.strerror or problem}") from problem
+
+
+class ManifestKeeper:
+    """A shard's manifest as it changes (blocking writes: call from worker threads).
+
+    The compactor and the shard's stop may write at once; a lock keeps each
+    rewrite whole and each built from the last.
+    """
+
+    def __init__(self, directory: Path, current: ShardManifest) -> None:
+        self.directory = directory
+        self.current = current
+        self._lock = threading.Lock()
+
+    def write(self, manifest: ShardManifest) -> None:
+        with self._lock:
+            write_manifest(self.directory, manifest)
+            self.current = manifest
+
+    def snapshot_taken(self, seq: int) -> None:
+        """A durable snapshot at `seq`, after a roll: the journal goes on in segment `seq`.
+
+        Written before the files the snapshot covers are removed, never after.
+        """
+        with self._lock:
+            durable = max(self.current.durable_seq, seq)
+            manifest = ShardManifest(seq, seq, durable)
+            write_manifest(self.directory, manifest)
+            self.current = manifest
+
+    def stopped_cleanly(self, next_seq: int) -> None:
+        """The journal was drained and fsynced: every record below `next_seq` is durable."""
+        with self._lock:
+            durable = max(self.current.durable_seq, next_seq)
+            manifest = replace(self.current, durable_seq=durable)
+            write_manifest(self.directory, manifest)
+            self.current = manifest
 
 
 def feed_digest(feed_text: str) -> str:
@@ -87,6 +181,16 @@ def prepare(data_dir: Path, *, shard_count: int, feed_text: str) -> DataDirMeta:
             f"start with --shards {meta.shard_count}, or use another --data-dir"
         )
     new = DataDirMeta(FORMAT_VERSION, shard_count, feed_digest(feed_text))
+    if meta is not None and meta.format_version >= MANIFEST_FORMAT:
+        _check_shard_dirs(data_dir, shard_count)
+    else:
+        # New, or format 1: every shard gets its manifest before the metadata says so
+        # (one it has is kept: the metadata file may be what was lost).
+        for shard_id in range(shard_count):
+            directory = shard_dir(data_dir, shard_id)
+            directory.mkdir(exist_ok=True)
+            if read_manifest(directory) is None:
+                write_manifest(directory, manifest_of_files(directory))
     if new != meta:
         _write_atomically(data_dir / _FEED, feed_text)
         document = {
@@ -95,9 +199,31 @@ def prepare(data_dir: Path, *, shard_count: int, feed_text: str) -> DataDirMeta:
             "feed_sha256": new.feed_sha256,
         }
         _write_atomically(data_dir / _META, json.dumps(document, indent=1) + "\n")
-    for shard_id in range(shard_count):
-        shard_dir(data_dir, shard_id).mkdir(exist_ok=True)
     return new
+
+
+def _check_shard_dirs(data_dir: Path, shard_count: int) -> None:
+    for shard_id in range(shard_count):
+        directory = shard_dir(data_dir, shard_id)
+        if read_manifest(directory) is None:
+            raise DataDirError(
+                f"shard {shard_id}: {directory / _MANIFEST} is missing, so what the shard "
+                "held cannot be checked: restore the shard's directory from a copy"
+            )
+
+
+def manifest_of_files(directory: Path) -> ShardManifest:
+    """A manifest of what a directory holds now (for directories made before manifests)."""
+    snapshots = sorted(_numbered(directory, "snapshot-", ".msgpack"))
+    segments = sorted(_numbered(directory, "journal-", ".log"))
+    return ShardManifest(
+        snapshots[-1] if snapshots else None, segments[-1] if segments else None, 0
+    )
+
+
+def _numbered(directory: Path, prefix: str, suffix: str) -> list[int]:
+    names = (p.name[len(prefix) : -len(suffix)] for p in directory.glob(f"{prefix}*{suffix}"))
+    return [int(digits) for digits in names if digits.isdigit()]
 
 
 def lock(data_dir: Path) -> IO[bytes]:

@@ -222,6 +222,11 @@ class JournalSink(EventSink):
                 await self._writer.roll()
 
     @property
+    def failed(self) -> bool:
+        """A write or fsync failed: replies were withheld, and the journal's end is unknown."""
+        return self._failure is not None
+
+    @property
     def closing(self) -> bool:
         return self._closing or self._closed
 

@@ -166,8 +166,11 @@ def frame(payload: bytes) -> bytes:
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def read_journal(directory: Path) -> JournalScan:
+def read_journal(directory: Path, *, durable_before: int = 0) -> JournalScan:
     """Every record of the journal in `directory`, in order; a torn tail is cut off.
+
+    `durable_before`: records numbered below it are known to have been fsynced (the
+    shard's manifest says so), so a bad frame among them is damage, never a torn tail.
 
     Blocking I/O, for start-up; every segment's bytes are held in memory
     (snapshots, with `JournalWriter.roll`, are what bound a journal's length).
@@ -189,7 +192,10 @@ def read_journal(directory: Path) -> JournalScan:
                 f"the segment starts at record {first_seq} but the one before it ends at "
                 f"record {next_seq}: a segment is missing or misnamed",
             )
-        scanned = _scan_segment(path, last=index == len(segments) - 1)
+        is_last = index == len(segments) - 1
+        if is_last:
+            _check_durable_tail(path, first_seq, durable_before)
+        scanned = _scan_segment(path, last=is_last, durable_before=durable_before - first_seq)
         segment = ScannedSegment(path, first_seq, scanned.data, scanned.bounds)
         scanned_segments.append(segment)
         next_seq = first_seq + len(segment)
@@ -398,8 +404,23 @@ class _Scanned:
     repair: TailRepair | None
 
 
-def _scan_segment(path: Path, *, last: bool) -> _Scanned:
-    """Check a segment frame by frame; cut a torn tail off the last one (see the module doc)."""
+def _check_durable_tail(path: Path, first_seq: int, durable_before: int) -> None:
+    """A last segment holding durable records cannot have lost its header to a crash."""
+    size = path.stat().st_size
+    if first_seq < durable_before and size < len(HEADER):
+        raise JournalCorrupt(
+            path,
+            0,
+            f"the segment is {size} bytes, but records {first_seq} to {durable_before - 1} "
+            "were durable in it: they are missing",
+        )
+
+
+def _scan_segment(path: Path, *, last: bool, durable_before: int = 0) -> _Scanned:
+    """Check a segment frame by frame; cut a torn tail off the last one (see the module doc).
+
+    `durable_before`: how many of its first records are known to be durable (never cut).
+    """
     data = path.read_bytes()
     if len(data) < len(HEADER):
         if last and HEADER.startswith(data):
@@ -425,11 +446,25 @@ def _scan_segment(path: Path, *, last: bool) -> _Scanned:
         while position < len(data):
             end = _intact_frame_end(data, view, position)
             if end is None:
+                _refuse_cutting_durable(path, data, position, len(bounds) - 1, durable_before)
                 repair = _cut_damaged_tail(path, data, position, last=last)
                 return _Scanned(data, bounds, repair)
             bounds.append(end)
             position = end
     return _Scanned(data, bounds, None)
+
+
+def _refuse_cutting_durable(
+    path: Path, data: bytes, position: int, index: int, durable_before: int
+) -> None:
+    """A bad frame at record `index` of the segment is damage if that record was durable."""
+    if index < durable_before:
+        raise JournalCorrupt(
+            path,
+            position,
+            f"{_frame_problem(data, position)}, in the segment's record {index}, which was "
+            f"durable (its first {durable_before} were): damage, not a torn tail",
+        )
 
 
 def _cut_damaged_tail(path: Path, data: bytes, position: int, *, last: bool) -> TailRepair:

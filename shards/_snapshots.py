@@ -6,9 +6,16 @@ fsynced, renamed into place and the directory fsynced: a crash leaves either
 the old set of files or the new one. Only then may the journal segments whose
 records all precede S, and older snapshots, be removed.
 
+    file     = header + snapshot
+    header   = b"LHSN" + file format (4 bytes) + S (8 bytes) + snapshot length (8 bytes)
+               + CRC-32 of the header's first 24 bytes and the snapshot (4 bytes), big-endian
     snapshot = [SNAPSHOT_VERSION, S, [Lease...], [expired lease id...], [Booking...],
                 [[merchant_id, service_id, token, Booking | booking_id]...],
                 [granted, expired, booked]]
+
+The header makes damage visible: any single-bit flip, a cut, a file renamed to
+another sequence number all fail the checks before anything is decoded. Files
+written before the header (a bare snapshot document) are still read, unchecked.
 
 Leases and bookings use the journal codec's layouts (shards._codec). A token's
 original response is written as its booking_id when it is the very booking in
@@ -20,6 +27,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -33,6 +42,11 @@ from leasehold.shards._journal import segment_files
 
 SNAPSHOT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
+FILE_MAGIC = b"LHSN"
+FILE_FORMAT = 1
+_HEADER = struct.Struct(">4sIQQ")  # magic, file format, seq, snapshot length; then the CRC
+_CRC = struct.Struct(">I")
+HEADER_BYTES = _HEADER.size + _CRC.size
 _PREFIX = "snapshot-"
 _SUFFIX = ".msgpack"
 
@@ -55,6 +69,13 @@ def snapshot_name(seq: int) -> str:
 
 
 def encode_snapshot(seq: int, snapshot: StateSnapshot) -> bytes:
+    """The snapshot file's bytes: the checked header, then the snapshot document."""
+    body = _encode_document(seq, snapshot)
+    header = _HEADER.pack(FILE_MAGIC, FILE_FORMAT, seq, len(body))
+    return header + _CRC.pack(zlib.crc32(body, zlib.crc32(header))) + body
+
+
+def _encode_document(seq: int, snapshot: StateSnapshot) -> bytes:
     document = (
         SNAPSHOT_VERSION,
         seq,
@@ -76,7 +97,40 @@ def _encode_tokens(snapshot: StateSnapshot) -> list[tuple[str, str, str, object]
 
 
 def decode_snapshot(data: bytes, path: Path, refs: c.SlotRefs | None = None) -> LoadedSnapshot:
-    """Decode and validate a snapshot; `refs` (see shards._codec.SlotRefs) shares slot refs."""
+    """Check and decode a snapshot file; `refs` (see shards._codec.SlotRefs) shares slot refs."""
+    if not data:
+        raise SnapshotCorrupt(path, "empty (0 bytes)")
+    if data.startswith(FILE_MAGIC):
+        seq, data = _checked_body(data, path)
+        loaded = _decode_document(data, path, refs)
+        if loaded.seq != seq:
+            raise SnapshotCorrupt(path, f"its header says seq {seq}, its snapshot {loaded.seq}")
+        return loaded
+    return _decode_document(data, path, refs)  # written before snapshots had a header
+
+
+def _checked_body(data: bytes, path: Path) -> tuple[int, bytes]:
+    """The header's seq and the snapshot document, once the header and checksum agree."""
+    size = HEADER_BYTES
+    if len(data) < size:
+        raise SnapshotCorrupt(path, f"incomplete header ({len(data)} of {size} bytes)")
+    _, file_format, seq, length = _HEADER.unpack_from(data)
+    if file_format != FILE_FORMAT:
+        raise SnapshotCorrupt(
+            path, f"snapshot file format {file_format}; this version reads {FILE_FORMAT}"
+        )
+    if len(data) != size + length:
+        raise SnapshotCorrupt(path, f"{len(data)} bytes, its header says {size + length}")
+    (stored,) = _CRC.unpack_from(data, _HEADER.size)
+    computed = zlib.crc32(memoryview(data)[size:], zlib.crc32(memoryview(data)[: _HEADER.size]))
+    if stored != computed:
+        raise SnapshotCorrupt(
+            path, f"checksum mismatch (stored {stored:08x}, computed {computed:08x})"
+        )
+    return seq, data[size:]
+
+
+def _decode_document(data: bytes, path: Path, refs: c.SlotRefs | None) -> LoadedSnapshot:
     refs = refs or c.SlotRefs()
     try:
         document = msgpack.unpackb(data, raw=False, use_list=False)

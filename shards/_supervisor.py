@@ -13,7 +13,16 @@ from leasehold.core import routing_bucket as _bucket
 from leasehold.shards._clock import AnchoredClock
 from leasehold.shards._collector import collector_paused_then_frozen
 from leasehold.shards._compaction import DEFAULT_EVERY_RECORDS, Compactor
-from leasehold.shards._datadir import shard_dir
+from leasehold.shards._datadir import (
+    EMPTY_MANIFEST,
+    MANIFEST_FORMAT,
+    DataDirError,
+    ManifestKeeper,
+    ShardManifest,
+    read_manifest,
+    read_meta,
+    shard_dir,
+)
 from leasehold.shards._durable_sink import Durability, JournalSink
 from leasehold.shards._journal import JournalWriter
 from leasehold.shards._messages import ShardStats
@@ -102,7 +111,7 @@ async def run_shards(
         ShardState(part, entropy=entropy, settings=settings)
         for part in partition_inventory(slots, shard_count)
     ]
-    sinks, reports = await _open_storage(states, persistence)
+    sinks, reports, keepers = await _open_storage(states, persistence)
     shards = [
         Shard(i, state, clock, mailbox_capacity=mailbox_capacity, sink=sink)
         for i, (state, sink) in enumerate(zip(states, sinks, strict=True))
@@ -117,15 +126,21 @@ async def run_shards(
                     sink,
                     shard_dir(persistence.data_dir, index),
                     every_records=persistence.snapshot_every,
+                    manifest=keepers[index],
                 )
                 await nursery.start(compactor.run)
-        for shard, sink in zip(shards, sinks, strict=True):
-            await nursery.start(_serve_then_close, shard, sink)
+        for index, (shard, sink) in enumerate(zip(shards, sinks, strict=True)):
+            keeper = keepers[index] if keepers else None
+            await nursery.start(_serve_then_close, shard, sink, keeper)
         task_status.started(ShardSet(shards, reports))
 
 
 async def _serve_then_close(
-    shard: Shard, sink: EventSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    shard: Shard,
+    sink: EventSink,
+    keeper: ManifestKeeper | None,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     try:
         await shard.run(task_status=task_status)
@@ -133,34 +148,66 @@ async def _serve_then_close(
         if isinstance(sink, JournalSink):
             with trio.CancelScope(shield=True):
                 await sink.aclose()  # writes and answers what the shard committed
+                if keeper is not None and not sink.failed:
+                    # Everything is fsynced now: a restart must find all of it.
+                    await trio.to_thread.run_sync(keeper.stopped_cleanly, sink.next_seq)
 
 
 async def _open_storage(
     states: list[ShardState], persistence: Persistence | None
-) -> tuple[list[EventSink], list[RecoveryReport]]:
-    """Recover every shard from disk (in worker threads, one at a time) and open its journal."""
+) -> tuple[list[EventSink], list[RecoveryReport], list[ManifestKeeper]]:
+    """Recover every shard from disk (in a worker thread, one after another), open its journal.
+
+    Raises RecoveryError (damage) or DataDirError (a missing manifest, or a directory
+    that cannot be written: found here, before anything is served).
+    """
     if persistence is None or persistence.durability is Durability.NONE:
-        return [EventSink() for _ in states], []
-    reports: list[RecoveryReport | None] = [None] * len(states)
-    writers: list[JournalWriter | None] = [None] * len(states)
-    # Recovery is CPU-bound Python: shards recovering side by side in threads only fight
-    # over the GIL (docs/performance.md). Worker threads still keep the event loop free.
-    one_at_a_time = trio.CapacityLimiter(1)
-
-    def open_sync(index: int) -> None:
-        directory = shard_dir(persistence.data_dir, index)
-        report = recover(states[index], directory)
-        reports[index] = report
-        writers[index] = JournalWriter(directory, resume=report.journal_end)
-
-    async def open_one(index: int) -> None:
-        await trio.to_thread.run_sync(open_sync, index, limiter=one_at_a_time)
-
+        return [EventSink() for _ in states], [], []
+    data_dir = persistence.data_dir
+    meta = read_meta(data_dir)
+    need_manifests = meta is not None and meta.format_version >= MANIFEST_FORMAT
+    opened: list[tuple[RecoveryReport, JournalWriter, ManifestKeeper]] = []
+    # Recovery is CPU-bound Python: shards recovering side by side in threads only
+    # fight over the GIL (docs/performance.md). A worker thread keeps the event loop
+    # free; one shard at a time.
     with collector_paused_then_frozen():
-        async with trio.open_nursery() as nursery:
-            for index in range(len(states)):
-                nursery.start_soon(open_one, index)
-    sinks: list[EventSink] = [
-        JournalSink(persistence.durability, writer) for writer in writers if writer is not None
-    ]
-    return sinks, [r for r in reports if r is not None]
+        try:
+            for index, state in enumerate(states):
+                directory = shard_dir(data_dir, index)
+                opened.append(
+                    await trio.to_thread.run_sync(_open_shard, state, directory, need_manifests)
+                )
+        except BaseException:
+            for _, writer, _ in opened:
+                writer.close()
+            raise
+    sinks: list[EventSink] = [JournalSink(persistence.durability, w) for _, w, _ in opened]
+    return sinks, [r for r, _, _ in opened], [k for _, _, k in opened]
+
+
+def _open_shard(
+    state: ShardState, directory: Path, need_manifest: bool
+) -> tuple[RecoveryReport, JournalWriter, ManifestKeeper]:
+    """(Worker thread) recover one shard, open its journal, rewrite its manifest."""
+    expected = read_manifest(directory)
+    if expected is None and need_manifest:
+        raise DataDirError(
+            f"{directory}: the shard's manifest is missing, so what it held cannot be "
+            "checked: restore the shard's directory from a copy"
+        )
+    expected = expected or EMPTY_MANIFEST
+    report = recover(state, directory, expected)
+    try:
+        writer = JournalWriter(directory, resume=report.journal_end)
+    except OSError as problem:
+        raise DataDirError(f"cannot write in {directory}: {problem.strerror or problem}") from None
+    end = report.journal_end
+    last = end.last_segment[0] if end is not None and end.last_segment is not None else 0
+    keeper = ManifestKeeper(directory, expected)
+    try:
+        # Also proves the directory takes writes, before the shard serves anything.
+        keeper.write(ShardManifest(report.snapshot_seq, last, expected.durable_seq))
+    except DataDirError:
+        writer.close()
+        raise
+    return report, writer, keeper

@@ -10,12 +10,15 @@ import pytest
 from leasehold.shards._datadir import (
     FORMAT_VERSION,
     DataDirError,
+    ShardManifest,
     feed_digest,
     lock,
     prepare,
+    read_manifest,
     read_meta,
     recorded_feed,
     shard_dir,
+    write_manifest,
 )
 
 
@@ -65,3 +68,34 @@ def test_a_second_process_is_refused_while_the_first_holds_the_dir(tmp_path: Pat
     finally:
         held.close()
     lock(tmp_path).close()  # free again once released
+
+
+def test_a_format_1_directory_gets_manifests_of_its_files_then_format_2(tmp_path: Path) -> None:
+    (tmp_path / "leasehold.json").write_text(
+        json.dumps({"format_version": 1, "shard_count": 1, "feed_sha256": feed_digest("{}")})
+    )
+    shard = shard_dir(tmp_path, 0)
+    shard.mkdir()
+    for name in ("journal-000000000000.log", "journal-000000000040.log"):
+        (shard / name).write_bytes(b"")
+    (shard / "snapshot-000000000040.msgpack").write_bytes(b"")
+    meta = prepare(tmp_path, shard_count=1, feed_text="{}")
+    assert meta.format_version == FORMAT_VERSION == 2
+    assert read_manifest(shard) == ShardManifest(40, 40, 0)
+
+
+def test_a_format_2_directory_without_a_shards_manifest_is_refused(tmp_path: Path) -> None:
+    prepare(tmp_path, shard_count=2, feed_text="{}")
+    (shard_dir(tmp_path, 1) / "manifest.json").unlink()
+    with pytest.raises(DataDirError, match=r"shard 1: .*manifest\.json is missing"):
+        prepare(tmp_path, shard_count=2, feed_text="{}")
+
+
+def test_manifests_round_trip_and_garbage_is_refused(tmp_path: Path) -> None:
+    write_manifest(tmp_path, ShardManifest(None, 7, 9))
+    assert read_manifest(tmp_path) == ShardManifest(None, 7, 9)
+    (tmp_path / "manifest.json").write_text(
+        '{"snapshot_seq": "x", "last_segment": 1, "durable_seq": 2}'
+    )
+    with pytest.raises(DataDirError, match="not a shard manifest"):
+        read_manifest(tmp_path)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,3 +146,52 @@ def test_unreadable_tls_files_are_one_clear_line(tmp_path: Path, files: dict[str
     )
     assert result.returncode == 2
     assert result.stderr.startswith("leasehold: error: cannot use the TLS files:")
+
+
+def test_the_health_stream_is_wss_with_the_same_client_certificate_rule(
+    tmp_path: Path, files: dict[str, Path], ca: trustme.CA
+) -> None:
+    pinned = ["--tls-client-ca", str(files["ca"]), "--tls-client-name", "watcher.example"]
+    client = ca.issue_cert("watcher.example")
+    client.cert_chain_pems[0].write_to_path(str(tmp_path / "watcher.pem"))
+    client.private_key_pem.write_to_path(str(tmp_path / "watcher.key"))
+    with tls_server(tmp_path, files, *pinned) as server:
+        url = server.health_url()
+        assert url is not None
+        assert url.startswith("wss://127.0.0.1:")
+        watch = [leasehold_executable(), "watch", url, "--interval", "0.1", "--ca"]
+        watch += [str(files["ca"]), "--cert", str(tmp_path / "watcher.pem")]
+        watch += ["--key", str(tmp_path / "watcher.key")]
+        printed = _watch_until(watch, "seq 2")
+        assert "connected, every 0.1 s" in printed
+
+
+def _watch_until(command: list[str], marker: str) -> str:
+    """Run `leasehold watch` until it prints `marker`, then Ctrl-C it; insist on exit 0."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen.append(line)
+            if marker in line:
+                found.set()
+        found.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert found.wait(30), "".join(seen)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0, "".join(seen)
+    finally:
+        process.kill()
+        process.wait()
+        reader.join(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
+    output = "".join(seen)
+    assert marker in output, output
+    return output

@@ -364,6 +364,7 @@ async def test_connections_beyond_the_limit_are_told_to_try_again_later(
     await subscribe(nursery, health, 0.5)
     await subscribe(nursery, health, 0.5)
     third = await connect(nursery, health)
+    await third.send_message(Subscribe(interval_s=0.5).encode())
     assert await close_code(third) == CloseCode.TRY_AGAIN_LATER
 
 

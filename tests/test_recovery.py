@@ -27,6 +27,7 @@ from leasehold.shards._codec import encode_events
 from leasehold.shards._journal import JournalWriter, segment_name
 from leasehold.shards._persistence import RecoveryError, recover
 from leasehold.shards._snapshots import (
+    HEADER_BYTES,
     SnapshotCorrupt,
     decode_snapshot,
     encode_snapshot,
@@ -158,12 +159,32 @@ async def test_state_that_the_feed_no_longer_fits_stops_the_start(tmp_path: Path
         recover(smaller, tmp_path)
 
 
-async def test_a_damaged_snapshot_stops_the_start(tmp_path: Path) -> None:
+async def test_a_damaged_snapshot_gives_way_to_the_whole_journal_and_says_so(
+    tmp_path: Path,
+) -> None:
     rec = await busy_history(tmp_path)
     seq = rec.writer.next_seq
     path = write_snapshot(tmp_path, seq, encode_snapshot(seq, rec.state.snapshot()))
     path.write_bytes(path.read_bytes()[:-5])
-    with pytest.raises(RecoveryError, match=path.name):
+    restored = fresh()
+    report = recover(restored, tmp_path)
+    assert restored.snapshot() == rec.state.snapshot()
+    assert report.snapshot_seq is None
+    assert len(report.notes) == 1
+    assert path.name in report.notes[0]
+    assert "recovered from the whole journal instead" in report.notes[0]
+
+
+async def test_a_damaged_snapshot_without_the_journal_before_it_stops_the_start(
+    tmp_path: Path,
+) -> None:
+    rec = await busy_history(tmp_path)
+    await rec.writer.roll()
+    seq = rec.writer.next_seq
+    path = write_snapshot(tmp_path, seq, encode_snapshot(seq, rec.state.snapshot()))
+    remove_covered(tmp_path, seq)
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(RecoveryError, match=rf"{path.name}.*records 0 to {seq - 1} are lost"):
         recover(fresh(), tmp_path)
 
 
@@ -203,7 +224,7 @@ async def test_snapshot_tokens_name_unchanged_bookings_by_id_and_keep_changed_on
 ) -> None:
     rec = await busy_history(tmp_path)  # t0's booking was cancelled since; t1's was not
     snapshot = rec.state.snapshot()
-    document = msgpack.unpackb(encode_snapshot(7, snapshot), use_list=False)
+    document = msgpack.unpackb(encode_snapshot(7, snapshot)[HEADER_BYTES:], use_list=False)
     originals = {token: original for _, _, token, original in document[5]}
     t1_booking = next(b for _, _, t, b in snapshot.tokens if t == "t1")
     assert originals["t1"] == t1_booking.booking_id
@@ -217,14 +238,16 @@ async def test_a_version_1_snapshot_with_whole_token_bookings_is_still_read(
     rec = await busy_history(tmp_path)
     snapshot = rec.state.snapshot()
     tokens = [(m, sv, t, _codec._booking(b)) for m, sv, t, b in snapshot.tokens]
-    document = list(msgpack.unpackb(encode_snapshot(7, snapshot), use_list=False))
+    document = list(msgpack.unpackb(encode_snapshot(7, snapshot)[HEADER_BYTES:], use_list=False))
     document[0], document[5] = 1, tokens
     assert decode_snapshot(msgpack.packb(document), tmp_path).state == snapshot
 
 
 async def test_a_token_naming_a_booking_not_in_the_snapshot_is_corrupt(tmp_path: Path) -> None:
     rec = await busy_history(tmp_path)
-    document = list(msgpack.unpackb(encode_snapshot(7, rec.state.snapshot()), use_list=False))
+    document = list(
+        msgpack.unpackb(encode_snapshot(7, rec.state.snapshot())[HEADER_BYTES:], use_list=False)
+    )
     document[5] = [("m1", "cut", "t9", "B-nowhere")]
     with pytest.raises(SnapshotCorrupt, match="token names booking 'B-nowhere'"):
         decode_snapshot(msgpack.packb(document), tmp_path)
@@ -244,3 +267,21 @@ async def test_recovered_leases_and_bookings_share_the_inventorys_slot_refs(
     refs = {id(lease.slot) for lease in restored_snapshot.leases}
     refs |= {id(booking.slot) for booking in restored_snapshot.bookings}
     assert refs <= {id(restored.canonical_ref(SlotRef(key))) for key in KEYS}
+
+
+async def test_every_single_bit_flip_in_a_snapshot_file_is_refused(tmp_path: Path) -> None:
+    rec = await busy_history(tmp_path)
+    data = encode_snapshot(9, rec.state.snapshot())
+    for bit in range(len(data) * 8):
+        flipped = bytearray(data)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(SnapshotCorrupt):
+            decode_snapshot(bytes(flipped), tmp_path)
+
+
+async def test_a_snapshot_renamed_to_another_seq_is_refused(tmp_path: Path) -> None:
+    rec = await busy_history(tmp_path)
+    path = write_snapshot(tmp_path, 9, encode_snapshot(9, rec.state.snapshot()))
+    path.rename(tmp_path / "snapshot-000000000008.msgpack")
+    with pytest.raises(SnapshotCorrupt, match="name says 8"):
+        load_latest(tmp_path)
