@@ -9,14 +9,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import ssl
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from leasehold import health
+from leasehold import __version__, health
 from leasehold._app import Ready, ServeConfig, serve
 from leasehold.core import (
     NANOS_PER_SECOND,
@@ -46,37 +48,103 @@ EXIT_FAILURE = 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:  # the bench parses its own flags (and passes serve's through)
-        from leasehold.bench import main as bench_main
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        return _reader_left()
+    except BaseExceptionGroup as group:  # `watch` writes from inside trio's nurseries
+        if group.split(_broken_pipe)[1] is not None:
+            raise
+        return _reader_left()
 
-        return bench_main(argv[1:])
+
+def _broken_pipe(error: BaseException) -> bool:
+    # rich answers a broken pipe with SystemExit(1), raised while handling it.
+    return isinstance(error, BrokenPipeError) or isinstance(error.__context__, BrokenPipeError)
+
+
+def _reader_left() -> int:
+    """The reader of our output left (`| head`): stop quietly, as cat does.
+
+    What is still buffered goes to /dev/null instead of raising again at exit.
+    """
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_FAILURE
+
+
+def _main(argv: list[str]) -> int:
+    if argv[:1] == ["bench"]:  # the bench parses its own flags (and passes serve's through)
+        return _bench(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "feed":
         json.dump(demo_feed(int(time.time())), sys.stdout, indent=1)
         sys.stdout.write("\n")
+        sys.stdout.flush()  # inside main's BrokenPipeError handler, not at exit
         return 0
     if args.command == "watch":
-        from leasehold.health.watch import watch_main  # rich: only for this command
-
-        return watch_main(args.url, args.interval, args.token)
+        return _watch(args)
     if args.command == "dashboard":
         return _dashboard(args.url, args.open)
     return _serve(parser, args)
+
+
+def _bench(argv: list[str]) -> int:
+    try:
+        from leasehold.bench import main as bench_main
+    except ImportError as missing:
+        return _fail(
+            f"leasehold bench needs the bench extra ({missing}): pip install 'leasehold[bench]' "
+            "(from a clone: pip install -e '.[bench]')",
+            EXIT_FAILURE,
+        )
+    return bench_main(argv)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    parts = urlsplit(args.url)
+    if parts.scheme != "ws" or not parts.hostname:
+        example = _health_url("127.0.0.1", DEFAULT_HEALTH_PORT)
+        return _fail(
+            f"{args.url!r} is not a health stream URL: give ws://HOST:PORT/, such as {example}",
+            EXIT_USAGE,
+        )
+    from leasehold.health.watch import watch_main  # rich: only for this command
+
+    return watch_main(args.url, args.interval, args.token)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leasehold", description="Slot-lease booking server (Maps Booking partner API)."
     )
+    parser.add_argument("--version", action="version", version=f"leasehold {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve_cmd = commands.add_parser("serve", help="serve the booking API over gRPC")
-    serve_cmd.add_argument("--feed", type=Path, help="availability feed JSON (default: demo)")
+    serve_cmd = commands.add_parser(
+        "serve", help="serve the booking API over gRPC", formatter_class=_ShowDefaults
+    )
+    serve_cmd.add_argument(
+        "--feed",
+        type=Path,
+        help="availability feed JSON (default: the one recorded in --data-dir, else the "
+        "built-in demo feed; see leasehold slots)",
+    )
     serve_cmd.add_argument("--host", default="127.0.0.1", help="address to bind")
-    serve_cmd.add_argument("--port", type=_port, default=50051, help="gRPC port (0: any free)")
-    serve_cmd.add_argument("--data-dir", type=Path, default=Path("data"), help="state dir")
-    serve_cmd.add_argument("--shards", type=_positive_int, default=4, help="shard count")
+    serve_cmd.add_argument(
+        "--port", type=_port, default=50051, help="gRPC port (0: any free, printed)"
+    )
+    serve_cmd.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        help="state dir: journal, snapshots, the feed served; one server at a time",
+    )
+    serve_cmd.add_argument(
+        "--shards",
+        type=_positive_int,
+        default=4,
+        help="shard count (single-owner trio tasks; fixed per data dir)",
+    )
     serve_cmd.add_argument(
         "--durability",
         choices=[d.value for d in Durability],
@@ -92,13 +160,24 @@ def _parser() -> argparse.ArgumentParser:
         help="a shard snapshots its state after this many journal records",
     )
     serve_cmd.add_argument(
-        "--mailbox", type=_positive_int, default=1024, help="requests a shard may queue"
+        "--mailbox",
+        type=_positive_int,
+        default=1024,
+        help="requests a shard may queue before it answers RESOURCE_EXHAUSTED",
     )
     serve_cmd.add_argument(
-        "--default-lease-ttl", type=_positive_float, default=300.0, metavar="SECONDS"
+        "--default-lease-ttl",
+        type=_positive_float,
+        default=300.0,
+        metavar="SECONDS",
+        help="lease lifetime when CreateLease asks for none",
     )
     serve_cmd.add_argument(
-        "--max-lease-ttl", type=_positive_float, default=900.0, metavar="SECONDS"
+        "--max-lease-ttl",
+        type=_positive_float,
+        default=900.0,
+        metavar="SECONDS",
+        help="longer requested lease lifetimes are cut to this",
     )
     tls = serve_cmd.add_argument_group("transport security (default: plain TCP)")
     tls.add_argument("--tls-cert", type=Path, metavar="FILE", help="server certificate (PEM)")
@@ -119,10 +198,13 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument(
         "--health-port",
         type=_port,
-        default=DEFAULT_HEALTH_PORT,
-        help=f"websocket port (0: any free; default {DEFAULT_HEALTH_PORT})",
+        default=None,
+        help="websocket port (0: any free); default: --port + 1, or 0 when --port is 0 "
+        f"(so {DEFAULT_HEALTH_PORT} beside the default gRPC port)",
     )
-    health.add_argument("--health-token", help="watchers must send this token")
+    health.add_argument(
+        "--health-token", help="watchers must send this token (default: none needed)"
+    )
     health.add_argument(
         "--health-interval",
         type=_positive_float,
@@ -147,6 +229,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ShowDefaults(argparse.HelpFormatter):
+    """Help that ends each flag's line with its default, where it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in text:
+            return text
+        if not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.default_lease_ttl > args.max_lease_ttl:
         parser.error("--default-lease-ttl must not exceed --max-lease-ttl")
@@ -159,8 +253,12 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return _fail(f"cannot use the TLS files: {problem}", EXIT_USAGE)
     durability = Durability(args.durability)
     try:
-        feed_text = _feed_text(args.feed, args.data_dir, durability)
+        feed_text, recorded = _feed_text(args.feed, args.data_dir, durability)
         feed = parse_feed_json(feed_text)
+    except UnicodeDecodeError as problem:
+        where, byte = args.feed or args.data_dir, problem.object[problem.start]
+        reason = f"{where} is not UTF-8 text (byte {byte:#04x} at offset {problem.start})"
+        return _fail(f"cannot load the feed: {reason}", EXIT_USAGE)
     except (OSError, FeedError, DataDirError) as problem:
         return _fail(f"cannot load the feed: {problem}", EXIT_USAGE)
     if not feed.slots:
@@ -187,7 +285,7 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         persistence=Persistence(args.data_dir, durability, args.snapshot_every),
         health=HealthConfig(
             host=args.health_host,
-            port=args.health_port,
+            port=health_port_for(args.port, args.health_port),
             token=args.health_token,
             default_interval_s=args.health_interval,
         ),
@@ -195,7 +293,7 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         tune_for_long_lived_state()
         tune_thread_handoffs()
-        asyncio.run(_serve_until_signal(config, feed))
+        asyncio.run(_serve_until_signal(config, feed, args.data_dir if recorded else None))
     except HealthListenError as problem:
         return _fail(str(problem), EXIT_FAILURE)
     except RecoveryError as problem:
@@ -206,6 +304,16 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if held is not None:
             held.close()
     return 0
+
+
+def health_port_for(grpc_port: int, given: int | None) -> int:
+    """The health port: the one given, else the gRPC port's neighbour (0 follows 0).
+
+    Following --port lets two servers with different ports run side by side.
+    """
+    if given is not None:
+        return given
+    return 0 if grpc_port in (0, 65535) else grpc_port + 1
 
 
 def _tls_flag_problem(args: argparse.Namespace) -> str | None:
@@ -226,28 +334,30 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     )
 
 
-def _feed_text(path: Path | None, data_dir: Path, durability: Durability) -> str:
+def _feed_text(path: Path | None, data_dir: Path, durability: Durability) -> tuple[str, bool]:
     """The feed to serve: --feed; else the one the data dir recorded; else a new demo feed.
 
     The demo feed moves with the clock, so a restart on a data dir serves the feed
-    its stored leases and bookings were made on.
+    its stored leases and bookings were made on. The flag says it came from the dir.
     """
     if path is not None:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8"), False
     recorded = None if durability is Durability.NONE else recorded_feed(data_dir)
     if recorded is not None:
-        print(f"leasehold: serving the feed recorded in {data_dir} (give --feed to change it)")
-        return recorded
-    return json.dumps(demo_feed(int(time.time())))
+        return recorded, True
+    return json.dumps(demo_feed(int(time.time()))), False
 
 
-async def _serve_until_signal(config: ServeConfig, feed: Feed) -> None:
+async def _serve_until_signal(config: ServeConfig, feed: Feed, recorded_in: Path | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
 
     def announce(ready: Ready) -> None:
+        # Only once the port is bound: a script waiting for "serving" must not be misled.
+        if recorded_in is not None:
+            print(f"leasehold: the feed is the one recorded in {recorded_in} (--feed changes it)")
         for line in _recovery_lines(ready.router.shard_set.recovery):
             print(line, flush=True)
         if config.health is not None and ready.health_port is not None:
