@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 from leasehold import __version__, health
 from leasehold._app import Ready, ServeConfig, serve
+from leasehold._slots import SlotsError, example_slot, slots_main
+from leasehold._slots import add_parser as add_slots_parser
 from leasehold.core import (
     NANOS_PER_SECOND,
     Feed,
@@ -86,6 +88,11 @@ def _main(argv: list[str]) -> int:
         return _watch(args)
     if args.command == "dashboard":
         return _dashboard(args.url, args.open)
+    if args.command == "slots":
+        try:
+            return slots_main(args)
+        except SlotsError as problem:
+            return _fail(str(problem), EXIT_FAILURE)
     return _serve(parser, args)
 
 
@@ -223,6 +230,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     dashboard_cmd.add_argument("--url", help="health stream to show (default: the page's)")
     dashboard_cmd.add_argument("--open", action="store_true", help="open it in a browser")
+    add_slots_parser(commands)
     feed_cmd = commands.add_parser("feed", help="print the built-in demo feed")
     feed_cmd.add_argument("which", choices=["demo"])
     commands.add_parser("bench", add_help=False, help="benchmarks (leasehold bench --help)")
@@ -365,6 +373,9 @@ async def _serve_until_signal(config: ServeConfig, feed: Feed, recorded_in: Path
             url = _health_url(config.health.host, ready.health_port)
             print(f"leasehold: health stream on {url}", flush=True)
         merchants = len({s.key.merchant_id for s in feed.slots})
+        example = example_slot(feed.slots)
+        if example is not None:
+            print(f"leasehold: a slot to try: {example} (leasehold slots lists more)")
         print(
             f"leasehold: serving {len(feed.slots)} slots of {merchants} merchants "
             f"on {ready.host}:{ready.port} with {config.shard_count} shards",
