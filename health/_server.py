@@ -40,6 +40,8 @@ from functools import partial
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
+from leasehold.health._http import http_or_websocket
+from leasehold.health._metrics import scrape, take_snapshot
 from leasehold.health.frames import (
     FrameError,
     Health,
@@ -495,7 +497,10 @@ async def serve_health(
     port = int(listeners[0].socket.getsockname()[1])
     async with trio.open_nursery() as nursery:
         await nursery.start(stream.run)
-        await nursery.start(partial(trio.serve_listeners, stream.serve_stream, listeners))
+        # Plain HTTP GET /metrics on the same port; upgrades go on to the websocket.
+        scraper = partial(scrape, partial(take_snapshot, shard_set, stream))
+        handler = http_or_websocket(stream.serve_stream, scraper)
+        await nursery.start(partial(trio.serve_listeners, handler, listeners))
         task_status.started(HealthServer(config.host, port, stream))
         await stream.wait_stopped()
         nursery.cancel_scope.cancel()  # stop accepting
