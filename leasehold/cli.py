@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
-import signal
 import ssl
 import sys
 import time
@@ -19,12 +19,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from leasehold import __version__, health
-from leasehold._app import Ready, ServeConfig, serve
-from leasehold._slots import SlotsError, example_slot, slots_main
+from leasehold._app import ServeConfig
+from leasehold._logging import FORMATS as LOG_FORMATS
+from leasehold._logging import LEVELS as LOG_LEVELS
+from leasehold._logging import configure as configure_logging
+from leasehold._logging import event
+from leasehold._run import health_url, serve_until_signal
+from leasehold._slots import SlotsError, slots_main
 from leasehold._slots import add_parser as add_slots_parser
 from leasehold.core import (
     NANOS_PER_SECOND,
-    Feed,
     FeedError,
     LeaseSettings,
     demo_feed,
@@ -36,9 +40,9 @@ from leasehold.health import HealthConfig, HealthListenError
 from leasehold.shards import (
     DataDirError,
     Durability,
+    JournalFailed,
     Persistence,
     RecoveryError,
-    RecoveryReport,
     lock,
     prepare,
     recorded_feed,
@@ -111,7 +115,7 @@ def _bench(argv: list[str]) -> int:
 def _watch(args: argparse.Namespace) -> int:
     parts = urlsplit(args.url)
     if parts.scheme != "ws" or not parts.hostname:
-        example = _health_url("127.0.0.1", DEFAULT_HEALTH_PORT)
+        example = health_url("127.0.0.1", DEFAULT_HEALTH_PORT)
         return _fail(
             f"{args.url!r} is not a health stream URL: give ws://HOST:PORT/, such as {example}",
             EXIT_USAGE,
@@ -219,8 +223,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="frame interval for watchers that do not ask for one",
     )
+    logs = serve_cmd.add_argument_group("logs (on stdout; nothing per successful request)")
+    logs.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text: TIME LEVEL leasehold: message; json: one object per line with ts, level, "
+        "event, message and the event's fields",
+    )
+    logs.add_argument(
+        "--log-level", choices=LOG_LEVELS, default="info", help="least severe level logged"
+    )
     watch_cmd = commands.add_parser("watch", help="live terminal view of every shard")
-    watch_cmd.add_argument("url", nargs="?", default=_health_url("127.0.0.1", DEFAULT_HEALTH_PORT))
+    watch_cmd.add_argument("url", nargs="?", default=health_url("127.0.0.1", DEFAULT_HEALTH_PORT))
     watch_cmd.add_argument("--token", help="the server's --health-token")
     watch_cmd.add_argument(
         "--interval", type=_positive_float, metavar="SECONDS", help="seconds between frames"
@@ -298,20 +313,38 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             default_interval_s=args.health_interval,
         ),
     )
+    configure_logging(args.log_format, args.log_level)
     try:
         tune_for_long_lived_state()
         tune_thread_handoffs()
-        asyncio.run(_serve_until_signal(config, feed, args.data_dir if recorded else None))
+        asyncio.run(serve_until_signal(config, feed, args.data_dir if recorded else None))
     except HealthListenError as problem:
         return _fail(str(problem), EXIT_FAILURE)
     except RecoveryError as problem:
         return _fail(f"cannot recover the stored state: {problem}", EXIT_FAILURE)
+    except (JournalFailed, BaseExceptionGroup) as problem:
+        failed = journal_failure(problem)
+        if failed is None:
+            raise
+        event(logging.ERROR, "journal_failed", f"stopped: {failed}", reason=str(failed))
+        return _fail(f"the journal failed, so the server stopped: {failed}", EXIT_FAILURE)
     except OSError as problem:
         return _fail(f"cannot listen on {args.host}:{args.port}: {problem.strerror}", EXIT_FAILURE)
     finally:
         if held is not None:
             held.close()
     return 0
+
+
+def journal_failure(problem: BaseException) -> JournalFailed | None:
+    """The JournalFailed that ended the run, alone or the only kind in a group."""
+    if isinstance(problem, JournalFailed):
+        return problem
+    if isinstance(problem, BaseExceptionGroup):
+        matched, rest = problem.split(JournalFailed)
+        if matched is not None and rest is None:
+            return journal_failure(matched.exceptions[0])
+    return None
 
 
 def health_port_for(grpc_port: int, given: int | None) -> int:
@@ -354,54 +387,6 @@ def _feed_text(path: Path | None, data_dir: Path, durability: Durability) -> tup
     if recorded is not None:
         return recorded, True
     return json.dumps(demo_feed(int(time.time()))), False
-
-
-async def _serve_until_signal(config: ServeConfig, feed: Feed, recorded_in: Path | None) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-
-    def announce(ready: Ready) -> None:
-        # Only once the port is bound: a script waiting for "serving" must not be misled.
-        if recorded_in is not None:
-            print(f"leasehold: the feed is the one recorded in {recorded_in} (--feed changes it)")
-        for line in _recovery_lines(ready.router.shard_set.recovery):
-            print(line, flush=True)
-        if config.health is not None and ready.health_port is not None:
-            # Before the serving line: once that is seen, this one has been too.
-            url = _health_url(config.health.host, ready.health_port)
-            print(f"leasehold: health stream on {url}", flush=True)
-        merchants = len({s.key.merchant_id for s in feed.slots})
-        example = example_slot(feed.slots)
-        if example is not None:
-            print(f"leasehold: a slot to try: {example} (leasehold slots lists more)")
-        print(
-            f"leasehold: serving {len(feed.slots)} slots of {merchants} merchants "
-            f"on {ready.host}:{ready.port} with {config.shard_count} shards",
-            flush=True,
-        )
-
-    await serve(config, stop, announce)
-    print("leasehold: stopped", flush=True)
-
-
-def _recovery_lines(reports: Sequence[RecoveryReport]) -> list[str]:
-    if not reports:
-        return []
-    records = sum(r.records_replayed for r in reports)
-    snapshots = sum(r.snapshot_seq is not None for r in reports)
-    seconds = sum(r.seconds for r in reports)  # shards recover one after another
-    lines = [
-        f"leasehold: recovered {len(reports)} shards: {snapshots} snapshots, {records} journal "
-        f"records replayed, in {seconds:.2f} s"
-    ]
-    lines += [f"leasehold: journal tail cut: {r.tail_repair}" for r in reports if r.tail_repair]
-    return lines
-
-
-def _health_url(host: str, port: int) -> str:
-    return f"ws://[{host}]:{port}/" if ":" in host else f"ws://{host}:{port}/"
 
 
 def _dashboard(url: str | None, open_it: bool) -> int:
