@@ -24,7 +24,7 @@ from leasehold.proto.v2 import booking_pb2 as pb
 from leasehold.proto.v2.booking_grpc import BookingServiceStub
 from leasehold.shards import recorded_feed
 
-FORMATS = ("table", "json", "grpcurl")
+FORMATS = ("table", "json", "grpcurl", "slot_time")
 DEFAULT_LIMIT = 10
 # CheckAvailability calls in flight at once with --target.
 _CONCURRENT_CALLS = 16
@@ -130,6 +130,20 @@ def slot_json(spec: SlotSpec) -> dict[str, object]:
     return slot
 
 
+def slot_time_json(spec: SlotSpec) -> dict[str, object]:
+    """The slot as a v2 `SlotTime` (BatchAvailabilityLookup), int64s as JSON strings."""
+    slot = slot_json(spec)
+    shown: dict[str, object] = {
+        "service_id": spec.key.service_id,
+        "start_sec": str(spec.key.start_sec),
+        "duration_sec": str(spec.key.duration_sec),
+    }
+    for name in ("resources", "availability_tag"):
+        if name in slot:
+            shown[name] = slot[name]
+    return shown
+
+
 def example_slot(slots: Iterable[SlotSpec]) -> str | None:
     """One open slot to try first (the earliest), as grpcurl's compact JSON."""
     open_slots = [s for s in slots if s.spots > 0]
@@ -142,6 +156,8 @@ def example_slot(slots: Iterable[SlotSpec]) -> str | None:
 def render(slots: Sequence[SlotSpec], counts: Sequence[int] | None, fmt: str) -> str:
     if fmt == "grpcurl":
         return "\n".join(json.dumps(slot_json(s), separators=(",", ":")) for s in slots)
+    if fmt == "slot_time":
+        return "\n".join(json.dumps(slot_time_json(s), separators=(",", ":")) for s in slots)
     if fmt == "json":
         rows = [_json_row(s, None if counts is None else counts[i]) for i, s in enumerate(slots)]
         return json.dumps(rows, indent=1)

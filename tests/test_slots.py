@@ -62,6 +62,17 @@ def test_grpcurl_format_is_one_slot_object_per_line() -> None:
     assert [json.loads(line) for line in lines] == [slot_json(s) for s in SLOTS[:2]]
 
 
+def test_slot_time_format_is_a_batch_lookups_slot_time() -> None:
+    (line,) = render(SLOTS[1:2], None, "slot_time").splitlines()
+    slot_time = json_format.Parse(line, pb.SlotTime())
+    assert (slot_time.service_id, slot_time.start_sec, slot_time.duration_sec) == (
+        "cut",
+        7200,
+        1800,
+    )
+    assert slot_time.resources.staff_id == "ann"
+
+
 def test_the_example_slot_is_the_earliest_open_one() -> None:
     full = SlotSpec(SlotKey("m0", "cut", 0, 1800), spots=0, spots_total=1)
     example = example_slot([full, *SLOTS])
