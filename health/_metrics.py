@@ -91,7 +91,7 @@ def buckets(histogram: HistogramSnapshot) -> list[tuple[str, float]]:
     return pairs
 
 
-def _build_version() -> str:
+def build_version() -> str:
     try:
         return version("leasehold")
     except PackageNotFoundError:
@@ -113,7 +113,7 @@ class _Collector:
 
 def _process_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     info = GaugeMetricFamily("leasehold_build_info", "Leasehold's version", labels=["version"])
-    info.add_metric([_build_version()], 1)
+    info.add_metric([build_version()], 1)
     yield info
     yield GaugeMetricFamily(
         "leasehold_health_watchers", "Health stream connections open", value=snapshot.watchers

@@ -41,7 +41,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
 from leasehold.health._http import http_or_websocket
-from leasehold.health._metrics import scrape, take_snapshot
+from leasehold.health._metrics import build_version, scrape, take_snapshot
 from leasehold.health.frames import (
     FrameError,
     Health,
@@ -311,7 +311,8 @@ class HealthStream:
         interval_s = grant_interval(outcome.interval_s, self._config.default_interval_s)
         send, receive = trio.open_memory_channel[bytes](self._config.buffer_frames)
         watcher = _Watcher(send)
-        send.send_nowait(Hello(interval_s, len(self._shard_set.shards)).encode())
+        hello = Hello(interval_s, len(self._shard_set.shards), build_version())
+        send.send_nowait(hello.encode())
         group = self._join(watcher, interval_s)
         close: tuple[int, str] | None = None
         try:
