@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from grpclib import Status
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError
 
@@ -234,7 +235,11 @@ def _fill(slot: pb.Slot, spec: SlotSpec) -> None:
 
 def _reason(problem: BaseException) -> str:
     if isinstance(problem, GRPCError):
-        return f"{problem.status.name}: {problem.message}"
+        # A slot the server does not know: it serves another feed than the one read here.
+        hint = " (does it serve this feed? give its --feed or --data-dir)"
+        return f"{problem.status.name}: {problem.message}" + (
+            hint if problem.status in (Status.NOT_FOUND, Status.INVALID_ARGUMENT) else ""
+        )
     if isinstance(problem, OSError) and problem.strerror:
         return problem.strerror
     return type(problem).__name__

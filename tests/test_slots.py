@@ -124,3 +124,23 @@ def test_an_unreachable_target_is_one_line() -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("leasehold: error: cannot ask 127.0.0.1:1")
     assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_a_target_serving_another_feed_is_one_line_with_a_hint(tmp_path: Path) -> None:
+    other = tmp_path / "other.json"
+    entry = {"merchant_id": "elsewhere", "service_id": "svc", "start_sec": 4_102_444_800}
+    entry |= {"duration_sec": 1800, "spots_total": 1, "spots_open": 1}
+    other.write_text(json.dumps({"service_availability": [{"availability": [entry]}]}))
+    with running_server(tmp_path / "data") as server:
+        result = subprocess.run(
+            [leasehold_executable(), "slots", "--feed", str(other), "--target", server.target],
+            capture_output=True,
+            text=True,
+            timeout=45,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "does it serve this feed? give its --feed or --data-dir" in result.stderr
