@@ -210,7 +210,7 @@ def _parser() -> argparse.ArgumentParser:
         "--health-port",
         type=_port,
         default=None,
-        help="websocket port (0: any free); default: --port + 1, or 0 when --port is 0 "
+        help="websocket port (0: any free); default: --port + 1, or 0 when --port is 0 or 65535 "
         f"(so {DEFAULT_HEALTH_PORT} beside the default gRPC port)",
     )
     health.add_argument(
