@@ -62,8 +62,10 @@ class TrioGuest:
     async def wait_done(self) -> None:
         """Wait for the trio run to finish; re-raise whatever it raised."""
         # Shielded: several waiters may be cancelled without cancelling the shared future.
-        outcome = await asyncio.shield(self._done)
-        outcome.unwrap()
+        result = await asyncio.shield(self._done)
+        if isinstance(result, outcome.Error):
+            # Not unwrap(): an outcome unwraps once, and stop and crash paths both wait here.
+            raise result.error
 
 
 class _HostPolledTicks:

@@ -33,6 +33,7 @@ since the last read), so every reader fans what it took out to every group.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hmac
 import os
@@ -47,6 +48,8 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
 from leasehold.health._admission import PendingGate
+from leasehold.health._http import HEAD_TIMEOUT_S, Replayed, answer, is_upgrade, read_head
+from leasehold.health._metrics import build_version, scrape, take_snapshot
 from leasehold.health.frames import (
     FrameError,
     Health,
@@ -302,14 +305,31 @@ class HealthStream:
         with trio.move_on_after(HANDSHAKE_TIMEOUT_S):
             if isinstance(stream, trio.SSLStream) and not await self._tls_ok(stream):
                 return None
+            # Plain HTTP (GET /metrics) shares the port: read the request head first,
+            # since trio-websocket answers anything but an upgrade with an empty 400.
+            head = await read_head(stream)
+            if not is_upgrade(head):
+                await self._answer_http(head, stream)
+                return None
             request = await wrap_server_stream(
-                nursery, stream, message_queue_size=1, max_message_size=MAX_CLIENT_MESSAGE_BYTES
+                nursery,
+                Replayed(head, stream),
+                message_queue_size=1,
+                max_message_size=MAX_CLIENT_MESSAGE_BYTES,
             )
             try:
                 return await request.accept()
             except ConnectionClosed:
                 return None
         return None
+
+    async def _answer_http(self, head: bytes, stream: trio.abc.Stream) -> None:
+        """One HTTP answer (metrics, 404, 405 or 431); the caller closes the stream."""
+        response = await answer(
+            head, partial(scrape, partial(take_snapshot, self._shard_set, self))
+        )
+        with contextlib.suppress(trio.BrokenResourceError), trio.move_on_after(HEAD_TIMEOUT_S):
+            await stream.send_all(response)
 
     async def _tls_ok(self, stream: trio.SSLStream[trio.abc.Stream]) -> bool:
         """The TLS handshake succeeded and the client certificate (if any is asked) may watch."""
@@ -349,7 +369,8 @@ class HealthStream:
         interval_s = grant_interval(outcome.interval_s, self._config.default_interval_s)
         send, receive = trio.open_memory_channel[bytes](self._config.buffer_frames)
         watcher = _Watcher(send)
-        send.send_nowait(Hello(interval_s, len(self._shard_set.shards)).encode())
+        hello = Hello(interval_s, len(self._shard_set.shards), build_version())
+        send.send_nowait(hello.encode())
         group = self._join(watcher, interval_s)
         close: tuple[int, str] | None = None
         try:

@@ -49,12 +49,15 @@ class Subscribe:
 class Hello:
     interval_s: float  # the interval granted
     shard_count: int
+    # The server's version (added in place: older servers send none).
+    server_version: str | None = None
     v: int = FRAME_VERSION
     type: Literal["hello"] = field(default="hello", init=False)
 
     def encode(self) -> bytes:
         m = {"v": self.v, "type": self.type, "interval_s": self.interval_s}
-        return _pack({**m, "shard_count": self.shard_count})
+        extra = {} if self.server_version is None else {"server_version": self.server_version}
+        return _pack({**m, "shard_count": self.shard_count, **extra})
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +223,7 @@ def decode(data: bytes) -> Frame:
         return Hello(
             interval_s=_number(top, "interval_s", "hello"),
             shard_count=_int(top, "shard_count", "hello"),
+            server_version=_optional_str(top, "server_version", "hello"),
         )
     if kind == "health":
         shards = _list(top, "shards", "health")

@@ -190,6 +190,8 @@ class WatchState:
     def on_connect(self, hello: Hello) -> None:
         self.hello, self.frame, self.connected = hello, None, True
         self.status = f"connected, every {hello.interval_s:g} s"
+        if hello.server_version is not None:
+            self.status += f", server {hello.server_version}"
 
     def on_frame(self, frame: Health) -> None:
         if self.frame is not None and frame.seq > self.frame.seq + 1:

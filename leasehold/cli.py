@@ -9,19 +9,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
+import logging
+import os
 import ssl
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from leasehold import health
-from leasehold._app import Ready, ServeConfig, ServerFailed, serve
+from leasehold import __version__, health
+from leasehold._app import ServeConfig, ServerFailed
+from leasehold._logging import FORMATS as LOG_FORMATS
+from leasehold._logging import LEVELS as LOG_LEVELS
+from leasehold._logging import configure as configure_logging
+from leasehold._logging import event
+from leasehold._run import health_url, serve_until_signal
+from leasehold._slots import SlotsError, slots_main
+from leasehold._slots import add_parser as add_slots_parser
 from leasehold.core import (
     NANOS_PER_SECOND,
-    Feed,
     FeedError,
     LeaseSettings,
     demo_feed,
@@ -35,7 +43,6 @@ from leasehold.shards import (
     Durability,
     Persistence,
     RecoveryError,
-    RecoveryReport,
     lock,
     prepare,
     recorded_feed,
@@ -47,35 +54,115 @@ EXIT_FAILURE = 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:  # the bench parses its own flags (and passes serve's through)
-        from leasehold.bench import main as bench_main
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        return _reader_left()
+    except BaseExceptionGroup as group:  # `watch` writes from inside trio's nurseries
+        if group.split(_broken_pipe)[1] is not None:
+            raise
+        return _reader_left()
 
-        return bench_main(argv[1:])
+
+def _broken_pipe(error: BaseException) -> bool:
+    # rich answers a broken pipe with SystemExit(1), raised while handling it.
+    return isinstance(error, BrokenPipeError) or isinstance(error.__context__, BrokenPipeError)
+
+
+def _reader_left() -> int:
+    """The reader of our output left (`| head`): stop quietly, as cat does.
+
+    What is still buffered goes to /dev/null instead of raising again at exit.
+    """
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_FAILURE
+
+
+def _main(argv: list[str]) -> int:
+    if argv[:1] == ["bench"]:  # the bench parses its own flags (and passes serve's through)
+        return _bench(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "feed":
         json.dump(demo_feed(int(time.time())), sys.stdout, indent=1)
         sys.stdout.write("\n")
+        sys.stdout.flush()  # inside main's BrokenPipeError handler, not at exit
         return 0
     if args.command == "watch":
         return _watch(args)
     if args.command == "dashboard":
         return _dashboard(args.url, args.open)
+    if args.command == "slots":
+        try:
+            return slots_main(args)
+        except SlotsError as problem:
+            return _fail(str(problem), EXIT_FAILURE)
     return _serve(parser, args)
+
+
+def _bench(argv: list[str]) -> int:
+    try:
+        from leasehold.bench import main as bench_main
+    except ImportError as missing:
+        return _fail(
+            f"leasehold bench needs the bench extra ({missing}): pip install 'leasehold[bench]' "
+            "(from a clone: pip install -e '.[bench]')",
+            EXIT_FAILURE,
+        )
+    return bench_main(argv)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    parts = urlsplit(args.url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        example = health_url("127.0.0.1", DEFAULT_HEALTH_PORT)
+        return _fail(
+            f"{args.url!r} is not a health stream URL: give ws://HOST:PORT/ (or wss://), "
+            f"such as {example}",
+            EXIT_USAGE,
+        )
+    from leasehold.health.watch import client_context, watch_main  # rich: only for this command
+
+    context = None
+    if parts.scheme == "wss":
+        try:
+            context = client_context(args.ca, args.cert, args.key)
+        except (OSError, ssl.SSLError) as problem:
+            return _fail(f"cannot use the TLS files: {problem}", EXIT_USAGE)
+    return watch_main(args.url, args.interval, args.token, context)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leasehold", description="Slot-lease booking server (Maps Booking partner API)."
     )
+    parser.add_argument("--version", action="version", version=f"leasehold {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve_cmd = commands.add_parser("serve", help="serve the booking API over gRPC")
-    serve_cmd.add_argument("--feed", type=Path, help="availability feed JSON (default: demo)")
+    serve_cmd = commands.add_parser(
+        "serve", help="serve the booking API over gRPC", formatter_class=_ShowDefaults
+    )
+    serve_cmd.add_argument(
+        "--feed",
+        type=Path,
+        help="availability feed JSON (default: the one recorded in --data-dir, else the "
+        "built-in demo feed; see leasehold slots)",
+    )
     serve_cmd.add_argument("--host", default="127.0.0.1", help="address to bind")
-    serve_cmd.add_argument("--port", type=_port, default=50051, help="gRPC port (0: any free)")
-    serve_cmd.add_argument("--data-dir", type=Path, default=Path("data"), help="state dir")
-    serve_cmd.add_argument("--shards", type=_positive_int, default=4, help="shard count")
+    serve_cmd.add_argument(
+        "--port", type=_port, default=50051, help="gRPC port (0: any free, printed)"
+    )
+    serve_cmd.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        help="state dir: journal, snapshots, the feed served; one server at a time",
+    )
+    serve_cmd.add_argument(
+        "--shards",
+        type=_positive_int,
+        default=4,
+        help="shard count (single-owner trio tasks; fixed per data dir)",
+    )
     serve_cmd.add_argument(
         "--durability",
         choices=[d.value for d in Durability],
@@ -91,13 +178,24 @@ def _parser() -> argparse.ArgumentParser:
         help="a shard snapshots its state after this many journal records",
     )
     serve_cmd.add_argument(
-        "--mailbox", type=_positive_int, default=1024, help="requests a shard may queue"
+        "--mailbox",
+        type=_positive_int,
+        default=1024,
+        help="requests a shard may queue before it answers RESOURCE_EXHAUSTED",
     )
     serve_cmd.add_argument(
-        "--default-lease-ttl", type=_positive_float, default=300.0, metavar="SECONDS"
+        "--default-lease-ttl",
+        type=_positive_float,
+        default=300.0,
+        metavar="SECONDS",
+        help="lease lifetime when CreateLease asks for none",
     )
     serve_cmd.add_argument(
-        "--max-lease-ttl", type=_positive_float, default=900.0, metavar="SECONDS"
+        "--max-lease-ttl",
+        type=_positive_float,
+        default=900.0,
+        metavar="SECONDS",
+        help="longer requested lease lifetimes are cut to this",
     )
     tls = serve_cmd.add_argument_group("transport security (default: plain TCP)")
     tls.add_argument("--tls-cert", type=Path, metavar="FILE", help="server certificate (PEM)")
@@ -118,10 +216,13 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument(
         "--health-port",
         type=_port,
-        default=DEFAULT_HEALTH_PORT,
-        help=f"websocket port (0: any free; default {DEFAULT_HEALTH_PORT})",
+        default=None,
+        help="websocket port (0: any free); default: --port + 1, or 0 when --port is 0 or 65535 "
+        f"(so {DEFAULT_HEALTH_PORT} beside the default gRPC port)",
     )
-    health.add_argument("--health-token", help="watchers must send this token")
+    health.add_argument(
+        "--health-token", help="watchers must send this token (default: none needed)"
+    )
     health.add_argument(
         "--health-interval",
         type=_positive_float,
@@ -129,8 +230,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="frame interval for watchers that do not ask for one",
     )
+    logs = serve_cmd.add_argument_group("logs (on stdout; nothing per successful request)")
+    logs.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text: TIME LEVEL leasehold: message; json: one object per line with ts, level, "
+        "event, message and the event's fields",
+    )
+    logs.add_argument(
+        "--log-level", choices=LOG_LEVELS, default="info", help="least severe level logged"
+    )
     watch_cmd = commands.add_parser("watch", help="live terminal view of every shard")
-    watch_cmd.add_argument("url", nargs="?", default=_health_url("127.0.0.1", DEFAULT_HEALTH_PORT))
+    watch_cmd.add_argument("url", nargs="?", default=health_url("127.0.0.1", DEFAULT_HEALTH_PORT))
     watch_cmd.add_argument("--token", help="the server's --health-token")
     watch_cmd.add_argument(
         "--interval", type=_positive_float, metavar="SECONDS", help="seconds between frames"
@@ -147,10 +259,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     dashboard_cmd.add_argument("--url", help="health stream to show (default: the page's)")
     dashboard_cmd.add_argument("--open", action="store_true", help="open it in a browser")
+    add_slots_parser(commands)
     feed_cmd = commands.add_parser("feed", help="print the built-in demo feed")
     feed_cmd.add_argument("which", choices=["demo"])
     commands.add_parser("bench", add_help=False, help="benchmarks (leasehold bench --help)")
     return parser
+
+
+class _ShowDefaults(argparse.HelpFormatter):
+    """Help that ends each flag's line with its default, where it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in text:
+            return text
+        if not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -165,8 +290,12 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return _fail(f"cannot use the TLS files: {problem}", EXIT_USAGE)
     durability = Durability(args.durability)
     try:
-        feed_text = _feed_text(args.feed, args.data_dir, durability)
+        feed_text, recorded = _feed_text(args.feed, args.data_dir, durability)
         feed = parse_feed_json(feed_text)
+    except UnicodeDecodeError as problem:
+        where, byte = args.feed or args.data_dir, problem.object[problem.start]
+        reason = f"{where} is not UTF-8 text (byte {byte:#04x} at offset {problem.start})"
+        return _fail(f"cannot load the feed: {reason}", EXIT_USAGE)
     except (OSError, FeedError, DataDirError) as problem:
         return _fail(f"cannot load the feed: {problem}", EXIT_USAGE)
     if not feed.slots:
@@ -193,7 +322,7 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         persistence=Persistence(args.data_dir, durability, args.snapshot_every),
         health=HealthConfig(
             host=args.health_host,
-            port=args.health_port,
+            port=health_port_for(args.port, args.health_port),
             token=args.health_token,
             default_interval_s=args.health_interval,
             # wss:// with the gRPC port's certificate and client-certificate rule.
@@ -201,10 +330,11 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             client_cert_ok=_client_cert_check(args.tls_client_name),
         ),
     )
+    configure_logging(args.log_format, args.log_level)
     try:
         tune_for_long_lived_state()
         tune_thread_handoffs()
-        asyncio.run(_serve_until_signal(config, feed))
+        asyncio.run(serve_until_signal(config, feed, args.data_dir if recorded else None))
     except HealthListenError as problem:
         return _fail(str(problem), EXIT_FAILURE)
     except RecoveryError as problem:
@@ -212,6 +342,7 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except DataDirError as problem:
         return _fail(f"cannot use --data-dir {args.data_dir}: {problem}", EXIT_FAILURE)
     except ServerFailed as problem:
+        event(logging.ERROR, "server_failed", f"stopped: {problem}", reason=str(problem))
         return _fail(f"stopped: {problem}", EXIT_FAILURE)
     except OSError as problem:
         return _fail(f"cannot listen on {args.host}:{args.port}: {problem.strerror}", EXIT_FAILURE)
@@ -221,16 +352,14 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return 0
 
 
-def _watch(args: argparse.Namespace) -> int:
-    from leasehold.health.watch import client_context, watch_main  # rich: only for this command
+def health_port_for(grpc_port: int, given: int | None) -> int:
+    """The health port: the one given, else the gRPC port's neighbour (0 follows 0).
 
-    context = None
-    if args.url.startswith("wss://"):
-        try:
-            context = client_context(args.ca, args.cert, args.key)
-        except (OSError, ssl.SSLError) as problem:
-            return _fail(f"cannot use the TLS files: {problem}", EXIT_USAGE)
-    return watch_main(args.url, args.interval, args.token, context)
+    Following --port lets two servers with different ports run side by side.
+    """
+    if given is not None:
+        return given
+    return 0 if grpc_port in (0, 65535) else grpc_port + 1
 
 
 def _tls_flag_problem(args: argparse.Namespace) -> str | None:
@@ -257,64 +386,18 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     )
 
 
-def _feed_text(path: Path | None, data_dir: Path, durability: Durability) -> str:
+def _feed_text(path: Path | None, data_dir: Path, durability: Durability) -> tuple[str, bool]:
     """The feed to serve: --feed; else the one the data dir recorded; else a new demo feed.
 
     The demo feed moves with the clock, so a restart on a data dir serves the feed
-    its stored leases and bookings were made on.
+    its stored leases and bookings were made on. The flag says it came from the dir.
     """
     if path is not None:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8"), False
     recorded = None if durability is Durability.NONE else recorded_feed(data_dir)
     if recorded is not None:
-        print(f"leasehold: serving the feed recorded in {data_dir} (give --feed to change it)")
-        return recorded
-    return json.dumps(demo_feed(int(time.time())))
-
-
-async def _serve_until_signal(config: ServeConfig, feed: Feed) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-
-    def announce(ready: Ready) -> None:
-        for line in _recovery_lines(ready.router.shard_set.recovery):
-            print(line, flush=True)
-        if config.health is not None and ready.health_port is not None:
-            # Before the serving line: once that is seen, this one has been too.
-            secure = config.health.ssl_context is not None
-            url = _health_url(config.health.host, ready.health_port, secure=secure)
-            print(f"leasehold: health stream on {url}", flush=True)
-        merchants = len({s.key.merchant_id for s in feed.slots})
-        print(
-            f"leasehold: serving {len(feed.slots)} slots of {merchants} merchants "
-            f"on {ready.host}:{ready.port} with {config.shard_count} shards",
-            flush=True,
-        )
-
-    await serve(config, stop, announce)
-    print("leasehold: stopped", flush=True)
-
-
-def _recovery_lines(reports: Sequence[RecoveryReport]) -> list[str]:
-    if not reports:
-        return []
-    records = sum(r.records_replayed for r in reports)
-    snapshots = sum(r.snapshot_seq is not None for r in reports)
-    seconds = sum(r.seconds for r in reports)  # shards recover one after another
-    lines = [
-        f"leasehold: recovered {len(reports)} shards: {snapshots} snapshots, {records} journal "
-        f"records replayed, in {seconds:.2f} s"
-    ]
-    lines += [f"leasehold: journal tail cut: {r.tail_repair}" for r in reports if r.tail_repair]
-    lines += [f"leasehold: snapshot passed over: {note}" for r in reports for note in r.notes]
-    return lines
-
-
-def _health_url(host: str, port: int, *, secure: bool = False) -> str:
-    scheme = "wss" if secure else "ws"
-    return f"{scheme}://[{host}]:{port}/" if ":" in host else f"{scheme}://{host}:{port}/"
+        return recorded, True
+    return json.dumps(demo_feed(int(time.time()))), False
 
 
 def _dashboard(url: str | None, open_it: bool) -> int:

@@ -17,7 +17,12 @@ from leasehold.shards._messages import (
     ShardStats,
     ShardUnavailable,
 )
-from leasehold.shards._metrics import SERVICE_TIME_BOUNDS_S, LatencyHistogram, percentile
+from leasehold.shards._metrics import (
+    SERVICE_TIME_BOUNDS_S,
+    HistogramSnapshot,
+    LatencyHistogram,
+    percentile,
+)
 from leasehold.shards._persistence import RecoveryError, RecoveryReport
 from leasehold.shards._shard import EventSink, Shard, ShardHandle, call
 from leasehold.shards._snapshots import encode_snapshot, remove_covered, write_snapshot
@@ -29,6 +34,7 @@ __all__ = [
     "DataDirError",
     "Durability",
     "EventSink",
+    "HistogramSnapshot",
     "JournalFailed",
     "JournalFigures",
     "JournalWriter",

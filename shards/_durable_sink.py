@@ -249,7 +249,12 @@ class JournalSink(EventSink):
         writer = self._writer
         if writer is None:  # Durability.NONE: nothing is written, so there is nothing to show
             return None
-        return JournalFigures(writer.last_fsync_s, writer.max_fsync_s, writer.bytes_written)
+        return JournalFigures(
+            writer.last_fsync_s,
+            writer.max_fsync_s,
+            writer.bytes_written,
+            writer.fsync_times.snapshot(),
+        )
 
     async def _group_commit(self) -> None:
         while True:

@@ -46,6 +46,7 @@ from pathlib import Path
 import trio
 
 from leasehold.shards._datadir import fsync_dir
+from leasehold.shards._metrics import LatencyHistogram
 
 MAGIC = b"LHJ1"
 FORMAT_VERSION = 1
@@ -244,6 +245,7 @@ class JournalWriter:
         self.fsyncs = 0
         self.last_fsync_s = 0.0
         self.max_fsync_s = 0.0
+        self.fsync_times = LatencyHistogram()
         self.bytes_written = 0
         self.records_written = 0
         segments = segment_files(directory)
@@ -324,6 +326,7 @@ class JournalWriter:
             self.fsyncs += 1
             self.last_fsync_s = fsync_s
             self.max_fsync_s = max(self.max_fsync_s, fsync_s)
+            self.fsync_times.record(fsync_s)
         else:
             self._written_unsynced += records
 

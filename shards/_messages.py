@@ -6,9 +6,12 @@ import enum
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from leasehold.core import BookingError, Command
+from leasehold.shards._metrics import SERVICE_TIME_BOUNDS_S, HistogramSnapshot
+
+_EMPTY = HistogramSnapshot((0,) * (len(SERVICE_TIME_BOUNDS_S) + 1), 0.0)
 
 
 class ShardFault(enum.Enum):
@@ -59,6 +62,8 @@ class JournalFigures:
     last_fsync_s: float  # the most recent fsync's duration (0 before the first)
     max_fsync_s: float  # the longest fsync since start
     bytes_written: int  # journal bytes written since start
+    # Every fsync's duration since start (for the metrics endpoint).
+    fsync_times: HistogramSnapshot = _EMPTY
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +87,7 @@ class ShardStats:
     service_time_counts: tuple[int, ...]
     # None when the shard keeps no journal (--durability none, or tests).
     journal: JournalFigures | None = None
+    # Service times by command name since start (for the metrics endpoint).
+    service_times_by_kind: dict[str, HistogramSnapshot] = field(default_factory=dict)
+    # Refusals by (command name, refusal name such as "SlotUnavailable") since start.
+    refusals: dict[tuple[str, str], int] = field(default_factory=dict)

@@ -83,6 +83,9 @@ class Shard:
         # Requests served, by command type (named in statistics()).
         self._by_kind: dict[type[Command], int] = {}
         self.service_times = LatencyHistogram()
+        # Invariant: bounded by the command types, and by those times the refusal types.
+        self._times_by_kind: dict[type[Command], LatencyHistogram] = {}
+        self._refusals: dict[tuple[type[Command], type[BookingError]], int] = {}
 
     def statistics(self) -> ShardStats:
         counters = self.state.counters()
@@ -101,6 +104,10 @@ class Shard:
             operations_by_kind={kind.__name__: n for kind, n in self._by_kind.items()},
             service_time_counts=self.service_times.counts(),
             journal=self._sink.journal_figures(),
+            service_times_by_kind={
+                kind.__name__: times.snapshot() for kind, times in self._times_by_kind.items()
+            },
+            refusals={(k.__name__, e.__name__): n for (k, e), n in self._refusals.items()},
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -204,12 +211,19 @@ class Shard:
         by_kind = self._by_kind
         kind = type(command)
         by_kind[kind] = by_kind.get(kind, 0) + 1
+        times = self._times_by_kind.get(kind)
+        if times is None:
+            times = self._times_by_kind[kind] = LatencyHistogram()
         result = outcome.result
         if isinstance(result, BookingError):
             self._refused += 1
+            refusal = (kind, type(result))
+            self._refusals[refusal] = self._refusals.get(refusal, 0) + 1
 
         def deliver() -> None:
-            self.service_times.record(time.perf_counter() - request.submitted_at)
+            elapsed = time.perf_counter() - request.submitted_at
+            self.service_times.record(elapsed)
+            times.record(elapsed)
             request.reply(result)
 
         events = outcome.events

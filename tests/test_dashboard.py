@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import threading
@@ -40,6 +41,7 @@ from _api import lease_v2
 from _server_process import ServerProcess, leasehold_executable, running_server, write_feed
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
+from leasehold import __version__
 from leasehold.core import SlotKey
 from leasehold.health.frames import Health, ShardFigures, Subscribe, decode
 from leasehold.health.watch import Condition, condition, open_watch
@@ -102,7 +104,11 @@ READ_PAGE = """(() => {
     process_seq: document.getElementById("process").dataset.seq,
     process: read(document.getElementById("process")),
     charts: Object.fromEntries([...document.querySelectorAll("figure[data-chart]")]
-      .map((f) => [f.dataset.chart, { seq: f.dataset.seq, latest: JSON.parse(f.dataset.latest) }])),
+      .map((f) => [f.dataset.chart, { seq: f.dataset.seq, latest: JSON.parse(f.dataset.latest),
+        axis: JSON.parse(f.dataset.axis || "[]") }])),
+    version: document.getElementById("version").dataset.value,
+    conditions: [...document.querySelectorAll("#conditions [data-condition]")]
+      .map((e) => e.dataset.condition),
   };
 })()"""
 
@@ -353,6 +359,11 @@ def _busy(frame: Health) -> bool:
 def check_page(shown: dict[str, Any], frame: Health) -> None:
     seq = str(frame.seq)
     assert shown["state"] == "connected"
+    assert shown["version"] == __version__
+    assert shown["conditions"] == ["shed", "hot", "lag"]  # the row colours' legend
+    for chart in shown["charts"].values():
+        assert chart["axis"][-1] == "now"
+        assert all(re.fullmatch("\u2212\\d+ s", label) for label in chart["axis"][:-1])
     assert shown["process_seq"] == seq
     assert {name: chart["seq"] for name, chart in shown["charts"].items()} == {
         "rps": seq,
@@ -522,3 +533,22 @@ async def test_the_pages_msgpack_reader_and_writer_agree_with_python(
                     f"{json.dumps(interval_s)}, {json.dumps(token)})))"
                 )
                 assert decode(base64.b64decode(written)) == Subscribe(interval_s, token)
+
+
+@pytest.mark.timeout(INSTALL_TIMEOUT_S + 60)
+async def test_the_page_says_what_to_do_when_it_cannot_connect(
+    chromium: str, tmp_path: Path
+) -> None:
+    # A bound port that does not listen: every connection is refused at once.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"ws://127.0.0.1:{closed.getsockname()[1]}/"
+        page_url = f"{(await dashboard_path()).as_uri()}?{urlencode({'ws': url})}"
+        status = "document.getElementById('status')"
+        with trio.fail_after(60):
+            async with headless_page(chromium, page_url, tmp_path / "profile") as page:
+                while await page.evaluate(f"{status} && {status}.dataset.state") != "unreachable":  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+                said = await page.evaluate(f"{status}.textContent")
+    assert said.startswith(f"cannot connect to {url}: is leasehold serve running?")
+    assert "?ws=URL" in said

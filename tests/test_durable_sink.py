@@ -352,6 +352,10 @@ async def test_statistics_for_operators(nursery: trio.Nursery, tmp_path: Path) -
     assert stats.records_written == 3
     assert stats.bytes_written == sum(8 + len(r.payload) for r in read_journal(tmp_path).records)
     assert (stats.pending_replies, stats.unsynced_records) == (0, 0)
+    figures = sink.journal_figures()
+    assert figures is not None
+    assert sum(figures.fsync_times.counts) == stats.fsyncs
+    assert figures.fsync_times.sum_s >= stats.max_fsync_s
 
 
 async def test_what_is_answered_is_journalled_in_order(tmp_path: Path) -> None:

@@ -193,7 +193,8 @@ def test_busy_port_is_one_clear_line(tmp_path: Path, feed: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = leasehold(
-            "serve", "--feed", str(feed), "--port", str(port), "--data-dir", str(tmp_path / "d")
+            *("serve", "--feed", str(feed), "--port", str(port), "--health-port", "0"),
+            *("--data-dir", str(tmp_path / "d")),
         )
     assert result.returncode == 1
     assert result.stderr.startswith(f"leasehold: error: cannot listen on 127.0.0.1:{port}:")

@@ -182,6 +182,9 @@ def test_an_error_in_trio_reaches_wait_done() -> None:
         guest = await _guest(fails)
         with pytest.raises(LookupError, match="from the guest"):
             await guest.wait_done()
+        # The crash path and the stop path both wait: each sees the error itself.
+        with pytest.raises(LookupError, match="from the guest"):
+            await guest.wait_done()
 
     run(body)
 

@@ -67,6 +67,7 @@ def health_map() -> dict[str, Any]:
         Subscribe(),
         Subscribe(interval_s=0.5, token="s3cret"),
         Hello(interval_s=1.0, shard_count=4),
+        Hello(interval_s=1.0, shard_count=4, server_version="1.2.3"),
         HEALTH,
         Health(
             seq=1,

@@ -24,7 +24,7 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
-from leasehold import core
+from leasehold import __version__, core
 from leasehold.core import ApiVersion, CreateLease, Lease, SlotKey, SlotRef, SlotSpec
 from leasehold.health._server import (
     LAG_TICK_S,
@@ -152,7 +152,7 @@ async def test_hello_then_a_frame_every_interval_at_exact_instants(
 ) -> None:
     health = await start_stream(nursery, shard_set)
     ws, hello = await subscribe(nursery, health, 0.5)
-    assert hello == Hello(interval_s=0.5, shard_count=2)
+    assert hello == Hello(interval_s=0.5, shard_count=2, server_version=__version__)
     for seq in (1, 2, 3, 4):
         frame = await next_health(ws)
         assert trio.current_time() == pytest.approx(0.5 * seq)
@@ -420,7 +420,8 @@ async def test_real_loopback_with_a_real_websocket_client(nursery: trio.Nursery)
     assert server.port > 0
     async with real_client(nursery, server.port) as ws:
         await ws.send_message(Subscribe(interval_s=0.1, token="t").encode())
-        assert await next_frame(ws) == Hello(interval_s=0.1, shard_count=2)
+        hello = Hello(interval_s=0.1, shard_count=2, server_version=__version__)
+        assert await next_frame(ws) == hello
         await lease(shard_set, KEYS[0], "r", ttl_s=100)
         frames = [await next_health(ws) for _ in range(3)]
     assert [f.seq for f in frames] == [1, 2, 3]

@@ -34,3 +34,12 @@ def test_empty_and_overflow() -> None:
     histogram.record(10_000.0)  # beyond the last bound: counted in the overflow bucket
     assert histogram.counts()[-1] == 1
     assert percentile(histogram.counts(), 0.5) == pytest.approx(SERVICE_TIME_BOUNDS_S[-1])
+
+
+def test_a_snapshot_carries_the_counts_and_their_sum() -> None:
+    histogram = LatencyHistogram()
+    histogram.record(0.25)
+    histogram.record(0.5)
+    snapshot = histogram.snapshot()
+    assert snapshot.counts == histogram.counts()
+    assert snapshot.sum_s == 0.75

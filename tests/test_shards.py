@@ -267,3 +267,16 @@ async def test_each_commit_names_the_scope_its_command_reached(
         ("", None),
     ]
     shard.close()
+
+
+async def test_statistics_count_refusals_and_time_each_command_kind(shard_set: ShardSet) -> None:
+    handle = shard_set.for_key("m1", "haircut")
+    for ref in ("r1", "r2", "r3"):  # two spots: the third is refused
+        await call(handle, lease_for(ref, 30))
+    stats = shard_set.shards[handle.shard_id].statistics()
+    assert stats.operations_by_kind == {"CreateLease": 3}
+    assert stats.refusals == {("CreateLease", "SlotUnavailable"): 1}
+    times = stats.service_times_by_kind["CreateLease"]
+    assert sum(times.counts) == 3
+    assert times.counts == stats.service_time_counts
+    assert times.sum_s > 0

@@ -199,10 +199,10 @@ def test_a_new_connection_starts_a_new_seq_without_counting_it_as_missed() -> No
 def test_the_screen_waits_for_a_frame_then_shows_process_figures_and_the_table() -> None:
     state = WatchState(URL)
     assert "waiting for the first frame" in text_of(render(state))
-    state.on_connect(Hello(interval_s=0.5, shard_count=2))
+    state.on_connect(Hello(interval_s=0.5, shard_count=2, server_version="9.8.7"))
     state.on_frame(health(7, shard(0, rps=10), shard(1, rps=1234, shed=2)))
     screen = text_of(render(state))
-    assert "connected, every 0.5 s" in screen
+    assert "connected, every 0.5 s, server 9.8.7" in screen
     assert "seq 7" in screen
     assert "gRPC conns 3" in screen
     assert "up 1m01s" in screen

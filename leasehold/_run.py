@@ -1,0 +1,128 @@
+"""Running the server from the command line: signals, start-up and stop events, shedding.
+
+Every line goes through the log (`leasehold._logging`), so `--log-format json`
+covers the whole run. Start-up events are logged only once the gRPC port is
+bound: a script waiting for "serving" is never misled by a start that fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+from leasehold import __version__
+from leasehold._app import Ready, ServeConfig, serve
+from leasehold._logging import ShedSummary, event
+from leasehold._slots import example_slot
+from leasehold.core import Feed
+from leasehold.shards import RecoveryReport, ShardSet
+
+# Shedding is summed over this period: at most one warning per period, however many calls.
+SHED_SUMMARY_PERIOD_S = 10.0
+
+
+async def serve_until_signal(
+    config: ServeConfig,
+    feed: Feed,
+    recorded_in: Path | None,
+    shed_period_s: float = SHED_SUMMARY_PERIOD_S,
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, _on_signal, stop, signum)
+    watchers: list[asyncio.Task[None]] = []
+
+    def announce(ready: Ready) -> None:
+        _announce(ready, config, feed, recorded_in)
+        shard_set = ready.router.shard_set
+        watchers.append(loop.create_task(_summarise_shedding(shard_set, shed_period_s)))
+
+    try:
+        await serve(config, stop, announce)
+    finally:
+        for task in watchers:
+            task.cancel()
+    event(logging.INFO, "stopped", "stopped")
+
+
+def _on_signal(stop: asyncio.Event, signum: int) -> None:
+    name = signal.Signals(signum).name
+    event(logging.INFO, "stopping", f"stopping ({name}): draining calls in flight", signal=name)
+    stop.set()
+
+
+def _announce(ready: Ready, config: ServeConfig, feed: Feed, recorded_in: Path | None) -> None:
+    if recorded_in is not None:
+        event(
+            logging.INFO,
+            "feed_recorded",
+            f"the feed is the one recorded in {recorded_in} (--feed changes it)",
+            data_dir=str(recorded_in),
+        )
+    _recovery_events(ready.router.shard_set.recovery)
+    if config.health is not None and ready.health_port is not None:
+        # Before the serving line: once that is seen, this one has been too.
+        secure = config.health.ssl_context is not None
+        url = health_url(config.health.host, ready.health_port, secure=secure)
+        event(logging.INFO, "health_stream", f"health stream on {url}", url=url)
+    example = example_slot(feed.slots)
+    if example is not None:
+        text = f"a slot to try: {example} (leasehold slots lists more)"
+        event(logging.INFO, "example_slot", text, slot=json.loads(example))
+    merchants = len({s.key.merchant_id for s in feed.slots})
+    event(
+        logging.INFO,
+        "serving",
+        f"serving {len(feed.slots)} slots of {merchants} merchants "
+        f"on {ready.host}:{ready.port} with {config.shard_count} shards",
+        slots=len(feed.slots),
+        merchants=merchants,
+        host=ready.host,
+        port=ready.port,
+        shards=config.shard_count,
+        version=__version__,
+    )
+
+
+def _recovery_events(reports: Sequence[RecoveryReport]) -> None:
+    if not reports:
+        return
+    records = sum(r.records_replayed for r in reports)
+    snapshots = sum(r.snapshot_seq is not None for r in reports)
+    seconds = sum(r.seconds for r in reports)  # shards recover one after another
+    event(
+        logging.INFO,
+        "recovered",
+        f"recovered {len(reports)} shards: {snapshots} snapshots, {records} journal "
+        f"records replayed, in {seconds:.2f} s",
+        shards=len(reports),
+        snapshots=snapshots,
+        records_replayed=records,
+        seconds=round(seconds, 3),
+    )
+    for shard_id, report in enumerate(reports):
+        if report.tail_repair:
+            text = f"journal tail cut: {report.tail_repair}"
+            event(logging.WARNING, "journal_tail_cut", text, shard=shard_id)
+        for note in report.notes:
+            text = f"snapshot passed over: {note}"
+            event(logging.WARNING, "snapshot_passed_over", text, shard=shard_id)
+
+
+async def _summarise_shedding(shard_set: ShardSet, period_s: float) -> None:
+    stats = shard_set.statistics()
+    summary = ShedSummary([s.shed for s in stats], [s.deadline_dropped for s in stats])
+    while True:
+        await asyncio.sleep(period_s)
+        stats = shard_set.statistics()
+        summary.update([s.shed for s in stats], [s.deadline_dropped for s in stats], period_s)
+
+
+def health_url(host: str, port: int, *, secure: bool = False) -> str:
+    scheme = "wss" if secure else "ws"
+    return f"{scheme}://[{host}]:{port}/" if ":" in host else f"{scheme}://{host}:{port}/"

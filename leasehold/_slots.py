@@ -1,0 +1,279 @@
+"""`leasehold slots`: the concrete bookable slots of a feed, ready to paste into a call.
+
+The feed is the one `leasehold serve` would serve from the same directory: `--feed`,
+else the one recorded in `--data-dir`, else the built-in demo feed. With `--target`
+each slot also gets the running server's live count (CheckAvailability).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from grpclib import Status
+from grpclib.client import Channel
+from grpclib.exceptions import GRPCError
+
+from leasehold.core import FeedError, SlotSpec, demo_feed, parse_feed_json
+from leasehold.proto.v2 import booking_pb2 as pb
+from leasehold.proto.v2.booking_grpc import BookingServiceStub
+from leasehold.shards import recorded_feed
+
+FORMATS = ("table", "json", "grpcurl", "slot_time")
+DEFAULT_LIMIT = 10
+# CheckAvailability calls in flight at once with --target.
+_CONCURRENT_CALLS = 16
+CALL_TIMEOUT_S = 5.0
+
+
+class SlotsError(Exception):
+    """Why the slots could not be listed (one line for the user)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    merchant: str | None = None
+    service: str | None = None
+    # Unix seconds; slots starting in [after, before).
+    after: int = 0
+    before: int | None = None
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = commands.add_parser(
+        "slots",
+        help="list bookable slots (demo feed, --feed, or a live server with --target)",
+        description="List concrete bookable slots, earliest first, as leasehold serve "
+        "would serve them from the same directory.",
+    )
+    cmd.add_argument("--feed", type=Path, help="feed JSON (default: as serve picks it)")
+    cmd.add_argument("--data-dir", type=Path, default=Path("data"), help="serve's --data-dir")
+    cmd.add_argument("--target", metavar="HOST:PORT", help="add live counts from this server")
+    cmd.add_argument("--merchant", help="only this merchant_id")
+    cmd.add_argument("--service", help="only this service_id")
+    cmd.add_argument("--from", dest="after", type=_instant, help="RFC 3339 (default: now)")
+    cmd.add_argument("--to", dest="before", type=_instant, help="RFC 3339: slots starting before")
+    cmd.add_argument("--format", choices=FORMATS, default="table", help="output (default: table)")
+    cmd.add_argument(
+        "--limit", type=_count, default=DEFAULT_LIMIT, help=f"at most N (default {DEFAULT_LIMIT})"
+    )
+
+
+def slots_main(args: argparse.Namespace) -> int:
+    """Print the slots; SlotsError for a bad feed or an unreachable target."""
+    feed_text = _feed_text(args.feed, args.data_dir)
+    try:
+        feed = parse_feed_json(feed_text)
+    except FeedError as problem:
+        raise SlotsError(f"cannot load the feed: {problem}") from problem
+    now = int(time.time())
+    filters = Filters(args.merchant, args.service, args.after or now, args.before)
+    chosen = select(feed.slots, filters, args.limit)
+    counts = None if args.target is None else asyncio.run(live_counts(args.target, chosen))
+    print(render(chosen, counts, args.format))
+    return 0
+
+
+def select(slots: Iterable[SlotSpec], filters: Filters, limit: int) -> list[SlotSpec]:
+    """The first `limit` slots by start time (then merchant, service) that pass the filters."""
+    kept = [
+        spec
+        for spec in slots
+        if (filters.merchant is None or spec.key.merchant_id == filters.merchant)
+        and (filters.service is None or spec.key.service_id == filters.service)
+        and spec.key.start_sec >= filters.after
+        and (filters.before is None or spec.key.start_sec < filters.before)
+    ]
+    kept.sort(key=_order)
+    return kept[:limit]
+
+
+def _order(spec: SlotSpec) -> tuple[int, str, str, str, str, int]:
+    key = spec.key
+    return (
+        key.start_sec,
+        key.merchant_id,
+        key.service_id,
+        key.staff_id,
+        key.room_id,
+        key.party_size,
+    )
+
+
+def slot_json(spec: SlotSpec) -> dict[str, object]:
+    """The slot as a v2 `Slot` in protobuf's JSON form (what grpcurl -d takes)."""
+    key = spec.key
+    slot: dict[str, object] = {
+        "merchant_id": key.merchant_id,
+        "service_id": key.service_id,
+        "start_time": rfc3339(key.start_sec),
+        "duration": f"{key.duration_sec}s",
+    }
+    resources = {
+        name: value
+        for name, value in (
+            ("staff_id", key.staff_id),
+            ("room_id", key.room_id),
+            ("party_size", key.party_size),
+        )
+        if value
+    }
+    if resources:
+        slot["resources"] = resources
+    if spec.availability_tag:
+        slot["availability_tag"] = spec.availability_tag
+    return slot
+
+
+def slot_time_json(spec: SlotSpec) -> dict[str, object]:
+    """The slot as a v2 `SlotTime` (BatchAvailabilityLookup), int64s as JSON strings."""
+    slot = slot_json(spec)
+    shown: dict[str, object] = {
+        "service_id": spec.key.service_id,
+        "start_sec": str(spec.key.start_sec),
+        "duration_sec": str(spec.key.duration_sec),
+    }
+    for name in ("resources", "availability_tag"):
+        if name in slot:
+            shown[name] = slot[name]
+    return shown
+
+
+def example_slot(slots: Iterable[SlotSpec]) -> str | None:
+    """One open slot to try first (the earliest), as grpcurl's compact JSON."""
+    open_slots = [s for s in slots if s.spots > 0]
+    if not open_slots:
+        return None
+    first = min(open_slots, key=_order)
+    return json.dumps(slot_json(first), separators=(",", ":"))
+
+
+def render(slots: Sequence[SlotSpec], counts: Sequence[int] | None, fmt: str) -> str:
+    if fmt == "grpcurl":
+        return "\n".join(json.dumps(slot_json(s), separators=(",", ":")) for s in slots)
+    if fmt == "slot_time":
+        return "\n".join(json.dumps(slot_time_json(s), separators=(",", ":")) for s in slots)
+    if fmt == "json":
+        rows = [_json_row(s, None if counts is None else counts[i]) for i, s in enumerate(slots)]
+        return json.dumps(rows, indent=1)
+    return _table(slots, counts)
+
+
+def _json_row(spec: SlotSpec, available: int | None) -> dict[str, object]:
+    row = slot_json(spec)
+    row["spots_open"], row["spots_total"] = spec.spots, spec.spots_total
+    if available is not None:
+        row["available_now"] = available
+    return row
+
+
+def _table(slots: Sequence[SlotSpec], counts: Sequence[int] | None) -> str:
+    head = ["merchant_id", "service_id", "start_time", "duration", "resources", "spots"]
+    if counts is not None:
+        head.append("available_now")
+    rows = [head]
+    for index, spec in enumerate(slots):
+        resources = slot_json(spec).get("resources", {})
+        assert isinstance(resources, dict)
+        row = [
+            spec.key.merchant_id,
+            spec.key.service_id,
+            rfc3339(spec.key.start_sec),
+            f"{spec.key.duration_sec}s",
+            ",".join(f"{k}={v}" for k, v in resources.items()) or "-",
+            f"{spec.spots}/{spec.spots_total}",
+        ]
+        if counts is not None:
+            row.append(str(counts[index]))
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+async def live_counts(target: str, slots: Sequence[SlotSpec]) -> list[int]:
+    """Each slot's count_available from a running server (v2 CheckAvailability)."""
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise SlotsError(f"--target {target!r} is not HOST:PORT")
+    gate = asyncio.Semaphore(_CONCURRENT_CALLS)
+    channel = Channel(host.strip("[]"), int(port))
+    stub = BookingServiceStub(channel)
+
+    async def one(spec: SlotSpec) -> int:
+        request = pb.CheckAvailabilityRequest()
+        _fill(request.slot, spec)
+        async with gate:
+            reply = await stub.CheckAvailability(request, timeout=CALL_TIMEOUT_S)
+        assert reply is not None  # grpclib returns None only for a call it did not make
+        return int(reply.count_available)
+
+    try:
+        return list(await asyncio.gather(*(one(spec) for spec in slots)))
+    except (OSError, TimeoutError, GRPCError) as problem:
+        raise SlotsError(f"cannot ask {target}: {_reason(problem)}") from problem
+    finally:
+        channel.close()
+
+
+def _fill(slot: pb.Slot, spec: SlotSpec) -> None:
+    key = spec.key
+    slot.merchant_id, slot.service_id = key.merchant_id, key.service_id
+    slot.start_time.seconds, slot.duration.seconds = key.start_sec, key.duration_sec
+    slot.resources.staff_id, slot.resources.room_id = key.staff_id, key.room_id
+    slot.resources.party_size = key.party_size
+    slot.availability_tag = spec.availability_tag
+
+
+def _reason(problem: BaseException) -> str:
+    if isinstance(problem, GRPCError):
+        # A slot the server does not know: it serves another feed than the one read here.
+        hint = " (does it serve this feed? give its --feed or --data-dir)"
+        return f"{problem.status.name}: {problem.message}" + (
+            hint if problem.status in (Status.NOT_FOUND, Status.INVALID_ARGUMENT) else ""
+        )
+    if isinstance(problem, OSError) and problem.strerror:
+        return problem.strerror
+    return type(problem).__name__
+
+
+def _feed_text(path: Path | None, data_dir: Path) -> str:
+    try:
+        if path is not None:
+            return path.read_text(encoding="utf-8")
+        recorded = recorded_feed(data_dir)
+    except (OSError, UnicodeDecodeError) as problem:
+        raise SlotsError(f"cannot read the feed: {problem}") from problem
+    return recorded if recorded is not None else json.dumps(demo_feed(int(time.time())))
+
+
+def rfc3339(unix_sec: int) -> str:
+    return datetime.datetime.fromtimestamp(unix_sec, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _instant(text: str) -> int:
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)  # the feed's times are UTC
+    return int(moment.timestamp())
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count of at least 1")
+    return value
