@@ -383,8 +383,9 @@ def watch_main(
         else:  # piped: one plain snapshot per change, for logs
             trio.run(run_watch, state, connect, partial_print(console))
     except (KeyboardInterrupt, BaseExceptionGroup) as stopped:
-        # Ctrl-C reaches us as itself or, out of a nursery, inside a group.
-        if isinstance(stopped, BaseExceptionGroup) and stopped.split(KeyboardInterrupt)[1]:
+        # Ctrl-C reaches us as itself or, out of a nursery, inside a group, maybe beside
+        # what it caused (the connection it cut short closed under the reader).
+        if isinstance(stopped, BaseExceptionGroup) and stopped.subgroup(KeyboardInterrupt) is None:
             raise
         return 0
     except WatchRefused as refused:
