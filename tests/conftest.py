@@ -6,8 +6,24 @@ import os
 import sys
 from pathlib import Path
 
+from hypothesis import HealthCheck, settings
+
 # Before anything imports core: its value types keep their runtime guard against
 # assignment in tests (core/_frozen.py; test_core_frozen checks this took effect).
 os.environ["LEASEHOLD_CHECK_FROZEN"] = "1"
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# `pytest --hypothesis-profile=explore tests/test_core_model_based.py`: new random
+# examples, thousands of them (CI runs a fixed, derandomized set; docs/testing.md).
+EXPLORE_PROFILE = "explore"
+settings.register_profile(
+    EXPLORE_PROFILE,
+    max_examples=int(os.environ.get("LEASEHOLD_EXPLORE_EXAMPLES", "3000")),
+    stateful_step_count=60,
+    deadline=None,
+    derandomize=False,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
