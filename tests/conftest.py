@@ -14,6 +14,9 @@ os.environ["LEASEHOLD_CHECK_FROZEN"] = "1"
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# A trio test that times out must not break the trio tests after it (_trio_timeout.py).
+pytest_plugins = ["_trio_timeout"]
+
 # `pytest --hypothesis-profile=explore tests/test_core_model_based.py`: new random
 # examples, thousands of them (CI runs a fixed, derandomized set; docs/testing.md).
 EXPLORE_PROFILE = "explore"
