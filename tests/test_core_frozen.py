@@ -186,7 +186,12 @@ _keys = st.builds(
 def test_slot_key_equality_is_equality_of_every_field(a: core.SlotKey, b: core.SlotKey) -> None:
     assert (a == b) is (a.as_tuple() == b.as_tuple())
     assert (a != b) is (a.as_tuple() != b.as_tuple())
-    assert a == a
+    # A distinct but equal key: `a == a` would pass on the identity short-cut alone.
+    twin = core.SlotKey(*a.as_tuple())
+    assert twin is not a
+    assert twin == a
+    assert (twin != a) is False
+    assert hash(twin) == hash(a)
     if a == b:
         assert hash(a) == hash(b)
     assert a != a.as_tuple()  # another type is never equal, as with the generated __eq__
