@@ -88,16 +88,28 @@ MUTANTS: tuple[Mutant, ...] = (
         "a v2 booking without a lease takes a spot a full slot does not have",
     ),
     Mutant(
-        "lease-books-at-its-expiry",
+        "max-ttl-not-clamped",
         "core/_state.py",
         (
             (
-                "if kept is None or kept[1] != slot.number or kept[4] <= now_ns:",
-                "if kept is None or kept[1] != slot.number or kept[4] < now_ns:",
+                "return min(requested_ns, now_ns + self.settings.max_ttl_ns)",
+                "return requested_ns",
             ),
         ),
         (*CORE, *MODEL),
-        "a lease still books at its expiry instant (it is expired from then on)",
+        "a lease lives as long as the caller asks, past the maximum TTL",
+    ),
+    Mutant(
+        "sweep-one-tick-late",
+        "core/_deadlines.py",
+        (
+            (
+                "while heap and budget > 0 and self._earliest[heap[0]] <= now_ns:",
+                "while heap and budget > 0 and self._earliest[heap[0]] < now_ns:",
+            ),
+        ),
+        ("tests/test_core_deadlines.py", *CORE, *MODEL),
+        "the timer's sweep leaves the leases due at exactly now",
     ),
     Mutant(
         "settle-one-tick-late",

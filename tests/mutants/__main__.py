@@ -84,7 +84,7 @@ def first_failure(output: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-def judge(mutant: Mutant, limit_s: float) -> Verdict:
+def judge(mutant: Mutant, limit_s: float, tests: Sequence[str] = ()) -> Verdict:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"mutant-{mutant.name}-") as scratch:
         tree = Path(scratch)
@@ -93,7 +93,7 @@ def judge(mutant: Mutant, limit_s: float) -> Verdict:
             apply_mutant(tree, mutant)
         except Exception as rotted:
             return Verdict(mutant.name, "rotted", str(rotted), 0.0)
-        code, output = run_tests(tree, mutant.tests, limit_s)
+        code, output = run_tests(tree, tests or mutant.tests, limit_s)
     seconds = time.monotonic() - started
     if code is None:
         return Verdict(mutant.name, "timeout", f"no verdict within {limit_s:.0f} s", seconds)
@@ -102,9 +102,9 @@ def judge(mutant: Mutant, limit_s: float) -> Verdict:
     return Verdict(mutant.name, "caught", first_failure(output), seconds)
 
 
-def baseline(mutants: Iterable[Mutant], limit_s: float) -> None:
+def baseline(mutants: Iterable[Mutant], limit_s: float, tests: Sequence[str] = ()) -> None:
     """The unpatched copy must pass every chosen test, or a 'caught' would mean nothing."""
-    tests = sorted({test for mutant in mutants for test in mutant.tests})
+    tests = tests or sorted({test for mutant in mutants for test in mutant.tests})
     with tempfile.TemporaryDirectory(prefix="mutant-baseline-") as scratch:
         copy_tree(Path(scratch))
         code, output = run_tests(Path(scratch), tests, limit_s)
@@ -130,6 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--limit", type=float, default=DEFAULT_LIMIT_S, help="seconds per run")
     parser.add_argument("--no-baseline", action="store_true", help="skip the unpatched run")
+    parser.add_argument(
+        "--test",
+        action="append",
+        default=[],
+        dest="tests",
+        help="run this test file (repeatable) instead of each mutant's own tests",
+    )
     args = parser.parse_args(argv)
     by_name = {m.name: m for m in MUTANTS}
     if args.list:
@@ -141,10 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"no such mutant: {', '.join(unknown)} (see --list)")
     chosen = [by_name[name] for name in args.names] or list(MUTANTS)
     if not args.no_baseline:
-        baseline(chosen, args.limit)
+        baseline(chosen, args.limit, args.tests)
     verdicts = []
     for mutant in chosen:
-        verdicts.append(judge(mutant, args.limit))
+        verdicts.append(judge(mutant, args.limit, args.tests))
         print(f"{mutant.name}: {verdicts[-1].outcome} {verdicts[-1].by}", flush=True)
     print(table(verdicts, by_name))
     return 0 if all(v.outcome == "caught" for v in verdicts) else 1
