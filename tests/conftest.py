@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 # Before anything imports core: its value types keep their runtime guard against
 # assignment in tests (core/_frozen.py; test_core_frozen checks this took effect).
@@ -29,4 +29,10 @@ settings.register_profile(
     database=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
+)
+# `python -m tests.mutants` runs with this one: the first failure is the verdict, so
+# shrinking it (minutes for a stateful test) is skipped.
+MUTANTS_PROFILE = "mutants"
+settings.register_profile(
+    MUTANTS_PROFILE, phases=(Phase.explicit, Phase.reuse, Phase.generate), print_blob=False
 )

@@ -470,6 +470,21 @@ class CoreMachine(RuleBasedStateMachine):
         target = data.draw(st.sampled_from(instants)) + offset
         self.model.now = max(self.model.now, target)
 
+    @precondition(
+        lambda self: any(m.state is LeaseState.EXPIRED for m in self.model.leases.values())
+    )
+    @rule(data=st.data(), offset=st.sampled_from([0, 0, -1, 1]))
+    def jump_to_a_forgetting(self, data: st.DataObject, offset: int) -> None:
+        """To the instant an expired lease's retention ends (or a tick either side)."""
+        retention = self.model.settings.expired_retention_ns
+        instants = sorted(
+            m.granted.expires_ns + retention
+            for m in self.model.leases.values()
+            if m.state is LeaseState.EXPIRED
+        )
+        target = data.draw(st.sampled_from(instants)) + offset
+        self.model.now = max(self.model.now, target)
+
     @rule()
     def expire_due(self) -> None:
         for shard in range(self.model.shard_count):
@@ -629,6 +644,17 @@ class CoreMachine(RuleBasedStateMachine):
             self._book_v2(self.model.leases[lease_id].granted.slot.key, lease_id, person, token)
         else:
             self._book_v0(lease_id, v0_person)
+
+    # Well-formed direct bookings on a slot the model holds full: the capacity check.
+    @precondition(lambda self: any(self.model.is_full(key) for key in INVENTORY))
+    @rule(
+        data=st.data(),
+        person=st.sampled_from(V2_PEOPLE[:-1]),
+        token=st.sampled_from(TOKENS[:-1]),
+    )
+    def book_directly_on_a_full_slot(self, data: st.DataObject, person: Person, token: str) -> None:
+        key = data.draw(st.sampled_from([k for k in INVENTORY if self.model.is_full(k)]))
+        self._book_v2(key, "", person, token)
 
     @rule(
         person=st.sampled_from(V2_PEOPLE),
@@ -958,6 +984,16 @@ class CoreMachine(RuleBasedStateMachine):
             assert self._for_id(LEASE_ID_PREFIX, lease_id).lease(lease_id) is None
         for booking_id, booking in self.model.bookings.items():
             assert self._for_id(BOOKING_ID_PREFIX, booking_id).booking(booking_id) == booking
+
+    @invariant()
+    def tokens_agree(self) -> None:
+        """Each shard remembers the model's tokens for its services, oldest first."""
+        for shard, state in enumerate(self.states):
+            kept = [((m, s, t), b) for m, s, t, b in state.snapshot().tokens]
+            mine = [
+                (k, b) for k, b in self.model.tokens.items() if self.model.shard_of(k[:2]) == shard
+            ]
+            assert kept == mine
 
     @invariant()
     def journal_replays_exactly(self) -> None:

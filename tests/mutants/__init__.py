@@ -179,6 +179,25 @@ MUTANTS: tuple[Mutant, ...] = (
         "a restored state's live leases hold no spot: a restart overgrants",
     ),
     Mutant(
+        "restore-drops-expiry-order",
+        "core/_state.py",
+        (("        self._expired.extend(snapshot.expired_order)\n", ""),),
+        (*SNAPSHOT, *MODEL),
+        "a restored state never forgets the expired leases it was restored with",
+    ),
+    Mutant(
+        "batch-availability-skips-settle",
+        "core/_state.py",
+        (
+            (
+                "            return None\n        self._settle(slot, now_ns)\n",
+                "            return None\n",
+            ),
+        ),
+        ("tests/test_core_scope.py", "tests/test_gateway_bookings.py", *MODEL),
+        "BatchAvailability counts a lease due at its instant as still holding its spot",
+    ),
+    Mutant(
         "slot-key-equality-is-identity",
         "core/_model.py",
         (("        if type(other) is not SlotKey:\n", "        if True:\n"),),

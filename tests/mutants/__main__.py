@@ -56,6 +56,7 @@ def run_tests(tree: Path, tests: Sequence[str], limit_s: float) -> tuple[int | N
     """pytest -x on `tests` in `tree`; (exit code or None on timeout, its output)."""
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-rfE", "-p", "no:cacheprovider"]
+    command.append("--hypothesis-profile=mutants")  # (tests/conftest.py: no shrinking)
     # Its own session, so that a timeout ends its whole process group and nothing else.
     process = subprocess.Popen(
         [*command, *tests],
