@@ -6,8 +6,9 @@ that instant; if that is trio's scheduler (a test waiting on something that neve
 "Attempted to call run() from inside a run()". So for a trio test the limit is enforced
 from within trio: a timer thread (real time, so a virtual clock does not stretch it)
 cancels the test's body, which then fails with "Timeout". pytest-timeout's thread method
-stays as a backstop, GRACE_S later, for a body that never reaches a checkpoint: it dumps
-the stacks and ends the session (a clear stop, never a poisoned one).
+stays as a backstop, GRACE_S later, for a body that never reaches a checkpoint or a trio
+fixture that hangs before the body starts: it dumps the stacks and ends the session (a
+clear stop, never a poisoned one).
 """
 
 from __future__ import annotations
