@@ -8,6 +8,7 @@ import dataclasses
 import inspect
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,9 +99,16 @@ def test_refuses_what_it_does_not_handle() -> None:
     class Factory:
         a: list[int] = dataclasses.field(default_factory=list)
 
-    for cls in (Mutable, NoSlots, PostInit, Factory):
+    # Each refused for its own reason (a TypeError from elsewhere would not do).
+    reasons = {
+        Mutable: "Mutable is not a frozen dataclass",
+        NoSlots: "NoSlots has no slots",
+        PostInit: "PostInit has __post_init__",
+        Factory: "Factory.a: only plain fields are handled",
+    }
+    for cls, reason in reasons.items():
         for guarded in (True, False):
-            with pytest.raises(TypeError):
+            with pytest.raises(TypeError, match=f"^{re.escape(reason)}$"):
                 with_fast_init(cls, guarded=guarded)
 
 
@@ -186,7 +194,12 @@ _keys = st.builds(
 def test_slot_key_equality_is_equality_of_every_field(a: core.SlotKey, b: core.SlotKey) -> None:
     assert (a == b) is (a.as_tuple() == b.as_tuple())
     assert (a != b) is (a.as_tuple() != b.as_tuple())
-    assert a == a
+    # A distinct but equal key: `a == a` would pass on the identity short-cut alone.
+    twin = core.SlotKey(*a.as_tuple())
+    assert twin is not a
+    assert twin == a
+    assert (twin != a) is False
+    assert hash(twin) == hash(a)
     if a == b:
         assert hash(a) == hash(b)
     assert a != a.as_tuple()  # another type is never equal, as with the generated __eq__

@@ -187,7 +187,8 @@ def test_same_reference_other_slot_is_a_conflict(version: ApiVersion) -> None:
         lambda: state.create_lease(CreateLease(version, SlotRef(CUT_B), "r1", None), NOW),
         ReferenceConflict,
     )
-    assert error.message
+    assert error.message == "reference 'r1' already holds a lease on another slot"
+    assert error.field == "reference"
 
 
 def test_references_are_scoped_by_version() -> None:
@@ -399,7 +400,7 @@ def test_expired_leases_are_forgotten_after_retention() -> None:
     assert state.expire_due(end) == (LeaseExpiredEvent(lease.lease_id),)
     # Still remembered one nanosecond before the retention has passed.
     refused(state.create_booking(book_v2(CUT_A, lease.lease_id), end + 10 * S - 1), LeaseExpired)
-    assert state.lease(lease.lease_id) is not None
+    assert state.lease(lease.lease_id) == replace(lease, state=LeaseState.EXPIRED)
     assert state.expire_due(end + 10 * S) == (ExpiredLeasesForgotten(1),)
     assert state.lease(lease.lease_id) is None
     refused(state.create_booking(book_v2(CUT_A, lease.lease_id), end + 10 * S), NotFound)

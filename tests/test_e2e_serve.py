@@ -7,6 +7,7 @@ wire contract, not just grpclib talking to itself.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -16,12 +17,12 @@ from pathlib import Path
 import grpc
 import pytest
 from _api import booking_v0, booking_v2, lease_v0, lease_v2, slot_v2
-from _server_process import leasehold_executable, running_server, write_feed
+from _server_process import ServerProcess, leasehold_executable, running_server, write_feed
 from grpclib.health.v1 import health_pb2
 from grpclib.reflection.v1 import reflection_pb2 as reflection_v1
 from grpclib.reflection.v1alpha import reflection_pb2 as reflection_v1alpha
 
-from leasehold.core import SlotKey
+from leasehold.core import SlotKey, parse_feed_json
 from leasehold.proto.v0 import booking_pb2 as pb0
 from leasehold.proto.v0 import booking_pb2_grpc as grpc0
 from leasehold.proto.v2 import booking_pb2 as pb2
@@ -149,10 +150,29 @@ def list_services(channel: grpc.Channel, module: object, version: str) -> set[st
     return {s.name for reply in replies for s in reply.list_services_response.service}
 
 
+def assert_started_fresh(server: ServerProcess, slots: int, merchants: int, shards: int) -> None:
+    """Every fact of the start-up lines of a server on a new data dir, each line whole."""
+    url = server.health_url()
+    assert url is not None, server.output
+    lines = "".join(server.output).splitlines()
+    recovery = (
+        f"leasehold: recovered {shards} shards: 0 snapshots, 0 journal records replayed, "
+        r"in \d+\.\d\d s"
+    )
+    assert re.fullmatch(recovery, lines[0]), lines
+    assert re.fullmatch(r"leasehold: health stream on ws://127\.0\.0\.1:[1-9]\d*/", lines[1])
+    assert lines[1:3] == [
+        f"leasehold: health stream on {url}",
+        f"leasehold: serving {slots} slots of {merchants} merchants on {server.target} "
+        f"with {shards} shards",
+    ], lines
+
+
 def test_sigint_stops_the_server_with_exit_code_zero(tmp_path: Path, feed: Path) -> None:
     with running_server(tmp_path / "data", "--feed", str(feed)) as server:
+        assert_started_fresh(server, slots=2, merchants=2, shards=4)
         assert server.stop(signal.SIGINT) == 0
-    assert "leasehold: stopped" in "".join(server.output)
+    assert "".join(server.output).splitlines()[3:] == ["leasehold: stopped"]
 
 
 def leasehold(*args: str) -> subprocess.CompletedProcess[str]:
@@ -164,9 +184,12 @@ def leasehold(*args: str) -> subprocess.CompletedProcess[str]:
 def test_feed_demo_prints_a_feed_that_serve_accepts(tmp_path: Path) -> None:
     printed = leasehold("feed", "demo")
     assert printed.returncode == 0
-    demo = write_feed(tmp_path / "demo.json", json.loads(printed.stdout))
-    with running_server(tmp_path / "data", "--feed", str(demo)) as server:
-        assert "serving" in "".join(server.output)
+    document = json.loads(printed.stdout)
+    demo = write_feed(tmp_path / "demo.json", document)
+    slots = parse_feed_json(printed.stdout).slots
+    merchants = len({slot.key.merchant_id for slot in slots})
+    with running_server(tmp_path / "data", "--feed", str(demo), "--shards", "3") as server:
+        assert_started_fresh(server, len(slots), merchants, shards=3)
 
 
 def test_missing_feed_is_one_clear_line(tmp_path: Path) -> None:
@@ -201,18 +224,30 @@ def test_busy_port_is_one_clear_line(tmp_path: Path, feed: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "flags",
+    ("flags", "error"),
     [
-        ("--shards", "0"),
-        ("--port", "70000"),
-        ("--default-lease-ttl", "1000"),
-        ("--max-lease-ttl", "x"),
+        (("--shards", "0"), "leasehold serve: error: argument --shards: '0' must be at least 1"),
+        (
+            ("--port", "70000"),
+            "leasehold serve: error: argument --port: '70000' is not a port number (0-65535)",
+        ),
+        (
+            ("--default-lease-ttl", "1000"),
+            "leasehold: error: --default-lease-ttl must not exceed --max-lease-ttl",
+        ),
+        (
+            ("--max-lease-ttl", "x"),
+            "leasehold serve: error: argument --max-lease-ttl: 'x' is not a number",
+        ),
     ],
 )
-def test_bad_flags_exit_two_with_usage(flags: tuple[str, ...]) -> None:
+def test_bad_flags_exit_two_with_usage(flags: tuple[str, ...], error: str) -> None:
     result = leasehold("serve", *flags)
     assert result.returncode == 2
-    assert "error:" in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("usage: leasehold "), result.stderr
+    assert lines[-1] == error
+    assert result.stdout == ""
 
 
 def test_concurrent_clients_from_threads_see_consistent_counts(tmp_path: Path, feed: Path) -> None:

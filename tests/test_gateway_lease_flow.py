@@ -440,10 +440,20 @@ def test_a_full_mailbox_answers_resource_exhausted_and_never_overgrants() -> Non
             v2 = grpc2.BookingServiceStub(harness.channel)
             calls = [v2.CreateLease(lease_v2(FIVE, f"r{i}")) for i in range(60)]
             results = await asyncio.gather(*calls, return_exceptions=True)
+            # Then one call at a time (nothing shed): the spots the burst left, not one more.
+            after = [await v2.CreateLease(lease_v2(FIVE, f"s{i}")) for i in range(6)]
         shed = [r for r in results if isinstance(r, GRPCError)]
-        leases = [r for r in results if isinstance(r, pb2.CreateLeaseResponse) and r.lease.lease_id]
+        answered = [r for r in results if isinstance(r, pb2.CreateLeaseResponse)]
         assert shed, "a mailbox of 2 under 60 simultaneous calls must shed some"
         assert all(e.status is Status.RESOURCE_EXHAUSTED for e in shed)
-        assert len(leases) <= 5
+        assert len(shed) + len(answered) == 60
+        granted = [r.lease.lease_id for r in answered + after if r.HasField("lease")]
+        # The first call admitted found the slot open: the burst granted some.
+        assert any(r.HasField("lease") for r in answered)
+        assert len(set(granted)) == len(granted) == 5
+        refused = [r for r in answered + after if not r.HasField("lease")]
+        full = pb2.BookingFailure.SLOT_UNAVAILABLE
+        assert [r.booking_failure.cause for r in refused] == [full] * len(refused)
+        assert [r.HasField("lease") for r in after[-1:]] == [False]
 
     run(main)

@@ -192,14 +192,14 @@ async def test_leases_that_lapsed_while_down_expire_on_the_first_command(
     tmp_path: Path,
 ) -> None:
     rec = Recorder(tmp_path)
-    rec.lease(0, "r", 0)
+    granted = rec.lease(0, "r", 0)
     await rec.flush()
     restored = fresh()
     recover(restored, tmp_path)
     assert restored.open_spots(KEYS[0]) == 2
     outcome = restored.check_availability(core.CheckAvailability(KEYS[0]), 301 * S)
     assert outcome.result == 3
-    assert any(isinstance(e, core.LeaseExpiredEvent) for e in outcome.events)
+    assert outcome.events == (core.LeaseExpiredEvent(granted.lease_id),)
 
 
 async def test_empty_directory_recovers_nothing(tmp_path: Path) -> None:

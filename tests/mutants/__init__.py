@@ -1,0 +1,301 @@
+"""Planted bugs: named, exact patches to the source, to see which tests catch each one.
+
+`python -m tests.mutants` (from the repository root) copies the tree to a temp dir,
+applies one patch, runs that patch's tests there with `pytest -x`, and prints a table
+of mutant -> caught (by which test) or survived. docs/testing.md says how to run it
+and how to add a mutant. The suite does not run the mutants; test_mutants.py only
+checks that every patch still finds its target text, so that patches cannot rot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class MutantRotted(Exception):
+    """A patch's target text is not in its file exactly once: update the patch."""
+
+
+Edit = tuple[str, str]  # (old, new): `old` must occur exactly once when its turn comes
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str  # relative to the repository root
+    edits: tuple[Edit, ...]  # applied in order, to the one file
+    tests: tuple[str, ...]  # test files (or node ids) expected to catch it
+    why: str  # the bug, in a line
+    # Tests for it are on another branch (issue 20, items 3-4 and the roll fix): until
+    # they merge, this one may survive.
+    awaits_tests: bool = False
+
+
+def patched(text: str, mutant: Mutant) -> str:
+    """`text` (the file's) with the mutant's edits; MutantRotted if a target is not
+    there exactly once."""
+    for number, (old, new) in enumerate(mutant.edits, 1):
+        found = text.count(old)
+        if found != 1:
+            raise MutantRotted(
+                f"{mutant.name}: edit {number}'s target text is in {mutant.path} {found} times"
+            )
+        text = text.replace(old, new)
+    return text
+
+
+def apply_mutant(root: Path, mutant: Mutant) -> None:
+    """Patch the mutant's file under `root` in place."""
+    path = root / mutant.path
+    path.write_text(patched(path.read_text(encoding="utf-8"), mutant), encoding="utf-8")
+
+
+CORE = ("tests/test_core_leases.py", "tests/test_core_bookings.py")
+MODEL = ("tests/test_core_model_based.py",)
+SNAPSHOT = ("tests/test_core_snapshot.py", "tests/test_recovery.py")
+JOURNAL = ("tests/test_journal.py", "tests/test_durable_sink.py", "tests/test_recovery.py")
+SEAM = ("tests/test_shards.py", "tests/test_durable_sink.py", "tests/test_compaction.py")
+
+MUTANTS: tuple[Mutant, ...] = (
+    # ----- core ---------------------------------------------------------------------------
+    Mutant(
+        "capacity-off-by-one",
+        "core/_state.py",
+        (
+            (
+                "expires_ns = self._lease_expiry(c.requested_expiry_ns, now_ns)\n"
+                "        if slot.holders >= slot.spots:",
+                "expires_ns = self._lease_expiry(c.requested_expiry_ns, now_ns)\n"
+                "        if slot.holders > slot.spots:",
+            ),
+        ),
+        (*CORE, *MODEL),
+        "a lease is granted on a full slot (one spot too many)",
+    ),
+    Mutant(
+        "direct-booking-overbooks",
+        "core/_state.py",
+        (
+            (
+                "if not lease_id and slot.holders >= slot.spots:",
+                "if not lease_id and slot.holders > slot.spots:",
+            ),
+        ),
+        (*CORE, *MODEL),
+        "a v2 booking without a lease takes a spot a full slot does not have",
+    ),
+    Mutant(
+        "max-ttl-not-clamped",
+        "core/_state.py",
+        (
+            (
+                "return min(requested_ns, now_ns + self.settings.max_ttl_ns)",
+                "return requested_ns",
+            ),
+        ),
+        (*CORE, *MODEL),
+        "a lease lives as long as the caller asks, past the maximum TTL",
+    ),
+    Mutant(
+        "sweep-one-tick-late",
+        "core/_deadlines.py",
+        (
+            (
+                "while heap and budget > 0 and self._earliest[heap[0]] <= now_ns:",
+                "while heap and budget > 0 and self._earliest[heap[0]] < now_ns:",
+            ),
+        ),
+        ("tests/test_core_deadlines.py", *CORE, *MODEL),
+        "the timer's sweep leaves the leases due at exactly now",
+    ),
+    Mutant(
+        "settle-one-tick-late",
+        "core/_state.py",
+        (
+            (
+                "if not expiries or expiries[0] > now_ns:",
+                "if not expiries or expiries[0] >= now_ns:",
+            ),
+        ),
+        (*CORE, *MODEL),
+        "a command does not expire the slot's lease due at exactly now",
+    ),
+    Mutant(
+        "cancel-keeps-the-spot",
+        "core/_state.py",
+        (
+            (
+                "        slot = self._slots[booking.slot.key]\n        slot.holders -= 1\n",
+                "        slot = self._slots[booking.slot.key]\n",
+            ),
+        ),
+        (*CORE, *MODEL),
+        "a cancelled booking's spot is never freed",
+    ),
+    Mutant(
+        "same-user-rule-dropped",
+        "core/_state.py",
+        (
+            (
+                "if users is not None and person.user_id in users:",
+                "if users is not None and person.user_id in users and not users:",
+            ),
+        ),
+        (*CORE, *MODEL),
+        "a v2 user books the same slot twice",
+    ),
+    Mutant(
+        "token-cap-off-by-one",
+        "core/_state.py",
+        (("if known >= self.settings.max_tokens:", "if known > self.settings.max_tokens:"),),
+        (*CORE, *MODEL),
+        "one idempotency token more than max_tokens is remembered",
+    ),
+    Mutant(
+        "retention-one-tick-long",
+        "core/_state.py",
+        (
+            (
+                "if self._lapsed[lease_id][4] > horizon:  # (expires_ns)",
+                "if self._lapsed[lease_id][4] >= horizon:  # (expires_ns)",
+            ),
+        ),
+        (*CORE, *MODEL),
+        "an expired lease is forgotten one tick after its retention",
+    ),
+    Mutant(
+        "restore-forgets-live-spots",
+        "core/_state.py",
+        (
+            (
+                "        if lease.state is LeaseState.LIVE:\n            self._take(slot)\n",
+                "        if lease.state is LeaseState.LIVE:\n",
+            ),
+        ),
+        (*SNAPSHOT, *MODEL),
+        "a restored state's live leases hold no spot: a restart overgrants",
+    ),
+    Mutant(
+        "restore-drops-expiry-order",
+        "core/_state.py",
+        (("        self._expired.extend(snapshot.expired_order)\n", ""),),
+        (*SNAPSHOT, *MODEL),
+        "a restored state never forgets the expired leases it was restored with",
+    ),
+    Mutant(
+        "batch-availability-skips-settle",
+        "core/_state.py",
+        (
+            (
+                "            return None\n        self._settle(slot, now_ns)\n",
+                "            return None\n",
+            ),
+        ),
+        ("tests/test_core_scope.py", "tests/test_gateway_bookings.py", *MODEL),
+        "BatchAvailability counts a lease due at its instant as still holding its spot",
+    ),
+    Mutant(
+        "slot-key-equality-is-identity",
+        "core/_model.py",
+        (("        if type(other) is not SlotKey:\n", "        if True:\n"),),
+        ("tests/test_core_frozen.py",),
+        "a key decoded from a request never equals the inventory's own: no slot is found",
+    ),
+    Mutant(
+        "routing-digest-changed",
+        "core/_routing.py",
+        (('person=b"leasehold-route"', 'person=b"leasehold-rout3"'),),
+        ("tests/test_core_routing.py",),
+        "every key routes elsewhere: ids minted before an upgrade reach the wrong shard",
+    ),
+    # ----- journal, snapshots, recovery -----------------------------------------------------
+    Mutant(
+        "skip-fsync",
+        "shards/_journal.py",
+        (
+            (
+                "    started = time.perf_counter()\n    fsync(fd)\n",
+                "    started = time.perf_counter()\n",
+            ),
+        ),
+        JOURNAL,
+        "records are written but never fsynced: acknowledged, yet lost at power loss",
+    ),
+    Mutant(
+        "recovery-skips-a-record",
+        "shards/_persistence.py",
+        (
+            (
+                "for seq, offset, payload in segment.payloads(start):",
+                "for seq, offset, payload in list(segment.payloads(start))[:-1]:",
+            ),
+        ),
+        ("tests/test_recovery.py", "tests/test_compaction.py"),
+        "a restart replays all but the last record of each segment",
+    ),
+    Mutant(
+        "snapshot-drops-tokens",
+        "shards/_snapshots.py",
+        (("        _encode_tokens(snapshot),\n", "        [],\n"),),
+        ("tests/test_recovery.py", "tests/test_compaction.py"),
+        "a snapshot forgets the idempotency tokens: a retry after a restart books twice",
+    ),
+    # ----- the shard <-> journal seam (their tests are on another branch) ----------------
+    Mutant(
+        "reply-before-deliver",
+        "shards/_shard.py",
+        (
+            (
+                "        self._sink.commit(events, deliver, "
+                "commit_scope(command, events, result))\n",
+                "        deliver()\n"
+                "        self._sink.commit(events, _nothing_to_deliver, "
+                "commit_scope(command, events, result))\n",
+            ),
+        ),
+        SEAM,
+        "the shard replies before the journal has its events on disk",
+        awaits_tests=True,
+    ),
+    Mutant(
+        "drain-skips-async-buffer",
+        "shards/_durable_sink.py",
+        (("while self._waiting or writer.unsynced_records:", "while self._waiting:"),),
+        SEAM,
+        "stopping drops the records ASYNC mode buffered (acknowledged, never written)",
+        awaits_tests=True,
+    ),
+    Mutant(
+        "compactor-freezes-before-roll",
+        "shards/_compaction.py",
+        (
+            ("        frozen = self._state.freeze()\n", ""),
+            (
+                "        await self._sink.roll()\n",
+                "        frozen = self._state.freeze()\n        await self._sink.roll()\n",
+            ),
+        ),
+        SEAM,
+        "the snapshot is taken before the roll's await, so it misses the commits made "
+        "during the roll's flush that its sequence number says it covers",
+        awaits_tests=True,
+    ),
+    Mutant(
+        "roll-names-segment-from-next-seq",
+        "shards/_journal.py",
+        (
+            (
+                "path = self.directory / segment_name(first_seq)",
+                "path = self.directory / segment_name(self.next_seq)",
+            ),
+        ),
+        (*JOURNAL, "tests/test_compaction.py"),
+        "a new segment is named from next_seq, which counts records still buffered: a "
+        "commit during the roll leaves a gap and the next start is refused (today's code "
+        "has this bug: the mutant is a no-op until the fix merges)",
+        awaits_tests=True,
+    ),
+)
