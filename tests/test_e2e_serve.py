@@ -150,18 +150,32 @@ def list_services(channel: grpc.Channel, module: object, version: str) -> set[st
     return {s.name for reply in replies for s in reply.list_services_response.service}
 
 
+# A text log line: an ISO 8601 UTC timestamp in ms and the level, then the message.
+LOG_PREFIX = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO|WARNING) +")
+
+
+def messages(output: list[str]) -> list[str]:
+    """The log's messages, each line checked to carry a timestamp and a level first."""
+    lines = "".join(output).splitlines()
+    assert all(LOG_PREFIX.match(line) for line in lines), lines
+    return [LOG_PREFIX.sub("", line, count=1) for line in lines]
+
+
 def assert_started_fresh(server: ServerProcess, slots: int, merchants: int, shards: int) -> None:
     """Every fact of the start-up lines of a server on a new data dir, each line whole."""
     url = server.health_url()
     assert url is not None, server.output
-    lines = "".join(server.output).splitlines()
+    lines = messages(server.output)
     recovery = (
         f"leasehold: recovered {shards} shards: 0 snapshots, 0 journal records replayed, "
         r"in \d+\.\d\d s"
     )
     assert re.fullmatch(recovery, lines[0]), lines
     assert re.fullmatch(r"leasehold: health stream on ws://127\.0\.0\.1:[1-9]\d*/", lines[1])
-    assert lines[1:3] == [
+    assert re.fullmatch(
+        r"leasehold: a slot to try: \{.*\} \(leasehold slots lists more\)", lines[2]
+    )
+    assert [lines[1], *lines[3:]] == [
         f"leasehold: health stream on {url}",
         f"leasehold: serving {slots} slots of {merchants} merchants on {server.target} "
         f"with {shards} shards",
@@ -172,7 +186,10 @@ def test_sigint_stops_the_server_with_exit_code_zero(tmp_path: Path, feed: Path)
     with running_server(tmp_path / "data", "--feed", str(feed)) as server:
         assert_started_fresh(server, slots=2, merchants=2, shards=4)
         assert server.stop(signal.SIGINT) == 0
-    assert "".join(server.output).splitlines()[3:] == ["leasehold: stopped"]
+    assert messages(server.output)[4:] == [
+        "leasehold: stopping (SIGINT): draining calls in flight",
+        "leasehold: stopped",
+    ]
 
 
 def leasehold(*args: str) -> subprocess.CompletedProcess[str]:
