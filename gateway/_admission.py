@@ -1,0 +1,155 @@
+"""What every call passes before its request is read: deadline, queueing delay, size limits.
+
+Each service method is wrapped once (`guard_services`), so the booking services,
+health and reflection all get the same treatment:
+- A call whose deadline is closer than the time a reply takes is answered
+  DEADLINE_EXCEEDED before its body is read or decoded.
+- Admission by queueing delay, CoDel-like as in Facebook's "Fail at Scale": a
+  call's wait is the time from its HEADERS being parsed to its handler
+  starting. While waits have stayed above TARGET for a whole INTERVAL the
+  server is behind, and a call that waited over TARGET is refused
+  RESOURCE_EXHAUSTED at once, with a `grpc-retry-pushback-ms` trailer; when
+  not, a wait up to INTERVAL is a burst and is served.
+- `stream.recv_message` reads through `_wire.read_message`: a body over 64 KiB
+  is refused RESOURCE_EXHAUSTED before it is read, a malformed one is
+  INVALID_ARGUMENT (grpclib's own reader buffers any length, answers UNKNOWN).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from grpclib import Status
+from grpclib.const import Handler
+from grpclib.server import Stream
+
+from leasehold.gateway._refusals import Refusal, Refusals
+from leasehold.gateway._wire import read_message, read_request
+
+if TYPE_CHECKING:
+    from grpclib._typing import IServable
+
+_Method = Callable[[Stream[Any, Any]], Coroutine[Any, Any, None]]
+PUSHBACK_TRAILER = "grpc-retry-pushback-ms"
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionSettings:
+    target_s: float = 0.005  # CoDel's target wait
+    interval_s: float = 0.100  # waits above target this long: the server is behind
+    # The smallest time left before a deadline that a call is started with.
+    min_margin_s: float = 0.002
+    pushback_min_ms: int = 50
+    pushback_max_ms: int = 1000
+
+
+class QueueDelayGate:
+    """CoDel's decision on plain numbers: admit a call that waited `waited_s`, at `now`?"""
+
+    def __init__(self, settings: AdmissionSettings) -> None:
+        self._settings = settings
+        # When a call last waited no more than target: the queue was (nearly) empty.
+        self._below_at: float | None = None
+
+    def admit(self, waited_s: float, now: float) -> bool:
+        s = self._settings
+        if self._below_at is None or waited_s <= s.target_s:
+            self._below_at = now
+            return True
+        behind = now - self._below_at > s.interval_s
+        return waited_s <= (s.target_s if behind else s.interval_s)
+
+    def pushback_ms(self, waited_s: float) -> int:
+        """How long a refused caller should wait: ten times this call's wait, jittered."""
+        s = self._settings
+        base = min(max(10_000 * waited_s, s.pushback_min_ms), s.pushback_max_ms)
+        return round(base * random.uniform(0.5, 1.5))
+
+
+class ReplyTime:
+    """A decaying estimate of how long a handler takes from admission to its reply."""
+
+    def __init__(self, floor_s: float) -> None:
+        self._floor_s = floor_s
+        self.estimate_s = 0.0
+
+    def observe(self, seconds: float) -> None:
+        # An average over the last ~64 calls: one slow call does not shut the door.
+        self.estimate_s += (seconds - self.estimate_s) / 64
+
+    def margin_s(self) -> float:
+        return max(self._floor_s, self.estimate_s)
+
+
+class Admission:
+    """The gate every call passes; one per server."""
+
+    def __init__(self, settings: AdmissionSettings, refusals: Refusals) -> None:
+        self.settings = settings
+        self.refusals = refusals
+        self.gate = QueueDelayGate(settings)
+        self.reply_time = ReplyTime(settings.min_margin_s)
+
+    async def refuse(self, stream: Stream[Any, Any]) -> bool:
+        """Answer the call now if it should not start; True if it was answered."""
+        now = time.monotonic()
+        deadline = stream.deadline
+        if deadline is not None and deadline.time_remaining() < self.reply_time.margin_s():
+            self.refusals.count(Refusal.DEADLINE)
+            await stream.send_trailing_metadata(
+                status=Status.DEADLINE_EXCEEDED,
+                status_message="deadline too close to be met; nothing was done",
+            )
+            return True
+        waited = now - (stream._stream.created or now)
+        if self.gate.admit(waited, now):
+            return False
+        self.refusals.count(Refusal.OVERLOADED)
+        await stream.send_trailing_metadata(
+            status=Status.RESOURCE_EXHAUSTED,
+            status_message="the server is behind; retry after the pushback",
+            metadata={PUSHBACK_TRAILER: str(self.gate.pushback_ms(waited))},
+        )
+        return True
+
+    def wrap(self, handler: Handler) -> Handler:
+        func: _Method = handler.func
+        streaming: bool = handler.cardinality.client_streaming
+        request_type = handler.request_type
+        read = partial(read_message, message_type=request_type) if streaming else None
+        # A server-streaming call (Health.Watch) lasts as long as its watcher: not a reply time.
+        timed = not handler.cardinality.server_streaming
+
+        async def guarded(stream: Stream[Any, Any]) -> None:
+            if await self.refuse(stream):
+                return
+            started = time.monotonic()
+            # Health and reflection read with stream.recv_message(): bound it the same way.
+            reader = partial(read, stream) if read else partial(read_request, stream, request_type)
+            setattr(stream, "recv_message", reader)  # noqa: B010 (a method, set on one instance)
+            try:
+                await func(stream)
+            finally:
+                if timed:
+                    self.reply_time.observe(time.monotonic() - started)
+
+        return handler._replace(func=guarded)
+
+
+class _Guarded:
+    """A servable whose methods all pass through an Admission first."""
+
+    def __init__(self, inner: IServable, admission: Admission) -> None:
+        self._mapping = {path: admission.wrap(h) for path, h in inner.__mapping__().items()}
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return self._mapping
+
+
+def guard_services(services: Sequence[IServable], admission: Admission) -> list[IServable]:
+    return [_Guarded(service, admission) for service in services]
