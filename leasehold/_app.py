@@ -23,11 +23,24 @@ import trio
 from grpclib.server import Server
 
 from leasehold.core import LeaseSettings, SlotSpec
-from leasehold.gateway import CoalescingServer, Router, TrioGuest, build_services, pin_client_name
+from leasehold.gateway import (
+    Admission,
+    AdmissionSettings,
+    CoalescingServer,
+    GuardLimits,
+    Refusals,
+    Router,
+    TrioGuest,
+    build_services,
+    pin_client_name,
+    quiet_floods,
+)
 from leasehold.health import HealthConfig, HealthListenError, HealthServer, serve_health
 from leasehold.shards import Persistence, ShardSet, buffered_entropy, run_shards
 
 DEFAULT_LEASE_SETTINGS = LeaseSettings()
+DEFAULT_LIMITS = GuardLimits()
+DEFAULT_ADMISSION = AdmissionSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +63,9 @@ class ServeConfig:
     persistence: Persistence | None = None
     # The websocket health stream (health._server); None: none (tests).
     health: HealthConfig | None = None
+    # HTTP/2 and connection limits, and admission of calls (gateway._h2guard, _admission).
+    limits: GuardLimits = DEFAULT_LIMITS
+    admission: AdmissionSettings = DEFAULT_ADMISSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +75,8 @@ class Ready:
     router: Router
     # The health stream's bound port; None when it is not served.
     health_port: int | None = None
+    # What the gateway refused, counted (a frozen copy: `refusals.snapshot()`).
+    refusals: Refusals | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +104,9 @@ async def serve(
     """
     side, guest = await start_trio_side(config)
     router = Router(side.shard_set)
-    server = CoalescingServer(build_services(router, config.slots))
+    refusals = Refusals()
+    services = build_services(router, config.slots, Admission(config.admission, refusals))
+    server = CoalescingServer(services, limits=config.limits, refusals=refusals)
     if config.tls_client_name is not None:
         pin_client_name(server, config.tls_client_name)
     if side.health is not None:
@@ -99,9 +119,11 @@ async def serve(
         raise
     try:
         health_port = None if side.health is None else side.health.port
-        on_ready(Ready(config.host, _bound_port(server), router, health_port))
-        await _wait_for_stop_or_crash(stop, guest)
+        on_ready(Ready(config.host, _bound_port(server), router, health_port, refusals))
+        with quiet_floods(refusals):
+            await _wait_for_stop_or_crash(stop, guest)
     finally:
+        refusals.close()
         # New calls are answered UNAVAILABLE; calls under way get drain_seconds to finish
         # before grpclib's close() cancels them; then the shards stop.
         await router.drain(config.drain_seconds)
