@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from grpclib import Status
 from grpclib.const import Handler
+from grpclib.metadata import encode_grpc_message
 from grpclib.server import Stream
 
 from leasehold.gateway._refusals import Refusal, Refusals
@@ -110,11 +111,7 @@ class Admission:
         if self.gate.admit(waited, now):
             return False
         self.refusals.count(Refusal.OVERLOADED)
-        await stream.send_trailing_metadata(
-            status=Status.RESOURCE_EXHAUSTED,
-            status_message="the server is behind; retry after the pushback",
-            metadata={PUSHBACK_TRAILER: str(self.gate.pushback_ms(waited))},
-        )
+        await _send_pushback(stream, self.gate.pushback_ms(waited))
         return True
 
     def wrap(self, handler: Handler) -> Handler:
@@ -139,6 +136,27 @@ class Admission:
                     self.reply_time.observe(time.monotonic() - started)
 
         return handler._replace(func=guarded)
+
+
+async def _send_pushback(stream: Stream[Any, Any], pushback_ms: int) -> None:
+    """A trailers-only RESOURCE_EXHAUSTED answer carrying `grpc-retry-pushback-ms`.
+
+    grpclib refuses metadata keys starting "grpc-" (reserved for the protocol, which is
+    what this one is), so the trailers go to its HTTP/2 stream directly, as its own
+    send_trailing_metadata would send them; then grpclib sees the call answered.
+    """
+    headers = [
+        (":status", "200"),
+        ("content-type", stream._content_type),
+        ("grpc-status", str(Status.RESOURCE_EXHAUSTED.value)),
+        ("grpc-message", encode_grpc_message("the server is behind; retry after the pushback")),
+        (PUSHBACK_TRAILER, str(pushback_ms)),
+    ]
+    raw = stream._stream
+    await raw.send_headers(headers, end_stream=True)
+    stream._send_trailing_metadata_done = True
+    if raw.closable:
+        raw.reset_nowait()
 
 
 class _Guarded:
