@@ -31,7 +31,7 @@ from h2.config import H2Configuration
 from h2.connection import H2Connection, _decode_headers
 from h2.errors import ErrorCodes
 from h2.events import Event as H2Event
-from h2.events import RemoteSettingsChanged
+from h2.events import RemoteSettingsChanged, RequestReceived, StreamReset
 from h2.exceptions import DenialOfServiceError, FrameTooLargeError, ProtocolError
 from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes
@@ -213,7 +213,12 @@ class GuardedH2Protocol(H2Protocol):
             self._close_now()
             return
         self.connection.flush()
+        stillborn = _reset_in_same_read(events)
         for event in events:
+            if stillborn and isinstance(event, _STREAM_LIFE) and event.stream_id in stillborn:
+                # Opened and reset in one read: no handler is started for it. (Its DATA
+                # still goes to grpclib, which returns the flow-control window.)
+                continue
             if self._state is _Lifecycle.HANDSHAKE and isinstance(event, RemoteSettingsChanged):
                 self._serving()
             self.processor.process(event)
@@ -302,6 +307,17 @@ class ConnectionTracker:
 
     def release(self) -> None:
         self.open -= 1
+
+
+_STREAM_LIFE = (RequestReceived, StreamReset)
+
+
+def _reset_in_same_read(events: list[H2Event]) -> set[int]:
+    """Streams both opened and reset by the peer among `events` (rapid reset's pattern)."""
+    reset = {e.stream_id for e in events if type(e) is StreamReset and e.remote_reset}
+    if not reset:
+        return reset
+    return {e.stream_id for e in events if type(e) is RequestReceived and e.stream_id in reset}
 
 
 def _refusal_for(error: ProtocolError) -> Refusal:
