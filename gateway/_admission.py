@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from grpclib import Status
 from grpclib.const import Handler
-from grpclib.metadata import encode_grpc_message
+from grpclib.metadata import Deadline, decode_timeout, encode_grpc_message
+from grpclib.protocol import Stream as H2Stream
+from grpclib.server import Handler as ConnectionHandler
 from grpclib.server import Stream
 
 from leasehold.gateway._refusals import Refusal, Refusals
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 _Method = Callable[[Stream[Any, Any]], Coroutine[Any, Any, None]]
 PUSHBACK_TRAILER = "grpc-retry-pushback-ms"
+_TOO_CLOSE = "deadline too close to be met; nothing was done"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +99,25 @@ class Admission:
         self.gate = QueueDelayGate(settings)
         self.reply_time = ReplyTime(settings.min_margin_s)
 
+    def too_close(self, timeout_s: float) -> bool:
+        """Is `timeout_s` too little for a reply to reach the caller?"""
+        return timeout_s < self.reply_time.margin_s()
+
     async def refuse(self, stream: Stream[Any, Any]) -> bool:
         """Answer the call now if it should not start; True if it was answered."""
         now = time.monotonic()
-        deadline = stream.deadline
-        if deadline is not None and deadline.time_remaining() < self.reply_time.margin_s():
-            self.refusals.count(Refusal.DEADLINE)
-            await stream.send_trailing_metadata(
-                status=Status.DEADLINE_EXCEEDED,
-                status_message="deadline too close to be met; nothing was done",
-            )
-            return True
         waited = now - (stream._stream.created or now)
+        if stream.deadline is not None:
+            # grpclib starts the deadline's clock when the handler starts; the caller's
+            # started before the wait in our queue. What reaches the shards is the caller's.
+            left = stream.deadline.time_remaining() - waited
+            stream.deadline = Deadline.from_timeout(left)
+            if self.too_close(left):
+                self.refusals.count(Refusal.DEADLINE)
+                await stream.send_trailing_metadata(
+                    status=Status.DEADLINE_EXCEEDED, status_message=_TOO_CLOSE
+                )
+                return True
         if self.gate.admit(waited, now):
             return False
         self.refusals.count(Refusal.OVERLOADED)
@@ -157,6 +167,48 @@ async def _send_pushback(stream: Stream[Any, Any], pushback_ms: int) -> None:
     stream._send_trailing_metadata_done = True
     if raw.closable:
         raw.reset_nowait()
+
+
+class DroppingHandler(ConnectionHandler):
+    """grpclib's per-connection handler, answering a call whose `grpc-timeout` is already
+    too short with DEADLINE_EXCEEDED as its HEADERS arrive: no task, nothing read."""
+
+    def __init__(self, *args: Any, admission: Admission) -> None:
+        super().__init__(*args)
+        self._admission = admission
+
+    def accept(
+        self, stream: H2Stream, headers: list[tuple[str, str]], release_stream: Callable[[], Any]
+    ) -> None:
+        timeout = _timeout(headers)
+        if timeout is None or not self._admission.too_close(timeout):
+            super().accept(stream, headers, release_stream)
+            return
+        self._admission.refusals.count(Refusal.DEADLINE)
+        assert stream.id is not None
+        connection = stream._h2_connection
+        # As grpclib's own trailers-only answer; the protocol flushes after this read.
+        connection.send_headers(
+            stream.id,
+            [
+                (":status", "200"),
+                ("content-type", "application/grpc"),
+                ("grpc-status", str(Status.DEADLINE_EXCEEDED.value)),
+                ("grpc-message", encode_grpc_message(_TOO_CLOSE)),
+            ],
+            end_stream=True,
+        )
+        if stream.closable:
+            stream.reset_nowait()
+        release_stream()
+
+
+def _timeout(headers: list[tuple[str, str]]) -> float | None:
+    """The call's grpc-timeout in seconds; None when absent or not valid (grpclib answers)."""
+    try:
+        return min((decode_timeout(v) for k, v in headers if k == "grpc-timeout"), default=None)
+    except ValueError:
+        return None
 
 
 class _Guarded:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from grpclib.protocol import H2Protocol
 from grpclib.server import Server
 
+from leasehold.gateway._admission import Admission, AdmissionSettings, DroppingHandler
 from leasehold.gateway._h2guard import (
     ConnectionTracker,
     GuardedH2Protocol,
@@ -115,22 +116,31 @@ class CoalescingServer(Server):
         handlers: Collection[IServable],
         *,
         limits: GuardLimits | None = None,
-        refusals: Refusals | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.limits = limits or GuardLimits()
         super().__init__(handlers, config=flow_control_config(self.limits))
-        self.refusals = refusals or Refusals()
+        self.admission = admission or Admission(AdmissionSettings(), Refusals())
+        self.refusals = self.admission.refusals
         self.connections = ConnectionTracker(self.limits.max_connections)
 
     def _protocol_factory(self) -> H2Protocol:
-        # grpclib's factory registers the connection's handler with the server (for
-        # close and wait_closed); keep that, and build our protocol on the same parts.
-        plain = super()._protocol_factory()
+        # grpclib's factory, with our handler and protocol: the handler is registered
+        # with the server (for close and wait_closed) as grpclib's own would be.
+        self.__gc_step__()
+        handler = DroppingHandler(
+            self._mapping,
+            self._codec,
+            self._status_details_codec,
+            self.__dispatch__,
+            admission=self.admission,
+        )
+        self._handlers.add(handler)
         loop = asyncio.get_running_loop()
         return GuardedH2Protocol(
-            plain.handler,
-            plain.config,
-            plain.h2_config,
+            handler,
+            self._config,
+            self._h2_config,
             limits=self.limits,
             refusals=self.refusals,
             tracker=self.connections,

@@ -105,8 +105,9 @@ async def serve(
     side, guest = await start_trio_side(config)
     router = Router(side.shard_set)
     refusals = Refusals()
-    services = build_services(router, config.slots, Admission(config.admission, refusals))
-    server = CoalescingServer(services, limits=config.limits, refusals=refusals)
+    admission = Admission(config.admission, refusals)
+    services = build_services(router, config.slots, admission)
+    server = CoalescingServer(services, limits=config.limits, admission=admission)
     if config.tls_client_name is not None:
         pin_client_name(server, config.tls_client_name)
     if side.health is not None:
