@@ -57,15 +57,17 @@ class QueueDelayGate:
 
     def __init__(self, settings: AdmissionSettings) -> None:
         self._settings = settings
-        # When a call last waited no more than target: the queue was (nearly) empty.
-        self._below_at: float | None = None
+        # Since when every call has waited over target; None: the last one did not.
+        self._above_since: float | None = None
 
     def admit(self, waited_s: float, now: float) -> bool:
         s = self._settings
-        if self._below_at is None or waited_s <= s.target_s:
-            self._below_at = now
+        if waited_s <= s.target_s:
+            self._above_since = None
             return True
-        behind = now - self._below_at > s.interval_s
+        if self._above_since is None:
+            self._above_since = now
+        behind = now - self._above_since > s.interval_s
         return waited_s <= (s.target_s if behind else s.interval_s)
 
     def pushback_ms(self, waited_s: float) -> int:

@@ -30,13 +30,21 @@ def test_waits_under_target_are_always_admitted() -> None:
 
 def test_a_burst_up_to_the_interval_is_served_until_waits_stay_long() -> None:
     gate = QueueDelayGate(CODEL)
-    assert gate.admit(0.001, now=10.0)  # the queue was empty at 10.0
-    assert gate.admit(0.090, now=10.05)  # a burst: under the interval, served
+    assert gate.admit(0.001, now=10.0)
+    assert gate.admit(0.090, now=10.05)  # waits over target from here: a burst, served
     assert not gate.admit(0.150, now=10.06)  # waited longer than the interval
+    assert gate.admit(0.020, now=10.149)
     # Waits have stayed over target for longer than the interval: behind.
-    assert not gate.admit(0.006, now=10.101)
-    assert gate.admit(0.005, now=10.102)  # a short wait again: the queue drained
-    assert gate.admit(0.050, now=10.103)
+    assert not gate.admit(0.006, now=10.151)
+    assert gate.admit(0.005, now=10.152)  # a short wait again: the queue drained
+    assert gate.admit(0.050, now=10.153)
+
+
+def test_a_burst_after_a_quiet_spell_is_served() -> None:
+    gate = QueueDelayGate(CODEL)
+    assert gate.admit(0.001, now=0.0)
+    # Idle for a minute, then 100 calls at once: the later ones wait, but not for long.
+    assert all(gate.admit(0.0005 * i, now=60.0 + 0.0005 * i) for i in range(100))
 
 
 def test_pushback_grows_with_the_wait_and_is_bounded() -> None:
@@ -123,14 +131,13 @@ def test_a_call_whose_deadline_is_too_close_is_not_applied() -> None:
 
 def test_a_call_when_the_server_is_behind_gets_pushback() -> None:
     refusals = Refusals()
-    # Target and interval 0: after the first call, any wait at all means "behind".
+    # Target and interval 0: any wait at all is too long.
     admission = Admission(AdmissionSettings(target_s=0.0, interval_s=0.0), refusals)
 
     async def body() -> None:
         async with in_memory_gateway(SLOTS, admission=admission) as h:
             v2 = grpc2.BookingServiceStub(h.channel)
             request = pb2.CheckAvailabilityRequest(slot=slot_v2(KEY))
-            await v2.CheckAvailability(request)
             async with v2.CheckAvailability.open() as stream:
                 await stream.send_message(request, end=True)
                 with pytest.raises(GRPCError) as refused:
