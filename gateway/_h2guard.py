@@ -51,8 +51,11 @@ class GuardLimits:
     handshake_timeout_s: float = 5.0  # accept to the client's preface and SETTINGS
     idle_timeout_s: float = 300.0  # with no stream open
     window_s: float = 1.0  # the budgets below are per window
-    # Resets allowed per window: this many, or half the streams opened, if more.
+    # Quick resets (within quick_reset_s of the stream's open) allowed per window: this
+    # many, or half the streams opened, if more. A later reset is a caller giving up on
+    # its deadline, which overload makes common: it is not counted.
     resets_per_window: int = 100
+    quick_reset_s: float = 0.010
     opens_per_window: int = 10_000
     refused_per_window: int = 100
     # Replies a peer leaves unread before it is cut off (a PING flood that never reads).
@@ -113,23 +116,36 @@ class GuardedH2Connection(H2Connection):
         config: H2Configuration,
         budget: StreamBudget,
         refusals: Refusals,
+        quick_reset_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(config=config)
+        self._quick_reset_s = quick_reset_s
         self.incoming_buffer = _HeaderFirstFrameBuffer(server=True)
         self._budget = budget
         self._refusals = refusals
         self._clock = clock
+        self._limit = self.local_settings.max_concurrent_streams
+        # When each stream the peer opened was opened; pruned to the open ones when large.
+        self._opened_at: dict[int, float] = {}
 
     def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list[Frame], list[H2Event]]:
         stream_id = frame.stream_id
         if stream_id not in self.streams and stream_id > self.highest_inbound_stream_id:
-            if not self._budget.opened(self._clock()):
+            now = self._clock()
+            if not self._budget.opened(now):
                 raise DenialOfServiceError("streams opened too fast")
-            limit = self.local_settings.max_concurrent_streams
-            if stream_id % 2 and self.open_inbound_streams >= limit:
+            if stream_id % 2 and self.open_inbound_streams >= self._limit:
                 return self._refuse(frame)
+            self._note_open(stream_id, now)
         return super()._receive_headers_frame(frame)
+
+    def _note_open(self, stream_id: int, now: float) -> None:
+        opened = self._opened_at
+        if len(opened) > 2 * self._limit:
+            for gone in [s for s in opened if s not in self.streams]:
+                del opened[gone]
+        opened[stream_id] = now
 
     def _refuse(self, frame: HeadersFrame) -> tuple[list[Frame], list[H2Event]]:
         if not self._budget.refused(self._clock()):
@@ -144,7 +160,10 @@ class GuardedH2Connection(H2Connection):
         return [refusal], []
 
     def _receive_rst_stream_frame(self, frame: RstStreamFrame) -> tuple[list[Frame], list[H2Event]]:
-        if not self._budget.reset(self._clock()):
+        now = self._clock()
+        opened = self._opened_at.pop(frame.stream_id, None)
+        quick = opened is None or now - opened < self._quick_reset_s
+        if quick and not self._budget.reset(now):
             raise DenialOfServiceError("streams reset too fast")
         return super()._receive_rst_stream_frame(frame)
 
@@ -188,7 +207,9 @@ class GuardedH2Protocol(H2Protocol):
 
     def _made(self, transport: asyncio.Transport) -> None:
         # grpclib's connection_made, with our H2Connection in place of h2's.
-        h2_conn = GuardedH2Connection(self.h2_config, StreamBudget(self._limits), self._refusals)
+        h2_conn = GuardedH2Connection(
+            self.h2_config, StreamBudget(self._limits), self._refusals, self._limits.quick_reset_s
+        )
         h2_conn.initiate_connection()
         initial = h2_conn.local_settings.initial_window_size
         conn_delta = self.config.http2_connection_window_size - initial
