@@ -198,6 +198,7 @@ class Shard:
             # The reply could not reach the caller in time: applying it now would leave a
             # change (a held spot) the caller never hears of.
             self._deadline_dropped += 1
+            self.reply_margin.observe(0.0)  # a drop lets the peak decay as a reply would
             request.reply(ShardFault.DEADLINE_EXCEEDED)
             return
         command = request.command
@@ -246,7 +247,8 @@ class ReplyMargin:
     The floor covers the gateway's encode and send of the reply; on top comes a
     decaying peak of this shard's recent apply-to-deliver times (the journal's
     commit, under sync durability), so a slow fsync widens the margin at once and
-    it narrows again over the next few hundred requests.
+    it narrows again over the next few hundred requests (dropped ones included: were
+    only replies to narrow it, a wide margin could drop every request for good).
     """
 
     FLOOR_S = 0.001
