@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -196,26 +197,38 @@ class _WakeOnHost:
         return getattr(self._inner, name)
 
 
-async def call_shard(handle: ShardHandle, command: Command, remaining_s: float | None) -> Reply:
+async def call_shard(
+    handle: ShardHandle,
+    command: Command,
+    remaining_s: float | None,
+    resumed_after: Callable[[float], None] | None = None,
+) -> Reply:
     """Run a command on a shard from asyncio code and await its reply.
 
     Raises ShardUnavailable at once when the mailbox is full or closed, or the trio
     run has ended (the shards stopped, or failed and the server is stopping). `remaining_s`
     (seconds, from the caller's gRPC deadline) becomes an absolute deadline on
     trio's clock: grpclib measures deadlines with time.monotonic(), a different
-    clock, so only the remaining time crosses over.
+    clock, so only the remaining time crosses over. `resumed_after` is told how long
+    the caller waited, after the reply came, to be resumed (the host loop's backlog).
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Reply] = loop.create_future()
+    delivered_at = 0.0
 
     def deliver(reply: Reply) -> None:
+        nonlocal delivered_at
         # A handler cancelled by its deadline or a disconnect leaves the future cancelled.
         if not future.done():
+            delivered_at = time.perf_counter()
             future.set_result(reply)
 
     deadline = math.inf if remaining_s is None else _trio_now() + remaining_s
     handle.submit(ShardRequest(command, deliver, deadline))
-    return await future
+    reply = await future
+    if resumed_after is not None:
+        resumed_after(time.perf_counter() - delivered_at)
+    return reply
 
 
 def _trio_now() -> float:

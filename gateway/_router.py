@@ -15,6 +15,26 @@ from leasehold.gateway._status import fault_error
 from leasehold.shards import Reply, ShardFault, ShardHandle, ShardSet, ShardUnavailable
 
 
+class ReplyLag:
+    """A decaying peak of how long a handler waits, after its shard replied, to resume.
+
+    Under load the reply waits in the event loop's backlog; the deadline handed to a
+    shard is shortened by this, so that a command is not applied when its reply
+    could not reach the caller in time (docs/operations.md, the deadline rule).
+    """
+
+    DECAY = 0.99  # per call
+
+    def __init__(self) -> None:
+        self.peak_s = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.peak_s = max(seconds, self.peak_s * self.DECAY)
+
+    def seconds(self) -> float:
+        return self.peak_s
+
+
 class Router:
     def __init__(self, shard_set: ShardSet) -> None:
         self.shard_set = shard_set
@@ -23,6 +43,7 @@ class Router:
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self.reply_lag = ReplyLag()
 
     def for_slot(self, key: SlotKey) -> ShardHandle:
         return self.shard_set.for_key(key.merchant_id, key.service_id)
@@ -48,12 +69,15 @@ class Router:
         if self.draining:
             raise fault_error(ShardFault.UNAVAILABLE)
         remaining = None if deadline is None else deadline.time_remaining()
-        if remaining is not None and remaining <= 0:
-            raise GRPCError(Status.DEADLINE_EXCEEDED, "deadline exceeded before routing")
+        if remaining is not None:
+            if remaining <= 0:
+                raise GRPCError(Status.DEADLINE_EXCEEDED, "deadline exceeded before routing")
+            # The shard must finish in time for the reply to cross back and be sent.
+            remaining -= self.reply_lag.seconds()
         self.in_flight += 1
         self._idle.clear()
         try:
-            reply = await call_shard(handle, command, remaining)
+            reply = await call_shard(handle, command, remaining, self.reply_lag.observe)
         except ShardUnavailable as unavailable:
             raise fault_error(unavailable.fault) from None
         finally:
