@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 _Method = Callable[[Stream[Any, Any]], Coroutine[Any, Any, None]]
 PUSHBACK_TRAILER = "grpc-retry-pushback-ms"
 _TOO_CLOSE = "deadline too close to be met; nothing was done"
+_BEHIND = "the server is behind; retry after the pushback"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +60,28 @@ class QueueDelayGate:
         self._settings = settings
         # Since when every call has waited over target; None: the last one did not.
         self._above_since: float | None = None
+        self.last_wait_s = 0.0
+        self._sampled_at = 0.0
+
+    def behind(self, now: float) -> bool:
+        """Have calls waited over target for longer than the interval (a standing queue)?
+
+        Only while calls are still being started: with none started for an interval
+        (all refused, the queue drained) there is no standing queue to speak of.
+        """
+        since, interval = self._above_since, self._settings.interval_s
+        return since is not None and now - since > interval and now - self._sampled_at < interval
 
     def admit(self, waited_s: float, now: float) -> bool:
         s = self._settings
+        self.last_wait_s = waited_s
+        self._sampled_at = now
         if waited_s <= s.target_s:
             self._above_since = None
             return True
         if self._above_since is None:
             self._above_since = now
-        behind = now - self._above_since > s.interval_s
-        return waited_s <= (s.target_s if behind else s.interval_s)
+        return waited_s <= (s.target_s if self.behind(now) else s.interval_s)
 
     def pushback_ms(self, waited_s: float) -> int:
         """How long a refused caller should wait: ten times this call's wait, jittered."""
@@ -78,18 +91,27 @@ class QueueDelayGate:
 
 
 class ReplyTime:
-    """A decaying estimate of how long a handler takes from admission to its reply."""
+    """How long a handler takes from admission to its reply: TCP's RTO estimator
+    (RFC 6298), a smoothed mean plus four smoothed deviations, above a floor."""
 
     def __init__(self, floor_s: float) -> None:
         self._floor_s = floor_s
-        self.estimate_s = 0.0
+        self.mean_s = 0.0
+        self.deviation_s = 0.0
 
     def observe(self, seconds: float) -> None:
-        # An average over the last ~64 calls: one slow call does not shut the door.
-        self.estimate_s += (seconds - self.estimate_s) / 64
+        self.deviation_s += (abs(seconds - self.mean_s) - self.deviation_s) / 4
+        self.mean_s += (seconds - self.mean_s) / 8
+
+    def refused(self) -> None:
+        """A call was refused as too close: with none admitted, nothing would update the
+        estimate, and a high one would refuse every call for good. Each refusal lowers
+        it a little, until calls are admitted and measured again."""
+        self.mean_s -= self.mean_s / 256
+        self.deviation_s -= self.deviation_s / 256
 
     def margin_s(self) -> float:
-        return max(self._floor_s, self.estimate_s)
+        return max(self._floor_s, self.mean_s + 4 * self.deviation_s)
 
 
 class Admission:
@@ -102,8 +124,12 @@ class Admission:
         self.reply_time = ReplyTime(settings.min_margin_s)
 
     def too_close(self, timeout_s: float) -> bool:
-        """Is `timeout_s` too little for a reply to reach the caller?"""
-        return timeout_s < self.reply_time.margin_s()
+        """Is `timeout_s` too little for a reply to reach the caller? (Counted if so.)"""
+        if timeout_s >= self.reply_time.margin_s():
+            return False
+        self.refusals.count(Refusal.DEADLINE)
+        self.reply_time.refused()
+        return True
 
     async def refuse(self, stream: Stream[Any, Any]) -> bool:
         """Answer the call now if it should not start; True if it was answered."""
@@ -115,7 +141,6 @@ class Admission:
             left = stream.deadline.time_remaining() - waited
             stream.deadline = Deadline.from_timeout(left)
             if self.too_close(left):
-                self.refusals.count(Refusal.DEADLINE)
                 await stream.send_trailing_metadata(
                     status=Status.DEADLINE_EXCEEDED, status_message=_TOO_CLOSE
                 )
@@ -146,6 +171,8 @@ class Admission:
             finally:
                 if timed:
                     self.reply_time.observe(time.monotonic() - started)
+                    if stream.deadline is not None and not stream.deadline.time_remaining():
+                        self.refusals.count(Refusal.LATE_REPLY)
 
         return handler._replace(func=guarded)
 
@@ -161,7 +188,7 @@ async def _send_pushback(stream: Stream[Any, Any], pushback_ms: int) -> None:
         (":status", "200"),
         ("content-type", stream._content_type),
         ("grpc-status", str(Status.RESOURCE_EXHAUSTED.value)),
-        ("grpc-message", encode_grpc_message("the server is behind; retry after the pushback")),
+        ("grpc-message", encode_grpc_message(_BEHIND)),
         (PUSHBACK_TRAILER, str(pushback_ms)),
     ]
     raw = stream._stream
@@ -172,8 +199,9 @@ async def _send_pushback(stream: Stream[Any, Any], pushback_ms: int) -> None:
 
 
 class DroppingHandler(ConnectionHandler):
-    """grpclib's per-connection handler, answering a call whose `grpc-timeout` is already
-    too short with DEADLINE_EXCEEDED as its HEADERS arrive: no task, nothing read."""
+    """grpclib's per-connection handler, answering as a call's HEADERS arrive (no task,
+    nothing read) when its `grpc-timeout` is already too short (DEADLINE_EXCEEDED) or
+    when the server is behind (RESOURCE_EXHAUSTED with pushback): the cheapest refusal."""
 
     def __init__(self, *args: Any, admission: Admission) -> None:
         super().__init__(*args)
@@ -182,27 +210,40 @@ class DroppingHandler(ConnectionHandler):
     def accept(
         self, stream: H2Stream, headers: list[tuple[str, str]], release_stream: Callable[[], Any]
     ) -> None:
+        admission = self._admission
         timeout = _timeout(headers)
-        if timeout is None or not self._admission.too_close(timeout):
+        if timeout is not None and admission.too_close(timeout):
+            _answer_now(stream, Status.DEADLINE_EXCEEDED, _TOO_CLOSE, [])
+        elif admission.gate.behind(time.monotonic()):
+            admission.refusals.count(Refusal.OVERLOADED)
+            pushback = admission.gate.pushback_ms(admission.gate.last_wait_s)
+            _answer_now(
+                stream, Status.RESOURCE_EXHAUSTED, _BEHIND, [(PUSHBACK_TRAILER, str(pushback))]
+            )
+        else:
             super().accept(stream, headers, release_stream)
             return
-        self._admission.refusals.count(Refusal.DEADLINE)
-        assert stream.id is not None
-        connection = stream._h2_connection
-        # As grpclib's own trailers-only answer; the protocol flushes after this read.
-        connection.send_headers(
-            stream.id,
-            [
-                (":status", "200"),
-                ("content-type", "application/grpc"),
-                ("grpc-status", str(Status.DEADLINE_EXCEEDED.value)),
-                ("grpc-message", encode_grpc_message(_TOO_CLOSE)),
-            ],
-            end_stream=True,
-        )
-        if stream.closable:
-            stream.reset_nowait()
         release_stream()
+
+
+def _answer_now(
+    stream: H2Stream, status: Status, message: str, extra: list[tuple[str, str]]
+) -> None:
+    """A trailers-only answer written to h2 at once (the protocol flushes after the read)."""
+    assert stream.id is not None
+    stream._h2_connection.send_headers(
+        stream.id,
+        [
+            (":status", "200"),
+            ("content-type", "application/grpc"),
+            ("grpc-status", str(status.value)),
+            ("grpc-message", encode_grpc_message(message)),
+            *extra,
+        ],
+        end_stream=True,
+    )
+    if stream.closable:  # as grpclib does after a non-OK answer
+        stream.reset_nowait()
 
 
 def _timeout(headers: list[tuple[str, str]]) -> float | None:

@@ -37,6 +37,7 @@ class Refusal(enum.Enum):
     OVERLOADED = "calls refused RESOURCE_EXHAUSTED (queueing delay)"
     DEADLINE = "calls dropped: deadline too close to be met"
     CALL_ENDED_EARLY = "calls that ended on a deadline, cancel or reset"
+    LATE_REPLY = "replies finished after the caller's deadline"
     LOG_SUPPRESSED = "log records held back (at most one a second is written)"
 
 

@@ -40,6 +40,16 @@ def test_a_burst_up_to_the_interval_is_served_until_waits_stay_long() -> None:
     assert gate.admit(0.050, now=10.153)
 
 
+def test_behind_holds_only_while_calls_are_still_being_started() -> None:
+    gate = QueueDelayGate(CODEL)
+    gate.admit(0.050, now=1.0)
+    assert not gate.behind(now=1.05)
+    gate.admit(0.050, now=1.12)
+    assert gate.behind(now=1.13)  # over target since 1.0, and calls still start
+    # Every new call refused at arrival: the queue drains, no call starts for an interval.
+    assert not gate.behind(now=1.23)
+
+
 def test_a_burst_after_a_quiet_spell_is_served() -> None:
     gate = QueueDelayGate(CODEL)
     assert gate.admit(0.001, now=0.0)
@@ -61,6 +71,20 @@ def test_the_deadline_margin_follows_reply_times_above_its_floor() -> None:
     for _ in range(1000):
         reply_time.observe(0.010)
     assert reply_time.margin_s() == pytest.approx(0.010, rel=1e-3)
+    for _ in range(1000):  # replies that vary: the margin covers the variation too
+        reply_time.observe(0.005)
+        reply_time.observe(0.015)
+    assert 0.025 < reply_time.margin_s() < 0.035
+
+
+def test_refusals_lower_the_margin_so_calls_are_measured_again() -> None:
+    reply_time = ReplyTime(floor_s=0.002)
+    for _ in range(100):
+        reply_time.observe(0.500)
+    assert reply_time.margin_s() > 0.4
+    for _ in range(2000):
+        reply_time.refused()
+    assert reply_time.margin_s() == 0.002
 
 
 def test_rapid_resets_exhaust_the_budget_honest_cancels_do_not() -> None:
