@@ -55,7 +55,7 @@ class GuardLimits:
     # many, or half the streams opened, if more. A later reset is a caller giving up on
     # its deadline, which overload makes common: it is not counted.
     resets_per_window: int = 100
-    quick_reset_s: float = 0.010
+    quick_reset_s: float = 0.002
     opens_per_window: int = 10_000
     refused_per_window: int = 100
     # Replies a peer leaves unread before it is cut off (a PING flood that never reads).
