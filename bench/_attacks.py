@@ -44,6 +44,7 @@ from leasehold.core import NANOS_PER_SECOND, SlotKey
 from leasehold.proto.v2 import booking_pb2 as pb2
 
 CLIENT_NICE = 10
+_NICE_ENV = "LEASEHOLD_ATTACK_NICE"  # how the spawned load processes learn --client-nice
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 CREATE_LEASE = "/ext.maps.booking.partner.v2.BookingService/CreateLease"
 CHECK_AVAILABILITY = "/ext.maps.booking.partner.v2.BookingService/CheckAvailability"
@@ -62,7 +63,11 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--callers", type=int, default=1000)
     parser.add_argument("--deadline-ms", type=float, default=100.0)
     parser.add_argument("--connections", type=int, default=40)
+    parser.add_argument(
+        "--client-nice", type=int, default=CLIENT_NICE, help="nice increment of the load processes"
+    )
     ns, serve_flags = parser.parse_known_args(argv)
+    os.environ[_NICE_ENV] = str(ns.client_nice)
     figures: list[dict[str, float]] = []
     for run in range(ns.runs):
         with _server(serve_flags) as server:
@@ -188,7 +193,7 @@ def _reset_attacker(port: int, seconds: float, results: Any) -> None:
     from h2.connection import H2Connection
     from h2.errors import ErrorCodes
 
-    os.nice(CLIENT_NICE)
+    _be_nice()
     headers = [
         (":method", "POST"),
         (":scheme", "http"),
@@ -259,6 +264,7 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
         server, slot_keys, ns.callers, ns.deadline_ms / 1000, seconds, tag="over", processes=2
     )
     after = sampler.stop()
+    time.sleep(1.2)  # the server's last summary line of refusals
     phantom = _held(server.target, slot_keys) - held_before - hostile.granted
     capacity_per_s = capacity.granted / 10.0
     goodput = hostile.granted / seconds
@@ -269,6 +275,9 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
         "p99_ok_ms": _percentile(hostile.latencies, 99) * 1000,
         "resource_exhausted": hostile.codes.get("RESOURCE_EXHAUSTED", 0),
         "deadline_exceeded": hostile.codes.get("DEADLINE_EXCEEDED", 0),
+        "server_late_replies": _summed(server.output, "replies finished after"),
+        "server_dropped_too_close": _summed(server.output, "calls dropped: deadline too close"),
+        "server_refused_behind": _summed(server.output, "calls refused RESOURCE_EXHAUSTED"),
         "phantom_spots": phantom,
         "phantom_share": phantom / max(hostile.granted + phantom, 1),
         "rss_before_mb": sampler.before,
@@ -317,7 +326,7 @@ def _lease_callers(
     tag: str,
     results: Any,
 ) -> None:
-    os.nice(CLIENT_NICE)
+    _be_nice()
     results.put(asyncio.run(_callers(target, keys, callers, deadline_s, seconds, tag)))
 
 
@@ -365,6 +374,17 @@ async def _callers(
     for channel in channels:
         await channel.close()
     return PhaseResult(len(latencies), latencies, codes)
+
+
+def _summed(output: list[str], what: str) -> int:
+    """The total of one kind of refusal over the server's summary lines so far."""
+    total = 0
+    for line in output:
+        for part in line.split(": ", 1)[-1].split("; "):
+            count, _, text = part.partition(" ")
+            if text.startswith(what) and count.isdigit():
+                total += int(count)
+    return total
 
 
 def _lease_request(key: SlotKey, reference: str, expiry_ns: int) -> pb2.CreateLeaseRequest:
@@ -415,7 +435,7 @@ def _frame_senders(port: int, connections: int, seconds: float, results: Any) ->
     from h2.config import H2Configuration
     from h2.connection import H2Connection
 
-    os.nice(CLIENT_NICE)
+    _be_nice()
     socks = []
     for _ in range(connections):
         sock = socket.create_connection(("127.0.0.1", port))
@@ -445,6 +465,10 @@ def _frame_senders(port: int, connections: int, seconds: float, results: Any) ->
     for sock in socks:
         sock.close()
     results.put((connections - len(open_), sent / 1024 / 1024))
+
+
+def _be_nice() -> None:
+    os.nice(int(os.environ.get(_NICE_ENV, CLIENT_NICE)))
 
 
 def _percentile(values: list[float], pct: float) -> float:
