@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 from _api import lease_v2, slot_v2
 from _gateway_harness import in_memory_gateway, run
 from grpclib import Status
+from grpclib.client import Channel
 from grpclib.exceptions import GRPCError
+from grpclib.health.service import Health
+from grpclib.health.v1.health_grpc import HealthStub
+from grpclib.health.v1.health_pb2 import HealthCheckRequest
 
 from leasehold.core import SlotKey, SlotSpec
-from leasehold.gateway import PUSHBACK_TRAILER, Admission, AdmissionSettings, Refusal, Refusals
-from leasehold.gateway._admission import QueueDelayGate, ReplyTime
+from leasehold.gateway import (
+    PUSHBACK_TRAILER,
+    Admission,
+    AdmissionSettings,
+    CoalescingServer,
+    Refusal,
+    Refusals,
+)
+from leasehold.gateway._admission import QueueDelayGate, ReplyTime, guard_services
 from leasehold.gateway._h2guard import GuardLimits, StreamBudget
 from leasehold.gateway._refusals import QuietFlood
 from leasehold.proto.v2 import booking_grpc as grpc2
@@ -173,3 +186,56 @@ def test_a_call_when_the_server_is_behind_gets_pushback() -> None:
 
     run(body)
     assert refusals.snapshot()[Refusal.OVERLOADED] == 1
+
+
+async def _served(admission: Admission, call: Callable[[Channel], Awaitable[None]]) -> None:
+    """`call` against a CoalescingServer on a free loopback port (health only)."""
+    server = CoalescingServer(guard_services([Health()], admission), admission=admission)
+    await server.start("127.0.0.1", 0)
+    try:
+        port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        channel = Channel("127.0.0.1", port)
+        try:
+            await call(channel)
+        finally:
+            channel.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.timeout(30)
+def test_a_call_arriving_while_behind_is_refused_before_a_handler_starts() -> None:
+    refusals = Refusals()
+    admission = Admission(AdmissionSettings(), refusals)
+
+    async def call(channel: Channel) -> None:
+        now = time.monotonic()
+        admission.gate.admit(0.5, now=now - 0.2)  # waits over target for 200 ms...
+        admission.gate.admit(0.5, now=now)  # ...and calls still starting: behind
+        async with HealthStub(channel).Check.open() as stream:
+            await stream.send_message(HealthCheckRequest(), end=True)
+            with pytest.raises(GRPCError) as refused:
+                await stream.recv_message()
+            headers = dict(stream._stream.headers or ())
+        assert refused.value.status is Status.RESOURCE_EXHAUSTED
+        assert 250 <= int(headers[PUSHBACK_TRAILER]) <= 1500
+
+    run(lambda: _served(admission, call))
+    assert refusals.snapshot()[Refusal.OVERLOADED] == 1
+    assert admission.reply_time.mean_s == 0.0  # no handler ran
+
+
+@pytest.mark.timeout(30)
+def test_a_call_with_too_short_a_timeout_is_refused_before_a_handler_starts() -> None:
+    refusals = Refusals()
+    admission = Admission(AdmissionSettings(min_margin_s=10.0), refusals)
+
+    async def call(channel: Channel) -> None:
+        with pytest.raises(GRPCError) as refused:
+            await HealthStub(channel).Check(HealthCheckRequest(), timeout=5)
+        assert refused.value.status is Status.DEADLINE_EXCEEDED
+
+    run(lambda: _served(admission, call))
+    assert refusals.snapshot()[Refusal.DEADLINE] == 1
+    assert admission.reply_time.mean_s == 0.0  # no handler ran
