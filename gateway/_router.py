@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 
 from grpclib import Status
 from grpclib.exceptions import GRPCError
@@ -23,16 +25,22 @@ class ReplyLag:
     could not reach the caller in time (docs/operations.md, the deadline rule).
     """
 
-    DECAY = 0.99  # per call
+    # The peak halves every HALF_LIFE_S: a backlog seen in the last second still counts,
+    # however many calls went by since (a per-call decay forgot it in ~70 ms at 1k/s).
+    HALF_LIFE_S = 0.5
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self.peak_s = 0.0
+        self._at = clock()
 
     def observe(self, seconds: float) -> None:
-        self.peak_s = max(seconds, self.peak_s * self.DECAY)
+        self.peak_s = max(seconds, self.seconds())
+        self._at = self._clock()
 
     def seconds(self) -> float:
-        return self.peak_s
+        elapsed = self._clock() - self._at
+        return float(self.peak_s * 0.5 ** (elapsed / self.HALF_LIFE_S))
 
 
 class Router:

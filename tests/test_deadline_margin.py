@@ -9,6 +9,7 @@ import trio
 
 from leasehold import core
 from leasehold.core import ApiVersion, CheckAvailability, CreateLease, SlotKey, SlotRef, SlotSpec
+from leasehold.gateway._router import ReplyLag
 from leasehold.shards import ShardFault, ShardSet, call, run_shards
 from leasehold.shards._shard import ReplyMargin
 
@@ -56,3 +57,15 @@ def test_a_slow_reply_widens_the_margin_and_it_narrows_again() -> None:
     for _ in range(500):
         margin.observe(0.0001)
     assert margin.seconds() < ReplyMargin.FLOOR_S + 0.001
+
+
+def test_the_gateway_reply_lag_halves_each_half_life() -> None:
+    now = [100.0]
+    lag = ReplyLag(clock=lambda: now[0])
+    lag.observe(0.040)
+    lag.observe(0.001)  # a short lag does not hide the recent long one
+    assert lag.seconds() == pytest.approx(0.040)
+    now[0] += ReplyLag.HALF_LIFE_S
+    assert lag.seconds() == pytest.approx(0.020)
+    now[0] += 10 * ReplyLag.HALF_LIFE_S
+    assert lag.seconds() < 0.0001
