@@ -78,10 +78,12 @@ class Router:
             raise fault_error(ShardFault.UNAVAILABLE)
         remaining = None if deadline is None else deadline.time_remaining()
         if remaining is not None:
-            if remaining <= 0:
-                raise GRPCError(Status.DEADLINE_EXCEEDED, "deadline exceeded before routing")
             # The shard must finish in time for the reply to cross back and be sent.
             remaining -= self.reply_lag.seconds()
+            if remaining <= 0:
+                raise GRPCError(
+                    Status.DEADLINE_EXCEEDED, "deadline too close to be met; nothing was changed"
+                )
         self.in_flight += 1
         self._idle.clear()
         try:
