@@ -239,3 +239,28 @@ def test_a_call_with_too_short_a_timeout_is_refused_before_a_handler_starts() ->
     run(lambda: _served(admission, call))
     assert refusals.snapshot()[Refusal.DEADLINE] == 1
     assert admission.reply_time.mean_s == 0.0  # no handler ran
+
+
+@pytest.mark.timeout(30)
+def test_calls_over_the_active_bound_are_refused_and_the_bound_is_released() -> None:
+    refusals = Refusals()
+    admission = Admission(AdmissionSettings(max_active=1), refusals)
+
+    async def call(channel: Channel) -> None:
+        health = HealthStub(channel)
+        admission.active = 1  # one call under way
+        with pytest.raises(GRPCError) as refused:
+            await health.Check(HealthCheckRequest())
+        assert refused.value.status is Status.RESOURCE_EXHAUSTED
+        admission.active = 0
+        await health.Check(HealthCheckRequest())  # counted while it runs, then released
+        assert admission.active == 0
+        # A watch lasts as long as its watcher: it does not count against the bound.
+        admission.active = 1
+        async with health.Watch.open() as watch:
+            await watch.send_message(HealthCheckRequest(), end=True)
+            assert (await watch.recv_message()) is not None
+            await watch.cancel()
+
+    run(lambda: _served(admission, call))
+    assert refusals.snapshot()[Refusal.OVERLOADED] == 1
