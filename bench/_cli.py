@@ -4,6 +4,7 @@
     leasehold bench flow --spawn --durability sync,async,none [options]   (side by side)
     leasehold bench core [--leases N]
     leasehold bench restart [--events N] [--layout journal,snapshot] [--runs R]
+    leasehold bench attack {rapid-reset,overload,big-frames} [--runs R]   (issue 15's probes)
     leasehold bench feed SCENARIO [options] > feed.json
 
 Exit status: 0 when the run was made and the checker found nothing; 1 when the
@@ -60,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from leasehold.bench._core_bench import main as core_main
 
         return core_main(args[1:])
+    if args[:1] == ["attack"]:
+        from leasehold.bench._attacks import main as attack_main
+
+        return attack_main(args[1:])
     if args[:1] == ["restart"]:
         from leasehold.bench._restart import main as restart_main
 

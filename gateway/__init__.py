@@ -4,8 +4,11 @@ Imports core and shards. `_bridge` is the only module that knows both asyncio an
 the composition root (`leasehold._app`, `leasehold.cli`) assembles these parts.
 """
 
+from leasehold.gateway._admission import PUSHBACK_TRAILER, Admission, AdmissionSettings
 from leasehold.gateway._bridge import TrioGuest
 from leasehold.gateway._coalesce import CoalescingServer
+from leasehold.gateway._h2guard import GuardLimits
+from leasehold.gateway._refusals import Refusal, Refusals, RefusalStats, quiet_floods
 from leasehold.gateway._router import Router
 from leasehold.gateway._services import build_services
 from leasehold.gateway._tls import (
@@ -16,12 +19,20 @@ from leasehold.gateway._tls import (
 )
 
 __all__ = [
+    "PUSHBACK_TRAILER",
+    "Admission",
+    "AdmissionSettings",
     "CoalescingServer",
+    "GuardLimits",
+    "Refusal",
+    "RefusalStats",
+    "Refusals",
     "Router",
     "TlsSettings",
     "TrioGuest",
     "build_services",
     "certificate_names",
     "pin_client_name",
+    "quiet_floods",
     "server_context",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -203,6 +204,7 @@ async def call_shard(
     command: Command,
     remaining_s: float | None,
     waiting: set[asyncio.Future[Reply]] | None = None,
+    resumed_after: Callable[[float], None] | None = None,
 ) -> Reply:
     """Run a command on a shard from asyncio code and await its reply.
 
@@ -212,24 +214,32 @@ async def call_shard(
     trio's clock: grpclib measures deadlines with time.monotonic(), a different
     clock, so only the remaining time crosses over. `waiting`: where the reply's future
     is kept while awaited, so that a failed trio side can answer it (Router.fail_in_flight).
+    `resumed_after` is told how long the caller waited, after the reply came, to be resumed
+    (the host loop's backlog).
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Reply] = loop.create_future()
+    delivered_at = 0.0
 
     def deliver(reply: Reply) -> None:
+        nonlocal delivered_at
         # A handler cancelled by its deadline or a disconnect leaves the future cancelled.
         if not future.done():
+            delivered_at = time.perf_counter()
             future.set_result(reply)
 
     deadline = math.inf if remaining_s is None else _trio_now() + remaining_s
     handle.submit(ShardRequest(command, deliver, deadline))
-    if waiting is None:
-        return await future
-    waiting.add(future)
+    if waiting is not None:
+        waiting.add(future)
     try:
-        return await future
+        reply = await future
     finally:
-        waiting.discard(future)
+        if waiting is not None:
+            waiting.discard(future)
+    if resumed_after is not None:
+        resumed_after(time.perf_counter() - delivered_at)
+    return reply
 
 
 def _trio_now() -> float:

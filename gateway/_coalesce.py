@@ -18,10 +18,23 @@ and `get_write_buffer_size` counts what is queued here too).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
 
 from grpclib.protocol import H2Protocol
 from grpclib.server import Server
+
+from leasehold.gateway._admission import Admission, AdmissionSettings, DroppingHandler
+from leasehold.gateway._h2guard import (
+    ConnectionTracker,
+    GuardedH2Protocol,
+    GuardLimits,
+    flow_control_config,
+)
+from leasehold.gateway._refusals import Refusals
+
+if TYPE_CHECKING:
+    from grpclib._typing import IServable
 
 
 class CoalescingTransport(asyncio.Transport):
@@ -95,18 +108,41 @@ class CoalescingTransport(asyncio.Transport):
         return self._inner.get_protocol()
 
 
-class _CoalescingH2Protocol(H2Protocol):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        loop = asyncio.get_running_loop()
-        super().connection_made(CoalescingTransport(transport, loop))
-
-
 class CoalescingServer(Server):
-    """grpclib's Server, its connections writing through a CoalescingTransport."""
+    """grpclib's Server: connections write through a CoalescingTransport, under GuardLimits."""
+
+    def __init__(
+        self,
+        handlers: Collection[IServable],
+        *,
+        limits: GuardLimits | None = None,
+        admission: Admission | None = None,
+    ) -> None:
+        self.limits = limits or GuardLimits()
+        super().__init__(handlers, config=flow_control_config(self.limits))
+        self.admission = admission or Admission(AdmissionSettings(), Refusals())
+        self.refusals = self.admission.refusals
+        self.connections = ConnectionTracker(self.limits.max_connections)
 
     def _protocol_factory(self) -> H2Protocol:
-        # grpclib's factory registers the connection's handler with the server (for
-        # close and wait_closed); keep that, and build our protocol on the same parts.
-        plain = super()._protocol_factory()
-        return _CoalescingH2Protocol(plain.handler, plain.config, plain.h2_config)
+        # grpclib's factory, with our handler and protocol: the handler is registered
+        # with the server (for close and wait_closed) as grpclib's own would be.
+        self.__gc_step__()
+        handler = DroppingHandler(
+            self._mapping,
+            self._codec,
+            self._status_details_codec,
+            self.__dispatch__,
+            admission=self.admission,
+        )
+        self._handlers.add(handler)
+        loop = asyncio.get_running_loop()
+        return GuardedH2Protocol(
+            handler,
+            self._config,
+            self._h2_config,
+            limits=self.limits,
+            refusals=self.refusals,
+            tracker=self.connections,
+            wrap_transport=lambda transport: CoalescingTransport(transport, loop),
+        )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 
 from grpclib import Status
 from grpclib.exceptions import GRPCError
@@ -13,6 +15,32 @@ from leasehold.core import BOOKING_ID_PREFIX, LEASE_ID_PREFIX, Command, SlotKey
 from leasehold.gateway._bridge import call_shard
 from leasehold.gateway._status import fault_error
 from leasehold.shards import Reply, ShardFault, ShardHandle, ShardSet, ShardUnavailable
+
+
+class ReplyLag:
+    """A decaying peak of how long a handler waits, after its shard replied, to resume.
+
+    Under load the reply waits in the event loop's backlog; the deadline handed to a
+    shard is shortened by this, so that a command is not applied when its reply
+    could not reach the caller in time (docs/operations.md, the deadline rule).
+    """
+
+    # The peak halves every HALF_LIFE_S: a backlog seen in the last second still counts,
+    # however many calls went by since (a per-call decay forgot it in ~70 ms at 1k/s).
+    HALF_LIFE_S = 0.5
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.peak_s = 0.0
+        self._at = clock()
+
+    def observe(self, seconds: float) -> None:
+        self.peak_s = max(seconds, self.seconds())
+        self._at = self._clock()
+
+    def seconds(self) -> float:
+        elapsed = self._clock() - self._at
+        return float(self.peak_s * 0.5 ** (elapsed / self.HALF_LIFE_S))
 
 
 class Router:
@@ -25,6 +53,7 @@ class Router:
         self._waiting: set[asyncio.Future[Reply]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        self.reply_lag = ReplyLag()
 
     def for_slot(self, key: SlotKey) -> ShardHandle:
         return self.shard_set.for_key(key.merchant_id, key.service_id)
@@ -57,12 +86,19 @@ class Router:
         if self.draining:
             raise fault_error(ShardFault.UNAVAILABLE)
         remaining = None if deadline is None else deadline.time_remaining()
-        if remaining is not None and remaining <= 0:
-            raise GRPCError(Status.DEADLINE_EXCEEDED, "deadline exceeded before routing")
+        if remaining is not None:
+            # The shard must finish in time for the reply to cross back and be sent.
+            remaining -= self.reply_lag.seconds()
+            if remaining <= 0:
+                raise GRPCError(
+                    Status.DEADLINE_EXCEEDED, "deadline too close to be met; nothing was changed"
+                )
         self.in_flight += 1
         self._idle.clear()
         try:
-            reply = await call_shard(handle, command, remaining, self._waiting)
+            reply = await call_shard(
+                handle, command, remaining, self._waiting, self.reply_lag.observe
+            )
         except ShardUnavailable as unavailable:
             raise fault_error(unavailable.fault) from None
         finally:

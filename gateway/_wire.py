@@ -28,13 +28,23 @@ class _RawStream(Protocol):
 
 async def read_request(stream: Stream[Any, Any], message_type: type[M]) -> M:
     """The single request message of a unary call, or a GRPCError that says what is wrong."""
+    message = await read_message(stream, message_type)
+    if message is None:
+        raise GRPCError(Status.INVALID_ARGUMENT, "request body: no message was sent")
+    return message
+
+
+async def read_message(stream: Stream[Any, Any], message_type: type[M]) -> M | None:
+    """The next request message, None at the end of the stream, or a GRPCError."""
     # grpclib keeps the HTTP/2 stream as `_stream`; stable across 0.4.x, and the only way
     # to see the length prefix before the body is buffered.
     raw: _RawStream = stream._stream
     try:
         prefix = await raw.recv_data(_PREFIX.size)
+        if not prefix:
+            return None
         if len(prefix) != _PREFIX.size:
-            raise GRPCError(Status.INVALID_ARGUMENT, "request body: no message was sent")
+            raise GRPCError(Status.INVALID_ARGUMENT, "request body: truncated message")
         compressed, length = _PREFIX.unpack(prefix)
         if compressed:
             raise GRPCError(Status.UNIMPLEMENTED, "request body: compression is not supported")

@@ -24,7 +24,18 @@ import trio
 from grpclib.server import Server
 
 from leasehold.core import LeaseSettings, SlotSpec
-from leasehold.gateway import CoalescingServer, Router, TrioGuest, build_services, pin_client_name
+from leasehold.gateway import (
+    Admission,
+    AdmissionSettings,
+    CoalescingServer,
+    GuardLimits,
+    Refusals,
+    Router,
+    TrioGuest,
+    build_services,
+    pin_client_name,
+    quiet_floods,
+)
 from leasehold.health import HealthConfig, HealthListenError, HealthServer, serve_health
 from leasehold.shards import (
     DataDirError,
@@ -37,6 +48,8 @@ from leasehold.shards import (
 )
 
 DEFAULT_LEASE_SETTINGS = LeaseSettings()
+DEFAULT_LIMITS = GuardLimits()
+DEFAULT_ADMISSION = AdmissionSettings()
 
 
 class ServerFailed(Exception):
@@ -63,6 +76,9 @@ class ServeConfig:
     persistence: Persistence | None = None
     # The websocket health stream (health._server); None: none (tests).
     health: HealthConfig | None = None
+    # HTTP/2 and connection limits, and admission of calls (gateway._h2guard, _admission).
+    limits: GuardLimits = DEFAULT_LIMITS
+    admission: AdmissionSettings = DEFAULT_ADMISSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +88,8 @@ class Ready:
     router: Router
     # The health stream's bound port; None when it is not served.
     health_port: int | None = None
+    # What the gateway refused, counted (a frozen copy: `refusals.snapshot()`).
+    refusals: Refusals | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +122,10 @@ async def serve(
     # The one waiter on the trio run's outcome: an outcome can be unwrapped only once.
     ended = asyncio.ensure_future(guest.wait_done())
     router = Router(side.shard_set)
-    server = CoalescingServer(build_services(router, config.slots))
+    refusals = Refusals()
+    admission = Admission(config.admission, refusals)
+    services = build_services(router, config.slots, admission)
+    server = CoalescingServer(services, limits=config.limits, admission=admission)
     if config.tls_client_name is not None:
         pin_client_name(server, config.tls_client_name)
     if side.health is not None:
@@ -117,9 +138,11 @@ async def serve(
         raise
     try:
         health_port = None if side.health is None else side.health.port
-        on_ready(Ready(config.host, _bound_port(server), router, health_port))
-        await _wait_for_stop_or_crash(stop, ended)
+        on_ready(Ready(config.host, _bound_port(server), router, health_port, refusals))
+        with quiet_floods(refusals):
+            await _wait_for_stop_or_crash(stop, ended)
     finally:
+        refusals.close()
         if ended.done():
             router.fail_in_flight()  # no shard will answer them: say so now, not after the drain
         # New calls are answered UNAVAILABLE; calls under way get drain_seconds to finish

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import resource
 import ssl
 import sys
 import time
@@ -35,7 +36,7 @@ from leasehold.core import (
     demo_feed,
     parse_feed_json,
 )
-from leasehold.gateway import TlsSettings, certificate_names, server_context
+from leasehold.gateway import GuardLimits, TlsSettings, certificate_names, server_context
 from leasehold.health import DEFAULT_PORT as DEFAULT_HEALTH_PORT
 from leasehold.health import HealthConfig, HealthListenError
 from leasehold.shards import (
@@ -51,6 +52,9 @@ from leasehold.tuning import tune_for_long_lived_state, tune_thread_handoffs
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+# Open files the server holds besides gRPC connections: journals, snapshots, the health
+# stream's watchers (up to 256 and its pending ones), listeners.
+_FILES_BESIDES_CONNECTIONS = 1024
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -241,6 +245,7 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument(
         "--log-level", choices=LOG_LEVELS, default="info", help="least severe level logged"
     )
+    _limit_flags(serve_cmd)
     watch_cmd = commands.add_parser("watch", help="live terminal view of every shard")
     watch_cmd.add_argument("url", nargs="?", default=health_url("127.0.0.1", DEFAULT_HEALTH_PORT))
     watch_cmd.add_argument("--token", help="the server's --health-token")
@@ -278,12 +283,65 @@ class _ShowDefaults(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+def _limit_flags(serve_cmd: argparse.ArgumentParser) -> None:
+    default = GuardLimits()
+    limits = serve_cmd.add_argument_group("connection limits (docs/operations.md)")
+    limits.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=default.max_connections,
+        help="gRPC connections served at once; more are closed at once "
+        f"(default {default.max_connections})",
+    )
+    limits.add_argument(
+        "--handshake-timeout",
+        type=_positive_float,
+        default=default.handshake_timeout_s,
+        metavar="SECONDS",
+        help="close a connection that has not sent its HTTP/2 preface by then",
+    )
+    limits.add_argument(
+        "--idle-timeout",
+        type=_positive_float,
+        default=default.idle_timeout_s,
+        metavar="SECONDS",
+        help="close a connection with no call for this long",
+    )
+
+
+def _guard_limits(args: argparse.Namespace) -> GuardLimits:
+    return GuardLimits(
+        max_connections=args.max_connections,
+        handshake_timeout_s=args.handshake_timeout,
+        idle_timeout_s=args.idle_timeout,
+    )
+
+
+def _raise_open_file_limit(max_connections: int) -> str | None:
+    """Raise the soft open-file limit towards the hard one, enough for the connection cap
+    plus the files and sockets the rest of the server holds; a problem line, or None."""
+    wanted = max_connections + _FILES_BESIDES_CONNECTIONS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        return (
+            f"--max-connections {max_connections} needs {wanted} open files "
+            f"and the hard limit is {hard}"
+        )
+    return None
+
+
 def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.default_lease_ttl > args.max_lease_ttl:
         parser.error("--default-lease-ttl must not exceed --max-lease-ttl")
     tls_problem = _tls_flag_problem(args)
     if tls_problem:
         parser.error(tls_problem)
+    files_problem = _raise_open_file_limit(args.max_connections)
+    if files_problem:
+        return _fail(files_problem, EXIT_USAGE)
     try:
         ssl_context = _ssl_context(args)
     except (OSError, ssl.SSLError) as problem:
@@ -329,6 +387,7 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             ssl_context=ssl_context,
             client_cert_ok=_client_cert_check(args.tls_client_name),
         ),
+        limits=_guard_limits(args),
     )
     configure_logging(args.log_format, args.log_level)
     try:

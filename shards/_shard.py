@@ -86,6 +86,7 @@ class Shard:
         # Invariant: bounded by the command types, and by those times the refusal types.
         self._times_by_kind: dict[type[Command], LatencyHistogram] = {}
         self._refusals: dict[tuple[type[Command], type[BookingError]], int] = {}
+        self.reply_margin = ReplyMargin()
 
     def statistics(self) -> ShardStats:
         counters = self.state.counters()
@@ -200,12 +201,15 @@ class Shard:
 
     def _serve(self, request: ShardRequest) -> None:
         now = trio.current_time()
-        if now >= request.deadline:
-            # The caller has given up: applying now could half-apply from its view.
+        if now + self.reply_margin.seconds() >= request.deadline:
+            # The reply could not reach the caller in time: applying it now would leave a
+            # change (a held spot) the caller never hears of.
             self._deadline_dropped += 1
+            self.reply_margin.observe(0.0)  # a drop lets the peak decay as a reply would
             request.reply(ShardFault.DEADLINE_EXCEEDED)
             return
         command = request.command
+        applied_at = time.perf_counter()
         outcome = execute(self.state, command, self._clock.wall_ns_at(now))
         self._operations += 1
         by_kind = self._by_kind
@@ -221,9 +225,11 @@ class Shard:
             self._refusals[refusal] = self._refusals.get(refusal, 0) + 1
 
         def deliver() -> None:
-            elapsed = time.perf_counter() - request.submitted_at
+            delivered_at = time.perf_counter()
+            elapsed = delivered_at - request.submitted_at
             self.service_times.record(elapsed)
             times.record(elapsed)
+            self.reply_margin.observe(delivered_at - applied_at)
             request.reply(result)
 
         events = outcome.events
@@ -247,6 +253,29 @@ class ShardHandle:
             raise ShardUnavailable(ShardFault.OVERLOADED) from None
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise ShardUnavailable(ShardFault.UNAVAILABLE) from None
+
+
+class ReplyMargin:
+    """How close to its deadline a request may still be started (docs/operations.md).
+
+    The floor covers the gateway's encode and send of the reply; on top comes a
+    decaying peak of this shard's recent apply-to-deliver times (the journal's
+    commit, under sync durability), so a slow fsync widens the margin at once and
+    it narrows again over the next few hundred requests (dropped ones included: were
+    only replies to narrow it, a wide margin could drop every request for good).
+    """
+
+    FLOOR_S = 0.001
+    DECAY = 0.99  # per observed reply
+
+    def __init__(self) -> None:
+        self.peak_s = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.peak_s = max(seconds, self.peak_s * self.DECAY)
+
+    def seconds(self) -> float:
+        return self.FLOOR_S + self.peak_s
 
 
 def _nothing_to_deliver() -> None:

@@ -13,7 +13,7 @@ from grpclib.testing import ChannelFor
 
 from leasehold._app import ServeConfig, start_shards
 from leasehold.core import LeaseSettings, SlotSpec
-from leasehold.gateway import Router, build_services
+from leasehold.gateway import Admission, Router, build_services
 
 TEST_TIMEOUT_S = 30.0
 
@@ -32,6 +32,7 @@ async def in_memory_gateway(
     mailbox_capacity: int = 64,
     settings: LeaseSettings | None = None,
     trio_clock: trio.abc.Clock | None = None,
+    admission: Admission | None = None,
 ) -> AsyncIterator[Harness]:
     config = ServeConfig(
         slots=slots,
@@ -43,7 +44,7 @@ async def in_memory_gateway(
     shard_set, guest = await start_shards(config)
     router = Router(shard_set)
     try:
-        async with ChannelFor(build_services(router, slots)) as channel:
+        async with ChannelFor(build_services(router, slots, admission)) as channel:
             yield Harness(channel, router)
     finally:
         shard_set.close()

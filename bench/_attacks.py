@@ -1,0 +1,487 @@
+"""`leasehold bench attack PROBE`: the hostile-load probes of issue 15, printing its target figures.
+
+    leasehold bench attack rapid-reset [--seconds 10] [--runs N] [serve flags...]
+    leasehold bench attack overload [--seconds 30] [--callers 1000] [--deadline-ms 100]
+    leasehold bench attack big-frames [--connections 40]
+
+Each run starts its own server (`--spawn` style, on a fresh data dir and feed),
+sends the attack from client processes at nice 10, samples the server's RSS
+from /proc, and prints one line of figures; with --runs N, also the medians.
+- rapid-reset: HEADERS + RST_STREAM(CANCEL) pairs at full speed, reconnecting
+  whenever the server closes; a health Check every 10 ms meanwhile (p99), and
+  each attacking connection's time from its first frame to its close.
+- overload: CreateLease at concurrency 50 with 5 s deadlines (the capacity),
+  then `--callers` callers with `--deadline-ms` deadlines, honouring the
+  server's grpc-retry-pushback-ms; goodput against capacity, p99 of successes,
+  and the spots held by leases whose creating call failed (spots taken during
+  the phase, from CheckAvailability, less the leases granted to callers).
+- big-frames: connections that each declare a 16 MiB frame and send its body.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import queue
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from leasehold.bench._feed import SlotGroup, build_slots, write_feed
+from leasehold.bench._server import SpawnedServer, serve_command
+from leasehold.core import NANOS_PER_SECOND, SlotKey
+from leasehold.proto.v2 import booking_pb2 as pb2
+
+CLIENT_NICE = 10
+_NICE_ENV = "LEASEHOLD_ATTACK_NICE"  # how the spawned load processes learn --client-nice
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+CREATE_LEASE = "/ext.maps.booking.partner.v2.BookingService/CreateLease"
+CHECK_AVAILABILITY = "/ext.maps.booking.partner.v2.BookingService/CheckAvailability"
+PUSHBACK = "grpc-retry-pushback-ms"
+# Leases live past the run, so every spot a phase took is still held when counted.
+LEASE_TTL_S = 600
+# Enough spots that a slot never runs out in a 30 s run at the server's capacity.
+SLOT_COUNT, SPOTS_PER_SLOT = 400, 1000
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="leasehold bench attack")
+    parser.add_argument("probe", choices=sorted(PROBES))
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--seconds", type=float, help="attack length (default per probe)")
+    parser.add_argument("--callers", type=int, default=1000)
+    parser.add_argument("--deadline-ms", type=float, default=100.0)
+    parser.add_argument("--connections", type=int, default=40)
+    parser.add_argument(
+        "--client-nice", type=int, default=CLIENT_NICE, help="nice increment of the load processes"
+    )
+    ns, serve_flags = parser.parse_known_args(argv)
+    os.environ[_NICE_ENV] = str(ns.client_nice)
+    figures: list[dict[str, float]] = []
+    for run in range(ns.runs):
+        with _server(serve_flags) as server:
+            result = PROBES[ns.probe](server, ns)
+        figures.append(result)
+        print(f"run {run + 1}: " + _line(result), flush=True)
+    if ns.runs > 1:
+        medians = {k: statistics.median(f[k] for f in figures) for k in figures[0]}
+        print(f"median of {ns.runs}: " + _line(medians))
+    return 0
+
+
+def _line(figures: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.4g}" for name, value in figures.items())
+
+
+@contextlib.contextmanager
+def _server(serve_flags: list[str]) -> Iterator[SpawnedServer]:
+    with tempfile.TemporaryDirectory(prefix="leasehold-attack-") as tmp:
+        now = int(time.time())
+        slots = build_slots([SlotGroup("attack", SLOT_COUNT, SPOTS_PER_SLOT)], now)
+        feed = write_feed(Path(tmp) / "feed.json", slots, now)
+        server = SpawnedServer(serve_command(feed, Path(tmp) / "data", None, serve_flags))
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class RssSampler:
+    """The server's RSS every 100 ms, in a thread; `peak` since start."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self.before = rss_mb(pid)
+        self.peak = self.before
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.peak = max(self.peak, rss_mb(self._pid))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return rss_mb(self._pid)
+
+
+def _in_child(target: Callable[..., None], *args: Any) -> tuple[Any, Any]:
+    """Start `target(*args, results)` in a fresh process (spawned: grpcio must not fork)."""
+    context = multiprocessing.get_context("spawn")
+    results: Any = context.Queue()
+    process = context.Process(target=target, args=(*args, results), daemon=True)
+    process.start()
+    return process, results
+
+
+def _collect(processes: list[tuple[Any, Any]], timeout_s: float) -> list[Any]:
+    out = []
+    for process, results in processes:
+        try:
+            out.append(results.get(timeout=timeout_s))
+        except queue.Empty:
+            raise RuntimeError("a load process gave no result") from None
+        process.join(timeout=10)
+    return out
+
+
+# --- rapid reset ------------------------------------------------------------------------
+
+
+def rapid_reset(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
+    seconds = ns.seconds or 10.0
+    sampler = RssSampler(server.process.pid)
+    attacker = _in_child(_reset_attacker, server.port, seconds)
+    latencies, failures = _health_probe(server.target, seconds)
+    [(pairs, closes)] = _collect([attacker], timeout_s=seconds + 30)
+    time.sleep(1.0)  # what the server keeps after the attack
+    after = sampler.stop()
+    return {
+        "health_p99_ms": _percentile(latencies, 99) * 1000,
+        "health_failed": failures,
+        "pairs_per_s": pairs / seconds,
+        "connections": len(closes),
+        "close_median_s": statistics.median(closes) if closes else float("nan"),
+        "close_max_s": max(closes) if closes else float("nan"),
+        "rss_before_mb": sampler.before,
+        "rss_growth_peak_mb": sampler.peak - sampler.before,
+        "rss_growth_after_mb": after - sampler.before,
+    }
+
+
+def _health_probe(target: str, seconds: float) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    failures = 0
+    with grpc.insecure_channel(target) as channel:
+        check = channel.unary_unary(HEALTH_CHECK, lambda b: b, lambda b: b)
+        check(b"", timeout=5)  # connected before the attack starts
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            started = time.monotonic()
+            try:
+                check(b"", timeout=1.0)
+                latencies.append(time.monotonic() - started)
+            except grpc.RpcError:
+                failures += 1
+                latencies.append(1.0)
+            time.sleep(0.01)
+    return latencies, failures
+
+
+def _reset_attacker(port: int, seconds: float, results: Any) -> None:
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from h2.errors import ErrorCodes
+
+    _be_nice()
+    headers = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", HEALTH_CHECK),
+        (":authority", "localhost"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ]
+    pairs, closes = 0, []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=2.0)
+        conn = H2Connection(H2Configuration(client_side=True))
+        conn.initiate_connection()
+        started = time.monotonic()
+        try:
+            sock.sendall(conn.data_to_send())
+            while time.monotonic() < end:
+                for _ in range(100):
+                    stream_id = conn.get_next_available_stream_id()
+                    conn.send_headers(stream_id, headers)
+                    conn.reset_stream(stream_id, ErrorCodes.CANCEL)
+                sock.sendall(conn.data_to_send())
+                pairs += 100
+                if _closed_by_peer(sock):
+                    raise ConnectionResetError
+        except OSError:
+            closes.append(time.monotonic() - started)
+        finally:
+            sock.close()
+    results.put((pairs, closes))
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """Read what the server sent, without waiting; True once it has closed."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        while True:
+            if not sock.recv(65536):
+                return True
+    except BlockingIOError:
+        return False
+    except ConnectionError:  # reset by the server: closed too
+        return True
+    finally:
+        sock.settimeout(timeout)
+
+
+# --- overload ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseResult:
+    granted: int  # leases granted to their callers
+    latencies: list[float]  # of the granted calls
+    codes: dict[str, int]
+
+
+def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
+    seconds = ns.seconds or 30.0
+    keys = build_slots([SlotGroup("attack", SLOT_COUNT, SPOTS_PER_SLOT)], int(time.time()))
+    # The server's feed was built from the same clock moments ago: same keys unless a
+    # day turned over in between (then the run fails loudly: unknown slots).
+    slot_keys = [s.key for s in keys]
+    capacity = _phase(server, slot_keys, callers=50, deadline_s=5.0, seconds=10.0, tag="cap")
+    held_before = _held(server.target, slot_keys)
+    sampler = RssSampler(server.process.pid)
+    hostile = _phase(
+        server, slot_keys, ns.callers, ns.deadline_ms / 1000, seconds, tag="over", processes=2
+    )
+    after = sampler.stop()
+    time.sleep(1.2)  # the server's last summary line of refusals
+    phantom = _held(server.target, slot_keys) - held_before - hostile.granted
+    capacity_per_s = capacity.granted / 10.0
+    goodput = hostile.granted / seconds
+    return {
+        "capacity_per_s": capacity_per_s,
+        "goodput_per_s": goodput,
+        "goodput_share": goodput / capacity_per_s if capacity_per_s else 0.0,
+        "p99_ok_ms": _percentile(hostile.latencies, 99) * 1000,
+        "resource_exhausted": hostile.codes.get("RESOURCE_EXHAUSTED", 0),
+        "deadline_exceeded": hostile.codes.get("DEADLINE_EXCEEDED", 0),
+        "server_late_replies": _summed(server.output, "replies finished after"),
+        "server_dropped_too_close": _summed(server.output, "calls dropped: deadline too close"),
+        "server_refused_behind": _summed(server.output, "calls refused RESOURCE_EXHAUSTED"),
+        "phantom_spots": phantom,
+        "phantom_share": phantom / max(hostile.granted + phantom, 1),
+        "rss_before_mb": sampler.before,
+        "rss_peak_mb": sampler.peak,
+        "rss_after_mb": after,
+    }
+
+
+def _phase(
+    server: SpawnedServer,
+    keys: list[SlotKey],
+    callers: int,
+    deadline_s: float,
+    seconds: float,
+    tag: str,
+    processes: int = 1,
+) -> PhaseResult:
+    children = [
+        _in_child(
+            _lease_callers,
+            server.target,
+            keys,
+            callers // processes,
+            deadline_s,
+            seconds,
+            f"{tag}{i}",
+        )
+        for i in range(processes)
+    ]
+    parts: list[PhaseResult] = _collect(children, timeout_s=seconds + 60)
+    codes: dict[str, int] = {}
+    for part in parts:
+        for code, n in part.codes.items():
+            codes[code] = codes.get(code, 0) + n
+    return PhaseResult(
+        sum(p.granted for p in parts), [x for p in parts for x in p.latencies], codes
+    )
+
+
+def _lease_callers(
+    target: str,
+    keys: list[SlotKey],
+    callers: int,
+    deadline_s: float,
+    seconds: float,
+    tag: str,
+    results: Any,
+) -> None:
+    _be_nice()
+    results.put(asyncio.run(_callers(target, keys, callers, deadline_s, seconds, tag)))
+
+
+async def _callers(
+    target: str, keys: list[SlotKey], callers: int, deadline_s: float, seconds: float, tag: str
+) -> PhaseResult:
+    # A grpcio channel is one connection of at most 100 streams: one per 100 callers.
+    channels = [
+        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(max(1, callers // 100))
+    ]
+    latencies: list[float] = []
+    codes: dict[str, int] = {}
+    expiry_ns = (int(time.time()) + LEASE_TTL_S) * NANOS_PER_SECOND
+    end = time.monotonic() + seconds
+
+    async def caller(index: int) -> None:
+        call = channels[index % len(channels)].unary_unary(
+            CREATE_LEASE,
+            pb2.CreateLeaseRequest.SerializeToString,
+            pb2.CreateLeaseResponse.FromString,
+        )
+        n = 0
+        while time.monotonic() < end:
+            n += 1
+            key = keys[(index * 7919 + n) % len(keys)]
+            request = _lease_request(key, f"{tag}-{index}-{n}", expiry_ns)
+            started = time.monotonic()
+            pending = call(request, timeout=deadline_s)
+            try:
+                reply = await pending
+            except grpc.aio.AioRpcError as error:
+                name = error.code().name
+                codes[name] = codes.get(name, 0) + 1
+                pushback = dict(error.trailing_metadata() or ()).get(PUSHBACK)
+                if pushback is not None:
+                    await asyncio.sleep(int(pushback) / 1000)
+                continue
+            if reply.HasField("lease"):
+                latencies.append(time.monotonic() - started)
+            else:
+                codes["BOOKING_FAILURE"] = codes.get("BOOKING_FAILURE", 0) + 1
+
+    await asyncio.gather(*(caller(i) for i in range(callers)))
+    for channel in channels:
+        await channel.close()
+    return PhaseResult(len(latencies), latencies, codes)
+
+
+def _summed(output: list[str], what: str) -> int:
+    """The total of one kind of refusal over the server's summary lines so far."""
+    total = 0
+    for line in output:
+        for part in line.split(": ", 1)[-1].split("; "):
+            count, _, text = part.partition(" ")
+            if text.startswith(what) and count.isdigit():
+                total += int(count)
+    return total
+
+
+def _lease_request(key: SlotKey, reference: str, expiry_ns: int) -> pb2.CreateLeaseRequest:
+    slot = pb2.Slot(merchant_id=key.merchant_id, service_id=key.service_id)
+    slot.start_time.seconds = key.start_sec
+    slot.duration.seconds = key.duration_sec
+    lease = pb2.Lease(slot=slot, user_reference=reference)
+    lease.lease_expiration_time.seconds, lease.lease_expiration_time.nanos = divmod(
+        expiry_ns, NANOS_PER_SECOND
+    )
+    return pb2.CreateLeaseRequest(lease=lease)
+
+
+def _held(target: str, keys: list[SlotKey]) -> int:
+    """Spots taken now, over all the run's slots."""
+    with grpc.insecure_channel(target) as channel:
+        check = channel.unary_unary(
+            CHECK_AVAILABILITY,
+            pb2.CheckAvailabilityRequest.SerializeToString,
+            pb2.CheckAvailabilityResponse.FromString,
+        )
+        available = 0
+        for key in keys:
+            request = pb2.CheckAvailabilityRequest(slot=_lease_request(key, "", 0).lease.slot)
+            available += check(request, timeout=10).count_available
+    return len(keys) * SPOTS_PER_SLOT - available
+
+
+# --- declared 16 MiB frames -------------------------------------------------------------
+
+
+def big_frames(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
+    seconds = ns.seconds or 5.0
+    sampler = RssSampler(server.process.pid)
+    child = _in_child(_frame_senders, server.port, ns.connections, seconds)
+    [(closed, sent_mb)] = _collect([child], timeout_s=seconds + 30)
+    after = sampler.stop()
+    return {
+        "connections_closed": closed,
+        "sent_mb": sent_mb,
+        "rss_before_mb": sampler.before,
+        "rss_growth_peak_mb": sampler.peak - sampler.before,
+        "rss_growth_after_mb": after - sampler.before,
+    }
+
+
+def _frame_senders(port: int, connections: int, seconds: float, results: Any) -> None:
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+
+    _be_nice()
+    socks = []
+    header = (2**24 - 1).to_bytes(3, "big") + b"\x00\x00" + (1).to_bytes(4, "big")
+    for _ in range(connections):
+        sock = socket.create_connection(("127.0.0.1", port))
+        conn = H2Connection(H2Configuration(client_side=True))
+        conn.initiate_connection()
+        # A DATA frame on stream 1 declaring 2**24 - 1 bytes (the most the header can say).
+        with contextlib.suppress(OSError):  # closed already: counted below
+            sock.sendall(conn.data_to_send() + header)
+        sock.setblocking(False)
+        socks.append(sock)
+    body = b"\x00" * 65536
+    sent, open_ = 0, set(range(connections))
+    end = time.monotonic() + seconds
+    while open_ and time.monotonic() < end:
+        for i in list(open_):
+            try:
+                sent += socks[i].send(body)
+            except BlockingIOError:
+                pass
+            except OSError:
+                open_.discard(i)
+                continue
+            if _closed_by_peer(socks[i]):
+                open_.discard(i)
+        time.sleep(0.001)
+    for sock in socks:
+        sock.close()
+    results.put((connections - len(open_), sent / 1024 / 1024))
+
+
+def _be_nice() -> None:
+    os.nice(int(os.environ.get(_NICE_ENV, CLIENT_NICE)))
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+
+
+PROBES: dict[str, Callable[[SpawnedServer, argparse.Namespace], dict[str, float]]] = {
+    "big-frames": big_frames,
+    "overload": overload,
+    "rapid-reset": rapid_reset,
+}

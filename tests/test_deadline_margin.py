@@ -1,0 +1,71 @@
+"""A shard does not start a command whose reply could not reach the caller before its deadline."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+
+from leasehold import core
+from leasehold.core import ApiVersion, CheckAvailability, CreateLease, SlotKey, SlotRef, SlotSpec
+from leasehold.gateway._router import ReplyLag
+from leasehold.shards import ShardFault, ShardSet, call, run_shards
+from leasehold.shards._shard import ReplyMargin
+
+ANCHOR_NS = 1_767_225_600 * core.NANOS_PER_SECOND
+KEY = SlotKey("m1", "haircut", 1_767_254_400, 1800)
+
+
+@pytest.fixture
+async def shard_set(nursery: trio.Nursery) -> AsyncIterator[ShardSet]:
+    shard_set: ShardSet = await nursery.start(
+        lambda task_status: run_shards(
+            [SlotSpec(KEY, spots=2, spots_total=2)],
+            shard_count=1,
+            mailbox_capacity=4,
+            entropy=lambda: bytes(15),
+            wall_anchor_ns=ANCHOR_NS,
+            task_status=task_status,
+        )
+    )
+    yield shard_set
+    shard_set.close()
+
+
+def lease(ref: str) -> CreateLease:
+    expiry = ANCHOR_NS + 30 * core.NANOS_PER_SECOND + int(trio.current_time() * 1e9)
+    return CreateLease(ApiVersion.V2, SlotRef(KEY, "tag"), ref, expiry)
+
+
+async def test_a_lease_too_close_to_its_deadline_is_not_applied(shard_set: ShardSet) -> None:
+    handle = shard_set.handles[0]
+    # Half the margin's floor left: the reply could not be sent in time.
+    close = trio.current_time() + ReplyMargin.FLOOR_S / 2
+    assert await call(handle, lease("close"), deadline=close) is ShardFault.DEADLINE_EXCEEDED
+    assert await call(handle, CheckAvailability(KEY)) == 2
+    roomy = trio.current_time() + 1.0
+    assert not isinstance(await call(handle, lease("roomy"), deadline=roomy), ShardFault)
+    assert await call(handle, CheckAvailability(KEY)) == 1
+
+
+def test_a_slow_reply_widens_the_margin_and_it_narrows_again() -> None:
+    margin = ReplyMargin()
+    assert margin.seconds() == ReplyMargin.FLOOR_S
+    margin.observe(0.050)  # a 50 ms journal commit
+    assert margin.seconds() == pytest.approx(ReplyMargin.FLOOR_S + 0.050)
+    for _ in range(500):
+        margin.observe(0.0001)
+    assert margin.seconds() < ReplyMargin.FLOOR_S + 0.001
+
+
+def test_the_gateway_reply_lag_halves_each_half_life() -> None:
+    now = [100.0]
+    lag = ReplyLag(clock=lambda: now[0])
+    lag.observe(0.040)
+    lag.observe(0.001)  # a short lag does not hide the recent long one
+    assert lag.seconds() == pytest.approx(0.040)
+    now[0] += ReplyLag.HALF_LIFE_S
+    assert lag.seconds() == pytest.approx(0.020)
+    now[0] += 10 * ReplyLag.HALF_LIFE_S
+    assert lag.seconds() < 0.0001
