@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,3 +57,14 @@ def running_server(data_dir: Path, *args: str) -> Iterator[ServerProcess]:
     finally:
         server.kill()
         server.stop()  # reaps it and closes the pipe
+
+
+# A text log line: an ISO 8601 UTC timestamp in ms and the level, then the message.
+LOG_PREFIX = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO|WARNING) +")
+
+
+def messages(output: list[str]) -> list[str]:
+    """The log's messages, each line checked to carry a timestamp and a level first."""
+    lines = "".join(output).splitlines()
+    assert all(LOG_PREFIX.match(line) for line in lines), lines
+    return [LOG_PREFIX.sub("", line, count=1) for line in lines]

@@ -17,7 +17,13 @@ from pathlib import Path
 import grpc
 import pytest
 from _api import booking_v0, booking_v2, lease_v0, lease_v2, slot_v2
-from _server_process import ServerProcess, leasehold_executable, running_server, write_feed
+from _server_process import (
+    ServerProcess,
+    leasehold_executable,
+    messages,
+    running_server,
+    write_feed,
+)
 from grpclib.health.v1 import health_pb2
 from grpclib.reflection.v1 import reflection_pb2 as reflection_v1
 from grpclib.reflection.v1alpha import reflection_pb2 as reflection_v1alpha
@@ -148,17 +154,6 @@ def list_services(channel: grpc.Channel, module: object, version: str) -> set[st
     )
     replies = call(iter([request_type(list_services="")]), timeout=CALL_TIMEOUT_S)
     return {s.name for reply in replies for s in reply.list_services_response.service}
-
-
-# A text log line: an ISO 8601 UTC timestamp in ms and the level, then the message.
-LOG_PREFIX = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO|WARNING) +")
-
-
-def messages(output: list[str]) -> list[str]:
-    """The log's messages, each line checked to carry a timestamp and a level first."""
-    lines = "".join(output).splitlines()
-    assert all(LOG_PREFIX.match(line) for line in lines), lines
-    return [LOG_PREFIX.sub("", line, count=1) for line in lines]
 
 
 def assert_started_fresh(server: ServerProcess, slots: int, merchants: int, shards: int) -> None:

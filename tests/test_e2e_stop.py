@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 from _api import lease_v2, slot_v2
-from _server_process import running_server, write_feed
+from _server_process import messages, running_server, write_feed
 
 from leasehold.core import SlotKey
 from leasehold.proto.v2 import booking_pb2 as pb2
@@ -87,7 +87,7 @@ def test_sigterm_under_load_answers_flushes_and_exits_zero_in_time(tmp_path: Pat
                 callers.stopping.set()
         callers.channel.close()
         assert code == 0, "".join(server.output)
-    assert "".join(server.output).splitlines()[-1] == "leasehold: stopped"
+    assert messages(server.output)[-1] == "leasehold: stopped"
     assert set(callers.failures) <= STOPPING_CODES, callers.failures
     with (
         running_server(tmp_path / "data", *args) as again,
