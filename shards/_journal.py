@@ -333,13 +333,16 @@ class JournalWriter:
     async def roll(self) -> Path:
         """Flush and fsync, then continue in a new segment (a no-op if this one is empty).
 
-        For snapshots: once a snapshot covers every record before `next_seq`,
-        the segments before the new one can go.
+        The new segment is named after the first record it will hold: records
+        appended while this awaits stay in the buffer and go to the new segment,
+        so they are not counted in its name. For snapshots: once a snapshot
+        covers every record before `next_seq`, the segments before the new one can go.
         """
         await self.flush(sync=True)
         if self._segment_records == 0:
             return self.path
-        first_seq = self.next_seq
+        # Not next_seq: it counts what is still buffered, which the new segment will hold.
+        first_seq = self._first_seq + self._segment_records
         path = self.directory / segment_name(first_seq)
         self._busy = True
         try:
