@@ -71,6 +71,8 @@ class Compactor:
         # snapshot took ~0.6 s per 250k leases and bookings, so that runs in a thread.
         frozen = self._state.freeze()
         data = await trio.to_thread.run_sync(lambda: encode_snapshot(seq, frozen.materialize()))
+        # Records appended during the roll are counted in `seq` but may not be written yet.
+        await self._sink.sync()
         try:
             await trio.to_thread.run_sync(write_snapshot, self._directory, seq, data)
         except OSError as problem:

@@ -221,6 +221,22 @@ class JournalSink(EventSink):
             if not self._closed:
                 await self._writer.roll()
 
+    async def sync(self) -> None:
+        """Write and fsync every record committed so far (replies still go out from the loop).
+
+        For snapshots: one that counts a record must not be durable before the record is,
+        or a restart would number new records from before the snapshot's end.
+        """
+        if self._writer is None:
+            return
+        async with self._writer_lock:
+            if not self._closed:
+                await self._writer.flush(sync=True)
+                return
+        # Closed: the drain wrote and fsynced everything, unless the journal failed.
+        if self._failure is not None:
+            raise JournalFailed(str(self._failure)) from self._failure
+
     @property
     def failed(self) -> bool:
         """A write or fsync failed: replies were withheld, and the journal's end is unknown."""

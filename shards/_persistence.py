@@ -166,7 +166,9 @@ def _check_joins(directory: Path, scan: JournalScan, start: int, expected: Shard
             else f"{directory}: snapshot {start} has no journal after it: "
             f"{directory / segment_name(start)} is missing"
         )
-    must_reach = max(expected.durable_seq, expected.snapshot_seq or 0)
+    # Also without a manifest: the journal must reach the snapshot's end, or new records
+    # would be numbered inside what the snapshot counts and skipped by the next recovery.
+    must_reach = max(expected.durable_seq, expected.snapshot_seq or 0, start)
     if scan.next_seq < must_reach:
         last = scan.segments[-1].path if scan.segments else directory
         raise RecoveryError(
