@@ -26,7 +26,7 @@ from leasehold.shards._datadir import (
 from leasehold.shards._durable_sink import Durability, JournalSink
 from leasehold.shards._journal import JournalWriter
 from leasehold.shards._messages import ShardStats
-from leasehold.shards._persistence import RecoveryReport, recover
+from leasehold.shards._persistence import RecoveryError, RecoveryReport, recover
 from leasehold.shards._shard import EventSink, Shard, ShardHandle
 
 
@@ -174,9 +174,12 @@ async def _open_storage(
         try:
             for index, state in enumerate(states):
                 directory = shard_dir(data_dir, index)
-                opened.append(
-                    await trio.to_thread.run_sync(_open_shard, state, directory, need_manifests)
-                )
+                try:
+                    opened.append(
+                        await trio.to_thread.run_sync(_open_shard, state, directory, need_manifests)
+                    )
+                except RecoveryError as problem:  # the file and offset, and which shard
+                    raise RecoveryError(f"shard {index}: {problem}") from problem
         except BaseException:
             for _, writer, _ in opened:
                 writer.close()

@@ -28,11 +28,13 @@ from grpclib.health.v1 import health_pb2
 from grpclib.reflection.v1 import reflection_pb2 as reflection_v1
 from grpclib.reflection.v1alpha import reflection_pb2 as reflection_v1alpha
 
-from leasehold.core import SlotKey, parse_feed_json
+from leasehold.core import LeaseExpiredEvent, SlotKey, parse_feed_json
 from leasehold.proto.v0 import booking_pb2 as pb0
 from leasehold.proto.v0 import booking_pb2_grpc as grpc0
 from leasehold.proto.v2 import booking_pb2 as pb2
 from leasehold.proto.v2 import booking_pb2_grpc as grpc2
+from leasehold.shards._codec import encode_events
+from leasehold.shards._journal import HEADER, frame, segment_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -233,6 +235,39 @@ def test_busy_port_is_one_clear_line(tmp_path: Path, feed: Path) -> None:
         )
     assert result.returncode == 1
     assert result.stderr.startswith(f"leasehold: error: cannot listen on 127.0.0.1:{port}:")
+
+
+def corrupt_journal(shard: Path, damage: str) -> tuple[str, int]:
+    """Write a two-segment journal with `damage`; the file and byte offset it is found at."""
+    records = [frame(encode_events([LeaseExpiredEvent(f"L{i}")])) for i in range(3)]
+    first = bytearray(HEADER + records[0] + records[1])
+    second_seq = 2
+    if damage == "checksum":
+        first[len(HEADER) + 10] ^= 0xFF  # a payload byte of record 0; record 1 is intact
+    else:  # "gap": the second segment misnamed, as the roll race left it
+        second_seq = 3
+    shard.mkdir(parents=True)
+    (shard / segment_name(0)).write_bytes(first)
+    (shard / segment_name(second_seq)).write_bytes(HEADER + records[2])
+    return (segment_name(0), len(HEADER)) if damage == "checksum" else (segment_name(3), 0)
+
+
+@pytest.mark.parametrize("damage", ["checksum", "gap"])
+def test_a_damaged_journal_is_one_line_naming_shard_file_and_offset(
+    tmp_path: Path, feed: Path, damage: str
+) -> None:
+    data = tmp_path / "data"
+    name, offset = corrupt_journal(data / "shard-001", damage)
+    result = leasehold(
+        "serve", "--feed", str(feed), "--port", "0", "--health-port", "0",
+        "--data-dir", str(data), "--shards", "2",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr  # one line: no traceback
+    assert result.stderr.startswith(
+        f"leasehold: error: cannot recover the stored state: shard 1: "
+        f"{data / 'shard-001' / name}: at byte offset {offset}: "
+    )
 
 
 @pytest.mark.parametrize(
