@@ -27,7 +27,8 @@ from leasehold.shards._persistence import RecoveryReport, recover
 
 ANCHOR_NS = 1_767_225_600 * core.NANOS_PER_SECOND
 KEY = SlotKey("m1", "haircut", 1_767_254_400, 1800)
-SPECS = [SlotSpec(KEY, spots=100, spots_total=100)]
+OTHER = SlotKey("m2", "haircut", 1_767_254_400, 1800)  # another scope (merchant)
+SPECS = [SlotSpec(KEY, spots=100, spots_total=100), SlotSpec(OTHER, spots=100, spots_total=100)]
 
 
 class GatedFsync:
@@ -78,8 +79,8 @@ class RecordingFsync:
         return max((size for ino, size in self.synced if ino == inode), default=0)
 
 
-def lease_command(ref: str) -> CreateLease:
-    return CreateLease(ApiVersion.V2, SlotRef(KEY), ref, None)
+def lease_command(ref: str, key: SlotKey = KEY) -> CreateLease:
+    return CreateLease(ApiVersion.V2, SlotRef(key), ref, None)
 
 
 def fresh_state() -> ShardState:
