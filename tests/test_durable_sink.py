@@ -2,59 +2,30 @@
 
 These tests write real files with real worker threads, so they run on the real
 clock (no autojump) under an absolute timeout. The fsync is injected: a gate the
-test opens one fsync at a time, to look at the sink while an fsync is running.
+test opens one fsync at a time, to look at the sink while an fsync is running, or
+one that records how far each file was synced.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
+from _journal_harness import GatedFsync, RecordingFsync
 
 from leasehold.core import BookingCancelled, Event, ExpiredLeasesForgotten, LeaseExpiredEvent
 from leasehold.shards._codec import decode_events
 from leasehold.shards._durable_sink import Durability, JournalFailed, JournalSink, JournalStats
-from leasehold.shards._journal import JournalWriter, read_journal
+from leasehold.shards._journal import JournalWriter, read_journal, segment_name
 
 pytestmark = pytest.mark.timeout(30)
 
 EVENTS: list[Event] = [LeaseExpiredEvent("L1")]
-
-
-class GatedFsync:
-    """An fsync that tells the test it has started, then waits (in its worker thread) for a
-    permit from `allow`."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self._entered = trio.Event()
-        self._permits = threading.Semaphore(0)
-
-    def __call__(self, fd: int) -> None:
-        trio.from_thread.run_sync(self._enter)
-        if not self._permits.acquire(timeout=20):
-            raise TimeoutError("the test never let this fsync through")
-        os.fsync(fd)
-
-    def _enter(self) -> None:
-        self.calls += 1
-        self._entered.set()
-
-    async def started(self) -> None:
-        """Wait until an fsync is running (one not waited for yet)."""
-        with trio.fail_after(10):
-            await self._entered.wait()
-        self._entered = trio.Event()
-
-    def allow(self, count: int = 1) -> None:
-        for _ in range(count):
-            self._permits.release()
 
 
 class Replies:
@@ -372,3 +343,46 @@ async def test_what_is_answered_is_journalled_in_order(tmp_path: Path) -> None:
         await sink.aclose()
     assert journal_events(tmp_path) == committed
     assert read_journal(tmp_path).next_seq == 2
+
+
+async def test_cancelling_an_async_sink_writes_and_fsyncs_what_is_buffered(
+    tmp_path: Path,
+) -> None:
+    fsync = RecordingFsync()
+    replies = Replies()
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            sink = await started_sink(
+                nursery, tmp_path, Durability.ASYNC, fsync=fsync, flush_interval_s=3600
+            )
+            sink.commit(EVENTS, replies.to("a"))  # the loop was idle: fsynced at once
+            await until_synced(sink)
+            sink.commit([BookingCancelled("B1")], replies.to("b"))  # waits out the hour
+            sink.commit([ExpiredLeasesForgotten(2)], replies.to("c"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert sink.statistics().unsynced_records == 2
+            scope.cancel()
+    assert scope.cancelled_caught
+    assert replies.order == ["a", "b", "c"]  # ASYNC: answered at once, before any fsync
+    assert journal_events(tmp_path) == [*EVENTS, BookingCancelled("B1"), ExpiredLeasesForgotten(2)]
+    segment = tmp_path / segment_name(0)
+    assert fsync.durable_size(segment) == segment.stat().st_size, "written but not fsynced"
+    assert sink.statistics().unsynced_records == 0
+
+
+async def test_cancelling_a_sync_sink_before_its_loop_runs_still_syncs_and_answers(
+    tmp_path: Path,
+) -> None:
+    fsync = RecordingFsync()
+    replies = Replies()
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            sink = await started_sink(nursery, tmp_path, fsync=fsync)
+            sink.commit(EVENTS, replies.to("a"))
+            sink.commit([], replies.to("read"))  # may have seen "a": waits for it
+            scope.cancel()  # no checkpoint since: the loop never took the batch
+    assert scope.cancelled_caught
+    assert replies.order == ["a", "read"]
+    assert journal_events(tmp_path) == EVENTS
+    segment = tmp_path / segment_name(0)
+    assert fsync.durable_size(segment) == segment.stat().st_size
