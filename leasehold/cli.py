@@ -182,6 +182,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a shard snapshots its state after this many journal records",
     )
     serve_cmd.add_argument(
+        "--snapshot-interval",
+        type=_positive_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often a shard checks for --snapshot-every records",
+    )
+    serve_cmd.add_argument(
         "--mailbox",
         type=_positive_int,
         default=1024,
@@ -377,7 +384,9 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         ),
         ssl_context=ssl_context,
         tls_client_name=args.tls_client_name,
-        persistence=Persistence(args.data_dir, durability, args.snapshot_every),
+        persistence=Persistence(
+            args.data_dir, durability, args.snapshot_every, args.snapshot_interval
+        ),
         health=HealthConfig(
             host=args.health_host,
             port=health_port_for(args.port, args.health_port),

@@ -12,7 +12,7 @@ from leasehold.core import LeaseSettings, ShardState, SlotSpec, bucket_of_id, sh
 from leasehold.core import routing_bucket as _bucket
 from leasehold.shards._clock import AnchoredClock
 from leasehold.shards._collector import collector_paused_then_frozen
-from leasehold.shards._compaction import DEFAULT_EVERY_RECORDS, Compactor
+from leasehold.shards._compaction import DEFAULT_EVERY_RECORDS, DEFAULT_INTERVAL_S, Compactor
 from leasehold.shards._datadir import (
     EMPTY_MANIFEST,
     MANIFEST_FORMAT,
@@ -87,6 +87,8 @@ class Persistence:
     durability: Durability
     # A shard snapshots (and drops the journal before it) after this many records.
     snapshot_every: int = DEFAULT_EVERY_RECORDS
+    # How often a shard checks whether `snapshot_every` records have accumulated.
+    snapshot_interval_s: float = DEFAULT_INTERVAL_S
 
 
 async def run_shards(
@@ -126,6 +128,7 @@ async def run_shards(
                     sink,
                     shard_dir(persistence.data_dir, index),
                     every_records=persistence.snapshot_every,
+                    interval_s=persistence.snapshot_interval_s,
                     manifest=keepers[index],
                 )
                 await nursery.start(compactor.run)
