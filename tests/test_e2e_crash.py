@@ -5,12 +5,21 @@ After a kill -9 and a restart on the same data dir: every acknowledged lease
 and booking is there (replays return the original answers), every acknowledged
 cancel holds, and no slot holds more than its spots. Operations that were in
 flight at the kill may or may not have happened; either is allowed.
+
+The compaction test does that over several kill rounds on one data dir while
+shards roll, snapshot and remove covered segments every few tens of ms; the
+start must never be refused. LEASEHOLD_CRASH_ROUNDS and LEASEHOLD_CRASH_SEED
+run more rounds and other kill moments.
 """
 
 from __future__ import annotations
 
+import os
+import random
 import signal
 import threading
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +33,8 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from leasehold.core import SlotKey
 from leasehold.proto.v2 import booking_pb2 as pb2
 from leasehold.proto.v2 import booking_pb2_grpc as grpc2
+from leasehold.shards import shard_dir
+from leasehold.shards._snapshots import snapshot_files
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -43,28 +54,28 @@ class Acked:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def feed(path: Path) -> Path:
+def feed(path: Path, spots: int = SPOTS) -> Path:
     entries = [
         {
             "merchant_id": k.merchant_id,
             "service_id": k.service_id,
             "start_sec": k.start_sec,
             "duration_sec": k.duration_sec,
-            "spots_total": SPOTS,
-            "spots_open": SPOTS,
+            "spots_total": spots,
+            "spots_open": spots,
         }
         for k in SLOTS
     ]
     return write_feed(path, {"service_availability": [{"availability": entries}]})
 
 
-def client(target: str, worker: int, acked: Acked, stop: threading.Event) -> None:
+def client(target: str, name: str, worker: int, acked: Acked, stop: threading.Event) -> None:
     """Lease, book every other lease, cancel every third booking, until the server dies."""
     with grpc.insecure_channel(target) as channel:
         stub = grpc2.BookingServiceStub(channel)
         i = 0
         while not stop.is_set():
-            key, ref = SLOTS[(worker + i) % len(SLOTS)], f"w{worker}-{i}"
+            key, ref = SLOTS[(worker + i) % len(SLOTS)], f"{name}{worker}-{i}"
             i += 1
             try:
                 reply = stub.CreateLease(lease_v2(key, ref), timeout=T)
@@ -95,15 +106,27 @@ def cancel(booking_id: str) -> pb2.UpdateBookingRequest:
     )
 
 
-def load_then_kill(data: Path, feed_path: Path, acked: Acked) -> None:
-    with running_server(data, "--feed", str(feed_path), "--durability", "sync") as server:
+def load_then_kill(
+    data: Path,
+    flags: Sequence[str],
+    acked: Acked,
+    killed_when: Callable[[float], bool],
+    name: str = "w",
+    workers: int = 8,
+) -> None:
+    """Serve on `data`, load it from `workers` threads, SIGKILL it once `killed_when(s)`,
+    `s` the seconds since the load began."""
+    with running_server(data, *flags) as server:
         stop = threading.Event()
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             futures: list[Future[None]] = [
-                pool.submit(client, server.target, w, acked, stop) for w in range(8)
+                pool.submit(client, server.target, name, w, acked, stop) for w in range(workers)
             ]
-            while len(acked.leases) < 60 and not any(f.done() for f in futures):
-                threading.Event().wait(0.01)
+            while not killed_when(time.monotonic() - started):
+                if any(f.done() for f in futures):
+                    break
+                threading.Event().wait(0.002)
             server.process.send_signal(signal.SIGKILL)  # mid-load, no warning
             server.process.wait(timeout=T)
             stop.set()
@@ -114,14 +137,9 @@ def load_then_kill(data: Path, feed_path: Path, acked: Acked) -> None:
         server.process.returncode = 0
 
 
-def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    data, feed_path, acked = tmp_path / "data", feed(tmp_path / "feed.json"), Acked()
-    load_then_kill(data, feed_path, acked)
-    assert acked.leases, "the load never got an answer"
-    with (
-        running_server(data, "--feed", str(feed_path)) as server,
-        grpc.insecure_channel(server.target) as channel,
-    ):
+def check_everything_acknowledged(target: str, acked: Acked, spots: int) -> None:
+    """Every acked lease and booking replays its answer, cancels hold, no slot overbooked."""
+    with grpc.insecure_channel(target) as channel:
         stub = grpc2.BookingServiceStub(channel)
         for (key, ref), lease in acked.leases.items():
             again = stub.CreateLease(lease_v2(key, ref), timeout=T)
@@ -146,4 +164,67 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
             open_now = stub.CheckAvailability(
                 pb2.CheckAvailabilityRequest(slot=slot_v2(key)), timeout=T
             ).count_available
-            assert 0 <= open_now <= SPOTS - holders[key], (key, open_now, holders[key])
+            assert 0 <= open_now <= spots - holders[key], (key, open_now, holders[key])
+
+
+def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    data, feed_path, acked = tmp_path / "data", feed(tmp_path / "feed.json"), Acked()
+    flags = ["--feed", str(feed_path), "--durability", "sync"]
+    load_then_kill(data, flags, acked, lambda _: len(acked.leases) >= 60)
+    assert acked.leases, "the load never got an answer"
+    with running_server(data, "--feed", str(feed_path)) as server:
+        check_everything_acknowledged(server.target, acked, SPOTS)
+
+
+# Kill rounds: a few in CI; LEASEHOLD_CRASH_ROUNDS=20 (and another LEASEHOLD_CRASH_SEED)
+# explores more kill moments locally.
+ROUNDS = int(os.environ.get("LEASEHOLD_CRASH_ROUNDS", "3"))
+SEED = int(os.environ.get("LEASEHOLD_CRASH_SEED", "20"))
+MANY_SPOTS = 100_000  # slots never fill: every round keeps writing
+COMPACTION_SHARDS = 2
+
+
+def covered_segments_left(data: Path) -> bool:
+    """Did the kill land between a roll and the removal of the segments it covers?"""
+    return any(
+        len(list(shard_dir(data, i).glob("journal-*.log"))) > 1 for i in range(COMPACTION_SHARDS)
+    )
+
+
+@pytest.mark.timeout(60 + 30 * ROUNDS)
+def test_sigkill_during_compaction_loses_nothing_and_never_refuses_the_start(
+    tmp_path: Path,
+) -> None:
+    """Rolls, snapshots and removals run every few tens of ms under load; kill -9 at random
+    moments (some inside a roll: counted), restart on the same data dir each round."""
+    rng = random.Random(SEED)
+    data, feed_path, acked = tmp_path / "data", feed(tmp_path / "feed.json", MANY_SPOTS), Acked()
+    flags = [
+        "--feed", str(feed_path), "--durability", "sync", "--shards", str(COMPACTION_SHARDS),
+        "--snapshot-every", "20", "--snapshot-interval", "0.02",
+    ]  # fmt: skip
+    mid_compaction = 0
+    for round_ in range(ROUNDS):
+        before = len(acked.leases)
+        # Even rounds kill at a random moment; odd ones as soon as a roll left a covered
+        # segment (between the roll and the removal), after a random minimum.
+        at_s, in_roll = rng.uniform(0.2, 1.2), round_ % 2 == 1
+
+        def killed_when(elapsed_s: float, at_s: float = at_s, in_roll: bool = in_roll) -> bool:
+            if in_roll and elapsed_s >= at_s:
+                return covered_segments_left(data) or elapsed_s >= at_s + 2
+            return elapsed_s >= at_s
+
+        # A start refused by recovery never serves: running_server raises with its output.
+        load_then_kill(data, flags, acked, killed_when, f"k{round_}-", workers=16)
+        assert len(acked.leases) > before, f"round {round_} (seed {SEED}) got no answer"
+        mid_compaction += covered_segments_left(data)
+    with running_server(data, *flags) as server:
+        check_everything_acknowledged(server.target, acked, MANY_SPOTS)
+    snapshots = [snapshot_files(shard_dir(data, i)) for i in range(COMPACTION_SHARDS)]
+    assert all(snapshots), "the load never reached a snapshot"
+    print(
+        f"compaction crash test: seed {SEED}, {ROUNDS} kills ({mid_compaction} left covered "
+        f"segments), {len(acked.leases)} leases and {len(acked.bookings)} bookings acked, "
+        f"snapshots at {[files[-1][0] for files in snapshots]}"
+    )
