@@ -67,8 +67,8 @@ class Compactor:
         # No checkpoint between these two lines: the snapshot is the state after exactly
         # the records numbered below `seq` (appended ones included, flushed or not).
         seq = self._sink.next_seq
-        # freeze() is milliseconds on this (the shards') thread; turning it into a
-        # snapshot took ~0.6 s per 250k leases and bookings, so that runs in a thread.
+        # freeze() is quick on this (the shards') thread; encoding is not, so it runs in a
+        # worker thread (docs/performance.md).
         frozen = self._state.freeze()
         data = await trio.to_thread.run_sync(lambda: encode_snapshot(seq, frozen.materialize()))
         # Records appended during the roll are counted in `seq` but may not be written yet.

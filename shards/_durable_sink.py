@@ -81,19 +81,8 @@ class JournalStats:
 class JournalSink(EventSink):
     """Journals each command's events and delivers its reply per `durability` (module doc)."""
 
-    # TODO(issue 4's figure, stops 11-13): SYNC's closed-loop `bench flow` runs at 64-76%
-    # of NONE's. Not for CPU: at equal arrival rates (`--rate` 600/800/1000 flows/s,
-    # stop 13) the loop thread's CPU per flow under SYNC was within -4..+9% of NONE's.
-    # It is latency: a write's reply waits (p50) ~8 ms here at 1000 flows/s, a group
-    # commit cycle and a half, and each cycle is ~4 passes of the host loop (this
-    # lock's checkpoint, to_thread's limiter checkpoint, trio's entry-queue task, the
-    # flush task) around a ~0.9 ms fdatasync. A /tmp probe taking the lock without a
-    # checkpoint when free, starting the thread with start_thread_soon and waking the
-    # flush by a pipe cut that wait to 6.1 ms p50, but request p50 moved 16.7 -> 16.5
-    # ms, and closed-loop flows/s (3 pairs) did not move: the other loop passes
-    # (mailbox ~4 ms, the gRPC stack ~6 ms at that load) and the loop thread's CPU
-    # take it back. One writer pass for all shards' buffers would cut passes too;
-    # mind the drains at shutdown, which flush after the shards stop.
+    # TODO(issue 4): SYNC's closed-loop throughput trails NONE's on latency (host loop
+    # passes per group commit), not CPU; see docs/performance.md, "Journal and durability".
 
     def __init__(
         self,

@@ -120,8 +120,8 @@ class ScannedSegment:
     """One segment as a scan read it: its bytes, and where each intact frame lies in them.
 
     Records are not copied out one by one: recovery takes each payload as it
-    decodes it (`payloads`), so a million records cost no JournalRecord objects and
-    no second copy of the journal in memory (together a fifth of a 1M-event restart).
+    decodes it (`payloads`), with no JournalRecord objects and no second copy of
+    the journal in memory (docs/performance.md: what they cost a restart).
     """
 
     path: Path
@@ -494,8 +494,8 @@ def _cut_damaged_tail(path: Path, data: bytes, position: int, *, last: bool) -> 
 def _intact_frame_end(data: bytes, view: memoryview, position: int) -> int | None:
     """The end of the complete frame with a sane length and a matching CRC at `position`.
 
-    `view` is a memoryview of `data`, made once by the caller: one per frame was a
-    third of the scan's time, and the CRC reads through it without a copy.
+    `view` is a memoryview of `data`, made once by the caller (one per frame was
+    costly: docs/performance.md), and the CRC reads through it without a copy.
     """
     if position + FRAME_OVERHEAD > len(data):
         return None

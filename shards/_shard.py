@@ -32,8 +32,8 @@ from leasehold.shards._metrics import LatencyHistogram
 _NANOS = 1_000_000_000
 # Requests served per wake-up before yielding to other tasks (fairness between shards).
 _MAX_BATCH = 64
-# Leases the timer expires before yielding: 100k due at one instant, expired at once,
-# held trio's one thread (every shard) ~250 ms in `bench expiry-storm`.
+# Leases the timer expires before yielding: expiring a mass of leases due at one instant
+# in one go stalls every shard on trio's one thread (docs/performance.md).
 EXPIRY_CHUNK = 256
 
 
@@ -122,9 +122,9 @@ class Shard:
                 timers.cancel_scope.cancel()
 
     async def _serve_until_closed(self) -> None:
-        # No CancelScope per receive: entering and leaving one with a deadline cost
-        # 15-23 us per wake of an idle shard, half of a whole round trip. The timer
-        # task below keeps the deadline instead, and moves it only when it must.
+        # No CancelScope per receive: one per wake of an idle shard cost half of a round
+        # trip (docs/performance.md). The timer task below keeps the deadline instead,
+        # and moves it only when it must.
         receive = self._receive
         while True:
             try:
