@@ -126,16 +126,13 @@ class JournalledShard:
 
 @asynccontextmanager
 async def journalled_shard(
-    directory: Path,
-    fsync: Callable[[int], None],
-    durability: Durability = Durability.SYNC,
-    **sink_options: float,
+    directory: Path, fsync: Callable[[int], None]
 ) -> AsyncIterator[JournalledShard]:
-    """Run a shard on a journal in `directory`; on exit, stop it and drain the sink, as
-    run_shards does. Recovers what `directory` holds first."""
+    """Run a shard on a SYNC journal in `directory`; on exit, stop it and drain the sink,
+    as run_shards does. Recovers what `directory` holds first."""
     state, report = recovered(directory)
     writer = JournalWriter(directory, fsync=fsync, resume=report.journal_end)
-    sink = JournalSink(durability, writer, **sink_options)
+    sink = JournalSink(Durability.SYNC, writer)
     shard = Shard(0, state, AnchoredClock(ANCHOR_NS), mailbox_capacity=64, sink=sink)
 
     async def serve_then_close(task_status: trio.TaskStatus[None]) -> None:
