@@ -63,7 +63,7 @@ class Compactor:
     async def checkpoint(self) -> int:
         """Snapshot now; returns the journal sequence the snapshot covers up to (exclusive)."""
         started = time.perf_counter()
-        await self._sink.roll()
+        segment = await self._sink.roll()
         # No checkpoint between these two lines: the snapshot is the state after exactly
         # the records numbered below `seq` (appended ones included, flushed or not).
         seq = self._sink.next_seq
@@ -79,7 +79,7 @@ class Compactor:
             name = self._directory / snapshot_name(seq)
             raise DataDirError(f"cannot write {name}: {problem.strerror or problem}") from problem
         if self._manifest is not None:
-            await trio.to_thread.run_sync(self._manifest.snapshot_taken, seq)
+            await trio.to_thread.run_sync(self._manifest.snapshot_taken, seq, segment)
         await trio.to_thread.run_sync(remove_covered, self._directory, seq)
         self.last_snapshot_seq = seq
         self.snapshots += 1

@@ -109,14 +109,16 @@ class ManifestKeeper:
             write_manifest(self.directory, manifest)
             self.current = manifest
 
-    def snapshot_taken(self, seq: int) -> None:
-        """A durable snapshot at `seq`, after a roll: the journal goes on in segment `seq`.
+    def snapshot_taken(self, seq: int, last_segment: int | None) -> None:
+        """A durable snapshot at `seq`, after a roll to segment `last_segment`, and every
+        record below `seq` fsynced. The segment may start below `seq`: records committed
+        during the roll go first in it, and the snapshot counts them.
 
         Written before the files the snapshot covers are removed, never after.
         """
         with self._lock:
             durable = max(self.current.durable_seq, seq)
-            manifest = ShardManifest(seq, seq, durable)
+            manifest = ShardManifest(seq, last_segment, durable)
             write_manifest(self.directory, manifest)
             self.current = manifest
 

@@ -198,17 +198,21 @@ class JournalSink(EventSink):
         """The sequence number the next committed record gets (0 when nothing is written)."""
         return 0 if self._writer is None else self._writer.next_seq
 
-    async def roll(self) -> None:
+    async def roll(self) -> int | None:
         """Flush, fsync and continue in a new segment, between two flushes of the loop.
 
         For snapshots: a snapshot taken after this covers the old segments, which can
-        then be removed. A no-op when the journal is not written (NONE).
+        then be removed. Returns the first record number of the segment now appended
+        to (it may hold records committed during the roll); None when the journal is
+        not written (NONE).
         """
-        if self._writer is None or self._closing or self._closed:
-            return  # stopping: the drain owns the writer now
-        async with self._writer_lock:
-            if not self._closed:
-                await self._writer.roll()
+        if self._writer is None:
+            return None
+        if not self._closing and not self._closed:  # else the drain owns the writer now
+            async with self._writer_lock:
+                if not self._closed:
+                    await self._writer.roll()
+        return self._writer.segment_first_seq
 
     async def sync(self) -> None:
         """Write and fsync every record committed so far (replies still go out from the loop).

@@ -273,6 +273,11 @@ class JournalWriter:
         return self._first_seq + self._segment_records + self._buffered_records
 
     @property
+    def segment_first_seq(self) -> int:
+        """The number of the first record of the segment appended to (in its name)."""
+        return self._first_seq
+
+    @property
     def unsynced_records(self) -> int:
         """Records appended but not yet fsynced (buffered or written)."""
         return self._buffered_records + self._written_unsynced

@@ -21,6 +21,7 @@ import trio
 from leasehold import core
 from leasehold.core import ApiVersion, CreateLease, ShardState, SlotKey, SlotRef, SlotSpec
 from leasehold.shards import AnchoredClock, Reply, Shard, ShardRequest
+from leasehold.shards._datadir import EMPTY_MANIFEST, read_manifest
 from leasehold.shards._durable_sink import Durability, JournalSink
 from leasehold.shards._journal import JournalWriter
 from leasehold.shards._persistence import RecoveryReport, recover
@@ -89,9 +90,9 @@ def fresh_state() -> ShardState:
 
 
 def recovered(directory: Path) -> tuple[ShardState, RecoveryReport]:
-    """A new state loaded from `directory`, as a restart would load it."""
+    """A new state loaded from `directory`, as a restart would load it (manifest checked)."""
     state = fresh_state()
-    return state, recover(state, directory)
+    return state, recover(state, directory, read_manifest(directory) or EMPTY_MANIFEST)
 
 
 @dataclass

@@ -22,7 +22,13 @@ from leasehold import core
 from leasehold.core import ApiVersion, CreateLease, SlotKey, SlotRef, SlotSpec
 from leasehold.shards import Durability, Persistence, ShardSet, call, run_shards
 from leasehold.shards._compaction import Compactor
-from leasehold.shards._datadir import shard_dir
+from leasehold.shards._datadir import (
+    EMPTY_MANIFEST,
+    ManifestKeeper,
+    ShardManifest,
+    read_manifest,
+    shard_dir,
+)
 from leasehold.shards._journal import JournalWriter, read_journal, segment_files, segment_name
 from leasehold.shards._persistence import RecoveryError
 from leasehold.shards._snapshots import (
@@ -110,7 +116,8 @@ async def roll_with_a_commit_inside(
 async def test_the_snapshot_is_the_state_at_the_sequence_it_names(tmp_path: Path) -> None:
     fsync = GatedFsync()
     async with trio.open_nursery() as nursery, journalled_shard(tmp_path, fsync) as stack:
-        compactor = Compactor(stack.state, stack.sink, tmp_path)
+        keeper = ManifestKeeper(tmp_path, EMPTY_MANIFEST)
+        compactor = Compactor(stack.state, stack.sink, tmp_path, manifest=keeper)
         done = await roll_with_a_commit_inside(stack, fsync, nursery, compactor)
         fsync.allow()
         await stack.wait_for(3)
@@ -124,6 +131,8 @@ async def test_the_snapshot_is_the_state_at_the_sequence_it_names(tmp_path: Path
     assert seq == snapshot.seq == 3
     assert {lease.reference for lease in snapshot.state.leases} == {"a", "b", "c"}
     assert [p.name for _, p in segment_files(tmp_path)] == [segment_name(2)]  # 0 was covered
+    # The manifest lists the segment the roll made, which starts below the snapshot.
+    assert read_manifest(tmp_path) == ShardManifest(3, 2, 3)
     state, report = recovered(tmp_path)
     assert (report.snapshot_seq, report.records_replayed) == (3, 0)
     for name in "abc":
