@@ -210,10 +210,14 @@ def test_sigkill_during_compaction_loses_nothing_and_never_refuses_the_start(
         # segment (between the roll and the removal), after a random minimum.
         at_s, in_roll = rng.uniform(0.2, 1.2), round_ % 2 == 1
 
-        def killed_when(elapsed_s: float, at_s: float = at_s, in_roll: bool = in_roll) -> bool:
-            if in_roll and elapsed_s >= at_s:
-                return covered_segments_left(data) or elapsed_s >= at_s + 2
-            return elapsed_s >= at_s
+        def killed_when(
+            elapsed_s: float, at_s: float = at_s, in_roll: bool = in_roll, before: int = before
+        ) -> bool:
+            if elapsed_s >= T:
+                return True  # no answer in all that time: the assert below says so
+            if len(acked.leases) == before or elapsed_s < at_s:
+                return False  # not before the round's first answer (a slow start)
+            return not in_roll or covered_segments_left(data) or elapsed_s >= at_s + 2
 
         # A start refused by recovery never serves: running_server raises with its output.
         load_then_kill(data, flags, acked, killed_when, f"k{round_}-", workers=16)
