@@ -29,9 +29,6 @@ class Mutant:
     edits: tuple[Edit, ...]  # applied in order, to the one file
     tests: tuple[str, ...]  # test files (or node ids) expected to catch it
     why: str  # the bug, in a line
-    # Tests for it are on another branch (issue 20, items 3-4 and the roll fix): until
-    # they merge, this one may survive.
-    awaits_tests: bool = False
 
 
 def patched(text: str, mutant: Mutant) -> str:
@@ -57,7 +54,12 @@ CORE = ("tests/test_core_leases.py", "tests/test_core_bookings.py")
 MODEL = ("tests/test_core_model_based.py",)
 SNAPSHOT = ("tests/test_core_snapshot.py", "tests/test_recovery.py")
 JOURNAL = ("tests/test_journal.py", "tests/test_durable_sink.py", "tests/test_recovery.py")
-SEAM = ("tests/test_shards.py", "tests/test_durable_sink.py", "tests/test_compaction.py")
+SEAM = (
+    "tests/test_shard_durability.py",
+    "tests/test_durable_sink.py",
+    "tests/test_compaction.py",
+    "tests/test_journal_roll.py",
+)
 
 MUTANTS: tuple[Mutant, ...] = (
     # ----- core ---------------------------------------------------------------------------
@@ -221,7 +223,7 @@ MUTANTS: tuple[Mutant, ...] = (
                 "    started = time.perf_counter()\n",
             ),
         ),
-        JOURNAL,
+        (*JOURNAL, "tests/test_shard_durability.py"),
         "records are written but never fsynced: acknowledged, yet lost at power loss",
     ),
     Mutant(
@@ -243,7 +245,7 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_recovery.py", "tests/test_compaction.py"),
         "a snapshot forgets the idempotency tokens: a retry after a restart books twice",
     ),
-    # ----- the shard <-> journal seam (their tests are on another branch) ----------------
+    # ----- the shard <-> journal seam ---------------------------------------------------
     Mutant(
         "reply-before-deliver",
         "shards/_shard.py",
@@ -258,7 +260,6 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
         SEAM,
         "the shard replies before the journal has its events on disk",
-        awaits_tests=True,
     ),
     Mutant(
         "drain-skips-async-buffer",
@@ -266,7 +267,6 @@ MUTANTS: tuple[Mutant, ...] = (
         (("while self._waiting or writer.unsynced_records:", "while self._waiting:"),),
         SEAM,
         "stopping drops the records ASYNC mode buffered (acknowledged, never written)",
-        awaits_tests=True,
     ),
     Mutant(
         "compactor-freezes-before-roll",
@@ -274,14 +274,35 @@ MUTANTS: tuple[Mutant, ...] = (
         (
             ("        frozen = self._state.freeze()\n", ""),
             (
-                "        await self._sink.roll()\n",
-                "        frozen = self._state.freeze()\n        await self._sink.roll()\n",
+                "        segment = await self._sink.roll()\n",
+                "        frozen = self._state.freeze()\n"
+                "        segment = await self._sink.roll()\n",
             ),
         ),
         SEAM,
         "the snapshot is taken before the roll's await, so it misses the commits made "
         "during the roll's flush that its sequence number says it covers",
-        awaits_tests=True,
+    ),
+    Mutant(
+        "snapshot-before-its-records-are-durable",
+        "shards/_compaction.py",
+        (("        await self._sink.sync()\n", ""),),
+        SEAM,
+        "a snapshot counting records committed during the roll is durable before they are: "
+        "a crash then leaves a journal that ends inside the snapshot's range",
+    ),
+    Mutant(
+        "manifest-names-the-segment-after-the-snapshot",
+        "shards/_datadir.py",
+        (
+            (
+                "manifest = ShardManifest(seq, last_segment, durable)",
+                "manifest = ShardManifest(seq, seq, durable)",
+            ),
+        ),
+        ("tests/test_compaction.py",),
+        "the manifest lists journal-<snapshot seq>, but a commit during the roll starts the "
+        "new segment below it: the next start is refused ('missing')",
     ),
     Mutant(
         "roll-names-segment-from-next-seq",
@@ -292,10 +313,8 @@ MUTANTS: tuple[Mutant, ...] = (
                 "path = self.directory / segment_name(self.next_seq)",
             ),
         ),
-        (*JOURNAL, "tests/test_compaction.py"),
+        ("tests/test_journal_roll.py", "tests/test_compaction.py"),
         "a new segment is named from next_seq, which counts records still buffered: a "
-        "commit during the roll leaves a gap and the next start is refused (today's code "
-        "has this bug: the mutant is a no-op until the fix merges)",
-        awaits_tests=True,
+        "commit during the roll leaves a gap and the next start is refused",
     ),
 )

@@ -113,12 +113,11 @@ def baseline(mutants: Iterable[Mutant], limit_s: float, tests: Sequence[str] = (
         sys.exit(f"the unpatched tree fails its tests ({first_failure(output)}): fix that first")
 
 
-def table(verdicts: Sequence[Verdict], mutants: dict[str, Mutant]) -> str:
+def table(verdicts: Sequence[Verdict]) -> str:
     width = max(len(v.mutant) for v in verdicts)
     rows = [f"{'mutant':<{width}}  {'result':<8}  {'s':>5}  caught by"]
     for v in verdicts:
-        note = " (its tests are on another branch)" if mutants[v.mutant].awaits_tests else ""
-        by = v.by if v.outcome != "survived" else note.strip()
+        by = v.by if v.outcome != "survived" else ""
         rows.append(f"{v.mutant:<{width}}  {v.outcome:<8}  {v.seconds:>5.0f}  {by}")
     caught = sum(v.outcome == "caught" for v in verdicts)
     rows.append(f"{caught} of {len(verdicts)} caught")
@@ -154,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for mutant in chosen:
         verdicts.append(judge(mutant, args.limit, args.tests))
         print(f"{mutant.name}: {verdicts[-1].outcome} {verdicts[-1].by}", flush=True)
-    print(table(verdicts, by_name))
+    print(table(verdicts))
     return 0 if all(v.outcome == "caught" for v in verdicts) else 1
 
 
