@@ -55,7 +55,7 @@ from leasehold.core._events import (
 from leasehold.core._events import (
     LeaseExpired as LeaseExpiredEvent,
 )
-from leasehold.core._frozen import statically_frozen
+from leasehold.core._frozen import value_type
 from leasehold.core._model import (
     NANOS_PER_SECOND,
     ApiVersion,
@@ -98,8 +98,7 @@ class LeaseSettings:
             raise ValueError("lease TTLs must satisfy 0 < default <= max")
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class Outcome(Generic[R]):
     """What a command did: the events it applied (journal them first) and its answer."""
 
