@@ -60,10 +60,11 @@ class SlotAccount:
         self.expiries: list[int] = []
         self.expiring_ids: list[str] = []
         # Who holds this slot's CONFIRMED bookings, counted by each identity the
-        # same-user rule compares (user_id even when empty, as v2 does; email in
-        # lower case; telephone), so the rule is one lookup however many booked.
-        # None until first needed (most slots hold a few; a dict costs memory).
-        self.booker_users: dict[str, int] | None = None
+        # same-user rule compares, so the rule is one lookup however many booked:
+        # user_id (v2's rule; counted even when empty), email in lower case and
+        # telephone (v0's). Invariant: each counts exactly the CONFIRMED bookings.
+        self.booker_users: dict[str, int] = {}
+        # (None until first needed: only v0 bookings carry these.)
         self.booker_emails: dict[str, int] | None = None
         self.booker_phones: dict[str, int] | None = None
 
@@ -79,20 +80,16 @@ class SlotAccount:
 
     def add_booker(self, person: Person) -> None:
         users = self.booker_users
-        if users is None:
-            users = self.booker_users = {}
-        users[person.user_id] = users.get(person.user_id, 0) + 1  # (_count_up, written out)
+        users[person.user_id] = users.get(person.user_id, 0) + 1
         if person.email:
-            if self.booker_emails is None:
-                self.booker_emails = {}
-            _count_up(self.booker_emails, person.email.lower())
+            emails = self.booker_emails = self.booker_emails or {}
+            email = person.email.lower()
+            emails[email] = emails.get(email, 0) + 1
         if person.telephone:
-            if self.booker_phones is None:
-                self.booker_phones = {}
-            _count_up(self.booker_phones, person.telephone)
+            phones = self.booker_phones = self.booker_phones or {}
+            phones[person.telephone] = phones.get(person.telephone, 0) + 1
 
     def remove_booker(self, person: Person) -> None:
-        assert self.booker_users is not None, "removing a booker from a slot nobody booked"
         _count_down(self.booker_users, person.user_id)
         if person.email:
             assert self.booker_emails is not None
@@ -101,11 +98,9 @@ class SlotAccount:
             assert self.booker_phones is not None
             _count_down(self.booker_phones, person.telephone)
 
-    def has_booker_like(self, person: Person, version: ApiVersion) -> bool:
-        """The same-user rule: v2 the same user_id; v0 (POLICY) the same email or telephone."""
-        if version is ApiVersion.V2:
-            users = self.booker_users
-            return users is not None and person.user_id in users
+    def has_v0_booker_like(self, person: Person) -> bool:
+        """The same-user rule of v0 (POLICY): a booking of the same email or telephone.
+        (v2's is a lookup of the user_id in booker_users.)"""
         emails = self.booker_emails
         if person.email and emails and person.email.lower() in emails:
             return True
@@ -153,10 +148,6 @@ def keep(lease: Lease, slot: SlotAccount) -> Kept:
     """`lease` (on `slot`) as the state keeps it; see Kept."""
     tag = lease.slot.availability_tag
     return (VERSION_CODE[lease.version], slot.number, tag, lease.reference, lease.expires_ns)
-
-
-def _count_up(counts: dict[str, int], key: str) -> None:
-    counts[key] = counts.get(key, 0) + 1
 
 
 def _count_down(counts: dict[str, int], key: str) -> None:
