@@ -62,7 +62,8 @@ class SlotAccount:
         # Who holds this slot's CONFIRMED bookings, counted by each identity the
         # same-user rule compares, so the rule is one lookup however many booked:
         # user_id (v2's rule; counted even when empty), email in lower case and
-        # telephone (v0's). Invariant: each counts exactly the CONFIRMED bookings.
+        # telephone (v0's). Invariant: each counts exactly the CONFIRMED bookings
+        # (kept so by ShardState._add_confirmed and _release, with holders).
         self.booker_users: dict[str, int] = {}
         # (None until first needed: only v0 bookings carry these.)
         self.booker_emails: dict[str, int] | None = None
@@ -77,26 +78,6 @@ class SlotAccount:
             at = bisect_right(expiries, expires_ns)
             expiries.insert(at, expires_ns)
             self.expiring_ids.insert(at, lease_id)
-
-    def add_booker(self, person: Person) -> None:
-        users = self.booker_users
-        users[person.user_id] = users.get(person.user_id, 0) + 1
-        if person.email:
-            emails = self.booker_emails = self.booker_emails or {}
-            email = person.email.lower()
-            emails[email] = emails.get(email, 0) + 1
-        if person.telephone:
-            phones = self.booker_phones = self.booker_phones or {}
-            phones[person.telephone] = phones.get(person.telephone, 0) + 1
-
-    def remove_booker(self, person: Person) -> None:
-        _count_down(self.booker_users, person.user_id)
-        if person.email:
-            assert self.booker_emails is not None
-            _count_down(self.booker_emails, person.email.lower())
-        if person.telephone:
-            assert self.booker_phones is not None
-            _count_down(self.booker_phones, person.telephone)
 
     def has_v0_booker_like(self, person: Person) -> bool:
         """The same-user rule of v0 (POLICY): a booking of the same email or telephone.
@@ -150,7 +131,8 @@ def keep(lease: Lease, slot: SlotAccount) -> Kept:
     return (VERSION_CODE[lease.version], slot.number, tag, lease.reference, lease.expires_ns)
 
 
-def _count_down(counts: dict[str, int], key: str) -> None:
+def count_down(counts: dict[str, int], key: str) -> None:
+    """One fewer of `key` in `counts`, which forgets it at zero."""
     left = counts[key] - 1
     if left:
         counts[key] = left

@@ -74,7 +74,7 @@ from leasehold.core._routing import (
     routing_bucket,
 )
 from leasehold.core._scope import Scope
-from leasehold.core._slots import VERSION_OF, Kept, SlotAccount, keep, rebuilt
+from leasehold.core._slots import VERSION_OF, Kept, SlotAccount, count_down, keep, rebuilt
 from leasehold.core._snapshot import FrozenState, StateSnapshot
 from leasehold.core._tokens import TokenMemory
 from leasehold.core._user_index import UserIndex
@@ -719,17 +719,36 @@ class ShardState:
         slot.holders += 1
 
     def _add_confirmed(self, booking: Booking, slot: SlotAccount) -> None:
-        """`booking` (CONFIRMED) holds a spot of `slot`, taken by the caller."""
-        self._bookings[booking.booking_id] = booking
-        slot.add_booker(booking.person)
+        """`booking` (CONFIRMED) holds a spot of `slot`, taken by the caller: stored,
+        counted, and its person counted among the slot's bookers (see SlotAccount)."""
+        booking_id = booking.booking_id
+        person = booking.person
+        self._bookings[booking_id] = booking
         self._confirmed += 1
-        self._by_user.add(booking.person.user_id, booking.booking_id)
+        self._by_user.add(person.user_id, booking_id)
+        users = slot.booker_users
+        users[person.user_id] = users.get(person.user_id, 0) + 1
+        if person.email:
+            emails = slot.booker_emails = slot.booker_emails or {}
+            email = person.email.lower()
+            emails[email] = emails.get(email, 0) + 1
+        if person.telephone:
+            phones = slot.booker_phones = slot.booker_phones or {}
+            phones[person.telephone] = phones.get(person.telephone, 0) + 1
 
     def _release(self, booking: Booking, slot: SlotAccount) -> None:
-        """`booking` gives up its spot of `slot` (the caller stores what it becomes)."""
+        """`booking` gives up its spot of `slot` (the caller stores what it becomes): the
+        inverse of _take and _add_confirmed."""
         slot.holders -= 1
-        slot.remove_booker(booking.person)
         self._confirmed -= 1
+        person = booking.person
+        count_down(slot.booker_users, person.user_id)
+        if person.email:
+            assert slot.booker_emails is not None
+            count_down(slot.booker_emails, person.email.lower())
+        if person.telephone:
+            assert slot.booker_phones is not None
+            count_down(slot.booker_phones, person.telephone)
 
     # ----- housekeeping helpers ------------------------------------------------------
 
