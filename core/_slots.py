@@ -45,7 +45,7 @@ class SlotAccount:
         # of keeping the caller's copy, so later lookups hit dict identity fast paths.
         self.ref = SlotRef(spec.key, spec.availability_tag)
         self.bucket = routing_bucket(spec.key.merchant_id, spec.key.service_id)
-        # Every id made here starts so (formatting the bucket per id was 2% of a grant).
+        # Every id made here starts so: the bucket is formatted once, not per id.
         self.lease_id_head = id_head(LEASE_ID_PREFIX, self.bucket)
         self.booking_id_head = id_head(BOOKING_ID_PREFIX, self.bucket)
         self.holders = 0
@@ -55,8 +55,7 @@ class SlotAccount:
         # sweep): those are dropped when their expiry passes and the slot is next
         # settled, which every grant on it does first; so the lists hold at most the
         # leases granted on the slot within one maximum lease lifetime. (Not (expiry,
-        # id) tuples: one per grant cost 48 more bytes a lease and, with equal expiries,
-        # tuple comparisons of random ids; grants were 26% slower in bench core.)
+        # id) tuples: more memory a lease, and slower grants; see docs/performance.md.)
         self.expiries: list[int] = []
         self.expiring_ids: list[str] = []
         # Who holds this slot's CONFIRMED bookings, counted by each identity the
@@ -102,11 +101,11 @@ class SlotAccount:
         return SlotRef(self.spec.key, tag)
 
 
-# A lease as the state keeps it: (version code, slot number, availability tag, reference,
-# expires_ns), plain values only, so the cyclic collector untracks the tuple at its first
-# collection and never walks it again. Keeping the Lease objects themselves (GC-tracked
-# instances) made every full collection walk every remembered lease: ~15% of a
-# CreateBooking in `bench core` at 200k live leases. A Lease is rebuilt on demand.
+# A lease as the state keeps it: a plain tuple of atoms, so that the cyclic collector
+# untracks it at its first collection and never walks it again (Lease objects, or a
+# NamedTuple, stay tracked: see docs/performance.md). Readers unpack it by name:
+#     version_code, number, tag, reference, expires_ns = kept
+# number: the slot's place in ShardState._slot_list. A Lease is rebuilt on demand.
 Kept = tuple[int, int, str, str, int]
 VERSION_CODE = {ApiVersion.V0: 0, ApiVersion.V2: 2}
 VERSION_OF = {code: version for version, code in VERSION_CODE.items()}

@@ -8,16 +8,18 @@ Rules and invariants
   or it is CONSUMED by exactly one booking, which takes over its spot (no
   second spot). At and after `expires_ns` a lease counts as expired even if no
   timer has fired: a command first expires what is due at `now` on the slot it
-  reads (_settle: O(1) when nothing is); `expire_due` sweeps the rest, in
+  reads (_slot: O(1) when nothing is); `expire_due` sweeps the rest, in
   chunks if asked, so a storm of expiries never has to be taken in one go.
 - Decide, then apply: a command validates everything against the state and
   builds events without changing anything (but for settling its slot: that is
   time passing, and stands whatever the answer); a refused command raises a
-  BookingError and leaves the state untouched. Only `apply` changes state, and
+  BookingError and leaves the state untouched. The decision (a Decision value)
+  is all that passes from deciding to applying. Only `apply` changes state, and
   replaying the same events into a fresh state rebuilds it exactly.
 - Memory is bounded: expired leases are remembered (for LEASE_EXPIRED answers)
   for `expired_retention_ns` and at most `max_remembered_expired` of them;
-  v2 idempotency tokens are remembered up to `max_tokens`, oldest forgotten first.
+  v2 idempotency tokens are remembered up to `max_tokens`, oldest forgotten first
+  (TokenMemory). Bookings, and the user index over them, are kept for good.
 
 Time: `now_ns` is wall-clock nanoseconds since the epoch, passed in by the caller.
 """
@@ -139,6 +141,7 @@ class ShardState:
         # The same slots by id() of the inventory's own key objects (alive as long as this
         # state, so no other live object has their id): a lookup of one of them (as the
         # gateway's decoder and canonical refs hand us) skips SlotKey.__hash__, a Python call.
+        # Invariant: maps id(k) to _slots[k] for every key k of _slots, and nothing else.
         self._slot_by_key_id: dict[int, SlotAccount] = {}
         self._slot_list: list[SlotAccount] = []  # Invariant: never changes after this
         for spec in slots:
@@ -165,12 +168,13 @@ class ShardState:
         # Kept as objects, GC-tracked (a try at keeping them as tuples did not pay: see
         # docs/performance.md, "Core").
         self._bookings: dict[str, Booking] = {}
+        # Invariant: indexes every booking of _bookings that has a user_id.
         self._by_user = UserIndex()
         self._tokens = TokenMemory(self.settings.max_tokens)
         # Leases the current command's _settle expired (see _run); empty between commands.
         self._settled: list[str] = []
-        self._live_leases = 0
-        self._confirmed = 0
+        self._live_leases = 0  # Invariant: == len(_live)
+        self._confirmed = 0  # Invariant: the CONFIRMED bookings in _bookings
         self._granted_total = 0
         self._expired_total = 0
         self._booked_total = 0
