@@ -76,7 +76,16 @@ from leasehold.core._routing import (
     routing_bucket,
 )
 from leasehold.core._scope import Scope
-from leasehold.core._slots import VERSION_OF, Kept, SlotAccount, count_down, keep, rebuilt
+from leasehold.core._slots import (
+    KEPT_EXPIRES_NS,
+    KEPT_NUMBER,
+    VERSION_OF,
+    Kept,
+    SlotAccount,
+    count_down,
+    keep,
+    rebuilt,
+)
 from leasehold.core._snapshot import FrozenState, StateSnapshot
 from leasehold.core._tokens import TokenMemory
 from leasehold.core._user_index import UserIndex
@@ -326,8 +335,7 @@ class ShardState:
             kept = lapsed.get(event.lease_id) if isinstance(event, LeaseExpiredEvent) else None
             if kept is None:
                 return None  # (forgetting, or an expiry already forgotten: whole shard)
-            _, number, _, _, _ = kept
-            key = slots[number].spec.key
+            key = slots[kept[KEPT_NUMBER]].spec.key
             if scope is None:
                 scope = (key.merchant_id, key.service_id)
             elif key.merchant_id != scope[0] or key.service_id != scope[1]:
@@ -340,8 +348,7 @@ class ShardState:
         count = max(0, len(expired) - settings.max_remembered_expired)
         horizon = now_ns - settings.expired_retention_ns
         for lease_id in itertools.islice(expired, count, None):
-            _, _, _, _, expires_ns = lapsed[lease_id]
-            if expires_ns > horizon:
+            if lapsed[lease_id][KEPT_EXPIRES_NS] > horizon:
                 break
             count += 1
         if not count:
@@ -453,8 +460,7 @@ class ShardState:
         if existing_id is not None:
             existing = self._kept_of(existing_id)
             assert existing is not None, "a reference outlived its lease"
-            _, number, _, _, _ = existing
-            if number != slot.number:
+            if existing[KEPT_NUMBER] != slot.number:
                 raise ReferenceConflict(
                     f"reference {c.reference!r} already holds a lease on another slot",
                     field="reference",
@@ -540,8 +546,7 @@ class ShardState:
                 # Our ids carry their slot's routing bucket: this one cannot be for this slot.
                 return InvalidArgument("the lease is for another merchant or service", field="slot")
             return NotFound(f"lease {lease_id!r} is unknown", field="lease_ref")
-        _, number, _, _, _ = kept
-        if slot is not None and number != slot.number:
+        if slot is not None and kept[KEPT_NUMBER] != slot.number:
             return InvalidArgument("the slot differs from the leased slot", field="slot")
         if lease_id in self._consumed:
             return NotFound(f"lease {lease_id!r} was already used by a booking", field="lease_ref")
@@ -663,8 +668,7 @@ class ShardState:
             if kept is None:
                 raise ValueError(f"event expires lease {lease_id!r} that is not live")
             lapsed[lease_id] = kept
-            _, number, _, _, _ = kept
-            slots[number].holders -= 1
+            slots[kept[KEPT_NUMBER]].holders -= 1
         self._expired.extend(lease_ids)
         self._live_leases -= len(lease_ids)
         self._expired_total += len(lease_ids)
@@ -682,8 +686,7 @@ class ShardState:
         if lease_id:
             # The booking takes over the lease's spot: holders are unchanged.
             live = self._live
-            _, number, _, _, _ = live.get(lease_id, _NO_LEASE)
-            if number != slot.number:
+            if live.get(lease_id, _NO_LEASE)[KEPT_NUMBER] != slot.number:
                 raise ValueError(f"event books lease {lease_id!r} that is not usable")
             self._consumed[lease_id] = (live.pop(lease_id), booking_id)
             self._live_leases -= 1
@@ -770,10 +773,7 @@ class ShardState:
 
     def _live_expiry(self, lease_id: str) -> int | None:
         kept = self._live.get(lease_id)
-        if kept is None:
-            return None
-        _, _, _, _, expires_ns = kept
-        return expires_ns
+        return None if kept is None else kept[KEPT_EXPIRES_NS]
 
 
 # What _live.get answers for a lease it does not hold: on no slot, expired at any time.
