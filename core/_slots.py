@@ -63,7 +63,7 @@ class SlotAccount:
         # same-user rule compares, so the rule is one lookup however many booked:
         # user_id (v2's rule; counted even when empty), email in lower case and
         # telephone (v0's). Invariant: each counts exactly the CONFIRMED bookings
-        # (kept so by ShardState._add_confirmed and _release, with holders).
+        # (kept so by ShardState._book and _release, with holders).
         self.booker_users: dict[str, int] = {}
         # (None until first needed: only v0 bookings carry these.)
         self.booker_emails: dict[str, int] | None = None

@@ -268,7 +268,7 @@ class ShardState:
             booking, slot = self._placed(stored)
             if booking.status is BookingStatus.CONFIRMED:
                 self._take(slot)
-                self._add_confirmed(booking, slot)
+                self._book(booking, slot, "", new=False)
             else:
                 self._bookings[booking.booking_id] = booking
             self._by_user.add(booking.person.user_id, booking.booking_id)
@@ -635,7 +635,7 @@ class ShardState:
         if isinstance(event, LeaseGranted):
             self._apply_granted(event.lease, slot)
         elif isinstance(event, BookingCreated):
-            self._apply_booked(event.booking, event.idempotency_token, slot)
+            self._book(event.booking, slot, event.idempotency_token)
         elif isinstance(event, LeaseExpiredEvent):
             self._apply_expired((event.lease_id,))
         elif isinstance(event, BookingCancelled):
@@ -678,26 +678,6 @@ class ShardState:
             version, number, _, reference, _ = self._lapsed.pop(self._expired.popleft())
             del self._slot_list[number].refs[VERSION_OF[version]][reference]
 
-    def _apply_booked(self, booking: Booking, token: str, slot: SlotAccount | None) -> None:
-        if slot is None:
-            booking, slot = self._placed(booking)
-        booking_id = booking.booking_id
-        lease_id = booking.lease_id
-        if lease_id:
-            # The booking takes over the lease's spot: holders are unchanged.
-            live = self._live
-            if live.get(lease_id, _NO_LEASE)[KEPT_NUMBER] != slot.number:
-                raise ValueError(f"event books lease {lease_id!r} that is not usable")
-            self._consumed[lease_id] = (live.pop(lease_id), booking_id)
-            self._live_leases -= 1
-        else:
-            self._take(slot)
-        self._add_confirmed(booking, slot)
-        if token:
-            key = slot.spec.key
-            self._tokens.remember((key.merchant_id, key.service_id, token), booking)
-        self._booked_total += 1
-
     def _apply_cancelled(self, booking_id: str) -> None:
         booking, slot = self._placed(self._bookings[booking_id])
         self._release(booking, slot)
@@ -708,7 +688,7 @@ class ShardState:
         moved, target = self._placed(replace(booking, slot=new_slot))
         self._take(target)  # first: a full target raises before anything moves
         self._release(booking, old)
-        self._add_confirmed(moved, target)
+        self._book(moved, target, "", new=False)
 
     def _placed(self, stored: Booking) -> tuple[Booking, SlotAccount]:
         """`stored` (from the journal, a snapshot or the table) on its inventory slot's own
@@ -725,10 +705,30 @@ class ShardState:
             raise ValueError(f"event would overbook slot {slot.spec.key}")
         slot.holders += 1
 
-    def _add_confirmed(self, booking: Booking, slot: SlotAccount) -> None:
-        """`booking` (CONFIRMED) holds a spot of `slot`, taken by the caller: stored,
-        counted, and its person counted among the slot's bookers (see SlotAccount)."""
+    def _book(
+        self, booking: Booking, slot: SlotAccount | None, token: str, new: bool = True
+    ) -> None:
+        """`booking` (CONFIRMED) holds a spot of `slot` (None: its own, looked up): stored,
+        counted, its person counted among the slot's bookers and indexed by user, its
+        idempotency token (if any) remembered.
+
+        A new booking (BookingCreated) takes its spot here, its LIVE lease's or a free
+        one, and counts as created; a restored or moved one (not new) has its spot.
+        """
+        if slot is None:
+            booking, slot = self._placed(booking)
         booking_id = booking.booking_id
+        if new:
+            lease_id = booking.lease_id
+            if not lease_id:
+                self._take(slot)
+            elif self._live.get(lease_id, _NO_LEASE)[KEPT_NUMBER] == slot.number:
+                # The booking takes over the lease's spot: holders are unchanged.
+                self._consumed[lease_id] = (self._live.pop(lease_id), booking_id)
+                self._live_leases -= 1
+            else:
+                raise ValueError(f"event books lease {lease_id!r} that is not usable")
+            self._booked_total += 1
         person = booking.person
         self._bookings[booking_id] = booking
         self._confirmed += 1
@@ -742,10 +742,13 @@ class ShardState:
         if person.telephone:
             phones = slot.booker_phones = slot.booker_phones or {}
             phones[person.telephone] = phones.get(person.telephone, 0) + 1
+        if token:
+            key = slot.spec.key
+            self._tokens.remember((key.merchant_id, key.service_id, token), booking)
 
     def _release(self, booking: Booking, slot: SlotAccount) -> None:
         """`booking` gives up its spot of `slot` (the caller stores what it becomes): the
-        inverse of _take and _add_confirmed."""
+        inverse of _take and _book."""
         slot.holders -= 1
         self._confirmed -= 1
         person = booking.person
