@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from leasehold.core._frozen import statically_frozen
+from leasehold.core._frozen import value_type
 from leasehold.core._model import ApiVersion, Person, SlotKey, SlotRef
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class CheckAvailability:
     slot: SlotKey
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class BatchAvailability:
     """Open spots for each key, in order; a key that is no inventory slot answers None."""
 
     slots: tuple[SlotKey, ...]
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class CreateLease:
     version: ApiVersion
     slot: SlotRef
@@ -32,8 +27,7 @@ class CreateLease:
     requested_expiry_ns: int | None
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class CreateBooking:
     version: ApiVersion
     # v2: the slot named by the request (required). v0: None; the lease names the slot.
@@ -45,14 +39,12 @@ class CreateBooking:
     idempotency_token: str = ""
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class CancelBooking:
     booking_id: str
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class RescheduleBooking:
     booking_id: str
     # None keeps the booking's current value.
@@ -60,14 +52,12 @@ class RescheduleBooking:
     new_duration_sec: int | None
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class GetBooking:
     booking_id: str
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class ListBookings:
     user_id: str
 

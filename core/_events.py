@@ -8,29 +8,25 @@ matter of recording them. Each event has a stable `kind` tag for encoding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
-from leasehold.core._frozen import statically_frozen
+from leasehold.core._frozen import value_type
 from leasehold.core._model import Booking, Lease, SlotRef
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class LeaseGranted:
     kind: ClassVar[str] = "lease_granted"
     lease: Lease
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class LeaseExpired:
     kind: ClassVar[str] = "lease_expired"
     lease_id: str
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class ExpiredLeasesForgotten:
     """The oldest `count` remembered expired leases are dropped (retention or memory bound)."""
 
@@ -38,8 +34,7 @@ class ExpiredLeasesForgotten:
     count: int
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class BookingCreated:
     kind: ClassVar[str] = "booking_created"
     booking: Booking
@@ -47,15 +42,13 @@ class BookingCreated:
     idempotency_token: str = ""
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class BookingCancelled:
     kind: ClassVar[str] = "booking_cancelled"
     booking_id: str
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class BookingRescheduled:
     kind: ClassVar[str] = "booking_rescheduled"
     booking_id: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from leasehold.core._frozen import statically_frozen
+from leasehold.core._frozen import value_type
 
 NANOS_PER_SECOND = 1_000_000_000
 
@@ -107,8 +107,7 @@ class SlotSpec:
     room_name: str = ""
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class SlotRef:
     """A slot as a caller named it: its identity plus the tag it sent (echoed back, not matched)."""
 
@@ -116,8 +115,7 @@ class SlotRef:
     availability_tag: str = ""
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class PostalAddress:
     country: str = ""
     locality: str = ""
@@ -127,8 +125,7 @@ class PostalAddress:
     street_address: str = ""
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class Person:
     """The booking user: v2 UserInformation and v0 ClientInformation share this shape."""
 
@@ -147,8 +144,7 @@ class LeaseState(_Enum):
     EXPIRED = "expired"
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class Lease:
     lease_id: str
     version: ApiVersion
@@ -169,8 +165,7 @@ class BookingStatus(_Enum):
     NO_SHOW_PENALIZED = "no_show_penalized"
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class Booking:
     booking_id: str
     slot: SlotRef

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
+from typing import Final
 
 from leasehold.core._model import ApiVersion, Lease, LeaseState, Person, SlotRef, SlotSpec
 from leasehold.core._routing import BOOKING_ID_PREFIX, LEASE_ID_PREFIX, id_head, routing_bucket
@@ -45,7 +46,7 @@ class SlotAccount:
         # of keeping the caller's copy, so later lookups hit dict identity fast paths.
         self.ref = SlotRef(spec.key, spec.availability_tag)
         self.bucket = routing_bucket(spec.key.merchant_id, spec.key.service_id)
-        # Every id made here starts so (formatting the bucket per id was 2% of a grant).
+        # Every id made here starts so: the bucket is formatted once, not per id.
         self.lease_id_head = id_head(LEASE_ID_PREFIX, self.bucket)
         self.booking_id_head = id_head(BOOKING_ID_PREFIX, self.bucket)
         self.holders = 0
@@ -55,15 +56,16 @@ class SlotAccount:
         # sweep): those are dropped when their expiry passes and the slot is next
         # settled, which every grant on it does first; so the lists hold at most the
         # leases granted on the slot within one maximum lease lifetime. (Not (expiry,
-        # id) tuples: one per grant cost 48 more bytes a lease and, with equal expiries,
-        # tuple comparisons of random ids; grants were 26% slower in bench core.)
+        # id) tuples: more memory a lease, and slower grants; see docs/performance.md.)
         self.expiries: list[int] = []
         self.expiring_ids: list[str] = []
         # Who holds this slot's CONFIRMED bookings, counted by each identity the
-        # same-user rule compares (user_id even when empty, as v2 does; email in
-        # lower case; telephone), so the rule is one lookup however many booked.
-        # None until first needed (most slots hold a few; a dict costs memory).
-        self.booker_users: dict[str, int] | None = None
+        # same-user rule compares, so the rule is one lookup however many booked:
+        # user_id (v2's rule; counted even when empty), email in lower case and
+        # telephone (v0's). Invariant: each counts exactly the CONFIRMED bookings
+        # (kept so by ShardState._book and _release, with holders).
+        self.booker_users: dict[str, int] = {}
+        # (None until first needed: only v0 bookings carry these.)
         self.booker_emails: dict[str, int] | None = None
         self.booker_phones: dict[str, int] | None = None
 
@@ -77,35 +79,9 @@ class SlotAccount:
             expiries.insert(at, expires_ns)
             self.expiring_ids.insert(at, lease_id)
 
-    def add_booker(self, person: Person) -> None:
-        users = self.booker_users
-        if users is None:
-            users = self.booker_users = {}
-        users[person.user_id] = users.get(person.user_id, 0) + 1  # (_count_up, written out)
-        if person.email:
-            if self.booker_emails is None:
-                self.booker_emails = {}
-            _count_up(self.booker_emails, person.email.lower())
-        if person.telephone:
-            if self.booker_phones is None:
-                self.booker_phones = {}
-            _count_up(self.booker_phones, person.telephone)
-
-    def remove_booker(self, person: Person) -> None:
-        assert self.booker_users is not None, "removing a booker from a slot nobody booked"
-        _count_down(self.booker_users, person.user_id)
-        if person.email:
-            assert self.booker_emails is not None
-            _count_down(self.booker_emails, person.email.lower())
-        if person.telephone:
-            assert self.booker_phones is not None
-            _count_down(self.booker_phones, person.telephone)
-
-    def has_booker_like(self, person: Person, version: ApiVersion) -> bool:
-        """The same-user rule: v2 the same user_id; v0 (POLICY) the same email or telephone."""
-        if version is ApiVersion.V2:
-            users = self.booker_users
-            return users is not None and person.user_id in users
+    def has_v0_booker_like(self, person: Person) -> bool:
+        """The same-user rule of v0 (POLICY): a booking of the same email or telephone.
+        (v2's is a lookup of the user_id in booker_users.)"""
         emails = self.booker_emails
         if person.email and emails and person.email.lower() in emails:
             return True
@@ -126,12 +102,16 @@ class SlotAccount:
         return SlotRef(self.spec.key, tag)
 
 
-# A lease as the state keeps it: (version code, slot number, availability tag, reference,
-# expires_ns), plain values only, so the cyclic collector untracks the tuple at its first
-# collection and never walks it again. Keeping the Lease objects themselves (GC-tracked
-# instances) made every full collection walk every remembered lease: ~15% of a
-# CreateBooking in `bench core` at 200k live leases. A Lease is rebuilt on demand.
+# A lease as the state keeps it: a plain tuple of atoms, so that the cyclic collector
+# untracks it at its first collection and never walks it again (Lease objects, or a
+# NamedTuple, stay tracked: see docs/performance.md). Its fields, by name:
+#     version_code, number, tag, reference, expires_ns = kept
+# number: the slot's place in ShardState._slot_list. A Lease is rebuilt on demand.
 Kept = tuple[int, int, str, str, int]
+# Where Kept holds the field a reader wants alone (kept[KEPT_EXPIRES_NS]): in the bulk
+# expiry loops an unpacking of all five costs more than the rest of the step.
+KEPT_NUMBER: Final = 1
+KEPT_EXPIRES_NS: Final = 4
 VERSION_CODE = {ApiVersion.V0: 0, ApiVersion.V2: 2}
 VERSION_OF = {code: version for version, code in VERSION_CODE.items()}
 
@@ -155,11 +135,8 @@ def keep(lease: Lease, slot: SlotAccount) -> Kept:
     return (VERSION_CODE[lease.version], slot.number, tag, lease.reference, lease.expires_ns)
 
 
-def _count_up(counts: dict[str, int], key: str) -> None:
-    counts[key] = counts.get(key, 0) + 1
-
-
-def _count_down(counts: dict[str, int], key: str) -> None:
+def count_down(counts: dict[str, int], key: str) -> None:
+    """One fewer of `key` in `counts`, which forgets it at zero."""
     left = counts[key] - 1
     if left:
         counts[key] = left

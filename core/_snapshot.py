@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from leasehold.core._model import Booking, Lease, LeaseState
 from leasehold.core._slots import Kept, SlotAccount, rebuilt
+from leasehold.core._tokens import TokenKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,9 +23,6 @@ class StateSnapshot:
     tokens: tuple[tuple[str, str, str, Booking], ...]
     # Lifetime totals: leases granted, leases expired, bookings created.
     totals: tuple[int, int, int]
-
-
-TokenKey = tuple[str, str, str]  # (merchant_id, service_id, token)
 
 
 class FrozenState:

@@ -8,16 +8,18 @@ Rules and invariants
   or it is CONSUMED by exactly one booking, which takes over its spot (no
   second spot). At and after `expires_ns` a lease counts as expired even if no
   timer has fired: a command first expires what is due at `now` on the slot it
-  reads (_settle: O(1) when nothing is); `expire_due` sweeps the rest, in
+  reads (_slot: O(1) when nothing is); `expire_due` sweeps the rest, in
   chunks if asked, so a storm of expiries never has to be taken in one go.
 - Decide, then apply: a command validates everything against the state and
   builds events without changing anything (but for settling its slot: that is
   time passing, and stands whatever the answer); a refused command raises a
-  BookingError and leaves the state untouched. Only `apply` changes state, and
+  BookingError and leaves the state untouched. The decision (a Decision value)
+  is all that passes from deciding to applying. Only `apply` changes state, and
   replaying the same events into a fresh state rebuilds it exactly.
 - Memory is bounded: expired leases are remembered (for LEASE_EXPIRED answers)
   for `expired_retention_ns` and at most `max_remembered_expired` of them;
-  v2 idempotency tokens are remembered up to `max_tokens`, oldest forgotten first.
+  v2 idempotency tokens are remembered up to `max_tokens`, oldest forgotten first
+  (TokenMemory). Bookings, and the user index over them, are kept for good.
 
 Time: `now_ns` is wall-clock nanoseconds since the epoch, passed in by the caller.
 """
@@ -30,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from operator import itemgetter
-from typing import Generic, TypeVar, assert_never
+from typing import Generic, NoReturn, TypeVar, assert_never
 
 from leasehold.core import _commands as cmd
 from leasehold.core._deadlines import Deadlines
@@ -55,7 +57,7 @@ from leasehold.core._events import (
 from leasehold.core._events import (
     LeaseExpired as LeaseExpiredEvent,
 )
-from leasehold.core._frozen import statically_frozen
+from leasehold.core._frozen import value_type
 from leasehold.core._model import (
     NANOS_PER_SECOND,
     ApiVersion,
@@ -63,7 +65,6 @@ from leasehold.core._model import (
     BookingStatus,
     Lease,
     LeaseState,
-    Person,
     SlotKey,
     SlotRef,
     SlotSpec,
@@ -75,8 +76,19 @@ from leasehold.core._routing import (
     routing_bucket,
 )
 from leasehold.core._scope import Scope
-from leasehold.core._slots import VERSION_OF, Kept, SlotAccount, keep, rebuilt
-from leasehold.core._snapshot import FrozenState, StateSnapshot, TokenKey
+from leasehold.core._slots import (
+    KEPT_EXPIRES_NS,
+    KEPT_NUMBER,
+    VERSION_OF,
+    Kept,
+    SlotAccount,
+    count_down,
+    keep,
+    rebuilt,
+)
+from leasehold.core._snapshot import FrozenState, StateSnapshot
+from leasehold.core._tokens import TokenMemory
+from leasehold.core._user_index import UserIndex
 
 R = TypeVar("R")
 C = TypeVar("C")
@@ -98,13 +110,17 @@ class LeaseSettings:
             raise ValueError("lease TTLs must satisfy 0 < default <= max")
 
 
-@statically_frozen
-@dataclass(frozen=True, slots=True)
+@value_type
 class Outcome(Generic[R]):
     """What a command did: the events it applied (journal them first) and its answer."""
 
     events: tuple[Event, ...]
     result: R | BookingError
+
+
+# What a command decided: its answer, the events that carry it out, and the inventory slot
+# those events name, if one (so that applying them need not look it up again).
+Decision = tuple[R, tuple[Event, ...], SlotAccount | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,14 +130,6 @@ class Counters:
     leases_granted: int
     leases_expired: int
     bookings_created: int
-
-
-# The booking a v2 CreateBooking just decided, with its slot and token key: _apply_booked
-# applies that very object next (identity, not equality: an event from the journal takes
-# the general path) without looking the slot up again by its SlotKey (a Python-level
-# hash) or building the token key again. A private cache, not state: whatever is in it,
-# apply changes the state exactly as without it.
-_Decided = tuple[Booking, SlotAccount, TokenKey]
 
 
 class ShardState:
@@ -142,6 +150,7 @@ class ShardState:
         # The same slots by id() of the inventory's own key objects (alive as long as this
         # state, so no other live object has their id): a lookup of one of them (as the
         # gateway's decoder and canonical refs hand us) skips SlotKey.__hash__, a Python call.
+        # Invariant: maps id(k) to _slots[k] for every key k of _slots, and nothing else.
         self._slot_by_key_id: dict[int, SlotAccount] = {}
         self._slot_list: list[SlotAccount] = []  # Invariant: never changes after this
         for spec in slots:
@@ -153,10 +162,9 @@ class ShardState:
             self._slot_by_key_id[id(spec.key)] = slot
             self._slot_list.append(slot)
         self._services = set(services)
-        # Every remembered lease is in exactly one of these, by its state, kept as granted
-        # (see Kept; no per-lease wrapper with a state: that was 56 bytes a lease, and a
-        # wrapper made per expiry cost bulk expiry a quarter of its speed). Values never
-        # change: a transition moves the lease on.
+        # Invariant: every remembered lease is in exactly one of these, by its state, kept
+        # as granted (see Kept: no per-lease object with a state, which costs memory and
+        # bulk expiry). Values never change: a transition moves the lease on.
         self._live: dict[str, Kept] = {}
         # EXPIRED leases, remembered for LEASE_EXPIRED answers.
         self._lapsed: dict[str, Kept] = {}
@@ -164,30 +172,18 @@ class ShardState:
         self._consumed: dict[str, tuple[Kept, str]] = {}
         # Invariant: every LIVE lease is listed at its expiry.
         self._deadlines = Deadlines()
-        # Expired leases in expiry order, oldest first, for bounded remembering.
+        # Invariant: the keys of _lapsed, in expiry order, oldest first (the forgetting order).
         self._expired: deque[str] = deque()
-        # Each booking's Booking and Person stay GC-tracked: the collector's passes over
-        # them were ~8% of bench core's consume window (stop 13: ~50 of ~640 ms, young
-        # and middle generations). Bookings kept as tuples of atoms, rebuilt on demand as
-        # leases are (Kept), would save most of that; a scratch try at stop 11 cut the
-        # GC time but not the wall time, so they stay objects.
+        # Kept as objects, GC-tracked (a try at keeping them as tuples did not pay: see
+        # docs/performance.md, "Core").
         self._bookings: dict[str, Booking] = {}
-        # user_id -> the id of the user's one booking here, or a set once there are more
-        # (most users book once per shard: a set each was 200 bytes and a GC object).
-        self._by_user: dict[str, str | set[str]] = {}
-        # The oldest token is forgotten first past max_tokens, in the order of
-        # _token_order (the dict's own insertion order too). Not found by
-        # `next(iter(...))`: deleting a dict's first key leaves a hole that the next
-        # such call walks past (29 us per booking at 100k tokens, growing); and not an
-        # OrderedDict, whose linked nodes made storing a token ~0.4 us of a ~6.5 us
-        # booking in bench core.
-        self._tokens: dict[TokenKey, Booking] = {}
-        self._token_order: deque[TokenKey] = deque()
-        self._decided: _Decided | None = None
-        # Leases the current command's _settle expired (see _run).
+        # Invariant: indexes every booking of _bookings that has a user_id.
+        self._by_user = UserIndex()
+        self._tokens = TokenMemory(self.settings.max_tokens)
+        # Leases the current command's _settle expired (see _run); empty between commands.
         self._settled: list[str] = []
-        self._live_leases = 0
-        self._confirmed = 0
+        self._live_leases = 0  # Invariant: == len(_live)
+        self._confirmed = 0  # Invariant: the CONFIRMED bookings in _bookings
         self._granted_total = 0
         self._expired_total = 0
         self._booked_total = 0
@@ -211,7 +207,7 @@ class ShardState:
         return (s.spec for s in self._slots.values())
 
     def open_spots(self, key: SlotKey) -> int | None:
-        slot = self._slots.get(key)
+        slot = self._slot(key)
         return None if slot is None else slot.open_spots
 
     def lease(self, lease_id: str) -> Lease | None:
@@ -244,7 +240,7 @@ class ShardState:
             dict(self._consumed),
             tuple(self._expired),
             list(self._bookings.values()),
-            list(self._tokens.items()),
+            self._tokens.items(),
             (self._granted_total, self._expired_total, self._booked_total),
         )
 
@@ -253,7 +249,7 @@ class ShardState:
 
         Decoders that hand the state refs built this way spare it a copy per lease.
         """
-        slot = self._slots.get(ref.key)
+        slot = self._slot(ref.key)
         return ref if slot is None else slot.canonical(ref)
 
     def restore(self, snapshot: StateSnapshot) -> None:
@@ -269,16 +265,15 @@ class ShardState:
         self._list_restored_expiries()
         self._expired.extend(snapshot.expired_order)
         for stored in snapshot.bookings:
-            slot = self._known_slot(stored.slot.key)
-            booking = self._canonical_booking(stored, slot)
+            booking, slot = self._placed(stored)
             if booking.status is BookingStatus.CONFIRMED:
                 self._take(slot)
-                self._add_confirmed(booking, slot)
+                self._book(booking, slot, "", new=False)
             else:
                 self._bookings[booking.booking_id] = booking
-            self._index_by_user(booking)
+            self._by_user.add(booking.person.user_id, booking.booking_id)
         for merchant_id, service_id, token, booking in snapshot.tokens:
-            self._remember_token((merchant_id, service_id, token), booking)
+            self._tokens.remember((merchant_id, service_id, token), booking)
         self._granted_total, self._expired_total, self._booked_total = snapshot.totals
 
     def _list_restored_expiries(self) -> None:
@@ -286,8 +281,8 @@ class ShardState:
         lists leases in grant order, and inserting those of mixed lifetimes one by one
         would move O(n) entries each (O(n^2) for a slot of many spots)."""
         by_slot: dict[int, list[tuple[int, str]]] = {}
-        for lease_id, kept in self._live.items():
-            by_slot.setdefault(kept[1], []).append((kept[4], lease_id))  # (expires_ns, id)
+        for lease_id, (_, number, _, _, expires_ns) in self._live.items():
+            by_slot.setdefault(number, []).append((expires_ns, lease_id))
         for number, entries in by_slot.items():
             entries.sort(key=itemgetter(0))  # (stable: equal expiries stay in grant order)
             slot = self._slot_list[number]
@@ -295,7 +290,7 @@ class ShardState:
             slot.expiring_ids = [lease_id for _, lease_id in entries]
 
     def _restore_lease(self, lease: Lease) -> None:
-        slot = self._known_slot(lease.slot.key)
+        slot = self._slot(lease.slot.key) or _not_in_inventory(lease.slot.key)
         if self._is_known_lease(lease.lease_id):
             raise ValueError(f"the snapshot holds lease {lease.lease_id!r} twice")
         kept = keep(lease, slot)
@@ -319,7 +314,7 @@ class ShardState:
         With a limit, the rest stays due: call again while next_deadline_ns() <= now_ns
         (the shard's timer does, yielding between calls, so 100k leases due at one instant
         do not stall every shard). Commands need no sweep first: each settles the slot it
-        reads (see _settle).
+        reads (see _slot).
         """
         events: list[Event] = []
         next_ns = self._deadlines.next_ns()
@@ -340,7 +335,7 @@ class ShardState:
             kept = lapsed.get(event.lease_id) if isinstance(event, LeaseExpiredEvent) else None
             if kept is None:
                 return None  # (forgetting, or an expiry already forgotten: whole shard)
-            key = slots[kept[1]].spec.key
+            key = slots[kept[KEPT_NUMBER]].spec.key
             if scope is None:
                 scope = (key.merchant_id, key.service_id)
             elif key.merchant_id != scope[0] or key.service_id != scope[1]:
@@ -348,27 +343,30 @@ class ShardState:
         return scope
 
     def _forget_due(self, now_ns: int) -> tuple[Event, ...]:
-        """Forget expired leases past retention or the cap: O(1) when there are none."""
-        if not self._may_forget(now_ns):
+        """Forget the oldest expired leases past the cap or retention: O(1) when none are."""
+        expired, lapsed, settings = self._expired, self._lapsed, self.settings
+        count = max(0, len(expired) - settings.max_remembered_expired)
+        horizon = now_ns - settings.expired_retention_ns
+        for lease_id in itertools.islice(expired, count, None):
+            if lapsed[lease_id][KEPT_EXPIRES_NS] > horizon:
+                break
+            count += 1
+        if not count:
             return ()
-        forget = self._count_forgettable(now_ns)
-        if not forget:
-            return ()
-        forgotten = ExpiredLeasesForgotten(forget)
+        forgotten = ExpiredLeasesForgotten(count)
         self.apply(forgotten)
         return (forgotten,)
 
     def _settle(self, slot: SlotAccount, now_ns: int) -> None:
-        """Expire `slot`'s leases due at `now_ns`, before a command reads its holders.
+        """Expire `slot`'s leases due at `now_ns` (some are: see _slot), before a command
+        reads its holders.
 
         This is time passing, not the command: it stands if the command is refused, and
         its events lead the command's (_run collects them from _settled). Work: the
         slot's due leases (at most its spots, plus entries of leases consumed or swept
-        since the slot was last settled); O(1) when nothing of the slot is due.
+        since the slot was last settled).
         """
         expiries = slot.expiries
-        if not expiries or expiries[0] > now_ns:
-            return
         cut = bisect_right(expiries, now_ns)
         ids = slot.expiring_ids
         live = self._live
@@ -378,14 +376,6 @@ class ShardState:
         if due:
             self._apply_expired(due)
             self._settled.extend(due)
-
-    def _settled_events(self, before: tuple[Event, ...]) -> tuple[Event, ...]:
-        """`before`, then an expiry event for each lease the command's _settle expired."""
-        settled = self._settled
-        if not settled:
-            return before
-        self._settled = []
-        return (*before, *map(LeaseExpiredEvent, settled))
 
     # ----- commands ------------------------------------------------------------------
 
@@ -417,76 +407,74 @@ class ShardState:
     def list_bookings(self, c: cmd.ListBookings, now_ns: int) -> Outcome[tuple[Booking, ...]]:
         return self._run(now_ns, self._upcoming_bookings, c)
 
-    def _run(
-        self, now_ns: int, decide: Callable[[C, int], tuple[R, tuple[Event, ...]]], c: C
-    ) -> Outcome[R]:
-        """Forget what is past retention, decide, then apply: a refusal applies nothing of
-        its own. Deciding settles the slots the command reads (_settle): a lease counts as
-        expired from its instant on, whether or not the shard's sweep has reached it.
+    def _run(self, now_ns: int, decide: Callable[[C, int], Decision[R]], c: C) -> Outcome[R]:
+        """Forget what is past retention, decide, then apply what was decided: a refusal
+        applies nothing of its own. Deciding settles the slots the command reads (_slot):
+        those expiries lead the command's events, refused or not.
 
-        (`decide` is a bound method taking the command: a closure per command cost
-        ~0.1 us of a ~6 us grant.)
+        (`decide` is a bound method taking the command: no closure per command.)
         """
-        # (Both conditions written out ahead of their calls: most commands need neither.)
+        # (Most commands find nothing remembered, so nothing to forget.)
         forgotten = self._forget_due(now_ns) if self._expired else ()
+        answer: R | BookingError
         try:
-            result, events = decide(c, now_ns)
+            answer, events, slot = decide(c, now_ns)
         except BookingError as refusal:
             # A refusal is an answer, not a failure: its traceback goes. Kept, its frames
-            # (and through f_back the shard's, which holds the refusal as its result) made
-            # a reference cycle per refusal that only the cyclic GC frees: ~20 objects
-            # each, 4-9 ms young collections every ~270 ms in the contention bench.
-            return Outcome(self._settled_events(forgotten), refusal.with_traceback(None))
-        for event in events:
-            self.apply(event)
-        before = self._settled_events(forgotten) if self._settled else forgotten
-        return Outcome(before + events if before else events, result)
+            # (and through f_back the shard's, which holds the refusal as its result) make
+            # a reference cycle per refusal that only the cyclic GC frees.
+            answer, events = refusal.with_traceback(None), ()
+        else:
+            for event in events:
+                self._apply(event, slot)
+        settled = self._settled
+        if settled:
+            self._settled = []
+            return Outcome((*forgotten, *map(LeaseExpiredEvent, settled), *events), answer)
+        return Outcome(forgotten + events if forgotten else events, answer)
 
     # ----- deciding (reads state; changes none, but for settling a slot) -------------
 
-    def _decide_check(self, c: cmd.CheckAvailability, now_ns: int) -> tuple[int, tuple[()]]:
-        slot = self._require_slot(c.slot)
-        self._settle(slot, now_ns)
-        return slot.open_spots, ()
+    def _decide_check(self, c: cmd.CheckAvailability, now_ns: int) -> Decision[int]:
+        slot = self._slot(c.slot, now_ns) or self._unknown_slot(c.slot)
+        return slot.open_spots, (), None
 
     def _decide_batch(
         self, c: cmd.BatchAvailability, now_ns: int
-    ) -> tuple[tuple[int | None, ...], tuple[()]]:
-        return tuple(self._open_spots_at(k, now_ns) for k in c.slots), ()
+    ) -> Decision[tuple[int | None, ...]]:
+        return tuple(self._open_spots_at(k, now_ns) for k in c.slots), (), None
 
     def _open_spots_at(self, key: SlotKey, now_ns: int) -> int | None:
-        slot = self._find_slot(key)
-        if slot is None:
-            return None
-        self._settle(slot, now_ns)
-        return slot.open_spots
+        slot = self._slot(key, now_ns)
+        return None if slot is None else slot.open_spots
 
-    def _decide_get(self, c: cmd.GetBooking, now_ns: int) -> tuple[Booking, tuple[()]]:
-        return self._require_booking(c.booking_id), ()
+    def _decide_get(self, c: cmd.GetBooking, now_ns: int) -> Decision[Booking]:
+        return self._require_booking(c.booking_id), (), None
 
-    def _decide_lease(self, c: cmd.CreateLease, now_ns: int) -> tuple[Lease, tuple[Event, ...]]:
+    def _decide_lease(self, c: cmd.CreateLease, now_ns: int) -> Decision[Lease]:
         if not c.reference:
             raise InvalidArgument("a lease reference is required", field="reference")
-        slot = self._find_slot(c.slot.key) or self._require_slot(c.slot.key)
-        self._settle(slot, now_ns)
+        key = c.slot.key
+        slot = self._slot(key, now_ns) or self._unknown_slot(key)
         existing_id = slot.refs[c.version].get(c.reference)
         if existing_id is not None:
             existing = self._kept_of(existing_id)
             assert existing is not None, "a reference outlived its lease"
-            if existing[1] != slot.number:
+            if existing[KEPT_NUMBER] != slot.number:
                 raise ReferenceConflict(
                     f"reference {c.reference!r} already holds a lease on another slot",
                     field="reference",
                 )
             # Idempotent replay: the same lease as granted (whatever its state), no
             # second spot.
-            return rebuilt(self._slot_list, existing_id, existing), ()
+            return rebuilt(self._slot_list, existing_id, existing), (), None
         expires_ns = self._lease_expiry(c.requested_expiry_ns, now_ns)
         if slot.holders >= slot.spots:
             raise SlotUnavailable("no open spot left on this slot", field="slot")
         lease_id = id_from_head(slot.lease_id_head, self._entropy())
-        lease = Lease(lease_id, c.version, slot.canonical(c.slot), c.reference, expires_ns)
-        return lease, (LeaseGranted(lease),)
+        ref = slot.ref_with_tag(c.slot.availability_tag)
+        lease = Lease(lease_id, c.version, ref, c.reference, expires_ns)
+        return lease, (LeaseGranted(lease),), slot
 
     def _lease_expiry(self, requested_ns: int | None, now_ns: int) -> int:
         if requested_ns is None:
@@ -498,9 +486,7 @@ class ShardState:
             )
         return min(requested_ns, now_ns + self.settings.max_ttl_ns)
 
-    def _decide_booking_v2(
-        self, c: cmd.CreateBooking, now_ns: int
-    ) -> tuple[Booking, tuple[Event, ...]]:
+    def _decide_booking_v2(self, c: cmd.CreateBooking, now_ns: int) -> Decision[Booking]:
         requested = c.slot
         if requested is None:
             raise InvalidArgument("the slot is required", field="slot")
@@ -508,96 +494,72 @@ class ShardState:
         token = c.idempotency_token
         if not token:
             raise InvalidArgument("an idempotency token is required", field="idempotency_token")
-        token_key = (key.merchant_id, key.service_id, token)
-        replay = self._tokens.get(token_key)
+        replay = self._tokens.response((key.merchant_id, key.service_id, token))
         if replay is not None:
-            return replay, ()  # the identical response; nothing created
+            return replay, (), None  # the identical response; nothing created
         person = c.person
         if not person.user_id:
             raise InvalidArgument("user_id is required", field="user_id")
-        # (_find_slot and _settle's nothing-due test, written out: two calls a booking.)
-        slot = self._slot_by_key_id.get(id(key)) or self._require_slot(key)
-        expiries = slot.expiries
-        if expiries and expiries[0] <= now_ns:
-            self._settle(slot, now_ns)
+        slot = self._slot(key, now_ns) or self._unknown_slot(key)
         lease_id = c.lease_id
         if lease_id:
-            # The common case written out (a LIVE lease of this slot, not yet due); any
-            # other goes through _usable_lease for its refusal.
-            kept = self._live.get(lease_id)
-            if kept is None or kept[1] != slot.number or kept[4] <= now_ns:
-                self._usable_lease(lease_id, now_ns, key)
-        users = slot.booker_users  # the same-user rule, v2 (SlotAccount.has_booker_like)
-        if users is not None and person.user_id in users:
+            self._usable_lease(lease_id, now_ns, slot)
+        if person.user_id in slot.booker_users:  # the same-user rule (v2)
             raise SlotAlreadyBookedByUser(_SAME_USER, field="user")
         if not lease_id and slot.holders >= slot.spots:
             raise SlotUnavailable("no open spot left on this slot", field="slot")
         booking_id = id_from_head(slot.booking_id_head, self._entropy())
-        ref = slot.ref  # (slot.canonical, written out)
-        if requested.availability_tag != ref.availability_tag:
-            ref = SlotRef(ref.key, requested.availability_tag)
+        ref = slot.ref_with_tag(requested.availability_tag)
         booking = Booking(booking_id, ref, person, BookingStatus.CONFIRMED, lease_id)
-        # What _apply_booked would look up again for this booking (see _Decided).
-        self._decided = (booking, slot, token_key)
-        return booking, (BookingCreated(booking, token),)
+        return booking, (BookingCreated(booking, token),), slot
 
-    def _decide_booking_v0(
-        self, c: cmd.CreateBooking, now_ns: int
-    ) -> tuple[Booking, tuple[Event, ...]]:
-        if not c.lease_id:
+    def _decide_booking_v0(self, c: cmd.CreateBooking, now_ns: int) -> Decision[Booking]:
+        lease_id = c.lease_id
+        if not lease_id:
             raise InvalidArgument("a lease reference is required", field="lease_ref")
-        consumed = self._consumed.get(c.lease_id)
+        consumed = self._consumed.get(lease_id)
         if consumed is not None:
-            return self._bookings[consumed[1]], ()  # v0 replay returns that booking
-        _, number, tag, _, _ = self._usable_lease(c.lease_id, now_ns, None)
+            _, booking_id = consumed
+            return self._bookings[booking_id], (), None  # v0 replay returns that booking
+        _, number, tag, _, _ = self._usable_lease(lease_id, now_ns, None)
         slot = self._slot_list[number]
-        self._refuse_same_user(slot, c.person, ApiVersion.V0)
-        booking = self._new_booking(slot, slot.ref_with_tag(tag), c.person, c.lease_id)
-        return booking, (BookingCreated(booking),)
-
-    def _usable_lease(self, lease_id: str, now_ns: int, request_key: SlotKey | None) -> Kept:
-        """The LIVE lease `lease_id`, or the refusal that says why it cannot back a booking."""
-        kept = self._live.get(lease_id)
-        live = kept is not None
-        if kept is None:
-            kept = self._kept_of(lease_id)
-        if kept is None:
-            if request_key is not None and _names_other_key(lease_id, request_key):
-                # Our ids carry their slot's routing bucket: this one cannot be for this slot.
-                raise InvalidArgument("the lease is for another merchant or service", field="slot")
-            raise NotFound(f"lease {lease_id!r} is unknown", field="lease_ref")
-        if request_key is not None:
-            leased = self._slot_list[kept[1]].spec.key
-            if leased is not request_key and leased != request_key:
-                raise InvalidArgument("the slot differs from the leased slot", field="slot")
-        if not live and lease_id in self._consumed:
-            raise NotFound(f"lease {lease_id!r} was already used by a booking", field="lease_ref")
-        if not live or kept[4] <= now_ns:  # (kept[4]: expires_ns)
-            raise LeaseExpired(f"lease {lease_id!r} has expired", field="lease_ref")
-        return kept
-
-    def _refuse_same_user(self, slot: SlotAccount, person: Person, version: ApiVersion) -> None:
-        if slot.has_booker_like(person, version):
+        if slot.has_v0_booker_like(c.person):
             raise SlotAlreadyBookedByUser(_SAME_USER, field="user")
-
-    def _new_booking(
-        self, slot: SlotAccount, ref: SlotRef, person: Person, lease_id: str
-    ) -> Booking:
         booking_id = id_from_head(slot.booking_id_head, self._entropy())
-        return Booking(booking_id, ref, person, BookingStatus.CONFIRMED, lease_id)
+        ref = slot.ref_with_tag(tag)
+        booking = Booking(booking_id, ref, c.person, BookingStatus.CONFIRMED, lease_id)
+        return booking, (BookingCreated(booking),), slot
 
-    def _decide_cancel(
-        self, c: cmd.CancelBooking, now_ns: int
-    ) -> tuple[Booking, tuple[Event, ...]]:
+    def _usable_lease(self, lease_id: str, now_ns: int, slot: SlotAccount | None) -> Kept:
+        """The LIVE lease `lease_id` (of `slot`, if given) that may back a booking now."""
+        kept = self._live.get(lease_id, _NO_LEASE)
+        _, number, _, _, expires_ns = kept
+        if now_ns < expires_ns and (slot is None or number == slot.number):
+            return kept
+        raise self._lease_refusal(lease_id, slot)
+
+    def _lease_refusal(self, lease_id: str, slot: SlotAccount | None) -> BookingError:
+        """Why the lease `lease_id` cannot back a booking on `slot` (see _usable_lease)."""
+        kept = self._kept_of(lease_id)
+        if kept is None:
+            if slot is not None and _names_other_key(lease_id, slot.spec.key):
+                # Our ids carry their slot's routing bucket: this one cannot be for this slot.
+                return InvalidArgument("the lease is for another merchant or service", field="slot")
+            return NotFound(f"lease {lease_id!r} is unknown", field="lease_ref")
+        if slot is not None and kept[KEPT_NUMBER] != slot.number:
+            return InvalidArgument("the slot differs from the leased slot", field="slot")
+        if lease_id in self._consumed:
+            return NotFound(f"lease {lease_id!r} was already used by a booking", field="lease_ref")
+        return LeaseExpired(f"lease {lease_id!r} has expired", field="lease_ref")
+
+    def _decide_cancel(self, c: cmd.CancelBooking, now_ns: int) -> Decision[Booking]:
         booking = self._require_booking(c.booking_id)
         if booking.status is BookingStatus.CANCELED:
-            return booking, ()  # cancelling twice is idempotent
+            return booking, (), None  # cancelling twice is idempotent
         event = BookingCancelled(booking.booking_id)
-        return replace(booking, status=BookingStatus.CANCELED), (event,)
+        return replace(booking, status=BookingStatus.CANCELED), (event,), None
 
-    def _decide_reschedule(
-        self, c: cmd.RescheduleBooking, now_ns: int
-    ) -> tuple[Booking, tuple[Event, ...]]:
+    def _decide_reschedule(self, c: cmd.RescheduleBooking, now_ns: int) -> Decision[Booking]:
         booking = self._require_booking(c.booking_id)
         old = booking.slot.key
         new_key = replace(
@@ -607,35 +569,43 @@ class ShardState:
         )
         if booking.status is BookingStatus.CANCELED:
             raise BookingAlreadyCancelled("the booking was cancelled", field="status")
-        target = self._require_slot(new_key)
         if new_key == old:
-            return booking, ()
-        self._settle(target, now_ns)
-        if target.open_spots <= 0:
+            return booking, (), None  # (its own slot: no need to settle it)
+        target = self._slot(new_key, now_ns) or self._unknown_slot(new_key)
+        if target.holders >= target.spots:
             raise SlotUnavailable("no open spot left on the new slot", field="slot")
         new_slot = SlotRef(new_key, target.spec.availability_tag)
         event = BookingRescheduled(booking.booking_id, new_slot)
-        return replace(booking, slot=new_slot), (event,)
+        return replace(booking, slot=new_slot), (event,), None
 
-    def _upcoming_bookings(
-        self, c: cmd.ListBookings, now_ns: int
-    ) -> tuple[tuple[Booking, ...], tuple[()]]:
+    def _upcoming_bookings(self, c: cmd.ListBookings, now_ns: int) -> Decision[tuple[Booking, ...]]:
         user_id = c.user_id
         if not user_id:
             raise InvalidArgument("user_id is required", field="user_id")
         now_sec = now_ns // NANOS_PER_SECOND
-        indexed = self._by_user.get(user_id, ())
-        found = (self._bookings[b] for b in ((indexed,) if isinstance(indexed, str) else indexed))
+        found = (self._bookings[b] for b in self._by_user.booking_ids(user_id))
         upcoming = [
             b for b in found if b.status is BookingStatus.CONFIRMED and b.slot.key.end_sec > now_sec
         ]
         upcoming.sort(key=lambda b: (b.slot.key.start_sec, b.booking_id))
-        return tuple(upcoming), ()
+        return tuple(upcoming), (), None
 
-    def _require_slot(self, key: SlotKey) -> SlotAccount:
-        slot = self._slots.get(key)
-        if slot is not None:
-            return slot
+    def _slot(self, key: SlotKey, now_ns: int | None = None) -> SlotAccount | None:
+        """The inventory slot of `key`, or None. By identity first (the inventory's own key
+        objects, as decoders and canonical refs hand them over): that skips SlotKey.__hash__.
+
+        With `now_ns` (a command reading the slot), its leases due by then expire first
+        (_settle): a lease counts as expired from its instant on, swept or not.
+        """
+        slot = self._slot_by_key_id.get(id(key)) or self._slots.get(key)
+        if now_ns is not None and slot is not None:
+            expiries = slot.expiries
+            if expiries and expiries[0] <= now_ns:
+                self._settle(slot, now_ns)
+        return slot
+
+    def _unknown_slot(self, key: SlotKey) -> NoReturn:
+        """The refusal for a key that names no inventory slot."""
         if (key.merchant_id, key.service_id) not in self._services:
             raise InvalidArgument(
                 f"unknown merchant_id/service_id {key.merchant_id!r}/{key.service_id!r}",
@@ -656,11 +626,16 @@ class ShardState:
     # ----- applying (the only code that changes state) -------------------------------
 
     def apply(self, event: Event) -> None:
+        """Apply one event (of a command's outcome, or read back from the journal)."""
+        self._apply(event, None)
+
+    def _apply(self, event: Event, slot: SlotAccount | None) -> None:
+        """`apply`, with the slot a command's decision named (see Decision), if any."""
         # The commonest kinds first: each test is a call.
         if isinstance(event, LeaseGranted):
-            self._apply_granted(event.lease)
+            self._apply_granted(event.lease, slot)
         elif isinstance(event, BookingCreated):
-            self._apply_booked(event.booking, event.idempotency_token)
+            self._book(event.booking, slot, event.idempotency_token)
         elif isinstance(event, LeaseExpiredEvent):
             self._apply_expired((event.lease_id,))
         elif isinstance(event, BookingCancelled):
@@ -672,8 +647,9 @@ class ShardState:
         else:
             assert_never(event)
 
-    def _apply_granted(self, lease: Lease) -> None:
-        slot = self._known_slot(lease.slot.key)
+    def _apply_granted(self, lease: Lease, slot: SlotAccount | None) -> None:
+        if slot is None:
+            slot = self._slot(lease.slot.key) or _not_in_inventory(lease.slot.key)
         if self._is_known_lease(lease.lease_id):
             raise ValueError(f"event grants lease {lease.lease_id!r} twice")
         self._take(slot)  # (raises before any change, as the check above)
@@ -692,7 +668,7 @@ class ShardState:
             if kept is None:
                 raise ValueError(f"event expires lease {lease_id!r} that is not live")
             lapsed[lease_id] = kept
-            slots[kept[1]].holders -= 1
+            slots[kept[KEPT_NUMBER]].holders -= 1
         self._expired.extend(lease_ids)
         self._live_leases -= len(lease_ids)
         self._expired_total += len(lease_ids)
@@ -702,102 +678,26 @@ class ShardState:
             version, number, _, reference, _ = self._lapsed.pop(self._expired.popleft())
             del self._slot_list[number].refs[VERSION_OF[version]][reference]
 
-    def _apply_booked(self, created: Booking, token: str) -> None:
-        decided = self._decided
-        if decided is not None and decided[0] is created:
-            # The booking _decide_booking_v2 just made: its slot and token key are known.
-            self._decided = None
-            booking, slot, token_key = decided
-        else:
-            booking, slot, token_key = self._placed(created, token)
-        lease_id = booking.lease_id
-        booking_id = booking.booking_id
-        if lease_id:
-            live = self._live
-            kept = live.get(lease_id)
-            if kept is None or kept[1] != slot.number:
-                raise ValueError(f"event books lease {lease_id!r} that is not usable")
-            # The booking takes over the lease's spot: holders are unchanged.
-            del live[lease_id]
-            self._consumed[lease_id] = (kept, booking_id)
-            self._live_leases -= 1
-        else:
-            self._take(slot)
-        self._bookings[booking_id] = booking  # (_add_confirmed, written out)
-        person = booking.person
-        users = slot.booker_users
-        if users is None or person.email or person.telephone:
-            slot.add_booker(person)
-        else:  # (the v2 common case of add_booker, written out)
-            users[person.user_id] = users.get(person.user_id, 0) + 1
-        self._confirmed += 1
-        user_id = person.user_id
-        if user_id:  # (_index_by_user, written out)
-            indexed = self._by_user.setdefault(user_id, booking_id)
-            if indexed is not booking_id:
-                self._index_another(user_id, indexed, booking_id)
-        if token:
-            self._remember_token(token_key, booking)
-        self._booked_total += 1
-
-    def _placed(self, created: Booking, token: str) -> _Decided:
-        """`created` (from the journal, or v0) on its inventory slot's own key objects,
-        with that slot and its token key: what _Decided caches for a v2 booking."""
-        # (A hot path too, for recovery: _canonical_booking written out.)
-        slot = self._find_slot(created.slot.key) or self._known_slot(created.slot.key)
-        key = slot.spec.key
-        booking = (
-            created
-            if created.slot.key is key
-            else replace(created, slot=slot.canonical(created.slot))
-        )
-        return booking, slot, (key.merchant_id, key.service_id, token)
-
-    def _remember_token(self, key: TokenKey, response: Booking) -> None:
-        tokens = self._tokens
-        known = len(tokens)
-        tokens[key] = response
-        if len(tokens) != known:  # (a new key; a stored history never repeats one)
-            order = self._token_order
-            order.append(key)
-            if known >= self.settings.max_tokens:
-                del tokens[order.popleft()]
-
     def _apply_cancelled(self, booking_id: str) -> None:
-        booking = self._bookings[booking_id]
-        slot = self._slots[booking.slot.key]
-        slot.holders -= 1
-        slot.remove_booker(booking.person)
+        booking, slot = self._placed(self._bookings[booking_id])
+        self._release(booking, slot)
         self._bookings[booking_id] = replace(booking, status=BookingStatus.CANCELED)
-        self._confirmed -= 1
 
     def _apply_rescheduled(self, booking_id: str, new_slot: SlotRef) -> None:
-        booking = self._bookings[booking_id]
-        target = self._known_slot(new_slot.key)
-        new_slot = target.canonical(new_slot)
+        booking, old = self._placed(self._bookings[booking_id])
+        moved, target = self._placed(replace(booking, slot=new_slot))
         self._take(target)  # first: a full target raises before anything moves
-        old = self._slots[booking.slot.key]
-        old.holders -= 1
-        old.remove_booker(booking.person)
-        self._confirmed -= 1
-        self._add_confirmed(replace(booking, slot=new_slot), target)
+        self._release(booking, old)
+        self._book(moved, target, "", new=False)
 
-    @staticmethod
-    def _canonical_booking(booking: Booking, slot: SlotAccount) -> Booking:
-        if booking.slot.key is slot.spec.key:
-            return booking
-        return replace(booking, slot=slot.canonical(booking.slot))
-
-    def _find_slot(self, key: SlotKey) -> SlotAccount | None:
-        """The slot of `key`; by identity first (the inventory's own key objects, as
-        decoders and canonical refs hand them over), which skips SlotKey.__hash__."""
-        return self._slot_by_key_id.get(id(key)) or self._slots.get(key)
-
-    def _known_slot(self, key: SlotKey) -> SlotAccount:
-        slot = self._slots.get(key)
-        if slot is None:
-            raise ValueError(f"stored state names slot {key} that is not in the inventory")
-        return slot
+    def _placed(self, stored: Booking) -> tuple[Booking, SlotAccount]:
+        """`stored` (from the journal, a snapshot or the table) on its inventory slot's own
+        key objects, with that slot."""
+        key = stored.slot.key
+        slot = self._slot(key) or _not_in_inventory(key)
+        if key is not slot.spec.key:
+            stored = replace(stored, slot=slot.canonical(stored.slot))
+        return stored, slot
 
     @staticmethod
     def _take(slot: SlotAccount) -> None:
@@ -805,36 +705,70 @@ class ShardState:
             raise ValueError(f"event would overbook slot {slot.spec.key}")
         slot.holders += 1
 
-    def _add_confirmed(self, booking: Booking, slot: SlotAccount) -> None:
-        self._bookings[booking.booking_id] = booking
-        slot.add_booker(booking.person)
-        self._confirmed += 1
+    def _book(
+        self, booking: Booking, slot: SlotAccount | None, token: str, new: bool = True
+    ) -> None:
+        """`booking` (CONFIRMED) holds a spot of `slot` (None: its own, looked up): stored,
+        counted, its person counted among the slot's bookers and indexed by user, its
+        idempotency token (if any) remembered.
 
-    def _index_by_user(self, booking: Booking) -> None:
-        """For ListBookings. v0 bookings carry no user_id: nothing to list them by."""
-        user_id = booking.person.user_id
-        if not user_id:
-            return
+        A new booking (BookingCreated) takes its spot here, its LIVE lease's or a free
+        one, and counts as created; a restored or moved one (not new) has its spot.
+        """
+        if slot is None:
+            booking, slot = self._placed(booking)
         booking_id = booking.booking_id
-        # One probe for a user's first booking here (the common case): ids are unique,
-        # so getting this very id back means it went in.
-        indexed = self._by_user.setdefault(user_id, booking_id)
-        if indexed is not booking_id:
-            self._index_another(user_id, indexed, booking_id)
+        if new:
+            lease_id = booking.lease_id
+            if not lease_id:
+                self._take(slot)
+            elif self._live.get(lease_id, _NO_LEASE)[KEPT_NUMBER] == slot.number:
+                # The booking takes over the lease's spot: holders are unchanged.
+                self._consumed[lease_id] = (self._live.pop(lease_id), booking_id)
+                self._live_leases -= 1
+            else:
+                raise ValueError(f"event books lease {lease_id!r} that is not usable")
+            self._booked_total += 1
+        person = booking.person
+        self._bookings[booking_id] = booking
+        self._confirmed += 1
+        self._by_user.add(person.user_id, booking_id)
+        users = slot.booker_users
+        users[person.user_id] = users.get(person.user_id, 0) + 1
+        if person.email:
+            emails = slot.booker_emails = slot.booker_emails or {}
+            email = person.email.lower()
+            emails[email] = emails.get(email, 0) + 1
+        if person.telephone:
+            phones = slot.booker_phones = slot.booker_phones or {}
+            phones[person.telephone] = phones.get(person.telephone, 0) + 1
+        if token:
+            key = slot.spec.key
+            self._tokens.remember((key.merchant_id, key.service_id, token), booking)
 
-    def _index_another(self, user_id: str, indexed: str | set[str], booking_id: str) -> None:
-        if isinstance(indexed, str):
-            self._by_user[user_id] = {indexed, booking_id}
-        else:
-            indexed.add(booking_id)
+    def _release(self, booking: Booking, slot: SlotAccount) -> None:
+        """`booking` gives up its spot of `slot` (the caller stores what it becomes): the
+        inverse of _take and _book."""
+        slot.holders -= 1
+        self._confirmed -= 1
+        person = booking.person
+        count_down(slot.booker_users, person.user_id)
+        if person.email:
+            assert slot.booker_emails is not None
+            count_down(slot.booker_emails, person.email.lower())
+        if person.telephone:
+            assert slot.booker_phones is not None
+            count_down(slot.booker_phones, person.telephone)
 
     # ----- housekeeping helpers ------------------------------------------------------
 
     def _kept_of(self, lease_id: str) -> Kept | None:
         """The lease `lease_id` as kept, whatever its state, or None if unknown."""
         kept = self._live.get(lease_id) or self._lapsed.get(lease_id)
-        if kept is None and lease_id in self._consumed:
-            kept = self._consumed[lease_id][0]
+        if kept is None:
+            consumed = self._consumed.get(lease_id)
+            if consumed is not None:
+                kept, _ = consumed
         return kept
 
     def _is_known_lease(self, lease_id: str) -> bool:
@@ -842,29 +776,15 @@ class ShardState:
 
     def _live_expiry(self, lease_id: str) -> int | None:
         kept = self._live.get(lease_id)
-        return None if kept is None else kept[4]  # (expires_ns)
+        return None if kept is None else kept[KEPT_EXPIRES_NS]
 
-    def _may_forget(self, now_ns: int) -> bool:
-        """Whether _count_forgettable may find anything: O(1), from the oldest remembered."""
-        expired = self._expired
-        if not expired:
-            return False
-        if len(expired) > self.settings.max_remembered_expired:
-            return True
-        oldest = self._lapsed[expired[0]][4]  # (expires_ns)
-        return oldest <= now_ns - self.settings.expired_retention_ns
 
-    def _count_forgettable(self, now_ns: int) -> int:
-        if not self._expired:
-            return 0
-        over_cap = max(0, len(self._expired) - self.settings.max_remembered_expired)
-        horizon = now_ns - self.settings.expired_retention_ns
-        count = over_cap
-        for lease_id in itertools.islice(self._expired, over_cap, None):
-            if self._lapsed[lease_id][4] > horizon:  # (expires_ns)
-                break
-            count += 1
-        return count
+# What _live.get answers for a lease it does not hold: on no slot, expired at any time.
+_NO_LEASE: Kept = (0, -1, "", "", -(1 << 63))
+
+
+def _not_in_inventory(key: SlotKey) -> NoReturn:
+    raise ValueError(f"stored state names slot {key} that is not in the inventory")
 
 
 def _names_other_key(lease_id: str, key: SlotKey) -> bool:

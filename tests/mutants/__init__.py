@@ -118,8 +118,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "core/_state.py",
         (
             (
-                "if not expiries or expiries[0] > now_ns:",
-                "if not expiries or expiries[0] >= now_ns:",
+                "if expiries and expiries[0] <= now_ns:",
+                "if expiries and expiries[0] < now_ns:",
             ),
         ),
         (*CORE, *MODEL),
@@ -130,8 +130,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "core/_state.py",
         (
             (
-                "        slot = self._slots[booking.slot.key]\n        slot.holders -= 1\n",
-                "        slot = self._slots[booking.slot.key]\n",
+                "        slot.holders -= 1\n        self._confirmed -= 1\n",
+                "        self._confirmed -= 1\n",
             ),
         ),
         (*CORE, *MODEL),
@@ -142,8 +142,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "core/_state.py",
         (
             (
-                "if users is not None and person.user_id in users:",
-                "if users is not None and person.user_id in users and not users:",
+                "if person.user_id in slot.booker_users:  # the same-user rule (v2)",
+                "if False:  # the same-user rule (v2), dropped",
             ),
         ),
         (*CORE, *MODEL),
@@ -151,8 +151,8 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "token-cap-off-by-one",
-        "core/_state.py",
-        (("if known >= self.settings.max_tokens:", "if known > self.settings.max_tokens:"),),
+        "core/_tokens.py",
+        (("if known >= self._capacity:", "if known > self._capacity:"),),
         (*CORE, *MODEL),
         "one idempotency token more than max_tokens is remembered",
     ),
@@ -161,8 +161,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "core/_state.py",
         (
             (
-                "if self._lapsed[lease_id][4] > horizon:  # (expires_ns)",
-                "if self._lapsed[lease_id][4] >= horizon:  # (expires_ns)",
+                "if lapsed[lease_id][KEPT_EXPIRES_NS] > horizon:",
+                "if lapsed[lease_id][KEPT_EXPIRES_NS] >= horizon:",
             ),
         ),
         (*CORE, *MODEL),
@@ -192,8 +192,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "core/_state.py",
         (
             (
-                "            return None\n        self._settle(slot, now_ns)\n",
-                "            return None\n",
+                "        slot = self._slot(key, now_ns)\n        return None if slot is None",
+                "        slot = self._slot(key)\n        return None if slot is None",
             ),
         ),
         ("tests/test_core_scope.py", "tests/test_gateway_bookings.py", *MODEL),
