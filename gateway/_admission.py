@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 _Method = Callable[[Stream[Any, Any]], Coroutine[Any, Any, None]]
 PUSHBACK_TRAILER = "grpc-retry-pushback-ms"
 _TOO_CLOSE = "deadline too close to be met; nothing was done"
+_STOPPING = "the server is stopping"
 _BEHIND = "the server is behind; retry after the pushback"
 
 
@@ -234,7 +235,11 @@ class DroppingHandler(ConnectionHandler):
         admission = self._admission
         timeout = _timeout(headers)
         counted = admission.counts(headers)
-        if timeout is not None and admission.too_close(timeout):
+        if self.closing:
+            # Server.close() has cancelled this connection's calls and nobody awaits a
+            # new handler task now: one made here would be left pending at the loop's end.
+            _answer_now(stream, Status.UNAVAILABLE, _STOPPING, [])
+        elif timeout is not None and admission.too_close(timeout):
             _answer_now(stream, Status.DEADLINE_EXCEEDED, _TOO_CLOSE, [])
         elif admission.gate.behind(time.monotonic()) or (
             counted and admission.active >= admission.settings.max_active

@@ -264,3 +264,29 @@ def test_calls_over_the_active_bound_are_refused_and_the_bound_is_released() -> 
 
     run(lambda: _served(admission, call))
     assert refusals.snapshot()[Refusal.OVERLOADED] == 1
+
+
+@pytest.mark.timeout(30)
+def test_a_call_arriving_after_close_is_unavailable_and_starts_no_handler() -> None:
+    admission = Admission(AdmissionSettings(), Refusals())
+
+    async def body() -> None:
+        server = CoalescingServer(guard_services([Health()], admission), admission=admission)
+        await server.start("127.0.0.1", 0)
+        port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        channel = Channel("127.0.0.1", port)
+        try:
+            health = HealthStub(channel)
+            await health.Check(HealthCheckRequest())  # the connection is up
+            server.close()  # as a stopping server does: its handlers are now closing
+            with pytest.raises(GRPCError) as refused:
+                await health.Check(HealthCheckRequest())
+            assert refused.value.status is Status.UNAVAILABLE
+            # No task was made for it (one would be left pending when the loop ends):
+            # the one task the connection ever had is the first call's.
+            assert [len(h._tasks) for h in server._handlers] == [1]
+        finally:
+            channel.close()
+            await server.wait_closed()
+
+    run(body)
