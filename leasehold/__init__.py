@@ -10,8 +10,10 @@ One import namespace for the whole project. Its packages and who may import whom
   imports shards.
 - `leasehold.proto`: the .proto sources and their generated code.
 - `leasehold.bench`: benchmarks; imported only by the CLI's `bench` subcommand.
-- `leasehold.cli`, `leasehold._app`, `leasehold.tuning`: the composition root,
-  which parses flags, assembles the parts and tunes the process.
+- the composition root: `cli` (the `leasehold` command), `_flags` (its parser),
+  `_serve_cmd` (flags to a running server), `_run` (signals, start and stop
+  events), `_app` (assembles shards, health stream and gRPC), `tuning` (GC and
+  GIL settings of the process).
 
 Outside a package, import only its `__init__` face, never its `_private` modules.
 """

@@ -13,7 +13,7 @@ import pytest
 from _server_process import leasehold_executable, running_server
 
 from leasehold import __version__
-from leasehold.cli import _parser
+from leasehold._flags import build_parser as _parser
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from _server_process import leasehold_executable
 
+from leasehold._serve_cmd import health_port_for
 from leasehold.bench._server import SpawnedServer
-from leasehold.cli import health_port_for
 
 
 def test_the_health_port_is_the_grpc_port_plus_one_unless_given() -> None:

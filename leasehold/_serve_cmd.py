@@ -1,0 +1,195 @@
+"""`leasehold serve`: from flags to a running server, and every failure as one line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import resource
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from leasehold._app import ServeConfig, ServerFailed
+from leasehold._exits import EXIT_FAILURE, EXIT_USAGE, fail
+from leasehold._logging import configure as configure_logging
+from leasehold._logging import event
+from leasehold._run import serve_until_signal
+from leasehold.core import (
+    NANOS_PER_SECOND,
+    FeedError,
+    LeaseSettings,
+    demo_feed,
+    parse_feed_json,
+)
+from leasehold.gateway import GuardLimits, TlsSettings, certificate_names, server_context
+from leasehold.health import HealthConfig, HealthListenError
+from leasehold.shards import (
+    DataDirError,
+    Durability,
+    Persistence,
+    RecoveryError,
+    lock,
+    prepare,
+    recorded_feed,
+)
+from leasehold.tuning import tune_for_long_lived_state, tune_thread_handoffs
+
+# Open files the server holds besides gRPC connections: journals, snapshots, the health
+# stream's watchers (up to 256 and its pending ones), listeners.
+_FILES_BESIDES_CONNECTIONS = 1024
+
+
+def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.default_lease_ttl > args.max_lease_ttl:
+        parser.error("--default-lease-ttl must not exceed --max-lease-ttl")
+    tls_problem = _tls_flag_problem(args)
+    if tls_problem:
+        parser.error(tls_problem)
+    files_problem = raise_open_file_limit(args.max_connections)
+    if files_problem:
+        return fail(files_problem, EXIT_USAGE)
+    try:
+        ssl_context = _ssl_context(args)
+    except (OSError, ssl.SSLError) as problem:
+        return fail(f"cannot use the TLS files: {problem}", EXIT_USAGE)
+    durability = Durability(args.durability)
+    try:
+        feed_text, recorded = _feed_text(args.feed, args.data_dir, durability)
+        feed = parse_feed_json(feed_text)
+    except UnicodeDecodeError as problem:
+        where, byte = args.feed or args.data_dir, problem.object[problem.start]
+        reason = f"{where} is not UTF-8 text (byte {byte:#04x} at offset {problem.start})"
+        return fail(f"cannot load the feed: {reason}", EXIT_USAGE)
+    except (OSError, FeedError, DataDirError) as problem:
+        return fail(f"cannot load the feed: {problem}", EXIT_USAGE)
+    if not feed.slots:
+        return fail("the feed has no slots to serve", EXIT_USAGE)
+    try:
+        held = None
+        if durability is not Durability.NONE:
+            held = lock(args.data_dir)  # released when this process exits
+            prepare(args.data_dir, shard_count=args.shards, feed_text=feed_text)
+    except (OSError, DataDirError) as problem:
+        return fail(f"cannot use --data-dir {args.data_dir}: {problem}", EXIT_USAGE)
+    config = ServeConfig(
+        slots=feed.slots,
+        host=args.host,
+        port=args.port,
+        shard_count=args.shards,
+        mailbox_capacity=args.mailbox,
+        lease_settings=LeaseSettings(
+            default_ttl_ns=round(args.default_lease_ttl * NANOS_PER_SECOND),
+            max_ttl_ns=round(args.max_lease_ttl * NANOS_PER_SECOND),
+        ),
+        ssl_context=ssl_context,
+        tls_client_name=args.tls_client_name,
+        persistence=Persistence(
+            args.data_dir, durability, args.snapshot_every, args.snapshot_interval
+        ),
+        health=HealthConfig(
+            host=args.health_host,
+            port=health_port_for(args.port, args.health_port),
+            token=args.health_token,
+            default_interval_s=args.health_interval,
+            # wss:// with the gRPC port's certificate and client-certificate rule.
+            ssl_context=ssl_context,
+            client_cert_ok=_client_cert_check(args.tls_client_name),
+        ),
+        limits=guard_limits(args),
+    )
+    configure_logging(args.log_format, args.log_level)
+    try:
+        tune_for_long_lived_state()
+        tune_thread_handoffs()
+        asyncio.run(serve_until_signal(config, feed, args.data_dir if recorded else None))
+    except HealthListenError as problem:
+        return fail(str(problem), EXIT_FAILURE)
+    except RecoveryError as problem:
+        return fail(f"cannot recover the stored state: {problem}", EXIT_FAILURE)
+    except DataDirError as problem:
+        return fail(f"cannot use --data-dir {args.data_dir}: {problem}", EXIT_FAILURE)
+    except ServerFailed as problem:
+        event(logging.ERROR, "server_failed", f"stopped: {problem}", reason=str(problem))
+        return fail(f"stopped: {problem}", EXIT_FAILURE)
+    except OSError as problem:
+        return fail(f"cannot listen on {args.host}:{args.port}: {problem.strerror}", EXIT_FAILURE)
+    finally:
+        if held is not None:
+            held.close()
+    return 0
+
+
+def guard_limits(args: argparse.Namespace) -> GuardLimits:
+    return GuardLimits(
+        max_connections=args.max_connections,
+        handshake_timeout_s=args.handshake_timeout,
+        idle_timeout_s=args.idle_timeout,
+    )
+
+
+def raise_open_file_limit(max_connections: int) -> str | None:
+    """Raise the soft open-file limit towards the hard one, enough for the connection cap
+    plus the files and sockets the rest of the server holds; a problem line, or None."""
+    wanted = max_connections + _FILES_BESIDES_CONNECTIONS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        return (
+            f"--max-connections {max_connections} needs {wanted} open files "
+            f"and the hard limit is {hard}"
+        )
+    return None
+
+
+def health_port_for(grpc_port: int, given: int | None) -> int:
+    """The health port: the one given, else the gRPC port's neighbour (0 follows 0).
+
+    Following --port lets two servers with different ports run side by side.
+    """
+    if given is not None:
+        return given
+    return 0 if grpc_port in (0, 65535) else grpc_port + 1
+
+
+def _tls_flag_problem(args: argparse.Namespace) -> str | None:
+    if (args.tls_cert is None) != (args.tls_key is None):
+        return "--tls-cert and --tls-key go together"
+    if args.tls_client_ca is not None and args.tls_cert is None:
+        return "--tls-client-ca needs --tls-cert and --tls-key"
+    if args.tls_client_name is not None and args.tls_client_ca is None:
+        return "--tls-client-name needs --tls-client-ca"
+    return None
+
+
+def _client_cert_check(name: str | None) -> Callable[[dict[str, Any] | None], bool] | None:
+    if name is None:
+        return None
+    return lambda cert: name in certificate_names(cert)
+
+
+def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if args.tls_cert is None:
+        return None
+    return server_context(
+        TlsSettings(args.tls_cert, args.tls_key, args.tls_client_ca, args.tls_client_name)
+    )
+
+
+def _feed_text(path: Path | None, data_dir: Path, durability: Durability) -> tuple[str, bool]:
+    """The feed to serve: --feed; else the one the data dir recorded; else a new demo feed.
+
+    The demo feed moves with the clock, so a restart on a data dir serves the feed
+    its stored leases and bookings were made on. The flag says it came from the dir.
+    """
+    if path is not None:
+        return path.read_text(encoding="utf-8"), False
+    recorded = None if durability is Durability.NONE else recorded_feed(data_dir)
+    if recorded is not None:
+        return recorded, True
+    return json.dumps(demo_feed(int(time.time()))), False
