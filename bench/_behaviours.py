@@ -14,9 +14,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from leasehold.bench._history import Op, Outcome
+from leasehold.bench._history import RESOURCE_EXHAUSTED, Op, Outcome
 from leasehold.bench._loadgen import NANOS, Behaviour, Ctx, PhaseSpec
 from leasehold.core import SlotKey
+
+# How long a storm setup caller waits before asking again for a lease the server shed.
+SHED_RETRY_S = 0.05
 
 
 def behaviour_for(spec: PhaseSpec, keys: list[SlotKey]) -> Behaviour:
@@ -127,10 +130,16 @@ class StormSetup(_Base):
 
     async def caller(self, ctx: Ctx, index: int) -> None:
         while ctx.running() and self.left > 0:
-            self.left -= 1
             slot = self.slots[self.next % len(self.slots)]
+            expiry = int(self.params["expiry_ns"])
+            op = await ctx.call(ctx.client.lease(slot, ctx.name("s"), expiry))
+            if op.status == RESOURCE_EXHAUSTED:
+                # Shed or refused while the server was behind: nothing was applied, so
+                # the same lease is asked for again after a pause, not counted as made.
+                await _pause(ctx, SHED_RETRY_S)
+                continue
+            self.left -= 1
             self.next += 1
-            await ctx.call(ctx.client.lease(slot, ctx.name("s"), int(self.params["expiry_ns"])))
 
     async def arrival(self, ctx: Ctx, index: int, intended_ns: int) -> None:
         raise NotImplementedError("storm setup is closed-loop")
