@@ -376,12 +376,26 @@ def watch_main(
     def connect() -> AbstractAsyncContextManager[tuple[WebSocketConnection, Hello]]:
         return open_watch(url, interval_s=interval_s, token=token, ssl_context=ssl_context)
 
+    # Ctrl-C is raised only at a checkpoint: raised anywhere, it could land inside
+    # trio-websocket's or rich's code, and 1 in ~20 wss runs then hung after it.
     try:
         if console.is_terminal:
             with Live(render(state), console=console, auto_refresh=False) as live:
-                trio.run(run_watch, state, connect, lambda s: live.update(render(s), refresh=True))
+                trio.run(
+                    run_watch,
+                    state,
+                    connect,
+                    lambda s: live.update(render(s), refresh=True),
+                    restrict_keyboard_interrupt_to_checkpoints=True,
+                )
         else:  # piped: one plain snapshot per change, for logs
-            trio.run(run_watch, state, connect, partial_print(console))
+            trio.run(
+                run_watch,
+                state,
+                connect,
+                partial_print(console),
+                restrict_keyboard_interrupt_to_checkpoints=True,
+            )
     except (KeyboardInterrupt, BaseExceptionGroup) as stopped:
         # Ctrl-C reaches us as itself or, out of a nursery, inside a group, maybe beside
         # what it caused (the connection it cut short closed under the reader).
