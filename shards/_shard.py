@@ -76,7 +76,6 @@ class Shard:
         self._send, self._receive = trio.open_memory_channel[ShardRequest](mailbox_capacity)
         self.handle = ShardHandle(shard_id, self._send)
         self._operations = 0
-        self._refused = 0
         self._deadline_dropped = 0
         self._expiry_lag_s = 0.0
         self._timer: trio.CancelScope | None = None
@@ -98,7 +97,7 @@ class Shard:
             confirmed_bookings=counters.confirmed_bookings,
             operations=self._operations,
             expirations=counters.leases_expired,
-            refused=self._refused,
+            refused=sum(self._refusals.values()),
             deadline_dropped=self._deadline_dropped,
             shed=self.handle.shed,
             last_expiry_lag_s=self._expiry_lag_s,
@@ -220,7 +219,6 @@ class Shard:
             times = self._times_by_kind[kind] = LatencyHistogram()
         result = outcome.result
         if isinstance(result, BookingError):
-            self._refused += 1
             refusal = (kind, type(result))
             self._refusals[refusal] = self._refusals.get(refusal, 0) + 1
 
