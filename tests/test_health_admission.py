@@ -17,6 +17,7 @@ import pytest
 import trio
 import trio.testing
 import trustme
+from _health_frames import next_frame, next_health
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
 from leasehold.core import SlotKey, SlotSpec
@@ -28,7 +29,7 @@ from leasehold.health._server import (
     HealthStream,
     serve_health,
 )
-from leasehold.health.frames import Health, Hello, Subscribe, decode
+from leasehold.health.frames import Hello, Subscribe
 from leasehold.health.watch import client_context, open_watch
 from leasehold.shards import ShardSet, run_shards
 
@@ -77,18 +78,6 @@ async def watcher(nursery: trio.Nursery, health: HealthStream, token: str) -> We
     await ws.send_message(Subscribe(interval_s=0.5, token=token).encode())
     assert isinstance(await next_frame(ws), Hello)
     return ws
-
-
-async def next_frame(ws: WebSocketConnection) -> Health | Hello | Subscribe:
-    message = await ws.get_message()
-    assert isinstance(message, bytes)
-    return decode(message)
-
-
-async def next_health(ws: WebSocketConnection) -> Health:
-    frame = await next_frame(ws)
-    assert isinstance(frame, Health)
-    return frame
 
 
 async def test_silent_connections_never_take_or_keep_out_a_watcher(

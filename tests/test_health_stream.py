@@ -18,6 +18,7 @@ from typing import cast
 import pytest
 import trio
 import trio.testing
+from _health_frames import next_frame, next_health
 from trio_websocket import (
     ConnectionClosed,
     WebSocketConnection,
@@ -109,18 +110,6 @@ async def subscribe(
     hello = await next_frame(ws)
     assert isinstance(hello, Hello)
     return ws, hello
-
-
-async def next_frame(ws: WebSocketConnection) -> Health | Hello | Subscribe:
-    message = await ws.get_message()
-    assert isinstance(message, bytes)
-    return decode(message)
-
-
-async def next_health(ws: WebSocketConnection) -> Health:
-    frame = await next_frame(ws)
-    assert isinstance(frame, Health)
-    return frame
 
 
 async def close_code(ws: WebSocketConnection) -> int:
