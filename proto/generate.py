@@ -24,7 +24,11 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 # Named through leasehold/proto (a link to proto/), so the generated imports are leasehold.proto...
-SOURCES = ("leasehold/proto/v2/booking.proto", "leasehold/proto/v0/booking.proto")
+SOURCES = (
+    "leasehold/proto/v2/booking.proto",
+    "leasehold/proto/v0/booking.proto",
+    "leasehold/proto/admin/v1/inventory.proto",
+)
 SUFFIXES = ("_pb2.py", "_pb2.pyi", "_grpc.py", "_pb2_grpc.py", "_pb2_grpc.pyi")
 
 

@@ -1,0 +1,1 @@
+"""Leasehold's own admin services (not part of the partner API)."""

@@ -1,0 +1,1 @@
+"""leasehold.admin.v1: the inventory admin service, source and generated code."""
