@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 from grpclib import Status
 from grpclib.exceptions import GRPCError
@@ -14,7 +15,29 @@ from grpclib.metadata import Deadline
 from leasehold.core import BOOKING_ID_PREFIX, LEASE_ID_PREFIX, Command, SlotKey
 from leasehold.gateway._bridge import call_shard
 from leasehold.gateway._status import fault_error
-from leasehold.shards import Reply, ShardFault, ShardHandle, ShardSet, ShardUnavailable
+from leasehold.shards import Reply, ShardFault, ShardUnavailable
+
+
+class Handle(Protocol):
+    """Where a shard's requests go: its mailbox in-process, or a link to its process."""
+
+    @property
+    def shard_id(self) -> int: ...
+
+
+class ShardRoutes(Protocol):
+    """Routing from a key or an id to the owning shard (shards.ShardSet, link.LinkedShards)."""
+
+    def for_key(self, merchant_id: str, service_id: str) -> Handle: ...
+
+    def for_id(self, prefix: str, some_id: str) -> Handle | None: ...
+
+    @property
+    def handles(self) -> Sequence[Handle]: ...
+
+
+# (handle, command, remaining seconds, the awaited replies, told the resume lag) -> reply.
+ShardCaller = Callable[..., Awaitable[Reply]]
 
 
 class ReplyLag:
@@ -44,28 +67,30 @@ class ReplyLag:
 
 
 class Router:
-    def __init__(self, shard_set: ShardSet) -> None:
+    def __init__(self, shard_set: ShardRoutes, call: ShardCaller = call_shard) -> None:
         self.shard_set = shard_set
+        # How a command reaches its shard: in-process (_bridge) or over the link.
+        self._call = call
         # Set when the server starts stopping: new calls are answered UNAVAILABLE.
         self.draining = False
         self.in_flight = 0
         # The replies awaited now (at most one per call in flight).
-        self._waiting: set[asyncio.Future[Reply]] = set()
+        self._waiting: set[asyncio.Future[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
         self.reply_lag = ReplyLag()
 
-    def for_slot(self, key: SlotKey) -> ShardHandle:
+    def for_slot(self, key: SlotKey) -> Handle:
         return self.shard_set.for_key(key.merchant_id, key.service_id)
 
-    def for_lease_id(self, lease_id: str) -> ShardHandle | None:
+    def for_lease_id(self, lease_id: str) -> Handle | None:
         return self.shard_set.for_id(LEASE_ID_PREFIX, lease_id)
 
-    def for_booking_id(self, booking_id: str) -> ShardHandle | None:
+    def for_booking_id(self, booking_id: str) -> Handle | None:
         return self.shard_set.for_id(BOOKING_ID_PREFIX, booking_id)
 
     @property
-    def handles(self) -> tuple[ShardHandle, ...]:
+    def handles(self) -> Sequence[Handle]:
         return self.shard_set.handles
 
     async def drain(self, timeout_s: float) -> None:
@@ -81,7 +106,7 @@ class Router:
             if not future.done():
                 future.set_exception(ShardUnavailable(ShardFault.UNAVAILABLE))
 
-    async def call(self, handle: ShardHandle, command: Command, deadline: Deadline | None) -> Reply:
+    async def call(self, handle: Handle, command: Command, deadline: Deadline | None) -> Reply:
         """The shard's reply: a result or a domain refusal. Faults raise their GRPCError."""
         if self.draining:
             raise fault_error(ShardFault.UNAVAILABLE)
@@ -96,7 +121,7 @@ class Router:
         self.in_flight += 1
         self._idle.clear()
         try:
-            reply = await call_shard(
+            reply = await self._call(
                 handle, command, remaining, self._waiting, self.reply_lag.observe
             )
         except ShardUnavailable as unavailable:

@@ -8,6 +8,7 @@ from pathlib import Path
 from leasehold import __version__
 from leasehold._logging import FORMATS as LOG_FORMATS
 from leasehold._logging import LEVELS as LOG_LEVELS
+from leasehold._process_flags import add_process_flags
 from leasehold._run import health_url
 from leasehold._slots import add_parser as add_slots_parser
 from leasehold.gateway import GuardLimits
@@ -134,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", choices=LOG_LEVELS, default="info", help="least severe level logged"
     )
     _limit_flags(serve_cmd)
+    # 0 until the multi-process mode passes the end-to-end tests as the default.
+    add_process_flags(serve_cmd, workers_default=0)
     watch_cmd = commands.add_parser("watch", help="live terminal view of every shard")
     watch_cmd.add_argument("url", nargs="?", default=health_url("127.0.0.1", DEFAULT_HEALTH_PORT))
     watch_cmd.add_argument("--token", help="the server's --health-token")

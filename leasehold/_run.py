@@ -39,7 +39,7 @@ async def serve_until_signal(
 
     def announce(ready: Ready) -> None:
         _announce(ready, config, feed, recorded_in)
-        shard_set = ready.router.shard_set
+        shard_set = _local_shards(ready)
         watchers.append(loop.create_task(_summarise_shedding(shard_set, shed_period_s)))
 
     try:
@@ -64,7 +64,7 @@ def _announce(ready: Ready, config: ServeConfig, feed: Feed, recorded_in: Path |
             f"the feed is the one recorded in {recorded_in} (--feed changes it)",
             data_dir=str(recorded_in),
         )
-    _recovery_events(ready.router.shard_set.recovery)
+    _recovery_events(_local_shards(ready).recovery)
     if config.health is not None and ready.health_port is not None:
         # Before the serving line: once that is seen, this one has been too.
         secure = config.health.ssl_context is not None
@@ -87,6 +87,13 @@ def _announce(ready: Ready, config: ServeConfig, feed: Feed, recorded_in: Path |
         shards=config.shard_count,
         version=__version__,
     )
+
+
+def _local_shards(ready: Ready) -> ShardSet:
+    """The shards of this process (this module runs the single-process mode)."""
+    shard_set = ready.router.shard_set
+    assert isinstance(shard_set, ShardSet)
+    return shard_set
 
 
 def _recovery_events(reports: Sequence[RecoveryReport]) -> None:

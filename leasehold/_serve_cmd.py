@@ -18,6 +18,7 @@ from leasehold._exits import EXIT_FAILURE, EXIT_USAGE, fail
 from leasehold._logging import configure as configure_logging
 from leasehold._logging import event
 from leasehold._run import serve_until_signal
+from leasehold._tree_run import run_tree
 from leasehold.core import (
     NANOS_PER_SECOND,
     FeedError,
@@ -102,6 +103,12 @@ def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         limits=guard_limits(args),
     )
     configure_logging(args.log_format, args.log_level)
+    if args.workers > 0:
+        try:
+            return run_tree(args, feed, feed_text, args.data_dir if recorded else None)
+        finally:
+            if held is not None:
+                held.close()
     try:
         tune_for_long_lived_state()
         tune_thread_handoffs()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Mapping
+from functools import cache
 from typing import Any
 
 from leasehold import core
@@ -28,3 +30,11 @@ def execute(state: ShardState, command: core.Command, now_ns: int) -> Outcome[An
 
 def handled_commands() -> frozenset[type[core.Command]]:
     return frozenset(_METHODS)
+
+
+@cache
+def result_type(command_type: type[core.Command]) -> Any:
+    """What a command's Outcome carries (from its method's annotation): the link decodes
+    replies by it, so a new command's results cross without a codec change."""
+    (result,) = typing.get_args(typing.get_type_hints(_METHODS[command_type])["return"])
+    return result

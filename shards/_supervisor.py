@@ -49,6 +49,8 @@ class ShardSet:
         # What each shard loaded from disk at start (empty when memory-only).
         self.recovery = tuple(recovery)
         self.handles = tuple(s.handle for s in shards)
+        # The shards by their id: a shard process's share need not start at 0.
+        self.by_id = {s.shard_id: s.handle for s in shards}
         # The inventory's routing keys, routed once: a dict probe per request instead of a
         # digest. Bounded by the inventory; keys outside it are hashed (and refused later).
         self._inventory_routes = {
@@ -100,26 +102,29 @@ async def run_shards(
     settings: LeaseSettings | None = None,
     wall_anchor_ns: int | None = None,
     persistence: Persistence | None = None,
+    owned: Sequence[int] | None = None,
     task_status: trio.TaskStatus[ShardSet] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Recover each shard, start it with `nursery.start` (so it serves), then report the set.
+
+    `owned`: run only these shards of `shard_count` (a shard process's share; the set
+    reported then serves its shards by id, `ShardSet.by_id`, and routes nothing).
 
     Returns when all shards have stopped (after ShardSet.close(), or on cancellation);
     each shard's journal is drained and closed after its shard stops. Raises
     RecoveryError (before reporting anything) if stored state cannot be loaded.
     """
     clock = AnchoredClock(wall_anchor_ns)
-    states = [
-        ShardState(part, entropy=entropy, settings=settings)
-        for part in partition_inventory(slots, shard_count)
-    ]
-    sinks, reports, keepers = await _open_storage(states, persistence)
+    parts = partition_inventory(slots, shard_count)
+    ids = list(range(shard_count)) if owned is None else list(owned)
+    states = [ShardState(parts[i], entropy=entropy, settings=settings) for i in ids]
+    sinks, reports, keepers = await _open_storage(ids, states, persistence)
     shards = [
         Shard(i, state, clock, mailbox_capacity=mailbox_capacity, sink=sink)
-        for i, (state, sink) in enumerate(zip(states, sinks, strict=True))
+        for i, state, sink in zip(ids, states, sinks, strict=True)
     ]
     async with trio.open_nursery() as nursery:
-        for index, (state, sink) in enumerate(zip(states, sinks, strict=True)):
+        for position, (index, state, sink) in enumerate(zip(ids, states, sinks, strict=True)):
             if isinstance(sink, JournalSink):
                 assert persistence is not None
                 await nursery.start(sink.run)
@@ -129,11 +134,11 @@ async def run_shards(
                     shard_dir(persistence.data_dir, index),
                     every_records=persistence.snapshot_every,
                     interval_s=persistence.snapshot_interval_s,
-                    manifest=keepers[index],
+                    manifest=keepers[position],
                 )
                 await nursery.start(compactor.run)
-        for index, (shard, sink) in enumerate(zip(shards, sinks, strict=True)):
-            keeper = keepers[index] if keepers else None
+        for position, (shard, sink) in enumerate(zip(shards, sinks, strict=True)):
+            keeper = keepers[position] if keepers else None
             await nursery.start(_serve_then_close, shard, sink, keeper)
         task_status.started(ShardSet(shards, reports))
 
@@ -157,7 +162,7 @@ async def _serve_then_close(
 
 
 async def _open_storage(
-    states: list[ShardState], persistence: Persistence | None
+    ids: list[int], states: list[ShardState], persistence: Persistence | None
 ) -> tuple[list[EventSink], list[RecoveryReport], list[ManifestKeeper]]:
     """Recover every shard from disk (in a worker thread, one after another), open its journal.
 
@@ -175,7 +180,7 @@ async def _open_storage(
     # free; one shard at a time.
     with collector_paused_then_frozen():
         try:
-            for index, state in enumerate(states):
+            for index, state in zip(ids, states, strict=True):
                 directory = shard_dir(data_dir, index)
                 try:
                     opened.append(

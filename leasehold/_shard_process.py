@@ -1,0 +1,112 @@
+"""A shard process: its share of the shards, run by trio natively, served over the link.
+
+It recovers its shards from their journals (its share only, beside the other
+shard processes doing theirs), then serves the link on a Unix socket in the
+supervisor's runtime dir. On SIGTERM/SIGINT it stops taking link connections'
+new requests, lets its shards answer what is queued and close their journals,
+sends those replies, and exits 0.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from leasehold.core import LeaseSettings, SlotSpec
+from leasehold.link import (
+    LinkCounters,
+    ProcessFigures,
+    open_unix_listener,
+    process_figures,
+    serve_link,
+)
+from leasehold.shards import (
+    Persistence,
+    ShardSet,
+    ShardStats,
+    buffered_entropy,
+    run_shards,
+    shards_of_process,
+)
+
+# Requests one link connection may have in a shard process at once; the gateway's own
+# bound (per link) is the same, so this one only stops a peer that ignores it.
+DEFAULT_LINK_IN_FLIGHT = 4096
+# How long replies queued at stop may take to leave before the connections close.
+_FLUSH_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ShardProcessConfig:
+    index: int
+    process_count: int
+    socket_path: Path
+    slots: Sequence[SlotSpec]
+    shard_count: int
+    mailbox_capacity: int
+    lease_settings: LeaseSettings
+    persistence: Persistence | None
+    max_in_flight: int = DEFAULT_LINK_IN_FLIGHT
+
+
+async def run_shard_process(
+    config: ShardProcessConfig,
+    *,
+    task_status: trio.TaskStatus[ShardSet] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Recover, serve the link, and return after SIGTERM/SIGINT once everything is answered."""
+    owned = shards_of_process(config.index, config.shard_count, config.process_count)
+    counters = LinkCounters()
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            shards_done = trio.Event()
+            shard_set: ShardSet = await nursery.start(_shards_then_set, config, owned, shards_done)
+
+            def stats() -> tuple[ProcessFigures, tuple[ShardStats, ...]]:
+                return process_figures("shard", config.index, counters), shard_set.statistics()
+
+            listener = await open_unix_listener(config.socket_path)
+            handler = partial(
+                serve_link,
+                shards=shard_set.by_id,
+                stats=stats,
+                max_in_flight=config.max_in_flight,
+                counters=counters,
+            )
+            async with trio.open_nursery() as links:
+                await links.start(trio.serve_listeners, handler, [listener])
+                task_status.started(shard_set)
+                async for _ in signals:
+                    break
+                shard_set.close()  # queued requests are still served, then journals close
+                await shards_done.wait()
+                with trio.move_on_after(_FLUSH_S):
+                    await counters.wait_all_sent()
+                links.cancel_scope.cancel()
+
+
+async def _shards_then_set(
+    config: ShardProcessConfig,
+    owned: Sequence[int],
+    done: trio.Event,
+    *,
+    task_status: trio.TaskStatus[ShardSet] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    try:
+        await run_shards(
+            config.slots,
+            shard_count=config.shard_count,
+            mailbox_capacity=config.mailbox_capacity,
+            entropy=buffered_entropy(),
+            settings=config.lease_settings,
+            persistence=config.persistence,
+            owned=owned,
+            task_status=task_status,
+        )
+    finally:
+        done.set()

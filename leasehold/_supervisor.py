@@ -1,0 +1,223 @@
+"""`leasehold serve` with --workers N > 0: a small supervisor over a tree of processes.
+
+It starts the shard processes (they recover their shards side by side), then the
+gateway workers, and watches them: a child that dies is started again after a
+back-off, and one that dies more than MAX_RESTARTS times within RESTART_WINDOW_S
+makes the supervisor stop the tree and exit non-zero, saying why. SIGTERM/SIGINT
+drains the tree in order: gateway workers first (their calls under way are
+answered), then shard processes (their journals are closed), all within
+STOP_BUDGET_S; whatever is left then is killed.
+
+The gRPC port is held by a placeholder socket (bound with SO_REUSEPORT, never
+listening), so `--port 0` resolves once and a restarted worker gets the same port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from leasehold._logging import event
+from leasehold._tree import LIFELINE_FD_ENV, READY_FD_ENV, TreeSpec, shard_socket
+from leasehold.link import check_socket_path
+
+# A child that dies this many times within the window makes the supervisor give up.
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 60.0
+# Back-off before a restart: the first, doubling up to the second.
+RESTART_DELAYS_S = (0.1, 2.0)
+# A child that does not say it serves within this long counts as failed.
+START_TIMEOUT_S = 60.0
+# SIGTERM/SIGINT to exit: under the 10 s an operator (and the tests) are promised.
+STOP_BUDGET_S = 9.0
+
+
+class TreeFailed(Exception):
+    """The tree could not start or keep running; the message says which child and why."""
+
+
+@dataclass(slots=True)
+class Child:
+    role: str  # "shard" or "gateway"
+    index: int
+    process: trio.Process | None = None
+    restarts: int = 0
+    deaths: list[float] = field(default_factory=list)  # trio times of recent deaths
+
+    @property
+    def name(self) -> str:
+        return f"{'shard process' if self.role == 'shard' else 'gateway worker'} {self.index}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+
+def make_runtime_dir() -> Path:
+    """A private directory for the link's sockets, short enough for any socket name."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    path = Path(
+        tempfile.mkdtemp(prefix="leasehold-", dir=base if os.access(base, os.W_OK) else None)
+    )
+    check_socket_path(shard_socket(path, 999))
+    return path
+
+
+def hold_port(host: str, port: int) -> socket.socket:
+    """Bind (not listen) the gRPC port with SO_REUSEPORT; the workers bind it beside."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    placeholder = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        placeholder.bind((host, port))
+    except BaseException:
+        placeholder.close()
+        raise
+    return placeholder
+
+
+def spec_for(args: argparse.Namespace, port: int, workers: int, shard_processes: int) -> TreeSpec:
+    serve_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    json.dumps(serve_args)  # every flag's value must cross as JSON: fail here, not in a child
+    return TreeSpec(serve_args, workers, shard_processes, port, os.getpid())
+
+
+class Tree:
+    """The children and what the supervisor knows of them."""
+
+    def __init__(self, runtime_dir: Path, workers: int, shard_processes: int) -> None:
+        self.runtime_dir = runtime_dir
+        self.shards = [Child("shard", i) for i in range(shard_processes)]
+        self.gateways = [Child("gateway", i) for i in range(workers)]
+        self.stopping = False
+        self.failure: str | None = None
+        self.stop_requested = trio.Event()
+        # The children hold the read end; this process alone the write end (see _tree).
+        self._lifeline_read, self._lifeline_write = os.pipe()
+        os.set_inheritable(self._lifeline_read, False)
+
+    def close(self) -> None:
+        os.close(self._lifeline_read)
+        os.close(self._lifeline_write)
+
+    @property
+    def children(self) -> list[Child]:
+        return [*self.shards, *self.gateways]
+
+    def give_up(self, reason: str) -> None:
+        if self.failure is None:
+            self.failure = reason
+        self.stop_requested.set()
+
+    async def start(self, child: Child) -> None:
+        """Start one child and wait until it serves; TreeFailed if it dies or stalls first."""
+        read_end, write_end = os.pipe()
+        try:
+            command = [sys.executable, "-m", "leasehold._child", child.role, str(child.index)]
+            child.process = await trio.lowlevel.open_process(
+                [*command, str(self.runtime_dir)],
+                env={
+                    **os.environ,
+                    READY_FD_ENV: str(write_end),
+                    LIFELINE_FD_ENV: str(self._lifeline_read),
+                },
+                pass_fds=(write_end, self._lifeline_read),
+                # Not in our process group: a terminal's Ctrl-C reaches the supervisor
+                # alone, which then stops the children in order.
+                process_group=0,
+            )
+        finally:
+            os.close(write_end)
+        async with trio.lowlevel.FdStream(read_end) as ready:
+            with trio.move_on_after(START_TIMEOUT_S) as timer:
+                said = await ready.receive_some(64)
+        if timer.cancelled_caught:
+            child.process.kill()
+            await child.process.wait()
+            raise TreeFailed(f"{child.name} did not start within {START_TIMEOUT_S:g} s")
+        if not said.startswith(b"ready"):
+            code = await child.process.wait()
+            raise TreeFailed(f"{child.name} exited {_describe_exit(code)} before serving")
+
+    async def watch(self, child: Child, on_change: Callable[[], None]) -> None:
+        """Restart `child` whenever it dies, until the tree stops or gives up on it."""
+        while True:
+            assert child.process is not None
+            code = await child.process.wait()
+            if self.stopping:
+                return
+            now = trio.current_time()
+            child.deaths = [t for t in child.deaths if now - t < RESTART_WINDOW_S] + [now]
+            if len(child.deaths) > MAX_RESTARTS:
+                self.give_up(
+                    f"{child.name} died {len(child.deaths)} times within "
+                    f"{RESTART_WINDOW_S:g} s (last: {_describe_exit(code)}); giving up"
+                )
+                return
+            delay = min(RESTART_DELAYS_S[0] * 2 ** (len(child.deaths) - 1), RESTART_DELAYS_S[1])
+            event(
+                logging.WARNING,
+                "child_died",
+                f"{child.name} (pid {child.pid}) exited {_describe_exit(code)}; "
+                f"restarting in {delay:g} s",
+                role=child.role,
+                index=child.index,
+                pid=child.pid,
+                exit=code,
+            )
+            await trio.sleep(delay)
+            if self._stopping():
+                return
+            try:
+                await self.start(child)
+            except TreeFailed as problem:
+                event(logging.WARNING, "child_restart_failed", str(problem), role=child.role)
+                continue  # counted as another death by the next wait
+            child.restarts += 1
+            on_change()
+
+    def _stopping(self) -> bool:
+        # A method, not the attribute: mypy narrows the attribute and cannot see that
+        # stop() may set it while this task sleeps.
+        return self.stopping
+
+    async def stop(self) -> None:
+        """Drain: gateway workers, then shard processes; kill what is left at the budget."""
+        self.stopping = True
+        with trio.move_on_after(STOP_BUDGET_S):
+            await _terminate_all(self.gateways)
+            await _terminate_all(self.shards)
+        for child in self.children:
+            if child.process is not None and child.process.returncode is None:
+                child.process.kill()
+                await child.process.wait()
+
+
+async def _terminate_all(children: list[Child]) -> None:
+    async with trio.open_nursery() as nursery:
+        for child in children:
+            process = child.process
+            if process is not None and process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                nursery.start_soon(process.wait)
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"on {signal.Signals(-code).name}"
+        except ValueError:
+            return f"on signal {-code}"
+    return f"with code {code}"

@@ -1,0 +1,87 @@
+"""What the supervisor and its children share: the runtime dir, the spec, dying together.
+
+The supervisor writes `spec.json` into a private runtime dir (mode 0700) and
+starts each child as `python -m leasehold._child ROLE INDEX RUNTIME_DIR`; the
+child reads the supervisor's own parsed `serve` flags from the spec, so both use
+every setting the same way.
+
+Dying together: every child holds the read end of a "lifeline" pipe whose only
+write end the supervisor keeps. When the supervisor dies (even by kill -9) the
+kernel closes that end, the child's watcher thread reads end-of-file and the
+child kills itself, so no orphan keeps the gRPC port or writes the data dir.
+(Not prctl(PR_SET_PDEATHSIG): it fires when the *thread* that forked the child
+exits, and trio spawns children from worker threads that come and go.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+SPEC_FILE = "spec.json"
+FEED_FILE = "feed.json"
+READY_FD_ENV = "LEASEHOLD_READY_FD"
+LIFELINE_FD_ENV = "LEASEHOLD_LIFELINE_FD"
+
+
+@dataclass(frozen=True, slots=True)
+class TreeSpec:
+    # The supervisor's parsed `serve` flags (JSON: paths as strings), read by each child.
+    serve_args: dict[str, object]
+    workers: int
+    shard_processes: int
+    port: int  # the gRPC port, resolved (the flags may say 0)
+    supervisor_pid: int
+
+
+def write_spec(runtime_dir: Path, spec: TreeSpec, feed_text: str) -> None:
+    (runtime_dir / FEED_FILE).write_text(feed_text, encoding="utf-8")
+    (runtime_dir / SPEC_FILE).write_text(json.dumps(asdict(spec)), encoding="utf-8")
+
+
+def read_spec(runtime_dir: Path) -> tuple[TreeSpec, str]:
+    raw = json.loads((runtime_dir / SPEC_FILE).read_text(encoding="utf-8"))
+    feed_text = (runtime_dir / FEED_FILE).read_text(encoding="utf-8")
+    return TreeSpec(**raw), feed_text
+
+
+def shard_socket(runtime_dir: Path, index: int) -> Path:
+    return runtime_dir / f"shard-{index}.sock"
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this process once the supervisor is gone (its lifeline reads end-of-file)."""
+    if os.getppid() != parent_pid:  # already gone
+        os._exit(1)
+    fd = os.environ.pop(LIFELINE_FD_ENV, None)
+    if fd is not None:
+        threading.Thread(target=_watch_lifeline, args=(int(fd),), daemon=True).start()
+
+
+def _watch_lifeline(fd: int) -> None:
+    while True:
+        try:
+            if not os.read(fd, 64):
+                break
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def say_ready() -> None:
+    """Tell the supervisor this child serves (one line on the pipe it gave)."""
+    fd = os.environ.pop(READY_FD_ENV, None)
+    if fd is None:
+        return
+    try:
+        os.write(int(fd), b"ready\n")
+        os.close(int(fd))
+    except OSError:
+        print("leasehold: the supervisor's ready pipe is gone", file=sys.stderr)

@@ -1,0 +1,128 @@
+"""Running the supervisor's tree from `leasehold serve`: start, announce, watch, drain."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import trio
+
+from leasehold import __version__
+from leasehold._exits import EXIT_FAILURE, fail
+from leasehold._logging import event
+from leasehold._slots import example_slot
+from leasehold._supervisor import (
+    Child,
+    Tree,
+    TreeFailed,
+    hold_port,
+    make_runtime_dir,
+    spec_for,
+)
+from leasehold._tree import write_spec
+from leasehold.core import Feed
+
+
+def run_tree(args: argparse.Namespace, feed: Feed, feed_text: str, recorded_in: Path | None) -> int:
+    """Serve with `args.workers` gateway workers and `args.shard_processes` shard processes."""
+    shard_processes = min(args.shard_processes, args.shards)
+    try:
+        placeholder = hold_port(args.host, args.port)
+    except OSError as problem:
+        return fail(f"cannot listen on {args.host}:{args.port}: {problem.strerror}", EXIT_FAILURE)
+    runtime_dir = make_runtime_dir()
+    try:
+        port = int(placeholder.getsockname()[1])
+        write_spec(runtime_dir, spec_for(args, port, args.workers, shard_processes), feed_text)
+        tree = Tree(runtime_dir, args.workers, shard_processes)
+        try:
+            failure = trio.run(_supervise, tree, args, feed, port, recorded_in)
+        finally:
+            tree.close()
+    finally:
+        placeholder.close()
+        shutil.rmtree(runtime_dir, ignore_errors=True)
+    if failure is not None:
+        event(logging.ERROR, "server_failed", f"stopped: {failure}", reason=failure)
+        return fail(f"stopped: {failure}", EXIT_FAILURE)
+    event(logging.INFO, "stopped", "stopped")
+    return 0
+
+
+async def _supervise(
+    tree: Tree, args: argparse.Namespace, feed: Feed, port: int, recorded_in: Path | None
+) -> str | None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            starting = trio.CancelScope()
+            nursery.start_soon(_stop_on_signal, signals, tree, starting)
+            with starting:
+                try:
+                    await _start_all(tree, tree.shards)
+                    await _start_all(tree, tree.gateways)
+                except* TreeFailed as failed:
+                    tree.give_up(str(failed.exceptions[0]))
+            if not tree.stop_requested.is_set():
+                _announce(tree, args, feed, port, recorded_in)
+                for child in tree.children:
+                    nursery.start_soon(tree.watch, child, lambda: None)
+            await tree.stop_requested.wait()
+            await tree.stop()
+            nursery.cancel_scope.cancel()
+    return tree.failure
+
+
+async def _start_all(tree: Tree, children: list[Child]) -> None:
+    async with trio.open_nursery() as nursery:
+        for child in children:
+            nursery.start_soon(tree.start, child)
+
+
+async def _stop_on_signal(
+    signals: AsyncIterator[int], tree: Tree, starting: trio.CancelScope
+) -> None:
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        event(logging.INFO, "stopping", f"stopping ({name}): draining calls in flight", signal=name)
+        starting.cancel()
+        tree.stop_requested.set()
+        return
+
+
+def _announce(
+    tree: Tree, args: argparse.Namespace, feed: Feed, port: int, recorded_in: Path | None
+) -> None:
+    if recorded_in is not None:
+        event(
+            logging.INFO,
+            "feed_recorded",
+            f"the feed is the one recorded in {recorded_in} (--feed changes it)",
+            data_dir=str(recorded_in),
+        )
+    example = example_slot(feed.slots)
+    if example is not None:
+        text = f"a slot to try: {example} (leasehold slots lists more)"
+        event(logging.INFO, "example_slot", text, slot=json.loads(example))
+    merchants = len({s.key.merchant_id for s in feed.slots})
+    workers, shard_processes = len(tree.gateways), len(tree.shards)
+    event(
+        logging.INFO,
+        "serving",
+        f"serving {len(feed.slots)} slots of {merchants} merchants on {args.host}:{port} "
+        f"with {args.shards} shards: {workers} gateway workers, {shard_processes} shard "
+        "processes",
+        slots=len(feed.slots),
+        merchants=merchants,
+        host=args.host,
+        port=port,
+        shards=args.shards,
+        workers=workers,
+        shard_processes=shard_processes,
+        pids={c.name: c.pid for c in tree.children},
+        version=__version__,
+    )

@@ -1,0 +1,235 @@
+"""The gateway worker's end of the link (asyncio): one connection per shard process.
+
+A call registers a future under a fresh request id and appends its request to
+the outbox; the outbox is written once per loop iteration (`call_soon`), so the
+requests of one iteration leave in one write. Replies resolve the futures as
+they arrive. While the connection is down (the shard process died and is being
+restarted) calls for its shards are answered UNAVAILABLE at once, only those;
+calls in flight when it drops are answered UNAVAILABLE too (they may have been
+applied: that is why CreateLease and CreateBooking are idempotent on replay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from leasehold.core import Command
+from leasehold.link._framing import (
+    FrameDecoder,
+    FrameTooLarge,
+    Kind,
+    LinkProtocolError,
+    check_hello,
+    encode_frames,
+    hello,
+)
+from leasehold.link._messages import MAX_REQUEST_ID, parse_reply, request
+from leasehold.shards import (
+    CorruptRecord,
+    Reply,
+    ShardFault,
+    ShardUnavailable,
+    decode_reply,
+    encode_command,
+)
+
+HELLO_TIMEOUT_S = 5.0
+# Reconnection back-off: from the first to the second, doubling.
+RECONNECT_DELAYS_S = (0.02, 0.5)
+
+# A reply with when it arrived (perf_counter): the router learns the loop's backlog from it.
+Delivered = tuple[Reply, float]
+_Pending = tuple[asyncio.Future[Delivered], type[Command]]
+
+
+class ShardLink:
+    """One gateway worker's connection to one shard process, reconnected when it drops."""
+
+    def __init__(self, path: str, *, max_in_flight: int) -> None:
+        self.path = path
+        self.max_in_flight = max_in_flight
+        self.connects = 0
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._ready = False
+        self._decoder = FrameDecoder()
+        # Invariant: at most max_in_flight entries; each is answered exactly once.
+        self._pending: dict[int, _Pending] = {}
+        self._outbox: list[tuple[int, tuple[object, ...]]] = []
+        self._flushing = False
+        self._next_id = 0
+        self._connected = asyncio.Event()
+        self._hello: asyncio.Future[None] | None = None
+        self._lost: asyncio.Future[None] | None = None
+        self._closing = False
+
+    @property
+    def connected(self) -> bool:
+        return self._ready
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    async def wait_lost(self) -> None:
+        """Until the current connection (if any) has dropped."""
+        if self._ready and self._lost is not None:
+            await asyncio.shield(self._lost)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def call(
+        self, shard_id: int, command: Command, remaining_s: float | None
+    ) -> asyncio.Future[Delivered]:
+        """Send a command; its reply's future. ShardUnavailable at once when down or full."""
+        if not self._ready:
+            raise ShardUnavailable(ShardFault.UNAVAILABLE)
+        if len(self._pending) >= self.max_in_flight:
+            raise ShardUnavailable(ShardFault.OVERLOADED)
+        request_id = self._fresh_id()
+        future: asyncio.Future[Delivered] = self._loop.create_future()
+        self._pending[request_id] = (future, type(command))
+        message = request(request_id, shard_id, remaining_s, encode_command(command))
+        self._outbox.append((request_id, message))
+        if not self._flushing:
+            self._flushing = True
+            self._loop.call_soon(self._flush)
+        return future
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect after a drop; until `close()`."""
+        delay = RECONNECT_DELAYS_S[0]
+        while not self._closing:
+            if await self._connect_once():
+                delay = RECONNECT_DELAYS_S[0]
+            else:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_DELAYS_S[1])
+
+    def close(self) -> None:
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
+
+    async def _connect_once(self) -> bool:
+        """One connection's life; True if it got as far as serving."""
+        self._hello = self._loop.create_future()
+        self._lost = self._loop.create_future()
+        self._decoder = FrameDecoder()
+        try:
+            transport, _ = await self._loop.create_unix_connection(
+                lambda: _Protocol(self), self.path
+            )
+        except OSError:
+            return False
+        try:
+            transport.write(encode_frames([hello("gateway")]))
+            await asyncio.wait_for(asyncio.shield(self._hello), HELLO_TIMEOUT_S)
+        except (TimeoutError, LinkProtocolError, ConnectionError):
+            transport.close()
+            await self._lost
+            return False
+        self._ready = True
+        self._connected.set()
+        self.connects += 1
+        await self._lost
+        return True
+
+    def _fresh_id(self) -> int:
+        while True:
+            self._next_id = self._next_id + 1 if self._next_id < MAX_REQUEST_ID else 0
+            if self._next_id not in self._pending:
+                return self._next_id
+
+    def _flush(self) -> None:
+        self._flushing = False
+        batch, self._outbox = self._outbox, []
+        if self._transport is None or not batch:
+            return
+        try:
+            self._transport.write(encode_frames([message for _, message in batch]))
+        except FrameTooLarge:
+            for request_id, _ in batch:
+                self._fail(request_id, ShardFault.UNAVAILABLE)
+
+    def _fail(self, request_id: int, fault: ShardFault) -> None:
+        entry = self._pending.pop(request_id, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_exception(ShardUnavailable(fault))
+
+    def _on_data(self, data: bytes) -> None:
+        for message in self._decoder.feed(data):
+            if message[0] == Kind.REPLY and self._ready:
+                request_id, encoded = parse_reply(message)
+                entry = self._pending.pop(request_id, None)
+                if entry is None:
+                    raise LinkProtocolError(f"a reply to request {request_id}, never sent")
+                future, command_type = entry
+                try:
+                    reply = decode_reply(command_type, encoded)
+                except CorruptRecord as problem:
+                    raise LinkProtocolError(f"reply {request_id}: {problem}") from None
+                if not future.done():  # a caller cancelled by its deadline left it cancelled
+                    future.set_result((reply, time.perf_counter()))
+            elif self._hello is not None and not self._hello.done():
+                check_hello(message)
+                self._hello.set_result(None)
+            else:
+                raise LinkProtocolError(f"unexpected message kind {message[0]}")
+
+    def _on_lost(self) -> None:
+        self._ready = False
+        self._connected.clear()
+        self._transport = None
+        self._outbox.clear()
+        for request_id in list(self._pending):
+            self._fail(request_id, ShardFault.UNAVAILABLE)
+        if self._hello is not None and not self._hello.done():
+            self._hello.set_exception(ConnectionError("the link closed before its hello"))
+            self._hello.exception()  # retrieved: a lost hello is expected, not a leak
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, link: ShardLink) -> None:
+        self._link = link
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._link._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._link._on_data(data)
+        except LinkProtocolError:
+            self._transport.close()  # connection_lost fails what is in flight
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._link._on_lost()
+
+
+async def call_over_link(
+    link: ShardLink,
+    shard_id: int,
+    command: Command,
+    remaining_s: float | None,
+    waiting: set[asyncio.Future[Delivered]] | None = None,
+    resumed_after: Callable[[float], None] | None = None,
+) -> Reply:
+    """As the gateway's in-process call_shard, over the link (see LinkedShards)."""
+    future = link.call(shard_id, command, remaining_s)
+    if waiting is not None:
+        waiting.add(future)
+    try:
+        reply, delivered_at = await future
+    finally:
+        if waiting is not None:
+            waiting.discard(future)
+    if resumed_after is not None:
+        resumed_after(time.perf_counter() - delivered_at)
+    return reply
