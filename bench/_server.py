@@ -50,6 +50,25 @@ def serve_command(
     return [*command, *extra]
 
 
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (field 3 onwards)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _children_of(parent: int) -> list[int]:
+    """Live processes whose parent is `parent` (a multi-process server's children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _proc_stat(int(entry.name))
+            if fields is not None and int(fields[1]) == parent:
+                found.append(int(entry.name))
+    return found
+
+
 class SpawnedServer:
     def __init__(self, command: list[str]) -> None:
         self.command = command
@@ -88,12 +107,18 @@ class SpawnedServer:
         return None
 
     def cpu_seconds(self) -> float | None:
-        """User + system CPU the server process has used so far (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        """User + system CPU the server has used so far (Linux /proc): its whole process
+        tree (a multi-process server's supervisor and children), children that exited and
+        were waited for included."""
+        own = _proc_stat(self.process.pid)
+        if own is None:
             return None
-        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        # utime, stime, cutime, cstime (fields 14-17): cutime/cstime cover reaped children.
+        ticks = sum(int(own[i]) for i in (11, 12, 13, 14))
+        for pid in _children_of(self.process.pid):
+            fields = _proc_stat(pid)
+            if fields is not None:
+                ticks += int(fields[11]) + int(fields[12])
         return ticks / os.sysconf("SC_CLK_TCK")
 
     def stop(self, signum: int = signal.SIGTERM) -> int:

@@ -52,7 +52,8 @@ _FAULTS: Mapping[ShardFault, tuple[Status, str]] = {
         Status.DEADLINE_EXCEEDED,
         "deadline exceeded before the request was applied; nothing was changed",
     ),
-    ShardFault.UNAVAILABLE: (Status.UNAVAILABLE, "the server is shutting down"),
+    # The server is stopping, or (multi-process) the shard's process is being restarted.
+    ShardFault.UNAVAILABLE: (Status.UNAVAILABLE, "the shard is unavailable; retry"),
 }
 
 

@@ -25,7 +25,8 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from leasehold.shards import SERVICE_TIME_BOUNDS_S, HistogramSnapshot, ShardSet, ShardStats
+from leasehold.health._source import ShardSource
+from leasehold.shards import SERVICE_TIME_BOUNDS_S, HistogramSnapshot, ShardStats
 
 if TYPE_CHECKING:
     from leasehold.health._server import HealthStream
@@ -49,7 +50,7 @@ class MetricsSnapshot:
     grpc_connections: int | None
 
 
-def take_snapshot(shard_set: ShardSet, stream: HealthStream) -> MetricsSnapshot:
+def take_snapshot(shard_set: ShardSource, stream: HealthStream) -> MetricsSnapshot:
     """On the trio thread: the same frozen figures a health frame is built from."""
     return MetricsSnapshot(
         shards=shard_set.statistics(),

@@ -50,16 +50,18 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_st
 from leasehold.health._admission import PendingGate
 from leasehold.health._http import HEAD_TIMEOUT_S, Replayed, answer, is_upgrade, read_head
 from leasehold.health._metrics import build_version, scrape, take_snapshot
+from leasehold.health._source import ShardSource
 from leasehold.health.frames import (
     FrameError,
     Health,
     Hello,
     ProcessFigures,
+    ProcessRow,
     ShardFigures,
     Subscribe,
     decode,
 )
-from leasehold.shards import ShardSet, ShardStats, percentile
+from leasehold.shards import ShardStats, percentile
 
 DEFAULT_PORT = 50052
 MIN_INTERVAL_S = 0.1
@@ -222,7 +224,7 @@ class HealthStream:
 
     def __init__(
         self,
-        shard_set: ShardSet,
+        shard_set: ShardSource,
         config: HealthConfig,
         *,
         wall_clock: Callable[[], float] = time.time,
@@ -234,6 +236,8 @@ class HealthStream:
         self._rss_bytes = rss_bytes
         # Set by the server once grpclib's server exists; None: not known.
         self.grpc_connections: Callable[[], int | None] = lambda: None
+        # Set by a multi-process server's supervisor: a row per process of its tree.
+        self.processes: Callable[[], tuple[ProcessRow, ...]] = tuple
         # Invariant: keyed by interval in ms; a group is here exactly while its task runs.
         self._groups: dict[int, _Group] = {}
         self._watchers: set[_Watcher] = set()
@@ -503,6 +507,7 @@ class HealthStream:
                 watchers=len(self._watchers),
                 frames_dropped=self.frames_dropped,
             ),
+            processes=self.processes(),
         )
         group.previous, group.previous_at = current, now
         group.service_max_s = [0.0] * len(group.service_max_s)
@@ -539,7 +544,7 @@ class HealthServer:
 
 
 async def serve_health(
-    shard_set: ShardSet,
+    shard_set: ShardSource,
     config: HealthConfig,
     *,
     task_status: trio.TaskStatus[HealthServer] = trio.TASK_STATUS_IGNORED,

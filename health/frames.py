@@ -173,6 +173,52 @@ class ProcessFigures:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessRow:
+    """One process of a multi-process server (--workers N): its role and what it uses."""
+
+    role: str  # "supervisor", "gateway" (a gateway worker) or "shard" (a shard process)
+    index: int  # which of its role
+    pid: int | None  # None while it is being started again
+    alive: bool
+    restarts: int  # times the supervisor started it again
+    cpu_share: float | None  # CPUs used over the last sample (1.0: one whole core)
+    rss_bytes: int | None
+    # Requests sent over its links and not yet answered (shard processes; None: not known).
+    link_in_flight: int | None
+
+    def to_map(self) -> dict[str, object]:
+        return {
+            "role": self.role,
+            "index": self.index,
+            "pid": self.pid,
+            "alive": self.alive,
+            "restarts": self.restarts,
+            "cpu_share": self.cpu_share,
+            "rss_bytes": self.rss_bytes,
+            "link_in_flight": self.link_in_flight,
+        }
+
+    @classmethod
+    def from_map(cls, m: Mapping[str, object], where: str) -> ProcessRow:
+        alive = _get(m, "alive", where)
+        if not isinstance(alive, bool):
+            raise FrameError(f"{where}.alive must be true or false, not {alive!r}")
+        role = _get(m, "role", where)
+        if not isinstance(role, str):
+            raise FrameError(f"{where}.role must be a string, not {role!r}")
+        return cls(
+            role=role,
+            index=_int(m, "index", where),
+            pid=_optional_int(m, "pid", where),
+            alive=alive,
+            restarts=_int(m, "restarts", where),
+            cpu_share=_optional_number(m, "cpu_share", where),
+            rss_bytes=_optional_int(m, "rss_bytes", where),
+            link_in_flight=_optional_int(m, "link_in_flight", where),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Health:
     # Counts frames of this interval; a gap tells a watcher that frames were dropped for it.
     seq: int
@@ -180,21 +226,24 @@ class Health:
     interval_s: float  # the time the figures actually cover (the nominal interval, or more)
     shards: tuple[ShardFigures, ...]
     process: ProcessFigures
+    # Every process of a multi-process server; empty (and not sent) in the one-process mode.
+    processes: tuple[ProcessRow, ...] = ()
     v: int = FRAME_VERSION
     type: Literal["health"] = field(default="health", init=False)
 
     def encode(self) -> bytes:
-        return _pack(
-            {
-                "v": self.v,
-                "type": self.type,
-                "seq": self.seq,
-                "at": self.at,
-                "interval_s": self.interval_s,
-                "shards": [s.to_map() for s in self.shards],
-                "process": self.process.to_map(),
-            }
-        )
+        m: dict[str, object] = {
+            "v": self.v,
+            "type": self.type,
+            "seq": self.seq,
+            "at": self.at,
+            "interval_s": self.interval_s,
+            "shards": [s.to_map() for s in self.shards],
+            "process": self.process.to_map(),
+        }
+        if self.processes:
+            m["processes"] = [p.to_map() for p in self.processes]
+        return _pack(m)
 
 
 Frame = Subscribe | Hello | Health
@@ -236,6 +285,12 @@ def decode(data: bytes) -> Frame:
                 for i, s in enumerate(shards)
             ),
             process=ProcessFigures.from_map(_map(top, "process", "health"), "process"),
+            processes=tuple(
+                ProcessRow.from_map(_as_map(p, f"processes[{i}]"), f"processes[{i}]")
+                for i, p in enumerate(
+                    _list(top, "processes", "health") if "processes" in top else []
+                )
+            ),
         )
     raise FrameError(f"unknown frame type {kind!r}")
 

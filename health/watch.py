@@ -225,7 +225,34 @@ def render(state: WatchState) -> RenderableType:
     spark = Text.assemble(
         ("throughput ", "bold"), (sparkline(state.throughput), "green"), f" {total:,.0f}/s"
     )
-    return Group(head, Text("  ".join(facts), style="dim"), spark, shard_table(frame))
+    parts: list[RenderableType] = [head, Text("  ".join(facts), style="dim"), spark]
+    if frame.processes:
+        parts.append(process_table(frame))
+    return Group(*parts, shard_table(frame))
+
+
+def process_table(frame: Health) -> Table:
+    """Every process of a multi-process server: role, pid, CPU, RSS, restarts, link queue."""
+    table = Table(header_style="bold")
+    table.add_column("process")
+    table.add_column("pid", justify="right")
+    table.add_column("CPU", justify="right")
+    table.add_column("RSS", justify="right")
+    table.add_column("restarts", justify="right")
+    table.add_column("link queue", justify="right")
+    for row in frame.processes:
+        cpu = "-" if row.cpu_share is None else f"{row.cpu_share * 100:.0f}%"
+        table.add_row(
+            f"{row.role} {row.index}"
+            if row.alive
+            else Text(f"{row.role} {row.index} (down)", "red"),
+            _count(row.pid),
+            cpu,
+            _bytes(row.rss_bytes),
+            str(row.restarts),
+            _count(row.link_in_flight),
+        )
+    return table
 
 
 def shard_table(frame: Health) -> Table:

@@ -5,7 +5,9 @@ One import namespace for the whole project. Its packages and who may import whom
 
 - `leasehold.core`: the pure domain (no I/O, no clock); imports none of ours.
 - `leasehold.shards`: the trio shard actors, journal and snapshots; imports core.
-- `leasehold.gateway`: the gRPC services; imports core and shards.
+- `leasehold.link`: the internal link between gateway workers and shard
+  processes; imports core and shards.
+- `leasehold.gateway`: the gRPC services; imports core, shards and link.
 - `leasehold.health`: the health stream (websocket, frames, `watch`, dashboard);
   imports shards.
 - `leasehold.proto`: the .proto sources and their generated code.
@@ -13,7 +15,8 @@ One import namespace for the whole project. Its packages and who may import whom
 - the composition root: `cli` (the `leasehold` command), `_flags` (its parser),
   `_serve_cmd` (flags to a running server), `_run` (signals, start and stop
   events), `_app` (assembles shards, health stream and gRPC), `tuning` (GC and
-  GIL settings of the process).
+  GIL settings of the process); the process tree: `_supervisor`, `_tree_run`,
+  `_tree`, `_tree_figures`, `_child`, `_shard_process`, `_gateway_worker`.
 
 Outside a package, import only its `__init__` face, never its `_private` modules.
 """

@@ -9,20 +9,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import logging
 import signal
 import sys
 from pathlib import Path
 
 import trio
 
-from leasehold._app import DEFAULT_ADMISSION
+from leasehold._app import DEFAULT_ADMISSION, ServerFailed, _plain
 from leasehold._gateway_worker import GatewayWorkerConfig, serve_gateway_worker
 from leasehold._logging import configure as configure_logging
+from leasehold._logging import event
 from leasehold._serve_cmd import _ssl_context, guard_limits
 from leasehold._shard_process import ShardProcessConfig, run_shard_process
-from leasehold._tree import die_with_parent, read_spec, say_ready, shard_socket
+from leasehold._tree import (
+    TreeSpec,
+    die_with_parent,
+    read_spec,
+    say_failed,
+    say_ready,
+    shard_socket,
+)
 from leasehold.core import NANOS_PER_SECOND, LeaseSettings, parse_feed_json
-from leasehold.shards import Durability, Persistence
+from leasehold.health import HealthListenError
+from leasehold.shards import (
+    DataDirError,
+    Durability,
+    Persistence,
+    RecoveryError,
+    ShardSet,
+    warm_up,
+)
 from leasehold.tuning import tune_for_long_lived_state, tune_thread_handoffs
 
 
@@ -32,9 +50,49 @@ def main(argv: list[str]) -> int:
     die_with_parent(spec.supervisor_pid)
     args = spec_args(spec.serve_args)
     configure_logging(args.log_format, args.log_level)
+    try:
+        return _run_role(role, index, runtime_dir, spec, args, feed_text)
+    except BaseExceptionGroup as group:
+        problem = _plain(group)
+        if problem is group:
+            raise
+        return _failed(_one_line(problem, args, spec.port))
+    except (RecoveryError, DataDirError, ServerFailed, HealthListenError, OSError) as problem:
+        return _failed(_one_line(problem, args, spec.port))
+
+
+def _one_line(problem: BaseException, args: argparse.Namespace, port: int) -> str:
+    """What `leasehold serve` says of this failure in the one-process mode, word for word."""
+    if isinstance(problem, RecoveryError):
+        return f"cannot recover the stored state: {problem}"
+    if isinstance(problem, DataDirError):
+        return f"cannot use --data-dir {args.data_dir}: {problem}"
+    if isinstance(problem, ServerFailed):
+        return f"stopped: {problem}"
+    if isinstance(problem, OSError):
+        return f"cannot listen on {args.host}:{port}: {problem.strerror}"
+    return str(problem)
+
+
+def _failed(line: str) -> int:
+    """Tell the supervisor why (before serving), or log it (while serving); exit 1."""
+    if not say_failed(line):
+        event(logging.ERROR, "server_failed", line, reason=line)
+    return 1
+
+
+def _run_role(
+    role: str,
+    index: int,
+    runtime_dir: Path,
+    spec: TreeSpec,
+    args: argparse.Namespace,
+    feed_text: str,
+) -> int:
     slots = parse_feed_json(feed_text).slots
+    warm_up()  # the link's decoders, before the first call needs them
+    tune_for_long_lived_state()  # a gateway worker too: fewer collections per call
     if role == "shard":
-        tune_for_long_lived_state()
         tune_thread_handoffs()
         config = ShardProcessConfig(
             index=index,
@@ -87,8 +145,16 @@ def spec_args(serve_args: dict[str, object]) -> argparse.Namespace:
 
 async def _shard_process(config: ShardProcessConfig) -> None:
     async with trio.open_nursery() as nursery:
-        await nursery.start(run_shard_process, config)
-        say_ready()
+        shard_set: ShardSet = await nursery.start(run_shard_process, config)
+        reports = shard_set.recovery
+        say_ready(
+            {
+                "shards": len(reports),
+                "snapshots": sum(r.snapshot_seq is not None for r in reports),
+                "records": sum(r.records_replayed for r in reports),
+                "seconds": sum(r.seconds for r in reports),
+            }
+        )
 
 
 async def _gateway(config: GatewayWorkerConfig) -> None:
@@ -96,7 +162,12 @@ async def _gateway(config: GatewayWorkerConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await serve_gateway_worker(config, stop, lambda port: say_ready())
+
+    def ready(port: int) -> None:
+        gc.freeze()  # what start-up made stays: no collection scans it again
+        say_ready()
+
+    await serve_gateway_worker(config, stop, ready)
 
 
 if __name__ == "__main__":

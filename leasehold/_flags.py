@@ -135,8 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", choices=LOG_LEVELS, default="info", help="least severe level logged"
     )
     _limit_flags(serve_cmd)
-    # 0 until the multi-process mode passes the end-to-end tests as the default.
-    add_process_flags(serve_cmd, workers_default=0)
+    add_process_flags(serve_cmd)
     watch_cmd = commands.add_parser("watch", help="live terminal view of every shard")
     watch_cmd.add_argument("url", nargs="?", default=health_url("127.0.0.1", DEFAULT_HEALTH_PORT))
     watch_cmd.add_argument("--token", help="the server's --health-token")

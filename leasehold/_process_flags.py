@@ -11,17 +11,26 @@ def usable_cpus() -> int:
     return len(os.sched_getaffinity(0))
 
 
+# The multi-process mode is the default (see README, "Processes").
+MULTI_PROCESS_DEFAULT = True
+
+
+def default_workers() -> int:
+    """One gateway worker per usable CPU; 0 (one process) while the tree is not the default."""
+    return usable_cpus() if MULTI_PROCESS_DEFAULT else 0
+
+
 def default_shard_processes(cpus: int) -> int:
     """One shard process per two usable CPUs, at least two (README: why)."""
     return max(2, cpus // 2)
 
 
-def add_process_flags(serve_cmd: argparse.ArgumentParser, workers_default: int) -> None:
+def add_process_flags(serve_cmd: argparse.ArgumentParser) -> None:
     group = serve_cmd.add_argument_group("processes (docs/architecture.md)")
     group.add_argument(
         "--workers",
         type=_count,
-        default=workers_default,
+        default=default_workers(),
         metavar="N",
         help="gateway worker processes sharing the gRPC port; 0: one process serves "
         "everything (gateway and shards)",

@@ -102,17 +102,29 @@ def _recovery_events(reports: Sequence[RecoveryReport]) -> None:
     records = sum(r.records_replayed for r in reports)
     snapshots = sum(r.snapshot_seq is not None for r in reports)
     seconds = sum(r.seconds for r in reports)  # shards recover one after another
+    recovery_summary(len(reports), snapshots, records, seconds)
+    recovery_warnings(reports)
+
+
+def recovery_summary(shards: int, snapshots: int, records: int, seconds: float) -> None:
     event(
         logging.INFO,
         "recovered",
-        f"recovered {len(reports)} shards: {snapshots} snapshots, {records} journal "
+        f"recovered {shards} shards: {snapshots} snapshots, {records} journal "
         f"records replayed, in {seconds:.2f} s",
-        shards=len(reports),
+        shards=shards,
         snapshots=snapshots,
         records_replayed=records,
         seconds=round(seconds, 3),
     )
-    for shard_id, report in enumerate(reports):
+
+
+def recovery_warnings(reports: Sequence[RecoveryReport], shard_ids: Sequence[int] = ()) -> None:
+    """What recovery repaired or passed over, per shard (`shard_ids`: default 0, 1, ...)."""
+    if not reports:
+        return  # memory only: nothing was recovered
+    ids = shard_ids or range(len(reports))
+    for shard_id, report in zip(ids, reports, strict=True):
         if report.tail_repair:
             text = f"journal tail cut: {report.tail_repair}"
             event(logging.WARNING, "journal_tail_cut", text, shard=shard_id)

@@ -105,7 +105,8 @@ def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     configure_logging(args.log_format, args.log_level)
     if args.workers > 0:
         try:
-            return run_tree(args, feed, feed_text, args.data_dir if recorded else None)
+            recorded_in = args.data_dir if recorded else None
+            return run_tree(args, config.health, feed, feed_text, recorded_in)
         finally:
             if held is not None:
                 held.close()

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import trio
 
+from leasehold._run import recovery_warnings
 from leasehold.core import LeaseSettings, SlotSpec
 from leasehold.link import (
     LinkCounters,
-    ProcessFigures,
+    ShardProcessStats,
     open_unix_listener,
     process_figures,
     serve_link,
@@ -28,7 +29,6 @@ from leasehold.link import (
 from leasehold.shards import (
     Persistence,
     ShardSet,
-    ShardStats,
     buffered_entropy,
     run_shards,
     shards_of_process,
@@ -67,8 +67,10 @@ async def run_shard_process(
             shards_done = trio.Event()
             shard_set: ShardSet = await nursery.start(_shards_then_set, config, owned, shards_done)
 
-            def stats() -> tuple[ProcessFigures, tuple[ShardStats, ...]]:
-                return process_figures("shard", config.index, counters), shard_set.statistics()
+            def stats() -> ShardProcessStats:
+                maxima = tuple(s.service_times.take_interval_max() for s in shard_set.shards)
+                figures = process_figures("shard", config.index, counters)
+                return figures, shard_set.statistics(), maxima
 
             listener = await open_unix_listener(config.socket_path)
             handler = partial(
@@ -80,6 +82,7 @@ async def run_shard_process(
             )
             async with trio.open_nursery() as links:
                 await links.start(trio.serve_listeners, handler, [listener])
+                recovery_warnings(shard_set.recovery, owned)
                 task_status.started(shard_set)
                 async for _ in signals:
                     break

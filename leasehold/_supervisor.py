@@ -44,7 +44,7 @@ STOP_BUDGET_S = 9.0
 
 
 class TreeFailed(Exception):
-    """The tree could not start or keep running; the message says which child and why."""
+    """The tree could not start or keep running; the message is the line to print."""
 
 
 @dataclass(slots=True)
@@ -54,6 +54,8 @@ class Child:
     process: trio.Process | None = None
     restarts: int = 0
     deaths: list[float] = field(default_factory=list)  # trio times of recent deaths
+    # What it said when it last became ready (a shard process: its recovery figures).
+    facts: dict[str, object] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -142,14 +144,18 @@ class Tree:
             os.close(write_end)
         async with trio.lowlevel.FdStream(read_end) as ready:
             with trio.move_on_after(START_TIMEOUT_S) as timer:
-                said = await ready.receive_some(64)
+                said = await _read_line(ready)
         if timer.cancelled_caught:
             child.process.kill()
             await child.process.wait()
             raise TreeFailed(f"{child.name} did not start within {START_TIMEOUT_S:g} s")
-        if not said.startswith(b"ready"):
+        if said.startswith(b"failed "):
+            await child.process.wait()
+            raise TreeFailed(said[len(b"failed ") :].decode(errors="replace").strip())
+        if not said.startswith(b"ready "):
             code = await child.process.wait()
-            raise TreeFailed(f"{child.name} exited {_describe_exit(code)} before serving")
+            raise TreeFailed(f"stopped: {child.name} exited {_describe_exit(code)} before serving")
+        child.facts = _facts(said[len(b"ready ") :])
 
     async def watch(self, child: Child, on_change: Callable[[], None]) -> None:
         """Restart `child` whenever it dies, until the tree stops or gives up on it."""
@@ -162,7 +168,7 @@ class Tree:
             child.deaths = [t for t in child.deaths if now - t < RESTART_WINDOW_S] + [now]
             if len(child.deaths) > MAX_RESTARTS:
                 self.give_up(
-                    f"{child.name} died {len(child.deaths)} times within "
+                    f"stopped: {child.name} died {len(child.deaths)} times within "
                     f"{RESTART_WINDOW_S:g} s (last: {_describe_exit(code)}); giving up"
                 )
                 return
@@ -212,6 +218,25 @@ async def _terminate_all(children: list[Child]) -> None:
             if process is not None and process.returncode is None:
                 process.send_signal(signal.SIGTERM)
                 nursery.start_soon(process.wait)
+
+
+async def _read_line(stream: trio.lowlevel.FdStream, limit: int = 4096) -> bytes:
+    """One line (or what came before end-of-file), at most `limit` bytes."""
+    said = b""
+    while not said.endswith(b"\n") and len(said) < limit:
+        chunk = await stream.receive_some(limit - len(said))
+        if not chunk:
+            break
+        said += chunk
+    return said
+
+
+def _facts(text: bytes) -> dict[str, object]:
+    try:
+        facts = json.loads(text)
+    except ValueError:
+        return {}
+    return facts if isinstance(facts, dict) else {}
 
 
 def _describe_exit(code: int) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -75,13 +74,25 @@ def _watch_lifeline(fd: int) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def say_ready() -> None:
-    """Tell the supervisor this child serves (one line on the pipe it gave)."""
+def say_ready(facts: dict[str, object] | None = None) -> None:
+    """Tell the supervisor this child serves: one line on the pipe it gave, "ready" and
+    what the supervisor reports for it (a shard process's recovery) as JSON."""
+    _say(b"ready " + json.dumps(facts or {}).encode())
+
+
+def say_failed(line: str) -> bool:
+    """Tell the supervisor why this child cannot serve (the line it prints); False if the
+    child said it was ready already (the pipe is closed then)."""
+    return _say(b"failed " + line.replace("\n", " ").encode())
+
+
+def _say(text: bytes) -> bool:
     fd = os.environ.pop(READY_FD_ENV, None)
     if fd is None:
-        return
+        return False
     try:
-        os.write(int(fd), b"ready\n")
+        os.write(int(fd), text + b"\n")
         os.close(int(fd))
     except OSError:
-        print("leasehold: the supervisor's ready pipe is gone", file=sys.stderr)
+        return False  # the supervisor is gone: the lifeline ends this process
+    return True

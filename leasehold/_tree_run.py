@@ -15,6 +15,7 @@ import trio
 from leasehold import __version__
 from leasehold._exits import EXIT_FAILURE, fail
 from leasehold._logging import event
+from leasehold._run import health_url, recovery_summary
 from leasehold._slots import example_slot
 from leasehold._supervisor import (
     Child,
@@ -25,10 +26,18 @@ from leasehold._supervisor import (
     spec_for,
 )
 from leasehold._tree import write_spec
+from leasehold._tree_figures import TreeFigures
 from leasehold.core import Feed
+from leasehold.health import HealthConfig, HealthListenError, HealthServer, serve_health
 
 
-def run_tree(args: argparse.Namespace, feed: Feed, feed_text: str, recorded_in: Path | None) -> int:
+def run_tree(
+    args: argparse.Namespace,
+    health: HealthConfig | None,
+    feed: Feed,
+    feed_text: str,
+    recorded_in: Path | None,
+) -> int:
     """Serve with `args.workers` gateway workers and `args.shard_processes` shard processes."""
     shard_processes = min(args.shard_processes, args.shards)
     try:
@@ -41,21 +50,27 @@ def run_tree(args: argparse.Namespace, feed: Feed, feed_text: str, recorded_in: 
         write_spec(runtime_dir, spec_for(args, port, args.workers, shard_processes), feed_text)
         tree = Tree(runtime_dir, args.workers, shard_processes)
         try:
-            failure = trio.run(_supervise, tree, args, feed, port, recorded_in)
+            failure = trio.run(_supervise, tree, args, health, feed, port, recorded_in)
         finally:
             tree.close()
     finally:
         placeholder.close()
         shutil.rmtree(runtime_dir, ignore_errors=True)
     if failure is not None:
-        event(logging.ERROR, "server_failed", f"stopped: {failure}", reason=failure)
-        return fail(f"stopped: {failure}", EXIT_FAILURE)
+        if failure.startswith("stopped: "):
+            event(logging.ERROR, "server_failed", failure, reason=failure)
+        return fail(failure, EXIT_FAILURE)
     event(logging.INFO, "stopped", "stopped")
     return 0
 
 
 async def _supervise(
-    tree: Tree, args: argparse.Namespace, feed: Feed, port: int, recorded_in: Path | None
+    tree: Tree,
+    args: argparse.Namespace,
+    health: HealthConfig | None,
+    feed: Feed,
+    port: int,
+    recorded_in: Path | None,
 ) -> str | None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -67,14 +82,56 @@ async def _supervise(
                     await _start_all(tree, tree.gateways)
                 except* TreeFailed as failed:
                     tree.give_up(str(failed.exceptions[0]))
+            figures = TreeFigures(tree, args.shards)
+            server: HealthServer | None = None
             if not tree.stop_requested.is_set():
-                _announce(tree, args, feed, port, recorded_in)
+                await figures.poll()
+                if health is not None:
+                    try:
+                        server = await nursery.start(serve_health, figures, health)
+                    except HealthListenError as problem:
+                        tree.give_up(str(problem))  # as the one-process mode says it
+            if not tree.stop_requested.is_set():
+                _announce_recovery(tree, recorded_in)
+                if server is not None:
+                    server.stream.processes = figures.processes
+                    _announce_health(health, server)
+                _announce(tree, args, feed, port)
+                nursery.start_soon(figures.poll_forever)
                 for child in tree.children:
                     nursery.start_soon(tree.watch, child, lambda: None)
             await tree.stop_requested.wait()
             await tree.stop()
+            if server is not None:
+                server.stream.stop()
+            await figures.aclose()
             nursery.cancel_scope.cancel()
     return tree.failure
+
+
+def _announce_recovery(tree: Tree, recorded_in: Path | None) -> None:
+    if recorded_in is not None:
+        event(
+            logging.INFO,
+            "feed_recorded",
+            f"the feed is the one recorded in {recorded_in} (--feed changes it)",
+            data_dir=str(recorded_in),
+        )
+    facts = [child.facts for child in tree.shards]
+
+    def total(name: str) -> int:
+        return sum(int(f.get(name, 0)) for f in facts)  # type: ignore[call-overload]
+
+    if total("shards"):
+        # The shard processes recover side by side: the slowest one is how long it took.
+        seconds = max(float(f.get("seconds", 0.0)) for f in facts)  # type: ignore[arg-type]
+        recovery_summary(total("shards"), total("snapshots"), total("records"), seconds)
+
+
+def _announce_health(health: HealthConfig | None, server: HealthServer) -> None:
+    assert health is not None
+    url = health_url(health.host, server.port, secure=health.ssl_context is not None)
+    event(logging.INFO, "health_stream", f"health stream on {url}", url=url)
 
 
 async def _start_all(tree: Tree, children: list[Child]) -> None:
@@ -94,16 +151,7 @@ async def _stop_on_signal(
         return
 
 
-def _announce(
-    tree: Tree, args: argparse.Namespace, feed: Feed, port: int, recorded_in: Path | None
-) -> None:
-    if recorded_in is not None:
-        event(
-            logging.INFO,
-            "feed_recorded",
-            f"the feed is the one recorded in {recorded_in} (--feed changes it)",
-            data_dir=str(recorded_in),
-        )
+def _announce(tree: Tree, args: argparse.Namespace, feed: Feed, port: int) -> None:
     example = example_slot(feed.slots)
     if example is not None:
         text = f"a slot to try: {example} (leasehold slots lists more)"

@@ -19,7 +19,13 @@ from leasehold.link._framing import (
     encode_frames,
 )
 from leasehold.link._routes import LinkedShards, RemoteShard, call_linked
-from leasehold.link._server import LinkCounters, ProcessFigures, process_figures, serve_link
+from leasehold.link._server import (
+    LinkCounters,
+    ProcessFigures,
+    ShardProcessStats,
+    process_figures,
+    serve_link,
+)
 from leasehold.link._stats import StatsLink
 from leasehold.link._transport import (
     MAX_SOCKET_PATH_BYTES,
@@ -42,6 +48,7 @@ __all__ = [
     "ProcessFigures",
     "RemoteShard",
     "ShardLink",
+    "ShardProcessStats",
     "SocketPathTooLong",
     "StatsLink",
     "call_linked",

@@ -35,7 +35,7 @@ class Kind(enum.IntEnum):
     REQUEST = 1  # [REQUEST, id, shard_id, remaining_s | nil, command]
     REPLY = 2  # [REPLY, id, reply]
     STATS = 3  # [STATS, id]: the shard process's figures, asked for by the supervisor
-    STATS_REPLY = 4  # [STATS_REPLY, id, process figures, [shard stats, ...]]
+    STATS_REPLY = 4  # [STATS_REPLY, id, process figures, [shard stats, ...], [max_s, ...]]
 
 
 class LinkProtocolError(Exception):

@@ -58,6 +58,11 @@ class ProcessFigures:
     in_flight: int  # requests sent over its links and not yet answered (link queue depth)
 
 
+# What a shard process tells the supervisor: itself, its shards' figures, and each
+# shard's largest service time since the previous ask (the health stream's max_s).
+ShardProcessStats = tuple[ProcessFigures, tuple[ShardStats, ...], tuple[float, ...]]
+
+
 class LinkCounters:
     """The link's figures in a shard process, over all its connections."""
 
@@ -180,7 +185,7 @@ class _Connection:
 async def serve_link(
     stream: trio.abc.Stream,
     shards: Mapping[int, ShardHandle],
-    stats: Callable[[], tuple[ProcessFigures, tuple[ShardStats, ...]]],
+    stats: Callable[[], ShardProcessStats],
     *,
     max_in_flight: int,
     counters: LinkCounters,
@@ -245,15 +250,16 @@ async def _read_hello(stream: trio.abc.Stream, decoder: FrameDecoder) -> list[tu
 def _dispatch(
     connection: _Connection,
     message: tuple[object, ...],
-    stats: Callable[[], tuple[ProcessFigures, tuple[ShardStats, ...]]],
+    stats: Callable[[], ShardProcessStats],
 ) -> None:
     kind = message[0]
     if kind == Kind.REQUEST:
         connection.submit(message)
     elif kind == Kind.STATS:
         request_id = parse_stats_request(message)
-        process, shard_stats = stats()
+        process, shard_stats, maxima = stats()
         figures = [encode_value(s) for s in shard_stats]
-        connection.queue((Kind.STATS_REPLY, request_id, encode_value(process), figures))
+        reply = (Kind.STATS_REPLY, request_id, encode_value(process), figures, maxima)
+        connection.queue(reply)
     else:
         raise LinkProtocolError(f"unexpected message kind {kind}")

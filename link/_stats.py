@@ -14,7 +14,7 @@ from leasehold.link._framing import (
     encode_frames,
     hello,
 )
-from leasehold.link._server import ProcessFigures
+from leasehold.link._server import ProcessFigures, ShardProcessStats
 from leasehold.link._transport import connect_unix
 from leasehold.shards import CorruptRecord, ShardStats, decode_value
 
@@ -31,7 +31,7 @@ class StatsLink:
         self._decoder = FrameDecoder()
         self._next_id = 0
 
-    async def ask(self) -> tuple[ProcessFigures, tuple[ShardStats, ...]] | None:
+    async def ask(self) -> ShardProcessStats | None:
         """The process's figures, or None if it cannot answer within STATS_TIMEOUT_S."""
         with trio.move_on_after(STATS_TIMEOUT_S):
             try:
@@ -49,7 +49,7 @@ class StatsLink:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _ask(self) -> tuple[ProcessFigures, tuple[ShardStats, ...]]:
+    async def _ask(self) -> ShardProcessStats:
         if self._stream is None:
             self._decoder = FrameDecoder()
             self._stream = await connect_unix(self.path)
@@ -58,13 +58,16 @@ class StatsLink:
         self._next_id += 1
         await self._stream.send_all(encode_frames([(Kind.STATS, self._next_id)]))
         message = await self._next()
-        if len(message) != 4 or message[0] != Kind.STATS_REPLY or message[1] != self._next_id:
+        if len(message) != 5 or message[0] != Kind.STATS_REPLY or message[1] != self._next_id:
             raise LinkProtocolError("not the stats reply asked for")
         process = decode_value(ProcessFigures, message[2])
-        figures = message[3]
-        if type(figures) is not tuple:
-            raise LinkProtocolError("shard figures are not an array")
-        return process, tuple(decode_value(ShardStats, f) for f in figures)
+        figures, maxima = message[3], message[4]
+        if type(figures) is not tuple or type(maxima) is not tuple or len(maxima) != len(figures):
+            raise LinkProtocolError("shard figures are not two arrays of one length")
+        if not all(type(m) is float for m in maxima):
+            raise LinkProtocolError("a shard's max service time is not seconds")
+        stats = tuple(decode_value(ShardStats, f) for f in figures)
+        return process, stats, tuple(float(m) for m in maxima)
 
     async def _next(self) -> tuple[object, ...]:
         assert self._stream is not None

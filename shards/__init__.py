@@ -35,6 +35,7 @@ from leasehold.shards._value_codec import (
     encode_command,
     encode_reply,
     encode_value,
+    warm_up,
 )
 
 __all__ = [
@@ -80,5 +81,6 @@ __all__ = [
     "run_shards",
     "shard_dir",
     "shards_of_process",
+    "warm_up",
     "write_snapshot",
 ]

@@ -100,6 +100,15 @@ def decode_value(kind: type[T], value: object) -> T:
     return cast(T, decoder(value))
 
 
+def warm_up() -> None:
+    """Build every command's and result's decoder now, not on a first (timed) call."""
+    kind: Any
+    for kind in _command_types().values():
+        _decoder(kind)
+        _decoder(result_type(kind))
+    _refusal_types()
+
+
 @cache
 def _command_types() -> dict[str, type[Any]]:
     return {kind.__name__: kind for kind in typing.get_args(core.Command)}

@@ -43,7 +43,9 @@ def feed(tmp_path: Path) -> Path:
 
 
 def faulty_command(trigger: Path, feed: Path, data_dir: Path, *extra: str) -> list[str]:
-    serve = serve_command(feed, data_dir, 1, extra)
+    # One process: the launcher fakes the full disk inside the process it runs, and a
+    # shard process runs the same journal code (its own failure path: test_e2e_tree.py).
+    serve = serve_command(feed, data_dir, 1, ("--workers", "0", *extra))
     return [sys.executable, str(LAUNCHER), str(trigger), *serve[serve.index("serve") :]]
 
 

@@ -28,6 +28,7 @@ from grpclib.health.v1 import health_pb2
 from grpclib.reflection.v1 import reflection_pb2 as reflection_v1
 from grpclib.reflection.v1alpha import reflection_pb2 as reflection_v1alpha
 
+from leasehold._process_flags import default_shard_processes, default_workers, usable_cpus
 from leasehold.core import LeaseExpiredEvent, SlotKey, parse_feed_json
 from leasehold.proto.v0 import booking_pb2 as pb0
 from leasehold.proto.v0 import booking_pb2_grpc as grpc0
@@ -175,8 +176,20 @@ def assert_started_fresh(server: ServerProcess, slots: int, merchants: int, shar
     assert [lines[1], *lines[3:]] == [
         f"leasehold: health stream on {url}",
         f"leasehold: serving {slots} slots of {merchants} merchants on {server.target} "
-        f"with {shards} shards",
+        f"with {shards} shards{processes_said(server, shards)}",
     ], lines
+
+
+def processes_said(server: ServerProcess, shards: int) -> str:
+    """What the serving line adds in the multi-process mode: how many of each role run."""
+    if (
+        "--workers" in server.command
+        and server.command[server.command.index("--workers") + 1] == "0"
+    ):
+        return ""
+    workers = default_workers()
+    shard_processes = min(default_shard_processes(usable_cpus()), shards)
+    return f": {workers} gateway workers, {shard_processes} shard processes"
 
 
 def test_sigint_stops_the_server_with_exit_code_zero(tmp_path: Path, feed: Path) -> None:

@@ -15,6 +15,7 @@ from leasehold.health.frames import (
     Health,
     Hello,
     ProcessFigures,
+    ProcessRow,
     ShardFigures,
     Subscribe,
     decode,
@@ -61,6 +62,13 @@ def health_map() -> dict[str, Any]:
     return document
 
 
+ROW = ProcessRow("gateway", 0, 7, True, 0, 0.5, 1, None).to_map()
+
+
+def test_a_one_process_frame_sends_no_process_rows() -> None:
+    assert "processes" not in health_map()
+
+
 @pytest.mark.parametrize(
     "frame",
     [
@@ -77,6 +85,17 @@ def health_map() -> dict[str, Any]:
                 ShardFigures(**{**FIGURES.to_map(), "fsync_s": 0.001, "journal_bytes": 99}),  # type: ignore[arg-type]
             ),
             process=ProcessFigures(**{**PROCESS.to_map(), "rss_bytes": None}),  # type: ignore[arg-type]
+        ),
+        Health(
+            seq=2,
+            at=0.0,
+            interval_s=1.0,
+            shards=(FIGURES,),
+            process=PROCESS,
+            processes=(
+                ProcessRow("supervisor", 0, 10, True, 0, 0.02, 1 << 20, None),
+                ProcessRow("shard", 1, None, False, 3, None, None, None),
+            ),
         ),
     ],
 )
@@ -130,6 +149,10 @@ def test_integers_are_accepted_where_numbers_are_expected() -> None:
         (lambda d: d["shards"][0].update(fsync_s="slow"), "shards[0].fsync_s must be"),
         (lambda d: d["process"].update(watchers=1.5), "process.watchers must be an integer"),
         (lambda d: d.update(process=None), "health.process must be a map"),
+        (lambda d: d.update(processes={}), "health.processes must be a list"),
+        (lambda d: d.update(processes=[{"role": "shard"}]), "processes[0].alive is missing"),
+        (lambda d: d.update(processes=[{**ROW, "alive": 1}]), "processes[0].alive must be true"),
+        (lambda d: d.update(processes=[{**ROW, "restarts": "2"}]), "processes[0].restarts must"),
     ],
 )
 def test_malformed_frames_are_refused_naming_the_field(change: Any, message: str) -> None:

@@ -60,7 +60,11 @@ class ShardSide:
             handler = partial(
                 serve_link,
                 shards=shards.by_id,
-                stats=lambda: (process_figures("shard", 0, self.counters), shards.statistics()),
+                stats=lambda: (
+                    process_figures("shard", 0, self.counters),
+                    shards.statistics(),
+                    (0.0,) * len(shards.shards),
+                ),
                 max_in_flight=64,
                 counters=self.counters,
             )
@@ -215,7 +219,8 @@ def test_the_supervisor_reads_a_shard_process_s_figures(tmp_path: Path) -> None:
             answer = await link.ask()
             await link.aclose()
             assert answer is not None
-            process, shards = answer
+            process, shards, maxima = answer
+            assert len(maxima) == len(shards)
             return process, len(shards)
 
         process, shard_count = trio.run(ask)

@@ -27,7 +27,7 @@ from trio_websocket import WebSocketConnection
 
 from leasehold.core import ApiVersion, CreateLease, Lease, SlotKey, SlotRef, SlotSpec
 from leasehold.health._server import HealthConfig, HealthServer, serve_health
-from leasehold.health.frames import Health, Hello, ProcessFigures, ShardFigures
+from leasehold.health.frames import Health, Hello, ProcessFigures, ProcessRow, ShardFigures
 from leasehold.health.watch import (
     RECONNECT_FIRST_S,
     RECONNECT_MAX_S,
@@ -208,6 +208,23 @@ def test_the_screen_waits_for_a_frame_then_shows_process_figures_and_the_table()
     assert "up 1m01s" in screen
     assert "1,244/s" in screen
     assert "SHED" in screen
+
+
+def test_a_multi_process_server_shows_a_row_per_process() -> None:
+    state = WatchState(URL)
+    rows = (
+        ProcessRow("supervisor", 0, 100, True, 0, 0.01, 20 << 20, None),
+        ProcessRow("gateway", 0, 101, True, 2, 0.85, 40 << 20, None),
+        ProcessRow("shard", 1, None, False, 1, None, None, None),
+    )
+    state.on_frame(replace(health(1, shard(0)), processes=rows))
+    screen = text_of(render(state))
+    assert "gateway 0" in screen
+    assert "85%" in screen
+    assert "shard 1 (down)" in screen
+    assert "process" in text_of(render(state)).split("shard ")[0]  # the process table first
+    state.on_frame(health(2, shard(0)))  # a one-process server: no process table
+    assert "restarts" not in text_of(render(state))
 
 
 # ---- the loop: backoff in virtual time ----

@@ -1,0 +1,256 @@
+"""Faults of the multi-process server (issue 18, item 4), end to end with kill -9.
+
+- A shard process killed: the supervisor starts it again, it recovers its shards,
+  and meanwhile only calls for its shards are answered UNAVAILABLE; nothing
+  acknowledged is lost, no slot holds more than its spots.
+- A gateway worker killed: the other serves, it is started again (the health
+  stream's process rows say so: one view of the tree).
+- The supervisor killed: no child outlives it holding the port or the data dir.
+- A child that keeps dying: the supervisor gives up, exits 1 and says why.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import grpc
+import pytest
+import trio
+from _api import lease_v2, slot_v2
+from _health_frames import next_frame, next_health
+from _server_process import ServerProcess, running_server, write_feed
+from trio_websocket import open_websocket_url
+
+from leasehold.core import SlotKey, shard_for_key
+from leasehold.health.frames import Health, ProcessRow, Subscribe
+from leasehold.proto.v2 import booking_pb2 as pb2
+from leasehold.proto.v2 import booking_pb2_grpc as grpc2
+from leasehold.shards import process_of_shard
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+START = 4_102_444_800
+SLOTS = [SlotKey(f"m{i}", "svc", START + 3600 * i, 1800) for i in range(16)]
+SPOTS = 50
+SHARDS, SHARD_PROCESSES, WORKERS = 4, 2, 2
+TREE = ["--shards", "4", "--shard-processes", "2", "--workers", "2"]
+T = 10.0
+
+
+def process_of(key: SlotKey) -> int:
+    return process_of_shard(shard_for_key(key.merchant_id, key.service_id, SHARDS), SHARD_PROCESSES)
+
+
+@pytest.fixture
+def feed(tmp_path: Path) -> Path:
+    entries = [
+        {
+            "merchant_id": k.merchant_id,
+            "service_id": k.service_id,
+            "start_sec": k.start_sec,
+            "duration_sec": k.duration_sec,
+            "spots_total": SPOTS,
+            "spots_open": SPOTS,
+        }
+        for k in SLOTS
+    ]
+    assert {process_of(k) for k in SLOTS} == {0, 1}  # both processes own some slots
+    return write_feed(tmp_path / "feed.json", {"service_availability": [{"availability": entries}]})
+
+
+def children(server: ServerProcess) -> dict[str, int]:
+    """The supervisor's children now: "shard 0", "gateway 1", ... -> pid."""
+    found: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat[1]) == server.process.pid and b"leasehold._child" in command:
+            at = command.index(b"leasehold._child")
+            found[f"{command[at + 1].decode()} {command[at + 2].decode()}"] = int(entry.name)
+    return found
+
+
+def wait_for(predicate: object, what: str, timeout_s: float = 30.0) -> None:
+    assert callable(predicate)
+    give_up = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < give_up, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def gone_or_replaced(server: ServerProcess, pid: int) -> bool:
+    return server.process.poll() is not None or children(server).get("shard 0") != pid
+
+
+def restarted(server: ServerProcess, name: str, old_pid: int) -> bool:
+    pid = children(server).get(name)
+    return pid is not None and pid != old_pid
+
+
+class Load:
+    """Threads leasing on every slot; what was acknowledged and every status seen, by process."""
+
+    def __init__(self, target: str, threads: int = 6) -> None:
+        self.target = target
+        self.acked: dict[tuple[SlotKey, str], pb2.Lease] = {}
+        self.codes: dict[int, set[grpc.StatusCode]] = {0: set(), 1: set()}
+        self.served = {0: 0, 1: 0}  # calls answered OK, by shard process
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self._pool = ThreadPoolExecutor(threads)
+        self._futures = [self._pool.submit(self._run, w) for w in range(threads)]
+
+    def _run(self, worker: int) -> None:
+        with grpc.insecure_channel(self.target) as channel:
+            stub = grpc2.BookingServiceStub(channel)
+            i = 0
+            while not self.stop.is_set():
+                key, ref = SLOTS[(worker * 5 + i) % len(SLOTS)], f"w{worker}-{i}"
+                i += 1
+                try:
+                    reply = stub.CreateLease(lease_v2(key, ref), timeout=T)
+                    code = grpc.StatusCode.OK
+                except grpc.RpcError as problem:
+                    code = problem.code()
+                    reply = None
+                with self.lock:
+                    self.codes[process_of(key)].add(code)
+                    self.served[process_of(key)] += code == grpc.StatusCode.OK
+                    if reply is not None and reply.HasField("lease"):
+                        self.acked[(key, ref)] = reply.lease
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.acked)
+
+    def finish(self) -> None:
+        self.stop.set()
+        for future in self._futures:
+            future.result(timeout=T)
+        self._pool.shutdown()
+
+
+def check_acknowledged(target: str, acked: dict[tuple[SlotKey, str], pb2.Lease]) -> None:
+    """Every acknowledged lease replays its answer; no slot holds more than its spots."""
+    holders = dict.fromkeys(SLOTS, 0)
+    with grpc.insecure_channel(target) as channel:
+        stub = grpc2.BookingServiceStub(channel)
+        for (key, ref), lease in acked.items():
+            assert stub.CreateLease(lease_v2(key, ref), timeout=T).lease == lease, ref
+            holders[key] += 1
+        for key in SLOTS:
+            request = pb2.CheckAvailabilityRequest(slot=slot_v2(key))
+            open_now = stub.CheckAvailability(request, timeout=T).count_available
+            assert 0 <= open_now <= SPOTS - holders[key], (key, open_now, holders[key])
+
+
+@pytest.fixture
+def tree(tmp_path: Path, feed: Path) -> Iterator[ServerProcess]:
+    with running_server(tmp_path / "data", "--feed", str(feed), *TREE) as server:
+        assert set(children(server)) == {"shard 0", "shard 1", "gateway 0", "gateway 1"}
+        yield server
+
+
+def test_a_killed_shard_process_is_restarted_and_only_its_shards_were_unavailable(
+    tree: ServerProcess,
+) -> None:
+    load = Load(tree.target)
+    try:
+        wait_for(lambda: load.count() >= 40, "acknowledged leases")
+        victim = children(tree)["shard 1"]
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: restarted(tree, "shard 1", victim), "shard process 1 to be restarted")
+        served = load.served[1]
+        wait_for(lambda: load.served[1] > served + 20, "shard process 1 serving again")
+    finally:
+        load.finish()
+    assert load.codes[0] == {grpc.StatusCode.OK}, load.codes  # the other process: untouched
+    assert load.codes[1] <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, load.codes
+    check_acknowledged(tree.target, load.acked)  # recovered from its journal
+    assert "shard process 1 (pid" in "".join(tree.output)
+
+
+def test_a_killed_gateway_worker_is_restarted_while_the_other_serves(tree: ServerProcess) -> None:
+    load = Load(tree.target, threads=8)  # eight connections: the kernel spreads them
+    try:
+        wait_for(lambda: load.count() >= 40, "acknowledged leases")
+        victim = children(tree)["gateway 0"]
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: restarted(tree, "gateway 0", victim), "gateway worker 0 to restart")
+        before = load.count()
+        wait_for(lambda: load.count() >= before + 40, "load served after the restart")
+    finally:
+        load.finish()
+    check_acknowledged(tree.target, load.acked)
+    rows = trio.run(health_rows, tree)
+    by_name = {(r.role, r.index): r for r in rows}
+    assert set(by_name) == {("supervisor", 0), ("shard", 0), ("shard", 1), *GATEWAYS}
+    assert by_name[("gateway", 0)].restarts == 1
+    assert by_name[("gateway", 0)].pid == children(tree)["gateway 0"]
+    assert all(r.alive and r.rss_bytes for r in rows)
+    assert all(r.link_in_flight is not None for r in rows if r.role == "shard")
+
+
+GATEWAYS = {("gateway", 0), ("gateway", 1)}
+
+
+async def health_rows(server: ServerProcess) -> tuple[ProcessRow, ...]:
+    url = server.health_url()
+    assert url is not None
+    with trio.fail_after(T):
+        async with open_websocket_url(url) as ws:
+            await ws.send_message(Subscribe(interval_s=0.5).encode())
+            await next_frame(ws)  # hello
+            frame: Health = await next_health(ws)
+            assert len(frame.shards) == SHARDS
+            return frame.processes
+
+
+def test_a_killed_supervisor_leaves_no_child_holding_the_port_or_the_data_dir(
+    tmp_path: Path, feed: Path
+) -> None:
+    data = tmp_path / "data"
+    with running_server(data, "--feed", str(feed), *TREE) as server:
+        pids = list(children(server).values())
+        port = server.port
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(timeout=T)
+        wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in pids), "children to exit")
+        server.process.returncode = 0  # running_server insists on exit 0: it was killed
+    flags = ["--feed", str(feed), *TREE, "--port", str(port)]
+    with running_server(data, *flags) as again:  # the same port, the same data dir: both free
+        assert again.port == port
+
+
+def test_a_child_that_keeps_dying_makes_the_supervisor_give_up_saying_why(
+    tree: ServerProcess,
+) -> None:
+    kills = 0
+    while tree.process.poll() is None and kills < 20:
+        pid = children(tree).get("shard 0")
+        if pid is None:
+            time.sleep(0.02)
+            continue
+        os.kill(pid, signal.SIGKILL)
+        kills += 1
+        wait_for(partial(gone_or_replaced, tree, pid), "a restart")
+    code = tree.process.wait(timeout=T)
+    assert code == 1
+    errors = [line for line in tree.output if line.startswith("leasehold: error:")]
+    assert len(errors) == 1, tree.output
+    assert errors[0].startswith("leasehold: error: stopped: shard process 0 died 6 times within")
+    assert "giving up" in errors[0]
+    assert not children(tree)  # the rest of the tree was stopped
+    tree.process.returncode = 0  # running_server insists on exit 0: this exit was the test
