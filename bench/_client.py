@@ -33,13 +33,29 @@ _ID_BITS = 40
 
 
 def _method(
-    channel: grpc.aio.Channel, path: str, response: type[Message]
+    channel: grpc.aio.Channel | Sequence[grpc.aio.Channel], path: str, response: type[Message]
 ) -> grpc.aio.UnaryUnaryMultiCallable[Any, Any]:
-    return channel.unary_unary(
-        path,
-        request_serializer=lambda message: message.SerializeToString(),
-        response_deserializer=response.FromString,
-    )
+    channels = [channel] if isinstance(channel, grpc.aio.Channel) else list(channel)
+    methods: list[grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = [
+        c.unary_unary(
+            path,
+            request_serializer=lambda message: message.SerializeToString(),
+            response_deserializer=response.FromString,
+        )
+        for c in channels
+    ]
+    return methods[0] if len(methods) == 1 else _RoundRobin(methods)  # type: ignore[return-value]
+
+
+class _RoundRobin:
+    """Calls spread over several channels (connections): a multi-process server's kernel
+    spreads connections, not calls, over its gateway workers."""
+
+    def __init__(self, methods: list[grpc.aio.UnaryUnaryMultiCallable[Any, Any]]) -> None:
+        self._methods = itertools.cycle(methods)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return next(self._methods)(*args, **kwargs)
 
 
 def _ns(timestamp: Any) -> int:
@@ -51,7 +67,7 @@ class Client:
 
     def __init__(
         self,
-        channel: grpc.aio.Channel,
+        channel: grpc.aio.Channel | Sequence[grpc.aio.Channel],
         slots: Sequence[SlotKey],
         *,
         worker: int,

@@ -47,6 +47,9 @@ MAX_OPEN_IN_FLIGHT = 20_000
 # one sent late still from its intended time.
 EARLY_WAKE_NS = 1_000_000
 GRACE_S = 5.0
+# Connections each client process opens (README, "Processes": the kernel spreads
+# connections, not calls, over a multi-process server's gateway workers).
+CONNECTIONS_PER_CLIENT = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,10 +180,16 @@ async def _serve(
     factory: BehaviourFactory,
 ) -> None:
     loop = asyncio.get_running_loop()
-    options = [("grpc.so_reuseport", 0)]
-    async with grpc.aio.insecure_channel(target, options=options) as channel:
-        await asyncio.wait_for(channel.channel_ready(), timeout_s)
-        client = Client(channel, keys, worker=index, timeout_s=timeout_s)
+    # A connection per channel (no shared subchannel pool): the server's kernel spreads
+    # connections over its gateway workers, so each client opens several.
+    options = [("grpc.so_reuseport", 0), ("grpc.use_local_subchannel_pool", 1)]
+    async with contextlib.AsyncExitStack() as stack:
+        channels = [
+            await stack.enter_async_context(grpc.aio.insecure_channel(target, options=options))
+            for _ in range(CONNECTIONS_PER_CLIENT)
+        ]
+        await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), timeout_s)
+        client = Client(channels, keys, worker=index, timeout_s=timeout_s)
         while True:
             spec = await loop.run_in_executor(None, conn.recv)
             if spec is None:

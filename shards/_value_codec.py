@@ -51,11 +51,12 @@ def encode_value(value: object) -> object:
         return [(encode_value(k), encode_value(v)) for k, v in items]
     if isinstance(value, enum.Enum):
         return value.value
-    return [encode_value(getattr(value, name)) for name in _init_fields(kind)]
+    return _encoder(kind)(value)
 
 
 def encode_command(command: core.Command) -> object:
-    return [type(command).__name__, *cast(list[object], encode_value(command))]
+    kind: Any = type(command)
+    return (kind.__name__, *_encoder(kind)(command))
 
 
 def decode_command(value: object) -> core.Command:
@@ -226,20 +227,90 @@ def _enum(kind: type[enum.Enum]) -> Decoder:
 
 
 def _dataclass(kind: type) -> Decoder:
+    """A decoder for `kind`, generated (as dataclasses generates __init__): one type check
+    per field inline, no call per scalar field. Crossing the link costs per call."""
     hints = typing.get_type_hints(kind)
     names = _init_fields(kind)
-    fields = [_decoder(hints[name]) for name in names]
+    scope: dict[str, object] = {"kind": kind, "bad": _bad, "array": _array}
+    lines = [
+        f"    parts = array(value, {len(names)})",
+        f"    ({', '.join(f'a{i}' for i in range(len(names)))},) = parts",
+    ]
+    for i, name in enumerate(names):
+        lines.extend(_check_field(f"a{i}", f"{kind.__name__}.{name}", hints[name], scope))
+    lines.append(f"    return kind({', '.join(f'a{i}' for i in range(len(names)))})")
+    source = "def decode(value):\n" + "\n".join(lines)
+    exec(source, scope)  # generated from type hints: no input reaches the source
+    generated = cast(Decoder, scope["decode"])
 
     def decode(value: object) -> object:
-        parts = _array(value, len(fields))
         try:
-            return kind(*(d(v) for d, v in zip(fields, parts, strict=True)))
+            return generated(value)
         except CorruptRecord as problem:
             raise CorruptRecord(f"{kind.__name__}: {problem}") from None
         except (ValueError, TypeError) as problem:  # a type's own check (__post_init__)
             raise CorruptRecord(f"{kind.__name__}: {problem}") from None
 
     return decode
+
+
+def _check_field(var: str, what: str, hint: Any, scope: dict[str, object]) -> list[str]:
+    """Source lines that check (and convert) the field in `var` against `hint`."""
+    optional = False
+    args = typing.get_args(hint)
+    union = typing.get_origin(hint) in (types.UnionType, typing.Union)
+    if union and len(args) == 2 and type(None) in args:
+        optional = True
+        (hint,) = (a for a in args if a is not type(None))
+    guard = f"{var} is not None and " if optional else ""
+    label = f"{what!r}, {getattr(hint, '__name__', str(hint))!r}"
+    if hint in (str, int, bool, bytes):
+        return [f"    if {guard}type({var}) is not {hint.__name__}: bad({label}, {var})"]
+    if hint is float:
+        return [
+            f"    if {guard}type({var}) is not float:",
+            f"        if type({var}) is not int: bad({label}, {var})",
+            f"        {var} = float({var})",
+        ]
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        members = f"m_{var}"
+        scope[members] = {member.value: member for member in hint}
+        return [
+            f"    if {guard}True:",
+            f"        {var}_was = {var}",
+            f"        {var} = {members}.get({var}) if type({var}) in (str, int) else None",
+            f"        if {var} is None: bad({label}, {var}_was)",
+        ]
+    decoder = f"d_{var}"
+    scope[decoder] = _decoder(hint)
+    return [f"    if {guard}True: {var} = {decoder}({var})"]
+
+
+def _bad(what: str, expected: str, value: object) -> None:
+    raise CorruptRecord(f"{what} is {_describe(value)}, not a {expected}")
+
+
+@cache
+def _encoder(kind: Any) -> Callable[[Any], tuple[object, ...]]:
+    """An encoder for the dataclass `kind`, generated: scalar fields are read as they are."""
+    hints = typing.get_type_hints(kind)
+    scope: dict[str, object] = {"encode_value": encode_value}
+    parts = []
+    for name in _init_fields(kind):
+        hint = hints[name]
+        args = typing.get_args(hint)
+        if hint in _SCALARS or (
+            typing.get_origin(hint) in (types.UnionType, typing.Union)
+            and all(a in _SCALARS for a in args)
+        ):
+            parts.append(f"v.{name}")
+        elif isinstance(hint, type) and issubclass(hint, enum.Enum):
+            parts.append(f"v.{name}.value")
+        else:
+            parts.append(f"encode_value(v.{name})")
+    source = f"def encode(v):\n    return ({', '.join(parts)},)"
+    exec(source, scope)  # generated from type hints: no input reaches the source
+    return cast(Callable[[Any], tuple[object, ...]], scope["encode"])
 
 
 def _array(value: object, length: int | None) -> tuple[object, ...]:

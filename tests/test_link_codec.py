@@ -112,8 +112,11 @@ def test_shard_stats_cross_unchanged() -> None:
         ((), "non-empty array"),
         (("NoSuchCommand",), "unknown command"),
         (("GetBooking",), "array of 1"),
-        (("GetBooking", 5), "not a str"),
-        (("CheckAvailability", ("m", "s", 1, 2, "", "", True)), "not a int"),
+        (("GetBooking", 5), "GetBooking.booking_id is int 5, not a str"),
+        (
+            ("CheckAvailability", ("m", "s", 1, 2, "", "", True)),
+            "party_size is bool True, not a int",
+        ),
         (("CreateLease", "v9", (("m", "s", 1, 2, "", "", 0), ""), "r", None), "ApiVersion"),
     ],
 )
