@@ -22,7 +22,6 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,7 +156,7 @@ class Tree:
             raise TreeFailed(f"stopped: {child.name} exited {_describe_exit(code)} before serving")
         child.facts = _facts(said[len(b"ready ") :])
 
-    async def watch(self, child: Child, on_change: Callable[[], None]) -> None:
+    async def watch(self, child: Child) -> None:
         """Restart `child` whenever it dies, until the tree stops or gives up on it."""
         while True:
             assert child.process is not None
@@ -192,7 +191,6 @@ class Tree:
                 event(logging.WARNING, "child_restart_failed", str(problem), role=child.role)
                 continue  # counted as another death by the next wait
             child.restarts += 1
-            on_change()
 
     def _stopping(self) -> bool:
         # A method, not the attribute: mypy narrows the attribute and cannot see that

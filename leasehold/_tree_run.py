@@ -99,7 +99,7 @@ async def _supervise(
                 _announce(tree, args, feed, port)
                 nursery.start_soon(figures.poll_forever)
                 for child in tree.children:
-                    nursery.start_soon(tree.watch, child, lambda: None)
+                    nursery.start_soon(tree.watch, child)
             await tree.stop_requested.wait()
             await tree.stop()
             if server is not None:

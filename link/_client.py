@@ -18,11 +18,11 @@ from collections.abc import Callable
 from leasehold.core import Command
 from leasehold.link._framing import (
     FrameDecoder,
-    FrameTooLarge,
     Kind,
     LinkProtocolError,
     check_hello,
     encode_frames,
+    encode_sendable,
     hello,
 )
 from leasehold.link._messages import MAX_REQUEST_ID, parse_reply, request
@@ -149,11 +149,10 @@ class ShardLink:
         batch, self._outbox = self._outbox, []
         if self._transport is None or not batch:
             return
-        try:
-            self._transport.write(encode_frames([message for _, message in batch]))
-        except FrameTooLarge:
-            for request_id, _ in batch:
-                self._fail(request_id, ShardFault.UNAVAILABLE)
+        data, too_large = encode_sendable([message for _, message in batch])
+        for position in too_large:  # a command larger than a frame: refused, never sent
+            self._fail(batch[position][0], ShardFault.UNAVAILABLE)
+        self._transport.write(data)
 
     def _fail(self, request_id: int, fault: ShardFault) -> None:
         entry = self._pending.pop(request_id, None)

@@ -69,6 +69,24 @@ def encode_frames(messages: Sequence[object], max_frame_bytes: int = MAX_FRAME_B
     return first + encode_frames(messages[half:], max_frame_bytes)
 
 
+def encode_sendable(
+    messages: Sequence[object], max_frame_bytes: int = MAX_FRAME_BYTES
+) -> tuple[bytes, list[int]]:
+    """As encode_frames, but a message too large for any frame is left out: the bytes of
+    the others, and the positions of those left out (for the sender to answer otherwise)."""
+    try:
+        return encode_frames(messages, max_frame_bytes), []
+    except FrameTooLarge:
+        pass
+    sent, left_out = [], []
+    for position, message in enumerate(messages):
+        try:
+            sent.append(encode_frame([message], max_frame_bytes))
+        except FrameTooLarge:
+            left_out.append(position)
+    return b"".join(sent), left_out
+
+
 def hello(role: str) -> tuple[object, ...]:
     return (Kind.HELLO, FORMAT_VERSION, role)
 

@@ -14,6 +14,7 @@ import os
 import resource
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import trio
 
@@ -24,6 +25,7 @@ from leasehold.link._framing import (
     LinkProtocolError,
     check_hello,
     encode_frames,
+    encode_sendable,
     hello,
 )
 from leasehold.link._messages import parse_request, parse_stats_request
@@ -72,6 +74,7 @@ class LinkCounters:
         # Replies queued on connections and not yet written (a stop waits for these).
         self.unsent = 0
         self.protocol_errors = 0
+        self.unencodable = 0  # replies the codec could not carry (answered UNAVAILABLE)
         self._all_sent = trio.Event()
 
     def sent(self, count: int) -> None:
@@ -136,7 +139,12 @@ class _Connection:
             self._wake = trio.Event()
             batch, self._outbox = self._outbox, []
             try:
-                await self._stream.send_all(encode_frames(batch))
+                data, too_large = encode_sendable(batch)
+                for position in too_large:  # a reply larger than a frame: a fault instead
+                    request_id = cast(tuple[object, ...], batch[position])[1]
+                    fault = (Kind.REPLY, request_id, encode_reply(ShardFault.UNAVAILABLE))
+                    data += encode_frames([fault])
+                await self._stream.send_all(data)
             finally:
                 self._counters.sent(len(batch))
 
@@ -172,7 +180,14 @@ class _Connection:
         self._counters.in_flight += 1
 
     def _answer(self, request_id: int, reply: Reply) -> None:
-        self.queue((Kind.REPLY, request_id, encode_reply(reply)))
+        try:
+            encoded = encode_reply(reply)
+        except (TypeError, ValueError):
+            # A result of a type the codec cannot carry (a bug): the caller hears a fault,
+            # the shard (whose reply callback this is) keeps serving.
+            self._counters.unencodable += 1
+            encoded = encode_reply(ShardFault.UNAVAILABLE)
+        self.queue((Kind.REPLY, request_id, encoded))
 
     def close(self) -> None:
         self._open = False

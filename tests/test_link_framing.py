@@ -17,7 +17,7 @@ from leasehold.link import (
     encode_frame,
     encode_frames,
 )
-from leasehold.link._framing import check_hello, hello
+from leasehold.link._framing import check_hello, encode_sendable, hello
 
 MESSAGES = [(Kind.REQUEST, 1, 0, 0.5, ("GetBooking", "b-1")), (Kind.REPLY, 1, ("v", 3))]
 
@@ -48,6 +48,13 @@ def test_a_batch_over_the_bound_is_split_into_frames() -> None:
     data = encode_frames(batch, max_frame_bytes=200)
     assert FrameDecoder(max_frame_bytes=200).feed(data) == batch
     assert data.count(b"\x00\x00\x00") > 1  # more than one length prefix
+
+
+def test_a_message_too_large_for_any_frame_is_left_out_and_named() -> None:
+    batch = [(Kind.REPLY, 1, "x"), (Kind.REPLY, 2, "y" * 300), (Kind.REPLY, 3, "z")]
+    data, left_out = encode_sendable(batch, max_frame_bytes=200)
+    assert left_out == [1]
+    assert FrameDecoder(max_frame_bytes=200).feed(data) == [batch[0], batch[2]]
 
 
 def test_the_hello_carries_the_format_version() -> None:
