@@ -39,7 +39,7 @@ import hmac
 import os
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -236,8 +236,10 @@ class HealthStream:
         self._rss_bytes = rss_bytes
         # Set by the server once grpclib's server exists; None: not known.
         self.grpc_connections: Callable[[], int | None] = lambda: None
-        # Set by a multi-process server's supervisor: a row per process of its tree.
+        # Set by a multi-process server's supervisor: a row per process of its tree, and
+        # a refresh of its copies of the shard figures, awaited before a metrics scrape.
         self.processes: Callable[[], tuple[ProcessRow, ...]] = tuple
+        self.refresh: Callable[[], Awaitable[None]] = _nothing_to_refresh
         # Invariant: keyed by interval in ms; a group is here exactly while its task runs.
         self._groups: dict[int, _Group] = {}
         self._watchers: set[_Watcher] = set()
@@ -329,6 +331,7 @@ class HealthStream:
 
     async def _answer_http(self, head: bytes, stream: trio.abc.Stream) -> None:
         """One HTTP answer (metrics, 404, 405 or 431); the caller closes the stream."""
+        await self.refresh()
         response = await answer(
             head, partial(scrape, partial(take_snapshot, self._shard_set, self))
         )
@@ -534,6 +537,10 @@ class HealthStream:
             if lag >= LAG_TICK_S:
                 deadline = now
         self._probing = False
+
+
+async def _nothing_to_refresh() -> None:
+    pass
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,9 @@ from leasehold.shards import (
 )
 from leasehold.tuning import tune_for_long_lived_state, tune_thread_handoffs
 
+# How long a start waits for the data dir's lock (a killed server's children exit
+# a few milliseconds after it).
+LOCK_WAIT_S = 2.0
 # Open files the server holds besides gRPC connections: journals, snapshots, the health
 # stream's watchers (up to 256 and its pending ones), listeners.
 _FILES_BESIDES_CONNECTIONS = 1024
@@ -72,7 +75,9 @@ def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     try:
         held = None
         if durability is not Durability.NONE:
-            held = lock(args.data_dir)  # released when this process exits
+            # Released when this process and the shard processes it starts (which share
+            # it) have exited; waits a moment for those of a server killed just now.
+            held = lock(args.data_dir, wait_s=LOCK_WAIT_S)
             prepare(args.data_dir, shard_count=args.shards, feed_text=feed_text)
     except (OSError, DataDirError) as problem:
         return fail(f"cannot use --data-dir {args.data_dir}: {problem}", EXIT_USAGE)
@@ -106,7 +111,8 @@ def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     if args.workers > 0:
         try:
             recorded_in = args.data_dir if recorded else None
-            return run_tree(args, config.health, feed, feed_text, recorded_in)
+            lock_fd = None if held is None else held.fileno()
+            return run_tree(args, config.health, feed, feed_text, recorded_in, lock_fd)
         finally:
             if held is not None:
                 held.close()

@@ -98,8 +98,13 @@ def spec_for(args: argparse.Namespace, port: int, workers: int, shard_processes:
 class Tree:
     """The children and what the supervisor knows of them."""
 
-    def __init__(self, runtime_dir: Path, workers: int, shard_processes: int) -> None:
+    def __init__(
+        self, runtime_dir: Path, workers: int, shard_processes: int, lock_fd: int | None = None
+    ) -> None:
         self.runtime_dir = runtime_dir
+        # The data dir's lock: shard processes inherit it, so that it is free only once
+        # every process that may write the data dir has exited.
+        self._lock_fd = lock_fd
         self.shards = [Child("shard", i) for i in range(shard_processes)]
         self.gateways = [Child("gateway", i) for i in range(workers)]
         self.stopping = False
@@ -134,7 +139,7 @@ class Tree:
                     READY_FD_ENV: str(write_end),
                     LIFELINE_FD_ENV: str(self._lifeline_read),
                 },
-                pass_fds=(write_end, self._lifeline_read),
+                pass_fds=self._fds_for(child, write_end),
                 # Not in our process group: a terminal's Ctrl-C reaches the supervisor
                 # alone, which then stops the children in order.
                 process_group=0,
@@ -155,6 +160,12 @@ class Tree:
             code = await child.process.wait()
             raise TreeFailed(f"stopped: {child.name} exited {_describe_exit(code)} before serving")
         child.facts = _facts(said[len(b"ready ") :])
+
+    def _fds_for(self, child: Child, ready_fd: int) -> tuple[int, ...]:
+        fds: tuple[int, ...] = (ready_fd, self._lifeline_read)
+        if child.role == "shard" and self._lock_fd is not None:
+            fds += (self._lock_fd,)
+        return fds
 
     async def watch(self, child: Child) -> None:
         """Restart `child` whenever it dies, until the tree stops or gives up on it."""

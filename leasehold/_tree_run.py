@@ -8,6 +8,7 @@ import logging
 import shutil
 import signal
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -26,7 +27,7 @@ from leasehold._supervisor import (
     spec_for,
 )
 from leasehold._tree import write_spec
-from leasehold._tree_figures import TreeFigures
+from leasehold._tree_figures import TreeFigures, established_on
 from leasehold.core import Feed
 from leasehold.health import HealthConfig, HealthListenError, HealthServer, serve_health
 
@@ -37,6 +38,7 @@ def run_tree(
     feed: Feed,
     feed_text: str,
     recorded_in: Path | None,
+    lock_fd: int | None = None,
 ) -> int:
     """Serve with `args.workers` gateway workers and `args.shard_processes` shard processes."""
     shard_processes = min(args.shard_processes, args.shards)
@@ -48,7 +50,7 @@ def run_tree(
     try:
         port = int(placeholder.getsockname()[1])
         write_spec(runtime_dir, spec_for(args, port, args.workers, shard_processes), feed_text)
-        tree = Tree(runtime_dir, args.workers, shard_processes)
+        tree = Tree(runtime_dir, args.workers, shard_processes, lock_fd)
         try:
             failure = trio.run(_supervise, tree, args, health, feed, port, recorded_in)
         finally:
@@ -95,6 +97,8 @@ async def _supervise(
                 _announce_recovery(tree, recorded_in)
                 if server is not None:
                     server.stream.processes = figures.processes
+                    server.stream.refresh = figures.poll
+                    server.stream.grpc_connections = partial(established_on, port)
                     _announce_health(health, server)
                 _announce(tree, args, feed, port)
                 nursery.start_soon(figures.poll_forever)

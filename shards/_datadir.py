@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
@@ -228,19 +229,25 @@ def _numbered(directory: Path, prefix: str, suffix: str) -> list[int]:
     return [int(digits) for digits in names if digits.isdigit()]
 
 
-def lock(data_dir: Path) -> IO[bytes]:
+def lock(data_dir: Path, wait_s: float = 0.0) -> IO[bytes]:
     """Hold the data dir for this process (until the returned file is closed or it exits).
 
-    Two servers on one data dir would interleave their journals; the second is refused.
+    Two servers on one data dir would interleave their journals; the second is refused,
+    after waiting up to `wait_s` for the holder to go (a killed server's shard processes
+    share its lock and need a moment to exit after it).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     handle = (data_dir / "leasehold.lock").open("ab")
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise DataDirError(f"{data_dir} is in use by another leasehold serve") from None
-    return handle
+    give_up = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.monotonic() >= give_up:
+                handle.close()
+                raise DataDirError(f"{data_dir} is in use by another leasehold serve") from None
+            time.sleep(0.02)
 
 
 def _write_atomically(path: Path, text: str) -> None:

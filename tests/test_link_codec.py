@@ -143,7 +143,7 @@ def test_a_malformed_reply_is_a_clean_error(value: object) -> None:
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=6).map(tuple),
+    lambda inner: st.lists(inner, min_size=1, max_size=6).map(tuple) | st.just(()),
     max_leaves=30,
 )
 
