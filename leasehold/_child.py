@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -18,12 +19,13 @@ from pathlib import Path
 import trio
 
 from leasehold._app import DEFAULT_ADMISSION, ServerFailed, _plain
-from leasehold._gateway_worker import GatewayWorkerConfig, serve_gateway_worker
+from leasehold._gateway_worker import LINK_WAIT_S, GatewayWorkerConfig, serve_gateway_worker
 from leasehold._logging import configure as configure_logging
 from leasehold._logging import event
 from leasehold._serve_cmd import _ssl_context, guard_limits
 from leasehold._shard_process import ShardProcessConfig, run_shard_process
 from leasehold._tree import (
+    LINK_WAIT_ENV,
     TreeSpec,
     die_with_parent,
     read_spec,
@@ -126,6 +128,7 @@ def _run_role(
             tls_client_name=args.tls_client_name,
             limits=guard_limits(args),
             admission=DEFAULT_ADMISSION,
+            link_wait_s=float(os.environ.get(LINK_WAIT_ENV, LINK_WAIT_S)),
         )
         asyncio.run(_gateway(worker))
         return 0

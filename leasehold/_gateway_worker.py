@@ -35,8 +35,8 @@ from leasehold.link import LinkedShards, ShardLink, call_linked
 # Requests in flight on one link (one gateway worker to one shard process); more are
 # answered RESOURCE_EXHAUSTED at once, as a full mailbox is.
 DEFAULT_LINK_IN_FLIGHT = 4096
-# How long a starting worker waits for its links before serving (calls for a shard
-# process it cannot reach are answered UNAVAILABLE meanwhile).
+# How long a starting worker waits for its links before serving, unless told (calls for
+# a shard process it cannot reach are answered UNAVAILABLE meanwhile).
 LINK_WAIT_S = 10.0
 
 
@@ -54,6 +54,7 @@ class GatewayWorkerConfig:
     admission: AdmissionSettings = DEFAULT_ADMISSION
     drain_seconds: float = 5.0
     max_in_flight: int = DEFAULT_LINK_IN_FLIGHT
+    link_wait_s: float = LINK_WAIT_S
 
 
 async def serve_gateway_worker(
@@ -63,7 +64,7 @@ async def serve_gateway_worker(
     links = [ShardLink(str(p), max_in_flight=config.max_in_flight) for p in config.socket_paths]
     running = [asyncio.ensure_future(link.run()) for link in links]
     try:
-        await _wait_connected(links, LINK_WAIT_S)
+        await _wait_connected(links, config.link_wait_s)
         router = Router(LinkedShards(links, config.shard_count, config.slots), call=call_linked)
         refusals = Refusals()
         admission = Admission(config.admission, refusals)

@@ -28,7 +28,7 @@ from pathlib import Path
 import trio
 
 from leasehold._logging import event
-from leasehold._tree import LIFELINE_FD_ENV, READY_FD_ENV, TreeSpec, shard_socket
+from leasehold._tree import LIFELINE_FD_ENV, LINK_WAIT_ENV, READY_FD_ENV, TreeSpec, shard_socket
 from leasehold.link import check_socket_path
 
 # A child that dies this many times within the window makes the supervisor give up.
@@ -36,8 +36,14 @@ MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
 # Back-off before a restart: the first, doubling up to the second.
 RESTART_DELAYS_S = (0.1, 2.0)
-# A child that does not say it serves within this long counts as failed.
-START_TIMEOUT_S = 60.0
+# A child that does not say it serves within this long counts as failed: a shard
+# process recovers its shards first (minutes, for a large data dir); a gateway worker
+# at the tree's start waits for every shard process's link before it binds the port.
+SHARD_START_TIMEOUT_S = 600.0
+GATEWAY_START_TIMEOUT_S = SHARD_START_TIMEOUT_S + 60.0
+# A gateway worker started again waits this long for its links, then serves (calls for
+# a shard process still down are answered UNAVAILABLE).
+RESTART_LINK_WAIT_S = 10.0
 # SIGTERM/SIGINT to exit: under the 10 s an operator (and the tests) are promised.
 STOP_BUDGET_S = 9.0
 
@@ -127,8 +133,13 @@ class Tree:
             self.failure = reason
         self.stop_requested.set()
 
-    async def start(self, child: Child) -> None:
-        """Start one child and wait until it serves; TreeFailed if it dies or stalls first."""
+    async def start(self, child: Child, *, first: bool = True) -> None:
+        """Start one child and wait until it serves; TreeFailed if it dies or stalls first.
+
+        `first`: the tree is starting (gateway workers wait for every link before they
+        bind the port, so no call is answered before the serving line)."""
+        timeout_s = SHARD_START_TIMEOUT_S if child.role == "shard" else GATEWAY_START_TIMEOUT_S
+        link_wait_s = SHARD_START_TIMEOUT_S if first else RESTART_LINK_WAIT_S
         read_end, write_end = os.pipe()
         try:
             command = [sys.executable, "-m", "leasehold._child", child.role, str(child.index)]
@@ -138,6 +149,7 @@ class Tree:
                     **os.environ,
                     READY_FD_ENV: str(write_end),
                     LIFELINE_FD_ENV: str(self._lifeline_read),
+                    LINK_WAIT_ENV: str(link_wait_s),
                 },
                 pass_fds=self._fds_for(child, write_end),
                 # Not in our process group: a terminal's Ctrl-C reaches the supervisor
@@ -147,12 +159,12 @@ class Tree:
         finally:
             os.close(write_end)
         async with trio.lowlevel.FdStream(read_end) as ready:
-            with trio.move_on_after(START_TIMEOUT_S) as timer:
+            with trio.move_on_after(timeout_s) as timer:
                 said = await _read_line(ready)
         if timer.cancelled_caught:
             child.process.kill()
             await child.process.wait()
-            raise TreeFailed(f"{child.name} did not start within {START_TIMEOUT_S:g} s")
+            raise TreeFailed(f"stopped: {child.name} did not start within {timeout_s:g} s")
         if said.startswith(b"failed "):
             await child.process.wait()
             raise TreeFailed(said[len(b"failed ") :].decode(errors="replace").strip())
@@ -197,7 +209,7 @@ class Tree:
             if self._stopping():
                 return
             try:
-                await self.start(child)
+                await self.start(child, first=False)
             except TreeFailed as problem:
                 event(logging.WARNING, "child_restart_failed", str(problem), role=child.role)
                 continue  # counted as another death by the next wait

@@ -26,6 +26,8 @@ SPEC_FILE = "spec.json"
 FEED_FILE = "feed.json"
 READY_FD_ENV = "LEASEHOLD_READY_FD"
 LIFELINE_FD_ENV = "LEASEHOLD_LIFELINE_FD"
+# How long a gateway worker waits for its links before it binds the port (seconds).
+LINK_WAIT_ENV = "LEASEHOLD_LINK_WAIT_S"
 
 
 @dataclass(frozen=True, slots=True)

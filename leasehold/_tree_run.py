@@ -80,8 +80,9 @@ async def _supervise(
             nursery.start_soon(_stop_on_signal, signals, tree, starting)
             with starting:
                 try:
-                    await _start_all(tree, tree.shards)
-                    await _start_all(tree, tree.gateways)
+                    # All at once: the workers start while the shards recover, and bind
+                    # the port only once every link is up.
+                    await _start_all(tree, tree.children)
                 except* TreeFailed as failed:
                     tree.give_up(str(failed.exceptions[0]))
             figures = TreeFigures(tree, args.shards)

@@ -37,7 +37,7 @@ from leasehold.shards import (
 
 HELLO_TIMEOUT_S = 5.0
 # Reconnection back-off: from the first to the second, doubling.
-RECONNECT_DELAYS_S = (0.02, 0.5)
+RECONNECT_DELAYS_S = (0.02, 0.2)
 
 # A reply with when it arrived (perf_counter): the router learns the loop's backlog from it.
 Delivered = tuple[Reply, float]

@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -135,6 +135,13 @@ class Load:
         with self.lock:
             return len(self.acked)
 
+    def acked_at_least(self, count: int) -> bool:
+        return self.count() >= count
+
+    def served_at_least(self, count: int) -> bool:
+        with self.lock:
+            return sum(self.served.values()) >= count
+
     def finish(self) -> None:
         self.stop.set()
         for future in self._futures:
@@ -194,7 +201,8 @@ def test_a_killed_gateway_worker_is_restarted_while_the_other_serves(tree: Serve
     finally:
         load.finish()
     check_acknowledged(tree.target, load.acked)
-    rows = trio.run(health_rows, tree)
+    # The supervisor counts a restart once the new worker serves; frames sample it.
+    rows = trio.run(health_rows, tree, gateway_0_restarted)
     by_name = {(r.role, r.index): r for r in rows}
     assert set(by_name) == {("supervisor", 0), ("shard", 0), ("shard", 1), *GATEWAYS}
     assert by_name[("gateway", 0)].restarts == 1
@@ -204,18 +212,49 @@ def test_a_killed_gateway_worker_is_restarted_while_the_other_serves(tree: Serve
 
 
 GATEWAYS = {("gateway", 0), ("gateway", 1)}
+# Kill rounds, each on the next victim in turn: a few in CI; LEASEHOLD_CRASH_ROUNDS=20
+# runs the issue's twenty (as tests/test_e2e_crash.py does for the whole server).
+ROUNDS = int(os.environ.get("LEASEHOLD_CRASH_ROUNDS", "4"))
+VICTIMS = ("shard 0", "gateway 1", "shard 1", "gateway 0")
 
 
-async def health_rows(server: ServerProcess) -> tuple[ProcessRow, ...]:
+@pytest.mark.timeout(60 + 30 * ROUNDS)
+def test_kill_rounds_of_every_child_lose_nothing_acknowledged(tree: ServerProcess) -> None:
+    load = Load(tree.target, threads=8)
+    try:
+        for round_ in range(ROUNDS):
+            name = VICTIMS[round_ % len(VICTIMS)]
+            wait_for(partial(load.acked_at_least, 20 * (round_ + 1)), f"load before {round_}")
+            victim = children(tree)[name]
+            os.kill(victim, signal.SIGKILL)
+            wait_for(partial(restarted, tree, name, victim), f"{name} to restart")
+            wait_for(partial(load.served_at_least, sum(load.served.values()) + 20), "serving")
+            time.sleep(1.5)  # apart: the supervisor gives up on 6 deaths of one child a minute
+    finally:
+        load.finish()
+    assert tree.process.poll() is None, "".join(tree.output)
+    check_acknowledged(tree.target, load.acked)
+
+
+def gateway_0_restarted(rows: tuple[ProcessRow, ...]) -> bool:
+    return any(r.role == "gateway" and r.index == 0 and r.restarts for r in rows)
+
+
+async def health_rows(
+    server: ServerProcess, until: Callable[[tuple[ProcessRow, ...]], bool]
+) -> tuple[ProcessRow, ...]:
+    """The process rows of the first health frame whose rows satisfy `until`."""
     url = server.health_url()
     assert url is not None
     with trio.fail_after(T):
         async with open_websocket_url(url) as ws:
             await ws.send_message(Subscribe(interval_s=0.5).encode())
             await next_frame(ws)  # hello
-            frame: Health = await next_health(ws)
-            assert len(frame.shards) == SHARDS
-            return frame.processes
+            while True:
+                frame: Health = await next_health(ws)
+                assert len(frame.shards) == SHARDS
+                if until(frame.processes):
+                    return frame.processes
 
 
 def test_a_killed_supervisor_leaves_no_child_holding_the_port_or_the_data_dir(
