@@ -78,7 +78,13 @@ def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
             # Released when this process and the shard processes it starts (which share
             # it) have exited; waits a moment for those of a server killed just now.
             held = lock(args.data_dir, wait_s=LOCK_WAIT_S)
-            prepare(args.data_dir, shard_count=args.shards, feed_text=feed_text)
+            processes = min(args.shard_processes, args.shards) if args.workers > 0 else 1
+            prepare(
+                args.data_dir,
+                shard_count=args.shards,
+                feed_text=feed_text,
+                shard_processes=processes,
+            )
     except (OSError, DataDirError) as problem:
         return fail(f"cannot use --data-dir {args.data_dir}: {problem}", EXIT_USAGE)
     config = ServeConfig(

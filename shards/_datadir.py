@@ -42,6 +42,9 @@ class DataDirMeta:
     format_version: int
     shard_count: int
     feed_sha256: str
+    # The shard processes it last ran with (shard i in process i % this; 1: one process
+    # serves all). A record for operators: the layout does not depend on it.
+    shard_processes: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +159,8 @@ def read_meta(data_dir: Path) -> DataDirMeta | None:
             f"version reads up to {FORMAT_VERSION}); upgrade, or use another --data-dir"
         )
     try:
-        return DataDirMeta(version, int(raw["shard_count"]), str(raw["feed_sha256"]))
+        processes = int(raw.get("shard_processes", 1))
+        return DataDirMeta(version, int(raw["shard_count"]), str(raw["feed_sha256"]), processes)
     except (KeyError, TypeError, ValueError) as problem:
         raise DataDirError(f"{path} is unreadable: {problem}") from problem
 
@@ -169,7 +173,9 @@ def recorded_feed(data_dir: Path) -> str | None:
         return None
 
 
-def prepare(data_dir: Path, *, shard_count: int, feed_text: str) -> DataDirMeta:
+def prepare(
+    data_dir: Path, *, shard_count: int, feed_text: str, shard_processes: int = 1
+) -> DataDirMeta:
     """Check the directory against this start's settings and record them.
 
     Raises DataDirError when the shard count differs from the recorded one. A
@@ -183,7 +189,7 @@ def prepare(data_dir: Path, *, shard_count: int, feed_text: str) -> DataDirMeta:
             f"{data_dir} holds state for {meta.shard_count} shards, not {shard_count}: "
             f"start with --shards {meta.shard_count}, or use another --data-dir"
         )
-    new = DataDirMeta(FORMAT_VERSION, shard_count, feed_digest(feed_text))
+    new = DataDirMeta(FORMAT_VERSION, shard_count, feed_digest(feed_text), shard_processes)
     if meta is not None and meta.format_version >= MANIFEST_FORMAT:
         _check_shard_dirs(data_dir, shard_count)
     else:
@@ -200,6 +206,7 @@ def prepare(data_dir: Path, *, shard_count: int, feed_text: str) -> DataDirMeta:
             "format_version": new.format_version,
             "shard_count": new.shard_count,
             "feed_sha256": new.feed_sha256,
+            "shard_processes": new.shard_processes,
         }
         _write_atomically(data_dir / _META, json.dumps(document, indent=1) + "\n")
     return new

@@ -31,6 +31,26 @@ def test_a_new_directory_records_shards_and_feed(tmp_path: Path) -> None:
     assert all(shard_dir(tmp_path / "d", i).is_dir() for i in range(3))
 
 
+def test_the_shard_process_count_is_recorded_and_may_change(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    assert prepare(data, shard_count=4, feed_text="{}").shard_processes == 1
+    assert prepare(data, shard_count=4, feed_text="{}", shard_processes=2).shard_processes == 2
+    meta = read_meta(data)
+    assert meta is not None
+    assert meta.shard_processes == 2
+    assert json.loads((data / "leasehold.json").read_text())["shard_processes"] == 2
+
+
+def test_a_lock_held_elsewhere_is_waited_for_then_refused(tmp_path: Path) -> None:
+    held = lock(tmp_path / "d")
+    try:
+        with pytest.raises(DataDirError, match="in use"):
+            lock(tmp_path / "d", wait_s=0.05)
+    finally:
+        held.close()
+    lock(tmp_path / "d", wait_s=0.05).close()  # free again: taken at once
+
+
 def test_another_shard_count_is_refused_with_what_to_do(tmp_path: Path) -> None:
     prepare(tmp_path, shard_count=3, feed_text="{}")
     with pytest.raises(DataDirError, match="--shards 3"):
