@@ -44,8 +44,11 @@ GATEWAY_START_TIMEOUT_S = SHARD_START_TIMEOUT_S + 60.0
 # A gateway worker started again waits this long for its links, then serves (calls for
 # a shard process still down are answered UNAVAILABLE).
 RESTART_LINK_WAIT_S = 10.0
-# SIGTERM/SIGINT to exit: under the 10 s an operator (and the tests) are promised.
+# SIGTERM/SIGINT to exit: under the 10 s an operator (and the tests) are promised. The
+# gateway workers get the first part (their calls drain), the shard processes the rest
+# (they answer what is queued and close their journals: well under a second).
 STOP_BUDGET_S = 9.0
+GATEWAY_STOP_S = 7.0
 
 
 class TreeFailed(Exception):
@@ -224,7 +227,8 @@ class Tree:
         """Drain: gateway workers, then shard processes; kill what is left at the budget."""
         self.stopping = True
         with trio.move_on_after(STOP_BUDGET_S):
-            await _terminate_all(self.gateways)
+            with trio.move_on_after(GATEWAY_STOP_S):
+                await _terminate_all(self.gateways)
             await _terminate_all(self.shards)
         for child in self.children:
             if child.process is not None and child.process.returncode is None:
