@@ -5,6 +5,7 @@
     leasehold bench core [--leases N]
     leasehold bench restart [--events N] [--layout journal,snapshot] [--runs R]
     leasehold bench attack {rapid-reset,overload,big-frames} [--runs R]   (issue 15's probes)
+    leasehold bench h2load (--spawn [serve flags...] | --target HOST:PORT) [options]   (low CPU)
     leasehold bench feed SCENARIO [options] > feed.json
 
 Exit status: 0 when the run was made and the checker found nothing; 1 when the
@@ -65,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from leasehold.bench._attacks import main as attack_main
 
         return attack_main(args[1:])
+    if args[:1] == ["h2load"]:
+        from leasehold.bench._h2load import main as h2load_main
+
+        return h2load_main(args[1:])
     if args[:1] == ["restart"]:
         from leasehold.bench._restart import main as restart_main
 
