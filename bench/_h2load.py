@@ -119,6 +119,7 @@ def health_call() -> Call:
 class Checks:
     """What was verified beyond h2load's HTTP 200s (None: not checked in this run).
 
+    - http: h2load saw answers, all HTTP 200, none failed, errored or timed out.
     - samples: SAMPLE_CALLS grpcio calls of the same body, before and after the
       run, all grpc-status 0 with the expected reply (a lease; SERVING), all
       byte-identical (for create-lease: the replay returned the same lease).
@@ -133,13 +134,15 @@ class Checks:
     would pass; the gateway's handlers send the message last, so none does.
     """
 
+    http: str | None  # None when fine, else what was wrong
     samples: str | None  # None when fine, else what was wrong
     bodies: bool
     shard_answers: str | None  # "ok", what was wrong, or None when /metrics was not read
 
     @property
     def ok(self) -> bool:
-        return self.samples is None and self.bodies and self.shard_answers in ("ok", None)
+        fine = self.http is None and self.samples is None and self.bodies
+        return fine and self.shard_answers in ("ok", None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,8 +343,27 @@ def one_run(
         h2load_cpu_s=h2load_cpu,
         wall_s=wall,
         server_cpu_s=None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
-        checks=Checks(samples=problem, bodies=summary.bodies_match(expected), shard_answers=shard),
+        checks=Checks(
+            http=http_problem(summary),
+            samples=problem,
+            bodies=summary.bodies_match(expected),
+            shard_answers=shard,
+        ),
     )
+
+
+def http_problem(s: Summary) -> str | None:
+    """What h2load itself saw go wrong, if anything."""
+    if s.status_2xx == 0:
+        return "no HTTP 200 answer"
+    bad = {
+        "failed": s.failed,
+        "errored": s.errored,
+        "timeout": s.timeout,
+        "not 2xx": s.status_other,
+    }
+    wrong = {name: n for name, n in bad.items() if n}
+    return f"h2load counted {wrong}" if wrong else None
 
 
 def _samples(target: str, call: Call) -> tuple[list[bytes], str | None]:
@@ -463,6 +485,7 @@ def _line(r: RunFigures) -> str:
 
 def _verdict(c: Checks) -> str:
     parts = [
+        f"http {c.http or 'ok'}",
         f"samples {'ok' if c.samples is None else c.samples}",
         f"bodies {'ok' if c.bodies else 'WRONG'}",
         f"shard answers {c.shard_answers or 'not read'}",
