@@ -125,7 +125,8 @@ class Checks:
       byte-identical (for create-lease: the replay returned the same lease).
     - bodies: h2load's DATA bytes = 2xx answers x the sample's reply length: every
       answer carried that message. grpclib sends an error status trailers-only,
-      with no message, so an error answer would show here.
+      with no message, so error answers show here, counted (e.g. RESOURCE_EXHAUSTED
+      from admission: its queueing-delay target is 20 ms).
     - shard_answers (create-lease, when /metrics is reachable): over the run, the
       shards answered CreateLease OK as often as h2load counted 2xx (up to the
       calls in flight when a -D run stops), refused none, shed none.
@@ -136,12 +137,12 @@ class Checks:
 
     http: str | None  # None when fine, else what was wrong
     samples: str | None  # None when fine, else what was wrong
-    bodies: bool
+    bodies: str | None  # None when fine, else what was wrong
     shard_answers: str | None  # "ok", what was wrong, or None when /metrics was not read
 
     @property
     def ok(self) -> bool:
-        fine = self.http is None and self.samples is None and self.bodies
+        fine = self.http is None and self.samples is None and self.bodies is None
         return fine and self.shard_answers in ("ok", None)
 
 
@@ -153,7 +154,16 @@ class RunFigures:
     h2load_cpu_s: float
     wall_s: float
     server_cpu_s: float | None
+    reply_bytes: int  # the sample's framed reply; -1 when the sample got none
     checks: Checks
+
+    def ok_per_s(self) -> float | None:
+        """Answers/s that carried the reply: h2load's req/s less the gRPC errors among them."""
+        s = self.summary
+        missing = s.answers_without_message(self.reply_bytes)
+        if missing is None or s.done == 0:
+            return None
+        return s.requests_per_s * (s.status_2xx - missing) / s.done
 
     def per_call_us(self, cpu_s: float | None) -> float | None:
         done = self.summary.done
@@ -343,13 +353,28 @@ def one_run(
         h2load_cpu_s=h2load_cpu,
         wall_s=wall,
         server_cpu_s=None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
+        reply_bytes=expected,
         checks=Checks(
             http=http_problem(summary),
             samples=problem,
-            bodies=summary.bodies_match(expected),
+            bodies=bodies_problem(summary, expected),
             shard_answers=shard,
         ),
     )
+
+
+def bodies_problem(s: Summary, message_bytes: int) -> str | None:
+    """None when every 2xx answer carried the sample's reply, else how many did not."""
+    if s.data_bytes == 0 and s.status_2xx:
+        return f"all {s.status_2xx} answers carried no message (gRPC errors)"
+    if message_bytes <= 0:
+        return "not checked: the sample had no reply to compare with"
+    missing = s.answers_without_message(message_bytes)
+    if missing == 0:
+        return None
+    if missing is None:
+        return f"{s.data_bytes} DATA bytes are not {s.status_2xx} replies of {message_bytes}"
+    return f"{missing} of {s.status_2xx} answers carried no message (gRPC errors)"
 
 
 def http_problem(s: Summary) -> str | None:
@@ -475,7 +500,8 @@ def _line(r: RunFigures) -> str:
     s, server = r.summary, r.per_call_us(r.server_cpu_s)
     server_text = "n/a (not spawned)" if server is None else f"{server:.0f} us/call"
     return (
-        f"{r.call}: {s.requests_per_s:.0f} req/s, {s.done} done, {s.failed} failed, "
+        f"{r.call}: {s.requests_per_s:.0f} req/s ({_figure(r.ok_per_s(), '.0f')} OK/s), "
+        f"{s.done} done, {s.failed} failed, "
         f"latency p50 {r.log.p50_s * 1e3:.2f} p99 {r.log.p99_s * 1e3:.2f} "
         f"max {s.latency_max_s * 1e3:.2f} ms; server CPU {server_text}; "
         f"h2load CPU {r.per_call_us(r.h2load_cpu_s) or 0:.1f} us/call "
@@ -483,11 +509,15 @@ def _line(r: RunFigures) -> str:
     )
 
 
+def _figure(value: float | None, spec: str) -> str:
+    return "?" if value is None else format(value, spec)
+
+
 def _verdict(c: Checks) -> str:
     parts = [
         f"http {c.http or 'ok'}",
         f"samples {'ok' if c.samples is None else c.samples}",
-        f"bodies {'ok' if c.bodies else 'WRONG'}",
+        f"bodies {c.bodies or 'ok'}",
         f"shard answers {c.shard_answers or 'not read'}",
     ]
     return ", ".join(parts)
@@ -500,6 +530,7 @@ def _print_medians(results: list[RunFigures], runs: int) -> None:
         mine = [r for r in results if r.call == name]
         figures: dict[str, Any] = {
             "req/s": statistics.median(r.summary.requests_per_s for r in mine),
+            "OK/s": statistics.median(r.ok_per_s() or 0.0 for r in mine),
             "p50 ms": statistics.median(r.log.p50_s * 1e3 for r in mine),
             "p99 ms": statistics.median(r.log.p99_s * 1e3 for r in mine),
             "h2load CPU us/call": statistics.median(

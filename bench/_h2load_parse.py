@@ -5,7 +5,7 @@ it knows HTTP, not gRPC, so it counts any HTTP 200 as a success, even one whose
 trailers carry a non-zero grpc-status. What it does print that gRPC can use is
 the DATA bytes received: a grpclib error answer is trailers-only (no message),
 so "DATA bytes = succeeded x one message's length" says every success carried a
-message of the expected length (`bodies_match`).
+message of the expected length (`bodies_match`), and how many did not.
 """
 
 from __future__ import annotations
@@ -58,7 +58,17 @@ class Summary:
 
     def bodies_match(self, message_bytes: int) -> bool:
         """Every 2xx answer carried exactly one message of `message_bytes` (prefix included)."""
-        return self.data_bytes == self.status_2xx * message_bytes
+        return self.answers_without_message(message_bytes) == 0
+
+    def answers_without_message(self, message_bytes: int) -> int | None:
+        """2xx answers with no message (gRPC errors), if the others carried one of that length.
+
+        None when the DATA bytes are not whole messages for the answers counted.
+        """
+        missing = self.status_2xx * message_bytes - self.data_bytes
+        if message_bytes <= 0 or missing < 0 or missing % message_bytes:
+            return None
+        return missing // message_bytes
 
 
 _FINISHED = re.compile(r"^finished in \S+, (?P<rps>[\d.]+) req/s", re.M)

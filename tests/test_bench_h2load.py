@@ -25,6 +25,7 @@ from leasehold.bench._h2load import (
     CREATE_LEASE,
     Call,
     Load,
+    bodies_problem,
     h2load_command,
     health_call,
     http_problem,
@@ -96,6 +97,11 @@ def test_a_request_count_run_is_read() -> None:
     # 2000 answers of one 111-byte framed CreateLeaseResponse each.
     assert s.bodies_match(111)
     assert not s.bodies_match(110)
+    assert s.answers_without_message(110) is None  # 222000 bytes are not 2000 x 110
+    fewer = _output("create_lease_n2000.txt").replace(
+        "(222000) data", f"({222000 - 18 * 111}) data"
+    )
+    assert parse_summary(fewer).answers_without_message(111) == 18
     assert http_problem(s) is None
 
 
@@ -113,6 +119,7 @@ def test_http_200_with_no_message_is_seen_through_the_body_bytes() -> None:
     assert (s.succeeded, s.status_2xx, s.data_bytes) == (10, 10, 0)
     assert http_problem(s) is None
     assert not s.bodies_match(7)
+    assert s.answers_without_message(7) == 10
     assert s.latency_min_s == pytest.approx(247e-6)
 
 
@@ -128,6 +135,20 @@ def test_http_problem_names_what_h2load_counted() -> None:
     text = _output("create_lease_n2000.txt").replace("0 failed, 0 errored", "3 failed, 3 errored")
     assert http_problem(parse_summary(text)) == "h2load counted {'failed': 3, 'errored': 3}"
     assert http_problem(ok) is None
+
+
+def test_bodies_problem_says_how_many_answers_were_errors() -> None:
+    ok = parse_summary(_output("create_lease_n2000.txt"))
+    fewer = _output("create_lease_n2000.txt").replace(
+        "(222000) data", f"({222000 - 18 * 111}) data"
+    )
+    assert bodies_problem(ok, 111) is None
+    said = "18 of 2000 answers carried no message (gRPC errors)"
+    assert bodies_problem(parse_summary(fewer), 111) == said
+    assert bodies_problem(ok, 110) == "222000 DATA bytes are not 2000 replies of 110"
+    assert bodies_problem(ok, -1) == "not checked: the sample had no reply to compare with"
+    unimplemented = parse_summary(_output("unimplemented_n10.txt"))
+    assert bodies_problem(unimplemented, 7) == "all 10 answers carried no message (gRPC errors)"
 
 
 @pytest.mark.parametrize(
@@ -288,12 +309,14 @@ def test_a_grpc_error_behind_http_200_fails_the_checks(
     assert figures.checks.http is None
     assert figures.checks.samples is not None
     assert "UNIMPLEMENTED" in figures.checks.samples
-    assert not figures.checks.bodies
+    assert figures.checks.bodies == "all 200 answers carried no message (gRPC errors)"
+    assert figures.ok_per_s() is None  # no sample reply: its length is unknown
     assert not figures.checks.ok
 
 
 RUN_LINE = re.compile(
-    r"^run 1 (?P<call>create-lease|health): (?P<rps>[\d.]+) req/s, (?P<done>\d+) done, 0 failed, "
+    r"^run 1 (?P<call>create-lease|health): (?P<rps>[\d.]+) req/s \((?P<ok>[\d.]+) OK/s\), "
+    r"(?P<done>\d+) done, 0 failed, "
     r"latency p50 [\d.]+ p99 [\d.]+ max [\d.]+ ms; server CPU (?P<cpu>\d+) us/call; "
     r"h2load CPU [\d.]+ us/call \([\d.]+ cores\); checks: http ok, samples ok, bodies ok, "
     r"shard answers (?P<shard>ok|not read)$"
@@ -313,6 +336,7 @@ def test_the_cli_runs_both_calls_against_a_spawned_server(h2load: str) -> None:
         ("create-lease", "200", "ok"),
         ("health", "200", "not read"),
     ]
-    assert all(float(m["rps"]) > 0 and int(m["cpu"]) > 0 for m in found)
+    assert all(float(m["ok"]) == float(m["rps"]) > 0 for m in found)
+    assert all(int(m["cpu"]) > 0 for m in found)
     assert any(line.startswith("median of 2 create-lease: req/s ") for line in lines)
     assert any(line.startswith("median of 2 health: req/s ") for line in lines)
