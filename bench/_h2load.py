@@ -196,7 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--calls", default="create-lease,health", help="which, alternating per run")
     p.add_argument("--runs", type=int, default=1, help="rounds; with 2 or more, medians too")
     p.add_argument("-c", "--connections", type=int, default=8)
-    p.add_argument("-m", "--streams", type=int, default=16, help="per connection")
+    p.add_argument("-m", "--streams", type=int, default=4, help="per connection")
     p.add_argument("-t", "--threads", type=int, default=1, help="h2load threads")
     p.add_argument("-D", "--duration", type=float, default=10.0, metavar="S")
     p.add_argument("-n", "--requests", type=int, help="a request count instead of -D")

@@ -11,6 +11,7 @@ root); if neither works the end-to-end tests fail and say why: they never skip.
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _server_process import leasehold_executable, running_server
 
 from leasehold.bench._feed import SlotGroup, build_slots, write_feed
 from leasehold.bench._h2load import (
@@ -317,7 +319,8 @@ def test_a_grpc_error_behind_http_200_fails_the_checks(
 RUN_LINE = re.compile(
     r"^run 1 (?P<call>create-lease|health): (?P<rps>[\d.]+) req/s \((?P<ok>[\d.]+) OK/s\), "
     r"(?P<done>\d+) done, 0 failed, "
-    r"latency p50 [\d.]+ p99 [\d.]+ max [\d.]+ ms; server CPU (?P<cpu>\d+) us/call; "
+    r"latency p50 [\d.]+ p99 [\d.]+ max [\d.]+ ms; "
+    r"server CPU (?P<cpu>\d+ us/call|n/a \(not spawned\)); "
     r"h2load CPU [\d.]+ us/call \([\d.]+ cores\); checks: http ok, samples ok, bodies ok, "
     r"shard answers (?P<shard>ok|not read)$"
 )
@@ -337,6 +340,46 @@ def test_the_cli_runs_both_calls_against_a_spawned_server(h2load: str) -> None:
         ("health", "200", "not read"),
     ]
     assert all(float(m["ok"]) == float(m["rps"]) > 0 for m in found)
-    assert all(int(m["cpu"]) > 0 for m in found)
+    assert all(int(m["cpu"].removesuffix(" us/call")) > 0 for m in found)
     assert any(line.startswith("median of 2 create-lease: req/s ") for line in lines)
     assert any(line.startswith("median of 2 health: req/s ") for line in lines)
+
+
+# ---- the commands of docs/benchmarks.md ----
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+# Appended to each documented run (the last flag wins): a tiny run, no warm-up.
+TINY_FLAGS = ["-n", "100", "--warmup", "0"]
+
+
+def _doc_lines() -> list[list[str]]:
+    """The h2load section's command lines, split as bash would, comments dropped."""
+    text = DOC.read_text(encoding="utf-8")
+    block = text.split("## `leasehold bench h2load`", 1)[1].split("```sh\n", 1)[1].split("```")[0]
+    lines = [shlex.split(line, comments=True) for line in block.splitlines()]
+    return [[leasehold_executable(), *line[1:]] for line in lines if line]
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(180)
+def test_the_documented_commands_run(h2load: str, tmp_path: Path) -> None:
+    spawn, feed, serve, target = _doc_lines()
+    assert "--spawn" in spawn
+    assert serve[1:3] == ["serve", "--feed"]
+    assert feed[-2:] == [">", "flow.json"]
+    done = subprocess.run([*spawn, *TINY_FLAGS], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    made = subprocess.run(feed[:-2], capture_output=True, text=True, timeout=60, check=True)
+    (tmp_path / "flow.json").write_text(made.stdout, encoding="utf-8")
+    # The documented server, on free ports: the test replaces the default ones.
+    with running_server(tmp_path / "data", "--feed", str(tmp_path / "flow.json")) as server:
+        metrics_at = _metrics_at(server)
+        ports = {"127.0.0.1:50051": server.target, "127.0.0.1:50052": metrics_at}
+        command = [ports.get(arg, arg) for arg in target] + TINY_FLAGS
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [m for m in map(RUN_LINE.match, done.stdout.splitlines()) if m]
+    assert [(m["call"], m["done"], m["shard"]) for m in lines] == [
+        ("create-lease", "100", "ok"),
+        ("health", "100", "not read"),
+    ]
