@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import os
 import secrets
 import shutil
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from prometheus_client.parser import text_string_to_metric_families
 
 from leasehold.bench._feed import SlotGroup, build_slots, write_feed
@@ -60,6 +62,8 @@ SAMPLE_CALLS = 3
 # A run's lease must outlive it: replays of an expired lease are not what is measured.
 MAX_DURATION_S = 240.0
 MAX_OUTPUT_BYTES = 1 << 20  # h2load's summary is ~2 KB; its progress lines are bounded by -n
+# h2load's per-request log takes ~30 bytes a call in the scratch dir: ~300 MB at most.
+MAX_REQUESTS = 10_000_000
 SPAWN_SPOTS = 10_000  # one spot per run's lease: never runs out
 INSTALL_HINT = "install nghttp2-client (as root: bash tests/install_h2load.sh)"
 
@@ -105,7 +109,10 @@ def lease_call(key: SlotKey, reference: str) -> Call:
 
 
 def _lease_problem(reply: bytes) -> str | None:
-    response = pb2.CreateLeaseResponse.FromString(reply)
+    try:
+        response = pb2.CreateLeaseResponse.FromString(reply)
+    except DecodeError:
+        return "a reply that is not a CreateLeaseResponse"
     if response.HasField("booking_failure"):
         return f"BookingFailure {pb2.BookingFailure.Cause.Name(response.booking_failure.cause)}"
     return None if response.lease.lease_id else "a reply with no lease_id"
@@ -174,6 +181,8 @@ def main(argv: Sequence[str]) -> int:
     ns, serve_flags = _parser().parse_known_args(argv)
     try:
         load, calls = _settings(ns, serve_flags)
+        if shutil.which("h2load") is None:
+            raise RunError(f"no h2load on PATH: {INSTALL_HINT}")
         with _server(ns, serve_flags) as (target, metrics_at, server_cpu, key):
             results = _rounds(ns, load, calls, target, metrics_at, server_cpu, key)
     except (RunError, ServerError, H2loadOutputError) as problem:
@@ -220,12 +229,18 @@ def _settings(ns: argparse.Namespace, serve_flags: list[str]) -> tuple[Load, lis
         raise RunError("-t must not exceed -c (h2load gives each thread a connection)")
     if not 1 <= ns.runs <= 100 or not 0 <= ns.client_nice <= 19:
         raise RunError("--runs must be 1 to 100 and --client-nice 0 to 19")
-    if ns.requests is not None and not 1 <= ns.requests <= 100_000_000:
-        raise RunError("-n must be 1 to 100000000")
+    if ns.requests is not None and not 1 <= ns.requests <= MAX_REQUESTS:
+        raise RunError(f"-n must be 1 to {MAX_REQUESTS}")
     if not 0 < ns.duration <= MAX_DURATION_S or not 0 <= ns.warmup <= MAX_DURATION_S:
         raise RunError(f"-D and --warmup must be at most {MAX_DURATION_S:.0f} s (-D above 0)")
     if not 0 < ns.grpc_timeout <= 3600 or ns.time_limit <= 0:
         raise RunError("--grpc-timeout must be 0 to 3600 s and --time-limit positive")
+    if ns.target:
+        _require_loopback(ns.target, "--target")
+        if "create-lease" in calls and ns.feed is None:
+            raise RunError("create-lease with --target needs --feed: the slot to lease")
+    if ns.metrics:
+        _require_loopback(ns.metrics, "--metrics")
     load = Load(
         connections=ns.connections,
         streams=ns.streams,
@@ -246,9 +261,6 @@ ServerView = tuple[str, str | None, Callable[[], float | None], SlotKey | None]
 def _server(ns: argparse.Namespace, serve_flags: list[str]) -> Iterator[ServerView]:
     """(target, metrics HOST:PORT or None, the server's CPU seconds so far, the slot to lease)."""
     if not ns.spawn:
-        _require_loopback(ns.target, "--target")
-        if ns.metrics:
-            _require_loopback(ns.metrics, "--metrics")
         key = _first_slot(ns.feed) if ns.feed else None
         yield ns.target, ns.metrics, lambda: None, key
         return
@@ -267,7 +279,11 @@ def _server(ns: argparse.Namespace, serve_flags: list[str]) -> Iterator[ServerVi
 
 def _require_loopback(where: str, flag: str) -> None:
     host = where.rsplit(":", 1)[0].strip("[]")
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
         raise RunError(f"{flag} {where}: the bench sends load to loopback only")
 
 
@@ -290,10 +306,6 @@ def _rounds(
     server_cpu: Callable[[], float | None],
     key: SlotKey | None,
 ) -> list[RunFigures]:
-    if "create-lease" in calls and key is None:
-        raise RunError("create-lease with --target needs --feed: the slot to lease")
-    if shutil.which("h2load") is None:
-        raise RunError(f"no h2load on PATH: {INSTALL_HINT}")
     results: list[RunFigures] = []
     with tempfile.TemporaryDirectory(prefix="leasehold-h2load-") as scratch:
         for name in calls:
@@ -414,9 +426,11 @@ def _answers(metrics_at: str | None) -> dict[str, float] | None:
     """The shards' CreateLease answers by name, plus shed and late-dropped totals."""
     if metrics_at is None:
         return None
-    _require_loopback(metrics_at, "--metrics")
-    with urllib.request.urlopen(f"http://{metrics_at}/metrics", timeout=10) as reply:
-        text = reply.read(8 << 20).decode()
+    try:
+        with urllib.request.urlopen(f"http://{metrics_at}/metrics", timeout=10) as reply:
+            text = reply.read(8 << 20).decode()
+    except (OSError, ValueError) as problem:
+        raise RunError(f"metrics at {metrics_at}: {problem}") from None
     counts: dict[str, float] = {"shed": 0.0, "deadline_dropped": 0.0}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

@@ -223,6 +223,7 @@ def test_the_command_sends_grpc_headers_at_nice_10() -> None:
     ("argv", "said"),
     [
         (["--target", "10.0.0.1:5"], "loopback only"),
+        (["--target", "127.0.0.2:5", "--calls", "health", "--metrics", "h:1"], "loopback only"),
         (["--target", "127.0.0.1:5", "-c", "1", "-t", "2"], "-t must not exceed -c"),
         (["--target", "127.0.0.1:5", "-c", "0"], "-c must be 1 to 10000"),
         (["--target", "127.0.0.1:5", "--calls", "lease"], "create-lease and/or health"),
@@ -343,6 +344,18 @@ def test_the_cli_runs_both_calls_against_a_spawned_server(h2load: str) -> None:
     assert all(int(m["cpu"].removesuffix(" us/call")) > 0 for m in found)
     assert any(line.startswith("median of 2 create-lease: req/s ") for line in lines)
     assert any(line.startswith("median of 2 health: req/s ") for line in lines)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_metrics_that_cannot_be_read_stop_the_run(
+    server: tuple[SpawnedServer, SlotKey], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spawned, _ = server
+    feed = tmp_path / "feed.json"  # the server fixture's
+    argv = ["--target", spawned.target, "--feed", str(feed), "--metrics", "127.0.0.1:9"]
+    assert main([*argv, "-n", "10", "--warmup", "0"]) == 2
+    assert "metrics at 127.0.0.1:9: " in capsys.readouterr().err
 
 
 # ---- the commands of docs/benchmarks.md ----
