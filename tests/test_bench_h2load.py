@@ -23,7 +23,15 @@ import pytest
 from _server_process import leasehold_executable, running_server
 
 from leasehold.bench._feed import SlotGroup, build_slots, write_feed
-from leasehold.bench._h2load import (
+from leasehold.bench._h2load import main
+from leasehold.bench._h2load_parse import (
+    H2loadOutputError,
+    LatencyHistogram,
+    grpc_frame,
+    parse_log,
+    parse_summary,
+)
+from leasehold.bench._h2load_run import (
     CREATE_LEASE,
     Call,
     Load,
@@ -32,15 +40,7 @@ from leasehold.bench._h2load import (
     health_call,
     http_problem,
     lease_call,
-    main,
     one_run,
-)
-from leasehold.bench._h2load_parse import (
-    H2loadOutputError,
-    LatencyHistogram,
-    grpc_frame,
-    parse_log,
-    parse_summary,
 )
 from leasehold.bench._server import SpawnedServer, serve_command
 from leasehold.core import SlotKey
