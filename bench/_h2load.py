@@ -216,7 +216,9 @@ def _warmup(load: Load, seconds: float) -> Load:
 
 def _line(r: RunFigures) -> str:
     s, server = r.summary, r.per_call_us(r.server_cpu_s)
-    server_text = "n/a (not spawned)" if server is None else f"{server:.0f} us/call"
+    server_text = "n/a (not spawned)"
+    if server is not None and r.server_cpu_s is not None:
+        server_text = f"{server:.0f} us/call ({r.server_cpu_s / r.wall_s:.2f} cores)"
     return (
         f"{r.call}: {s.requests_per_s:.0f} req/s ({_figure(r.ok_per_s(), '.0f')} OK/s), "
         f"{s.done} done, {s.failed} failed, "
