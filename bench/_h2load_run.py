@@ -301,7 +301,7 @@ def run_h2load(
     started = time.monotonic()
     with out.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-        code, cpu = _wait_with_limit(process, load.time_limit_s)
+        code, cpu = wait_with_limit(process, load.time_limit_s)
     wall = time.monotonic() - started
     with out.open("rb") as f:
         output = f.read(MAX_OUTPUT_BYTES).decode(errors="replace")
@@ -311,7 +311,7 @@ def run_h2load(
         return output, parse_log(lines), cpu, wall
 
 
-def _wait_with_limit(process: subprocess.Popen[bytes], limit_s: float) -> tuple[int, float]:
+def wait_with_limit(process: subprocess.Popen[bytes], limit_s: float) -> tuple[int, float]:
     """wait4 the process (its own rusage, not all children's); SIGKILL it after limit_s."""
     timer = threading.Timer(limit_s, process.kill)
     timer.start()

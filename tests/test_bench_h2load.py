@@ -41,6 +41,7 @@ from leasehold.bench._h2load_run import (
     http_problem,
     lease_call,
     one_run,
+    wait_with_limit,
 )
 from leasehold.bench._server import SpawnedServer, serve_command
 from leasehold.core import SlotKey
@@ -237,6 +238,17 @@ def test_a_run_that_cannot_be_made_says_why(
 ) -> None:
     assert main(argv) == 2
     assert said in capsys.readouterr().err
+
+
+@pytest.mark.timeout(30)
+def test_a_process_past_its_time_limit_is_killed_and_its_cpu_still_read() -> None:
+    spin = "import time\nend = time.process_time() + 0.2\nwhile time.process_time() < end: pass\n"
+    spinning = subprocess.Popen([sys.executable, "-c", spin + "time.sleep(30)"])
+    started = time.monotonic()
+    code, cpu_s = wait_with_limit(spinning, 3.0)
+    assert code == -9
+    assert time.monotonic() - started < 10
+    assert cpu_s >= 0.2  # its own rusage: the 0.2 s it spun, and its start-up
 
 
 # ---- one tiny real run ----
