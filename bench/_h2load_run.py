@@ -307,8 +307,11 @@ def run_h2load(
         output = f.read(MAX_OUTPUT_BYTES).decode(errors="replace")
     if code != 0:
         raise RunError(f"h2load exited {code}: {output[-800:]}")
-    with log.open(encoding="ascii", errors="replace") as lines:
-        return output, parse_log(lines), cpu, wall
+    try:
+        with log.open(encoding="ascii", errors="replace") as lines:
+            return output, parse_log(lines), cpu, wall
+    except OSError as problem:
+        raise RunError(f"h2load's log: {problem}") from None
 
 
 def wait_with_limit(process: subprocess.Popen[bytes], limit_s: float) -> tuple[int, float]:
