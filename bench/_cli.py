@@ -93,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="leasehold bench",
         description="Load-test a Leasehold server over gRPC and check the full history. "
         "`leasehold bench core` times core/ alone; `leasehold bench feed SCENARIO` prints "
-        "the feed a --target server must serve.",
+        "the feed a --target server must serve; `leasehold bench h2load --help`: load from h2load.",
     )
     p.add_argument("scenario", choices=SCENARIOS)
     where = p.add_mutually_exclusive_group()

@@ -77,23 +77,27 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="leasehold bench h2load", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="leasehold bench h2load",
+        description=__doc__.split("\n")[0] + " Unknown flags go to serve (with --spawn).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--target", metavar="HOST:PORT", help="a running server (loopback only)")
-    where.add_argument("--spawn", action="store_true", help="start `leasehold serve` (defaults)")
+    where.add_argument("--spawn", action="store_true", help="start `leasehold serve` for the run")
     p.add_argument("--feed", type=Path, help="with --target: its feed; the first slot is leased")
     p.add_argument("--metrics", metavar="HOST:PORT", help="with --target: its health port")
     p.add_argument("--calls", default="create-lease,health", help="which, alternating per run")
     p.add_argument("--runs", type=int, default=1, help="rounds; with 2 or more, medians too")
-    p.add_argument("-c", "--connections", type=int, default=8)
-    p.add_argument("-m", "--streams", type=int, default=4, help="per connection")
+    p.add_argument("-c", "--connections", type=int, default=8, help="h2load connections")
+    p.add_argument("-m", "--streams", type=int, default=4, help="streams per connection")
     p.add_argument("-t", "--threads", type=int, default=1, help="h2load threads")
-    p.add_argument("-D", "--duration", type=float, default=10.0, metavar="S")
+    p.add_argument("-D", "--duration", type=float, default=10.0, metavar="S", help="each run")
     p.add_argument("-n", "--requests", type=int, help="a request count instead of -D")
-    p.add_argument("--warmup", type=float, default=1.0, metavar="S", help="unmeasured h2load run")
-    p.add_argument("--grpc-timeout", type=float, default=5.0, metavar="S")
+    p.add_argument("--warmup", type=float, default=1.0, metavar="S", help="unmeasured, per call")
+    p.add_argument("--grpc-timeout", type=float, default=5.0, metavar="S", help="per call")
     p.add_argument("--time-limit", type=float, default=300.0, metavar="S", help="kill h2load")
-    p.add_argument("--client-nice", type=int, default=CLIENT_NICE)
+    p.add_argument("--client-nice", type=int, default=CLIENT_NICE, help="h2load's nice")
     return p
 
 
