@@ -92,7 +92,7 @@ def available(channel: grpc.Channel, key: SlotKey) -> int | grpc.StatusCode:
     try:
         return int(stub.CheckAvailability(request, timeout=CALL_TIMEOUT_S).count_available)
     except grpc.RpcError as error:
-        return error.code()  # type: ignore[no-any-return]
+        return error.code()
 
 
 def test_raise_lower_remove_and_readd_through_the_admin_port(tmp_path: Path, feed: Path) -> None:
