@@ -66,6 +66,8 @@ from leasehold.tuning import tune_for_long_lived_state
 _DAY = 86_400
 _START = 4_102_444_800  # 2100-01-01
 _NOW_NS = (_START - _DAY) * 1_000_000_000
+# The same callers without a change, first: what this machine's load alone does to them.
+BASELINE_S = 10.0
 _ADMIN = re.compile(r"inventory admin service on (\S+) ")
 # The thread CPU time of each step timed (wall time less any time the OS ran others).
 _CPU: list[float] = []
@@ -191,7 +193,12 @@ async def _lease_caller(
 
 
 async def _apply_during_load(
-    target: str, admin: str, keys: Sequence[SlotKey], feed: bytes, callers: int
+    target: str,
+    admin: str,
+    keys: Sequence[SlotKey],
+    feed: bytes,
+    callers: int,
+    baseline: list[tuple[str, float]],
 ) -> tuple[float, list[tuple[str, float]]]:
     stop = asyncio.Event()
     seen: list[tuple[str, float]] = []
@@ -200,6 +207,9 @@ async def _apply_during_load(
         for i in range(callers)
     ]
     await asyncio.sleep(1.0)  # the callers warm up
+    seen.clear()
+    await asyncio.sleep(BASELINE_S)  # the same load without a change, to compare
+    baseline[:] = seen
     seen.clear()
     host, port = admin.rsplit(":", 1)
     channel = Channel(host, int(port))
@@ -229,18 +239,28 @@ def server_probe(count: int, shard_count: int, callers: int) -> str:
                 m.group(1) for line in server.output if (m := _ADMIN.search(line)) is not None
             )
             keys = [s.key for s in specs[:: max(1, count // 2000)]]
+            baseline: list[tuple[str, float]] = []
             took, seen = asyncio.run(
-                _apply_during_load(server.target, admin, keys, _feed_json(changed), callers)
+                _apply_during_load(
+                    server.target, admin, keys, _feed_json(changed), callers, baseline
+                )
             )
         finally:
             server.stop()
-    refused = sum(1 for outcome, _ in seen if outcome != "ok")
-    kinds = collections.Counter(outcome for outcome, _ in seen if outcome != "ok")
-    slowest = max((seconds for _, seconds in seen), default=0.0)
     return (
         f"ApplyFeed of {count} slots over {shard_count} shards under {callers} lease callers: "
-        f"{took:.2f} s; {len(seen)} lease calls meanwhile, {refused} refused, slowest "
-        f"{slowest * 1000:.1f} ms{' ' + str(dict(kinds)) if kinds else ''}"
+        f"{took:.2f} s; during it {_calls(seen)}; in {BASELINE_S:.0f} s before it "
+        f"{_calls(baseline)}"
+    )
+
+
+def _calls(seen: Sequence[tuple[str, float]]) -> str:
+    kinds = collections.Counter(outcome for outcome, _ in seen if outcome != "ok")
+    slowest = max((seconds for _, seconds in seen), default=0.0)
+    p99 = sorted(seconds for _, seconds in seen)[int(len(seen) * 0.99)] if seen else 0.0
+    return (
+        f"{len(seen)} lease calls, {sum(kinds.values())} refused {dict(kinds) or ''}, "
+        f"p99 {p99 * 1000:.1f} ms, slowest {slowest * 1000:.1f} ms"
     )
 
 
