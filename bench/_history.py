@@ -52,6 +52,9 @@ class Kind(enum.Enum):
     RESCHEDULE = "reschedule"  # UpdateBooking of the start time (v2)
     GET = "get"  # GetBookingStatus
     LIST = "list"  # ListBookings
+    # One slot's part of an admin ReplaceServiceAvailability: `count` is the capacity it
+    # set, `removed` whether it removed the slot (see _capacity).
+    INVENTORY = "inventory"
 
 
 class Outcome(enum.Enum):
@@ -100,6 +103,8 @@ class Op:
     intended_ns: int = 0
     send_ns: int = 0
     recv_ns: int = 0
+    # INVENTORY: the change removed the slot (its `count` is then 0).
+    removed: bool = False
 
     @property
     def outcome(self) -> Outcome:
