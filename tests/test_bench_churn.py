@@ -1,0 +1,195 @@
+"""The inventory-churn scenario's parts without a real server: the plan of changes, and
+the admin client against a fake InventoryService on loopback (real gRPC, real bytes).
+
+The end-to-end run against `leasehold serve` is in tests/test_bench_smoke.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import Coroutine
+from typing import Any
+
+import grpc
+import pytest
+
+from leasehold.bench._admin import AdminClient, window_request
+from leasehold.bench._churn import ChurnPlan
+from leasehold.bench._feed import SlotGroup, build_slots
+from leasehold.bench._history import INVALID_ARGUMENT, OK, Kind, Op, Outcome
+from leasehold.proto.admin.v1 import inventory_pb2 as pba
+from leasehold.proto.admin.v1 import inventory_pb2_grpc as pba_grpc
+
+SLOTS = build_slots([SlotGroup("churn", 8, 2, merchants=2)], now_sec=1_000_000)
+KEYS = [s.key for s in SLOTS]
+INITIAL = {i: s.spots for i, s in enumerate(SLOTS)}
+
+
+def plan(seed: int = 7, remove_share: float = 0.2) -> ChurnPlan:
+    return ChurnPlan(
+        KEYS, list(INITIAL), INITIAL, random.Random(seed), max_spots=4, remove_share=remove_share
+    )
+
+
+# ----- the plan -------------------------------------------------------------------------
+
+
+def test_each_change_is_one_merchants_run_of_consecutive_starts() -> None:
+    p = plan()
+    for _ in range(200):
+        window, capacity = p.next()
+        merchants = {KEYS[s].merchant_id for s in window}
+        starts = [KEYS[s].start_sec for s in window]
+        assert len(merchants) == 1
+        run = next(r for r in p.runs if window[0] in r)
+        assert window == run[run.index(window[0]) : run.index(window[0]) + len(window)]
+        assert starts == sorted(starts)
+        assert set(capacity) <= set(window)
+        assert all(1 <= c <= 4 for c in capacity.values())
+
+
+def test_the_plan_raises_lowers_removes_and_re_adds() -> None:
+    p = plan()
+    seen: Counter[str] = Counter()
+    for _ in range(300):
+        before = dict(p.current)
+        window, capacity = p.next()
+        for slot in window:
+            old, new = before[slot], capacity.get(slot)
+            if old is None:
+                seen["re-added" if new is not None else "still removed"] += 1
+            elif new is None:
+                seen["removed"] += 1
+            else:
+                seen["raised" if new > old else "lowered" if new < old else "kept"] += 1
+    assert all(seen[what] for what in ("raised", "lowered", "removed", "re-added")), seen
+    assert seen["still removed"] == 0  # a removed slot is always re-added by its next change
+
+
+def test_restore_puts_every_slot_back_to_its_start_capacity() -> None:
+    p = plan()
+    for _ in range(50):
+        p.next()
+    windows = p.restore()
+    assert sorted(s for window, _ in windows for s in window) == sorted(INITIAL)
+    assert {s: c for _, capacity in windows for s, c in capacity.items()} == INITIAL
+    assert all(p.current[s] == INITIAL[s] for s in INITIAL)
+
+
+def test_the_plan_is_a_function_of_its_seed() -> None:
+    assert [plan(3).next() for _ in range(5)] == [plan(3).next() for _ in range(5)]
+    first, second = plan(3), plan(3)
+    assert [first.next() for _ in range(20)] == [second.next() for _ in range(20)]
+
+
+# ----- the request ----------------------------------------------------------------------
+
+
+def test_a_window_request_pins_exactly_its_slots() -> None:
+    window = [0, 2, 4]  # merchant 0's first three starts (merchants alternate)
+    assert {KEYS[s].merchant_id for s in window} == {"bench-m0"}
+    request = window_request(KEYS, window, {0: 3, 4: 1})
+    (entry,) = request.service_availability
+    assert entry.merchant_id_restrict == "bench-m0"
+    assert entry.service_id_restrict == "churn"
+    assert entry.duration_restrict_sec == KEYS[0].duration_sec
+    assert entry.start_timestamp_restrict == KEYS[0].start_sec
+    assert entry.end_timestamp_restrict == KEYS[4].start_sec + 1
+    listed = {(a.start_sec, a.spots_total, a.spots_open) for a in entry.availability}
+    assert listed == {(KEYS[0].start_sec, 3, 3), (KEYS[4].start_sec, 1, 1)}  # slot 2: removed
+    assert not request.dry_run
+
+
+def test_a_window_over_two_merchants_is_refused() -> None:
+    with pytest.raises(ValueError, match="one merchant"):
+        window_request(KEYS, [0, 1], {})
+
+
+# ----- the client, against a fake admin service -------------------------------------------
+
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class FakeInventory(pba_grpc.InventoryServiceServicer):
+    def __init__(self, refuse: bool = False) -> None:
+        self.requests: list[pba.ReplaceServiceAvailabilityRequest] = []
+        self.metadata: list[dict[str, str]] = []
+        self.refuse = refuse
+
+    async def ReplaceServiceAvailability(
+        self, request: pba.ReplaceServiceAvailabilityRequest, context: Context
+    ) -> pba.ChangeReport:
+        self.requests.append(request)
+        self.metadata.append({k: str(v) for k, v in context.invocation_metadata() or ()})
+        if self.refuse:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "entry 0: bad")
+        return pba.ChangeReport(changed=len(request.service_availability[0].availability))
+
+    async def ApplyFeed(self, request: pba.ApplyFeedRequest, context: Context) -> pba.ChangeReport:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the bench never sends it")
+        raise AssertionError("abort raises")
+
+    async def GetInventory(
+        self, request: pba.GetInventoryRequest, context: Context
+    ) -> pba.GetInventoryResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the bench never sends it")
+        raise AssertionError("abort raises")
+
+
+async def replace_on_fake(fake: FakeInventory, token: str | None) -> list[Op]:
+    server = grpc.aio.server()
+    pba_grpc.add_InventoryServiceServicer_to_server(fake, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            client = AdminClient(channel, KEYS, worker=0, timeout_s=5.0, token=token)
+            client.phase = "churn"
+            return await client.replace([1, 3, 5], {1: 4, 5: 2})
+    finally:
+        await server.stop(None)
+
+
+def run(calls: Coroutine[Any, Any, list[Op]]) -> list[Op]:
+    return asyncio.run(asyncio.wait_for(calls, 20))
+
+
+@pytest.mark.timeout(30)
+def test_one_call_is_recorded_as_one_op_per_slot_of_the_window() -> None:
+    fake = FakeInventory()
+    ops = run(replace_on_fake(fake, token="s3cret"))
+    assert len(fake.requests) == 1
+    assert fake.metadata[0]["authorization"] == "Bearer s3cret"
+    assert [(op.slot, op.count, op.removed) for op in ops] == [
+        (1, 4, False),
+        (3, 0, True),
+        (5, 2, False),
+    ]
+    assert {(op.kind, op.status, op.phase, op.outcome) for op in ops} == {
+        (Kind.INVENTORY, OK, "churn", Outcome.APPLIED)
+    }
+    assert len({op.op_id for op in ops}) == 3
+    assert len({(op.send_ns, op.recv_ns) for op in ops}) == 1  # one call, one bracket
+    assert 0 < ops[0].send_ns <= ops[0].recv_ns
+
+
+@pytest.mark.timeout(30)
+def test_a_refused_call_is_recorded_refused_and_without_a_token_sends_none() -> None:
+    fake = FakeInventory(refuse=True)
+    ops = run(replace_on_fake(fake, token=None))
+    assert "authorization" not in fake.metadata[0]
+    assert {(op.status, op.outcome) for op in ops} == {(INVALID_ARGUMENT, Outcome.REFUSED)}
+
+
+@pytest.mark.timeout(30)
+def test_no_server_is_an_unknown_outcome_not_a_crash() -> None:
+    async def nobody() -> list[Op]:
+        async with grpc.aio.insecure_channel("127.0.0.1:1") as channel:
+            client = AdminClient(channel, KEYS, worker=0, timeout_s=1.0)
+            return await client.replace([0], {0: 1})
+
+    ops = run(nobody())
+    assert [op.outcome for op in ops] == [Outcome.UNKNOWN]
