@@ -38,6 +38,18 @@ from leasehold.core._events import (
 )
 from leasehold.core._events import LeaseExpired as LeaseExpiredEvent
 from leasehold.core._feed import Feed, FeedError, parse_feed, parse_feed_json
+from leasehold.core._inventory import (
+    END_OF_TIME,
+    ChangeInventory,
+    InventoryChanged,
+    InventoryFigures,
+    InventoryReport,
+    ListInventory,
+    SlotState,
+    Window,
+    start_order,
+    whole_inventory,
+)
 from leasehold.core._model import (
     NANOS_PER_SECOND,
     ApiVersion,
@@ -67,6 +79,7 @@ from leasehold.core._state import Counters, LeaseSettings, Outcome, ShardState
 
 __all__ = [
     "BOOKING_ID_PREFIX",
+    "END_OF_TIME",
     "ID_ENTROPY_BYTES",
     "LEASE_ID_PREFIX",
     "NANOS_PER_SECOND",
@@ -80,6 +93,7 @@ __all__ = [
     "BookingRescheduled",
     "BookingStatus",
     "CancelBooking",
+    "ChangeInventory",
     "CheckAvailability",
     "Command",
     "Counters",
@@ -92,6 +106,9 @@ __all__ = [
     "FrozenState",
     "GetBooking",
     "InvalidArgument",
+    "InventoryChanged",
+    "InventoryFigures",
+    "InventoryReport",
     "Lease",
     "LeaseExpired",
     "LeaseExpiredEvent",
@@ -99,6 +116,7 @@ __all__ = [
     "LeaseSettings",
     "LeaseState",
     "ListBookings",
+    "ListInventory",
     "NotFound",
     "Outcome",
     "Person",
@@ -111,8 +129,10 @@ __all__ = [
     "SlotKey",
     "SlotRef",
     "SlotSpec",
+    "SlotState",
     "SlotUnavailable",
     "StateSnapshot",
+    "Window",
     "bucket_of_id",
     "commit_scope",
     "demo_feed",
@@ -122,4 +142,6 @@ __all__ = [
     "routing_bucket",
     "shard_for_bucket",
     "shard_for_key",
+    "start_order",
+    "whole_inventory",
 ]

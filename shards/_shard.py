@@ -16,7 +16,15 @@ from collections.abc import Callable, Hashable, Sequence
 
 import trio
 
-from leasehold.core import BookingError, Command, Event, ShardState, commit_scope
+from leasehold.core import (
+    BookingError,
+    ChangeInventory,
+    Command,
+    Event,
+    InventoryChanged,
+    ShardState,
+    commit_scope,
+)
 from leasehold.shards._clock import AnchoredClock
 from leasehold.shards._dispatch import execute
 from leasehold.shards._messages import (
@@ -86,9 +94,12 @@ class Shard:
         self._times_by_kind: dict[type[Command], LatencyHistogram] = {}
         self._refusals: dict[tuple[type[Command], type[BookingError]], int] = {}
         self.reply_margin = ReplyMargin()
+        self._inventory_changes = 0
+        self._inventory_changed_ns = 0
 
     def statistics(self) -> ShardStats:
         counters = self.state.counters()
+        inventory = self.state.inventory_figures()
         return ShardStats(
             shard_id=self.shard_id,
             mailbox_depth=self._send.statistics().current_buffer_used,
@@ -108,6 +119,10 @@ class Shard:
                 kind.__name__: times.snapshot() for kind, times in self._times_by_kind.items()
             },
             refusals={(k.__name__, e.__name__): n for (k, e), n in self._refusals.items()},
+            inventory_changes=self._inventory_changes,
+            inventory_last_change_unix=self._inventory_changed_ns / _NANOS,
+            orphaned_bookings=inventory.orphaned_bookings,
+            slots=inventory.slots,
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -209,7 +224,8 @@ class Shard:
             return
         command = request.command
         applied_at = time.perf_counter()
-        outcome = execute(self.state, command, self._clock.wall_ns_at(now))
+        now_ns = self._clock.wall_ns_at(now)
+        outcome = execute(self.state, command, now_ns)
         self._operations += 1
         by_kind = self._by_kind
         kind = type(command)
@@ -218,6 +234,8 @@ class Shard:
         if times is None:
             times = self._times_by_kind[kind] = LatencyHistogram()
         result = outcome.result
+        if type(command) is ChangeInventory and outcome.events:
+            self._note_inventory_change(outcome.events, now_ns)
         if isinstance(result, BookingError):
             refusal = (kind, type(result))
             self._refusals[refusal] = self._refusals.get(refusal, 0) + 1
@@ -232,6 +250,11 @@ class Shard:
 
         events = outcome.events
         self._sink.commit(events, deliver, commit_scope(command, events, result))
+
+    def _note_inventory_change(self, events: Sequence[Event], now_ns: int) -> None:
+        if any(type(e) is InventoryChanged for e in events):  # (not just settling)
+            self._inventory_changes += 1
+            self._inventory_changed_ns = now_ns
 
 
 class ShardHandle:

@@ -240,6 +240,7 @@ async def test_a_version_1_snapshot_with_whole_token_bookings_is_still_read(
     tokens = [(m, sv, t, _codec._booking(b)) for m, sv, t, b in snapshot.tokens]
     document = list(msgpack.unpackb(encode_snapshot(7, snapshot)[HEADER_BYTES:], use_list=False))
     document[0], document[5] = 1, tokens
+    document = document[:7]  # (version 3 added the inventory)
     assert decode_snapshot(msgpack.packb(document), tmp_path).state == snapshot
 
 
