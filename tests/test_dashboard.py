@@ -26,6 +26,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -75,6 +76,10 @@ SHARD_TEXT = {
     "fsync_s": (1000, 2),
     "fsync_max_s": (1000, 2),
     "journal_bytes": (0.001, 1),
+    "slots": (1, 0),
+    "inventory_changes_total": (1, 0),
+    "inventory_last_change_at": (1, 0),  # shown as the UTC time of day: see check_figure
+    "orphaned_bookings": (1, 0),
 }
 PROCESS_TEXT = {
     "seq": (1, 0),
@@ -412,7 +417,12 @@ def _shard_value(figures: ShardFigures, name: str) -> float | None:
 
 
 def check_totals(totals: dict[str, list[str]], shards: tuple[ShardFigures, ...], seq: str) -> None:
-    journals = [s.journal_bytes for s in shards if s.journal_bytes is not None]
+    def known(name: str) -> list[float]:
+        values = [getattr(s, name) for s in shards]
+        return [v for v in values if v is not None]
+
+    journals = known("journal_bytes")
+    last = known("inventory_last_change_at")
     expected: dict[str, float | None] = {
         "rps": sum(s.total_rps for s in shards),
         "mailbox_depth": sum(s.mailbox_depth for s in shards),
@@ -423,6 +433,14 @@ def check_totals(totals: dict[str, list[str]], shards: tuple[ShardFigures, ...],
         "expired": sum(s.expired for s in shards),
         "shed": sum(s.shed for s in shards),
         "journal_bytes": sum(journals) if journals else None,
+        "slots": sum(known("slots")) if known("slots") else None,
+        "inventory_changes_total": sum(known("inventory_changes_total"))
+        if known("inventory_changes_total")
+        else None,
+        "inventory_last_change_at": max(last) if last else None,
+        "orphaned_bookings": sum(known("orphaned_bookings"))
+        if known("orphaned_bookings")
+        else None,
     }
     assert set(totals) == set(expected)
     for name, value in expected.items():
@@ -438,6 +456,10 @@ def check_figure(
         assert (data_value, text) == ("", NOTHING_SHOWN), where
         return
     assert isinstance(value, int | float), where
+    if where.endswith("inventory_last_change_at"):
+        assert float(data_value) == pytest.approx(value, rel=1e-12), where
+        assert text == time.strftime("%H:%M:%S", time.gmtime(value)), (where, text, value)
+        return
     # JavaScript writes the shortest text that reads back as the same double, as Python does.
     assert float(data_value) == pytest.approx(value, rel=1e-12), where
     # Rounding to `decimals` may differ between JavaScript and Python on exact halves.
