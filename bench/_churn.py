@@ -12,13 +12,17 @@ so the next phase (and the final read) starts from the feed's inventory.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
+import urllib.parse
+import urllib.request
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from leasehold.bench._admin import AdminClient
 from leasehold.bench._loadgen import NANOS, Ctx
@@ -111,3 +115,42 @@ async def churn(ctx: Ctx, params: dict[str, Any], keys: Sequence[SlotKey]) -> No
             due = max(due + interval, time.time_ns())
         for window, capacity in plan.restore():
             ctx.ops.extend(await admin.replace(window, capacity))
+
+
+def hold_figures(metrics_text: str) -> dict[str, Any]:
+    """What the shards' ChangeInventory commands cost, from the server's /metrics text.
+
+    The service time (queued, run, journalled) of each window a shard applied: the
+    count, the mean, and the bucket bound under which 99% fall (histogram buckets,
+    so coarse). Empty when the server exported none.
+    """
+    buckets: list[tuple[float, float]] = []
+    count = total = 0.0
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != "leasehold_request_duration_seconds":
+            continue
+        for sample in family.samples:
+            if sample.labels.get("command") != "ChangeInventory":
+                continue
+            if sample.name.endswith("_bucket"):
+                buckets.append((float(sample.labels["le"]), sample.value))
+            elif sample.name.endswith("_count"):
+                count = sample.value
+            elif sample.name.endswith("_sum"):
+                total = sample.value
+    if not count:
+        return {}
+    p99 = min((bound for bound, seen in buckets if seen >= 0.99 * count), default=math.inf)
+    return {
+        "shard_changes": int(count),
+        "shard_change_mean_ms": round(total / count * 1e3, 3),
+        "shard_change_p99_below_ms": round(p99 * 1e3, 3) if math.isfinite(p99) else None,
+    }
+
+
+def scrape_metrics(health_url: str, timeout_s: float = 5.0) -> str:
+    """GET /metrics from the health port (loopback: the bench never leaves it)."""
+    parts = urllib.parse.urlsplit(health_url)
+    url = f"http://{parts.netloc}/metrics"
+    with urllib.request.urlopen(url, timeout=timeout_s) as answer:
+        return bytes(answer.read()).decode()

@@ -366,6 +366,8 @@ def _run(
             wait = 0.0 if server else (o.lease_ttl_s or 3.0) + 2.0
         runner.wait_until_free(wait)
         scenario = run_scenario(runner, o)
+        if server is not None and o.scenario == "inventory-churn":
+            scenario.extra.update(_shard_hold(server))
         final = runner.read_all("final")
         history = [op for phase in scenario.phases for op in phase.ops] + final
         drift = abs(time.time_ns() - time.monotonic_ns() - drift0)
@@ -389,6 +391,20 @@ def _run(
     if server_exit not in (None, 0):
         print(f"warning: the server exited {server_exit} on SIGTERM", file=log)
     return result
+
+
+def _shard_hold(server: SpawnedServer) -> dict[str, Any]:
+    """The server's own figure for an update: ChangeInventory service time, from /metrics."""
+    from leasehold.bench._churn import hold_figures, scrape_metrics
+
+    url = server.health_url()
+    if url is None:
+        return {}
+    try:
+        return hold_figures(scrape_metrics(url))
+    except OSError as problem:
+        print(f"warning: no /metrics from {url}: {problem}", file=sys.stderr)
+        return {}
 
 
 def _has_flag(args: Sequence[str], flag: str) -> bool:

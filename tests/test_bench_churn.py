@@ -16,11 +16,13 @@ import grpc
 import pytest
 
 from leasehold.bench._admin import AdminClient, window_request
-from leasehold.bench._churn import ChurnPlan
+from leasehold.bench._churn import ChurnPlan, hold_figures
 from leasehold.bench._feed import SlotGroup, build_slots
 from leasehold.bench._history import INVALID_ARGUMENT, OK, Kind, Op, Outcome
+from leasehold.health._metrics import MetricsSnapshot, render
 from leasehold.proto.admin.v1 import inventory_pb2 as pba
 from leasehold.proto.admin.v1 import inventory_pb2_grpc as pba_grpc
+from leasehold.shards import SERVICE_TIME_BOUNDS_S, HistogramSnapshot, ShardStats
 
 SLOTS = build_slots([SlotGroup("churn", 8, 2, merchants=2)], now_sec=1_000_000)
 KEYS = [s.key for s in SLOTS]
@@ -193,3 +195,39 @@ def test_no_server_is_an_unknown_outcome_not_a_crash() -> None:
 
     ops = run(nobody())
     assert [op.outcome for op in ops] == [Outcome.UNKNOWN]
+
+
+# ----- the server's own figure for an update ----------------------------------------------
+
+
+def test_the_shard_hold_comes_from_the_change_inventory_service_times() -> None:
+    counts = [0] * (len(SERVICE_TIME_BOUNDS_S) + 1)
+    counts[8], counts[20] = 98, 2  # 98 quick windows, 2 slower ones
+    times = HistogramSnapshot(tuple(counts), 0.25)
+    stats = ShardStats(
+        shard_id=0,
+        mailbox_depth=0,
+        mailbox_capacity=8,
+        live_leases=0,
+        confirmed_bookings=0,
+        operations=100,
+        expirations=0,
+        refused=0,
+        deadline_dropped=0,
+        shed=0,
+        last_expiry_lag_s=0.0,
+        operations_by_kind={"ChangeInventory": 100},
+        service_time_counts=tuple(counts),
+        service_times_by_kind={"ChangeInventory": times, "CreateLease": times},
+    )
+    text = render(MetricsSnapshot((stats,), 0, 0, None)).decode()
+    figures = hold_figures(text)
+    assert figures["shard_changes"] == 100
+    assert figures["shard_change_mean_ms"] == 2.5
+    # 99 of 100 fall at or under the bucket of the 20th bound (buckets export every 4th).
+    bound = figures["shard_change_p99_below_ms"]
+    assert SERVICE_TIME_BOUNDS_S[20] * 1e3 <= bound <= SERVICE_TIME_BOUNDS_S[24] * 1e3
+
+
+def test_no_change_inventory_no_hold_figures() -> None:
+    assert hold_figures("") == {}
