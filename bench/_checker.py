@@ -429,7 +429,8 @@ class _Checker:
             lease = self.leases.get(op.lease_id)
             if lease is None:
                 continue
-            if lease.granted_by_ns <= self.earliest(op) and self.latest(op) < lease.expiry_ns:
+            alive = min(lease.expiry_ns, self._released_by(lease))  # a removal ends it too
+            if lease.granted_by_ns <= self.earliest(op) and self.latest(op) < alive:
                 self.report.add(
                     Violation(
                         ViolationKind.LEASE_EXPIRED_EARLY,

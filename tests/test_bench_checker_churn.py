@@ -257,3 +257,15 @@ def test_a_timeline_never_forgets_a_change_of_unknown_outcome() -> None:
     # After the applied change 2, the unknown change 1 may still come (later): 1 or 7.
     assert (t.least(50 * MS, 60 * MS), t.most(50 * MS, 60 * MS)) == (1, 7)
     assert t.most(0, 9 * MS) == 2
+
+
+def test_a_lease_released_by_a_removal_may_be_refused_before_its_expiry() -> None:
+    h = History()
+    h.lease(0, 2, "L1", expiry_ms=1_000)
+    h.remove(10, 12)
+    h.book(20, 21, "", lease_id="L1", cause="LEASE_EXPIRED")  # released: no longer live
+    assert h.check(slot(1)).ok
+    kept = History()
+    kept.lease(0, 2, "L1", expiry_ms=1_000)
+    kept.book(20, 21, "", lease_id="L1", cause="LEASE_EXPIRED")  # no removal: too early
+    assert kinds(kept.check(slot(1))) == [ViolationKind.LEASE_EXPIRED_EARLY]
