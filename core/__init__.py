@@ -40,6 +40,7 @@ from leasehold.core._events import LeaseExpired as LeaseExpiredEvent
 from leasehold.core._feed import Feed, FeedError, parse_feed, parse_feed_json
 from leasehold.core._inventory import (
     END_OF_TIME,
+    STEP_SLOTS,
     ChangeInventory,
     InventoryChanged,
     InventoryFigures,
@@ -47,6 +48,8 @@ from leasehold.core._inventory import (
     ListInventory,
     SlotState,
     Window,
+    check_listing,
+    shard_windows,
     start_order,
     whole_inventory,
 )
@@ -83,6 +86,7 @@ __all__ = [
     "ID_ENTROPY_BYTES",
     "LEASE_ID_PREFIX",
     "NANOS_PER_SECOND",
+    "STEP_SLOTS",
     "ApiVersion",
     "BatchAvailability",
     "Booking",
@@ -134,6 +138,7 @@ __all__ = [
     "StateSnapshot",
     "Window",
     "bucket_of_id",
+    "check_listing",
     "commit_scope",
     "demo_feed",
     "make_id",
@@ -142,6 +147,7 @@ __all__ = [
     "routing_bucket",
     "shard_for_bucket",
     "shard_for_key",
+    "shard_windows",
     "start_order",
     "whole_inventory",
 ]

@@ -20,11 +20,19 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
+from leasehold.core._errors import InvalidArgument
 from leasehold.core._frozen import value_type
 from leasehold.core._model import SlotKey, SlotSpec
+from leasehold.core._routing import shard_for_key
 from leasehold.core._slots import SlotAccount
 
 DAY_SEC = 86_400
+# The most slots one step may add, change or remove: one step is one journal record
+# (of at most 16 MiB; a slot with the longest ids and texts the feed allows takes ~4 KiB).
+MAX_STEP_SLOTS = 3_000
+# How many slots a step of a big change touches (listed plus existing): docs/inventory.md
+# has what a step of this size holds a shard for.
+STEP_SLOTS = 1_000
 # Past the last second a protobuf Timestamp carries: a window ending here is unbounded.
 END_OF_TIME = 253_402_300_800
 
@@ -134,6 +142,64 @@ class InventoryChanged:
     upserts: tuple[SlotSpec, ...]
     removals: tuple[SlotKey, ...]
     released: tuple[str, ...]
+
+
+def shard_windows(window: Window, shard_count: int) -> dict[int, Window]:
+    """`window` split by the shard owning each slot: a window of one (merchant, service)
+    goes to its shard; any other goes to every shard (each removes its own slots)."""
+    if window.merchant_id and window.service_id:
+        return {shard_for_key(window.merchant_id, window.service_id, shard_count): window}
+    parts: dict[int, list[SlotSpec]] = {shard: [] for shard in range(shard_count)}
+    for spec in window.slots:
+        parts[shard_for_key(spec.key.merchant_id, spec.key.service_id, shard_count)].append(spec)
+    return {
+        shard: Window(
+            window.start_sec,
+            window.end_sec,
+            window.merchant_id,
+            window.service_id,
+            window.duration_sec,
+            window.resources,
+            tuple(slots),
+        )
+        for shard, slots in parts.items()
+    }
+
+
+def check_listing(window: Window, where: str) -> None:
+    """Refuse a window whose listing strays outside it, repeats a slot, or is unsorted, or
+    that puts more slots at one start than one step may take (InvalidArgument naming
+    `where`, the window's field path)."""
+    if not 0 <= window.start_sec < window.end_sec:
+        raise InvalidArgument(
+            "the window's end must be later than its start", field=f"{where}.end_timestamp_restrict"
+        )
+    seen: set[SlotKey] = set()
+    previous, same_start = -1, 0
+    for spec in window.slots:
+        key = spec.key
+        if not window.covers(key):
+            raise InvalidArgument(
+                f"the slot of {key.merchant_id!r}/{key.service_id!r} at start_sec "
+                f"{key.start_sec} lies outside the window's restrictions",
+                field=f"{where}.availability",
+            )
+        if key in seen:
+            raise InvalidArgument(
+                f"lists the slot at start_sec {key.start_sec} twice", field=f"{where}.availability"
+            )
+        seen.add(key)
+        if key.start_sec < previous:
+            raise InvalidArgument(
+                "the listing is not in start order", field=f"{where}.availability"
+            )
+        same_start = same_start + 1 if key.start_sec == previous else 1
+        previous = key.start_sec
+        if same_start > MAX_STEP_SLOTS // 2:
+            raise InvalidArgument(
+                f"more than {MAX_STEP_SLOTS // 2} slots start at {key.start_sec}",
+                field=f"{where}.availability",
+            )
 
 
 def split_at(listed_starts: Sequence[int], existing_starts: Sequence[int], budget: int) -> int:

@@ -65,6 +65,7 @@ from leasehold.core._events import (
 )
 from leasehold.core._frozen import value_type
 from leasehold.core._inventory import (
+    MAX_STEP_SLOTS,
     ChangeInventory,
     InventoryChanged,
     InventoryFigures,
@@ -563,6 +564,12 @@ class ShardState:
             self._slot(slot.spec.key, now_ns)  # (settles: due leases expire, not released)
             released.extend(i for i in slot.expiring_ids if i in self._live)
             kept_booked += slot.bookings > 0
+        if len(upserts) + len(removed) > MAX_STEP_SLOTS:
+            raise InvalidArgument(
+                f"one step would change {len(upserts) + len(removed)} slots, over "
+                f"{MAX_STEP_SLOTS}: give max_slots",
+                field="availability",
+            )
         report = replace(
             report,
             removed=len(removed),

@@ -5,7 +5,14 @@ Imports core; imported by gateway. Nothing here knows protobuf or grpclib.
 
 from leasehold.shards._clock import AnchoredClock
 from leasehold.shards._codec import encode_events
-from leasehold.shards._datadir import DataDirError, lock, prepare, recorded_feed, shard_dir
+from leasehold.shards._datadir import (
+    DataDirError,
+    lock,
+    prepare,
+    read_meta,
+    recorded_feed,
+    shard_dir,
+)
 from leasehold.shards._durable_sink import Durability, JournalFailed
 from leasehold.shards._entropy import buffered_entropy
 from leasehold.shards._journal import JournalWriter
@@ -58,6 +65,7 @@ __all__ = [
     "partition_inventory",
     "percentile",
     "prepare",
+    "read_meta",
     "recorded_feed",
     "remove_covered",
     "run_shards",
