@@ -19,7 +19,7 @@ from pathlib import Path
 
 READY = re.compile(r"leasehold: serving .* on (?P<host>[\d.]+):(?P<port>\d+) ")
 HEALTH_URL = re.compile(r"health stream on (\S+)")
-ADMIN_AT = re.compile(r"admin API on (?P<host>[\d.]+):(?P<port>\d+)")
+ADMIN_AT = re.compile(r"admin service on (?P<host>[\d.]+):(?P<port>\d+)")
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
