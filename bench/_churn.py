@@ -120,9 +120,10 @@ async def churn(ctx: Ctx, params: dict[str, Any], keys: Sequence[SlotKey]) -> No
 def hold_figures(metrics_text: str) -> dict[str, Any]:
     """What the shards' ChangeInventory commands cost, from the server's /metrics text.
 
-    The service time (queued, run, journalled) of each window a shard applied: the
-    count, the mean, and the bucket bound under which 99% fall (histogram buckets,
-    so coarse). Empty when the server exported none.
+    The service time (queued, run, journalled: an upper bound on how long a window
+    held its shard, which the server does not export) of each window a shard
+    applied: the count, the mean, and the bucket bound under which 99% fall
+    (histogram buckets, so coarse). Empty when the server exported none.
     """
     buckets: list[tuple[float, float]] = []
     count = total = 0.0
@@ -142,9 +143,9 @@ def hold_figures(metrics_text: str) -> dict[str, Any]:
         return {}
     p99 = min((bound for bound, seen in buckets if seen >= 0.99 * count), default=math.inf)
     return {
-        "shard_changes": int(count),
-        "shard_change_mean_ms": round(total / count * 1e3, 3),
-        "shard_change_p99_below_ms": round(p99 * 1e3, 3) if math.isfinite(p99) else None,
+        "change_service_count": int(count),
+        "change_service_mean_ms": round(total / count * 1e3, 3),
+        "change_service_p99_below_ms": round(p99 * 1e3, 3) if math.isfinite(p99) else None,
     }
 
 

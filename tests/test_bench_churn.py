@@ -222,10 +222,10 @@ def test_the_shard_hold_comes_from_the_change_inventory_service_times() -> None:
     )
     text = render(MetricsSnapshot((stats,), 0, 0, None)).decode()
     figures = hold_figures(text)
-    assert figures["shard_changes"] == 100
-    assert figures["shard_change_mean_ms"] == 2.5
+    assert figures["change_service_count"] == 100
+    assert figures["change_service_mean_ms"] == 2.5
     # 99 of 100 fall at or under the bucket of the 20th bound (buckets export every 4th).
-    bound = figures["shard_change_p99_below_ms"]
+    bound = figures["change_service_p99_below_ms"]
     assert SERVICE_TIME_BOUNDS_S[20] * 1e3 <= bound <= SERVICE_TIME_BOUNDS_S[24] * 1e3
 
 
