@@ -63,10 +63,8 @@ DEFAULT_MIX = {
 
 # Not counted at the start of each --ceiling round (see _measure).
 ROUND_SETTLE_S = 0.5
-# inventory-churn: the open-loop arrival rate when --rate is not given, and how far
-# above its start capacity the churner may raise a slot.
+# inventory-churn: the open-loop arrival rate when --rate is not given.
 CHURN_LOAD_PER_S = 300.0
-CHURN_HEADROOM = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +280,9 @@ def _inventory_churn(runner: Runner, o: Options, run: ScenarioRun) -> None:
         "late_share": o.late_share,
         "replay_share": o.replay_share,
         "spots": {str(i): runner.slots[i].spots for i in slots},
-        "max_spots": max(runner.slots[i].spots for i in slots) + CHURN_HEADROOM,
+        # Capacities walk over 1..2K-1 around the start capacity K, so the churn phase
+        # offers about as many spots as the steady one (a fair comparison of latency).
+        "max_spots": 2 * max(runner.slots[i].spots for i in slots) - 1,
         "admin_target": o.admin_target,
         "admin_token": o.admin_token,
         "churn_rate": 0.0,
@@ -322,6 +322,9 @@ def churn_figures(steady: PhaseOutcome, churn: PhaseOutcome) -> dict[str, Any]:
             if op.kind is Kind.LEASE and phase.within(op.intended_ns or op.send_ns)
         )
         figures[f"lease_{label}_requests"] = len(latencies)
+        figures[f"lease_{label}_granted"] = sum(
+            1 for op in phase.answered() if op.kind is Kind.LEASE and op.lease_id
+        )
         for q in (0.5, 0.99):
             value = _pct(latencies, q) / 1e6 if latencies else None
             figures[f"lease_{label}_p{round(q * 100)}_ms"] = value and round(value, 3)
