@@ -43,9 +43,11 @@ from _server_process import ServerProcess, leasehold_executable, running_server,
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
 from leasehold import __version__
+from leasehold.bench._admin import window_request
 from leasehold.core import SlotKey
 from leasehold.health.frames import Health, ShardFigures, Subscribe, decode
 from leasehold.health.watch import Condition, condition, open_watch
+from leasehold.proto.admin.v1 import inventory_pb2_grpc
 from leasehold.proto.v2 import booking_pb2_grpc as grpc2
 
 INTERVAL_S = 0.5
@@ -159,7 +161,18 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     # Leases live 1 s, so live leases, expiries and the journal all move.
     flags = ["--feed", str(feed), "--shards", "2", "--default-lease-ttl", "1"]
     with running_server(tmp_path / "data", *flags, "--max-lease-ttl", "1") as process:
+        change_inventory(process)
         yield process
+
+
+def change_inventory(server: ServerProcess) -> None:
+    """One admin change (a spot more on KEYS[0]), so the inventory columns show one."""
+    target = server.admin_target()
+    assert target is not None, "".join(server.output)
+    request = window_request(KEYS, [0], {0: 1_000_001})
+    with grpc.insecure_channel(target) as channel:
+        stub = inventory_pb2_grpc.InventoryServiceStub(channel)
+        assert stub.ReplaceServiceAvailability(request, timeout=10).changed == 1
 
 
 @pytest.fixture
@@ -363,6 +376,8 @@ def _busy(frame: Health) -> bool:
 
 def check_page(shown: dict[str, Any], frame: Health) -> None:
     seq = str(frame.seq)
+    # The fixture changed the inventory once: its time is among the figures compared.
+    assert any(s.inventory_last_change_at for s in frame.shards)
     assert shown["state"] == "connected"
     assert shown["version"] == __version__
     assert shown["conditions"] == ["shed", "hot", "lag"]  # the row colours' legend
