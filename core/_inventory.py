@@ -17,6 +17,7 @@ against it again.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
@@ -48,7 +49,10 @@ class Window:
     duration_sec: int | None = None
     # (staff_id, room_id, party_size): the resources' identity fields.
     resources: tuple[str, str, int] | None = None
-    # Invariant: sorted by start_sec; every slot inside the window; no two share a key.
+    # Invariant: sorted by start_sec; no two share a key; each slot matches the
+    # restrictions, and those starting in [start_sec, end_sec) are the window's listing
+    # (slots before start_sec are ignored: what is left of a window after a step,
+    # Window.from_cut, shares the listing).
     slots: tuple[SlotSpec, ...] = ()
 
     def covers(self, key: SlotKey) -> bool:
@@ -64,8 +68,8 @@ class Window:
         )
 
     def from_cut(self, cut_sec: int) -> Window:
-        """What is left of this window once the part before `cut_sec` is applied."""
-        rest = tuple(s for s in self.slots if s.key.start_sec >= cut_sec)
+        """What is left of this window once the part before `cut_sec` is applied. (The
+        listing is shared, not copied: a step takes the listed slots inside its window.)"""
         return Window(
             max(cut_sec, self.start_sec),
             self.end_sec,
@@ -73,8 +77,19 @@ class Window:
             self.service_id,
             self.duration_sec,
             self.resources,
-            rest,
+            self.slots,
         )
+
+    def listed(self) -> Sequence[SlotSpec]:
+        """The listed slots whose start lies in [start_sec, end_sec) (by bisection: the
+        listing is in start order)."""
+        slots = self.slots
+        first = bisect_left(slots, self.start_sec, key=start_of)
+        return slots[first : bisect_left(slots, self.end_sec, lo=first, key=start_of)]
+
+
+def start_of(spec: SlotSpec) -> int:
+    return spec.key.start_sec
 
 
 def whole_inventory(slots: Sequence[SlotSpec]) -> Window:
@@ -202,71 +217,95 @@ def check_listing(window: Window, where: str) -> None:
             )
 
 
-def split_at(listed_starts: Sequence[int], existing_starts: Sequence[int], budget: int) -> int:
+def split_at(
+    listed_starts: Sequence[int],
+    existing_starts: Sequence[int],
+    budget: int,
+    listed: int,
+    more_existing: bool,
+) -> int:
     """Where a step that may touch about `budget` slots cuts a window (a slot start + 1), or
-    -1 when all fits. Both sequences are sorted; every slot with start < cut is taken."""
-    if budget <= 0 or len(listed_starts) + len(existing_starts) <= budget:
+    -1 when all fits. The starts are sorted, the first `budget` of the window's `listed`
+    slots and the existing slots up to a whole start past the budget (`more_existing`:
+    the window holds more than those); every slot with start < cut is taken."""
+    if budget <= 0 or (not more_existing and listed + len(existing_starts) <= budget):
         return -1
     merged = sorted([*listed_starts[:budget], *existing_starts[:budget]])
     return merged[budget - 1] + 1
 
 
+class _ByStart:
+    """Slots by their exact start, and those starts sorted (for windows in start order)."""
+
+    __slots__ = ("groups", "starts")
+
+    def __init__(self) -> None:
+        self.groups: dict[int, dict[SlotKey, SlotAccount]] = {}
+        self.starts: list[int] = []  # Invariant: the keys of groups, sorted
+
+    def add(self, slot: SlotAccount) -> None:
+        key = slot.spec.key
+        group = self.groups.get(key.start_sec)
+        if group is None:
+            group = self.groups[key.start_sec] = {}
+            insort(self.starts, key.start_sec)
+        group[key] = slot
+
+    def discard(self, slot: SlotAccount) -> None:
+        key = slot.spec.key
+        group = self.groups[key.start_sec]
+        del group[key]
+        if not group:
+            del self.groups[key.start_sec]
+            del self.starts[bisect_left(self.starts, key.start_sec)]
+
+    def covered(self, window: Window) -> Iterator[SlotAccount]:
+        starts, groups = self.starts, self.groups
+        at = bisect_left(starts, window.start_sec)
+        while at < len(starts) and starts[at] < window.end_sec:
+            for slot in groups[starts[at]].values():
+                if window.covers(slot.spec.key):
+                    yield slot
+            at += 1
+
+
 class SlotIndex:
-    """The bookable slots by (merchant, service) and day of start, for finding a window's.
+    """The bookable slots by start, overall and per (merchant, service), for finding a
+    window's slots in start order without looking at the others.
 
     Invariant: holds exactly the slots of ShardState._slots (removed slots leave it).
     """
 
     def __init__(self) -> None:
-        self._by_day: dict[int, dict[SlotKey, SlotAccount]] = {}
-        self._by_service: dict[tuple[str, str], dict[int, dict[SlotKey, SlotAccount]]] = {}
+        self._all = _ByStart()
+        self._by_service: dict[tuple[str, str], _ByStart] = {}
 
     def add(self, slot: SlotAccount) -> None:
         key = slot.spec.key
-        day = key.start_sec // DAY_SEC
-        self._by_day.setdefault(day, {})[key] = slot
-        service = self._by_service.setdefault((key.merchant_id, key.service_id), {})
-        service.setdefault(day, {})[key] = slot
+        self._all.add(slot)
+        service = self._by_service.get((key.merchant_id, key.service_id))
+        if service is None:
+            service = self._by_service[(key.merchant_id, key.service_id)] = _ByStart()
+        service.add(slot)
 
     def discard(self, slot: SlotAccount) -> None:
         key = slot.spec.key
-        day = key.start_sec // DAY_SEC
-        _drop(self._by_day, day, key)
+        self._all.discard(slot)
         service_key = (key.merchant_id, key.service_id)
         service = self._by_service[service_key]
-        _drop(service, day, key)
-        if not service:
+        service.discard(slot)
+        if not service.starts:
             del self._by_service[service_key]
 
     def covered(self, window: Window) -> Iterator[SlotAccount]:
-        """The slots inside `window`, in start order (day by day: stop early for less)."""
-        source = self._by_day
+        """The slots inside `window`, in start order (lazily: stop early for fewer)."""
         if window.merchant_id and window.service_id:
-            source = self._by_service.get((window.merchant_id, window.service_id), {})
-        first, last = window.start_sec // DAY_SEC, (window.end_sec - 1) // DAY_SEC
-        if last - first < len(source):
-            days: Sequence[int] = [d for d in range(first, last + 1) if d in source]
-        else:
-            days = sorted(d for d in source if first <= d <= last)
-        for day in days:
-            found = [s for s in source[day].values() if window.covers(s.spec.key)]
-            found.sort(key=_slot_start_order)
-            yield from found
+            service = self._by_service.get((window.merchant_id, window.service_id))
+            return iter(()) if service is None else service.covered(window)
+        return self._all.covered(window)
 
     def of_service(self, merchant_id: str, service_id: str) -> Iterator[SlotAccount]:
-        for day in sorted(self._by_service.get((merchant_id, service_id), {})):
-            yield from self._by_service[(merchant_id, service_id)][day].values()
-
-    def services(self) -> list[tuple[str, str]]:
-        return sorted(self._by_service)
-
-
-def _drop(days: dict[int, dict[SlotKey, SlotAccount]], day: int, key: SlotKey) -> None:
-    slots = days[day]
-    del slots[key]
-    if not slots:
-        del days[day]
-
-
-def _slot_start_order(slot: SlotAccount) -> tuple[int, tuple[str, str, int, int, str, str, int]]:
-    return start_order(slot.spec)
+        service = self._by_service.get((merchant_id, service_id))
+        if service is not None:
+            for start in service.starts:
+                yield from service.groups[start].values()

@@ -33,7 +33,7 @@ Time: `now_ns` is wall-clock nanoseconds since the epoch, passed in by the calle
 from __future__ import annotations
 
 import itertools
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -75,6 +75,7 @@ from leasehold.core._inventory import (
     SlotState,
     Window,
     split_at,
+    start_of,
 )
 from leasehold.core._model import (
     NANOS_PER_SECOND,
@@ -534,27 +535,32 @@ class ShardState:
     def _decide_inventory(self, c: ChangeInventory, now_ns: int) -> Decision[InventoryReport]:
         """The window's part before the cut (all of it without max_slots): listed slots are
         added, changed or kept; the others inside it are removed, their due leases expired
-        first (time passing) and their live ones released."""
+        first (time passing) and their live ones released. Work: the slots of the part
+        (and of its last start), found by bisection and the index."""
         window = c.window
-        listed = window.slots
-        existing: list[SlotAccount] = []
+        if window.slots and window.slots[-1].key.start_sec >= window.end_sec:
+            raise InvalidArgument("the window lists a slot outside it", field="availability")
+        listed = window.listed()
         budget = c.max_slots
+        existing: list[SlotAccount] = []
+        more = False
         for slot in self._index.covered(window):
-            if (
-                budget
-                and len(existing) >= budget
-                and slot.spec.key.start_sec // 86_400 != (existing[-1].spec.key.start_sec // 86_400)
-            ):
-                break  # whole days only: every existing slot before the cut is seen
+            start = slot.spec.key.start_sec
+            if budget and len(existing) >= budget and start != existing[-1].spec.key.start_sec:
+                more = True  # whole starts only: every existing slot before the cut is seen
+                break
             existing.append(slot)
         cut = split_at(
-            [s.key.start_sec for s in listed], [s.spec.key.start_sec for s in existing], budget
+            [s.key.start_sec for s in listed[:budget]] if budget else [],
+            [s.spec.key.start_sec for s in existing],
+            budget,
+            len(listed),
+            more,
         )
         end = window.end_sec if cut < 0 else cut
-        if listed and max(s.key.start_sec for s in listed) >= window.end_sec:
-            raise InvalidArgument("the window lists a slot outside it", field="availability")
-        upserts, report = self._listed_changes([s for s in listed if s.key.start_sec < end], window)
-        listed_keys = {s.key for s in listed}
+        mine = listed[: bisect_left(listed, end, key=start_of)] if cut >= 0 else listed
+        upserts, report = self._listed_changes(mine, window)
+        listed_keys = {s.key for s in mine}
         removed = [
             s for s in existing if s.spec.key.start_sec < end and s.spec.key not in listed_keys
         ]
@@ -592,12 +598,16 @@ class ShardState:
         upserts: list[SlotSpec] = []
         added = changed = unchanged = 0
         seen: set[SlotKey] = set()
+        previous = window.start_sec
         for spec in listed:
             key = spec.key
-            if key in seen or not window.covers(key):
+            if key in seen or not window.covers(key) or key.start_sec < previous:
                 reason = "lists a slot twice" if key in seen else "lists a slot outside it"
+                if key.start_sec < previous:
+                    reason = "lists slots out of start order"
                 raise InvalidArgument(f"the window {reason}: {key}", field="availability")
             seen.add(key)
+            previous = key.start_sec
             slot = self._slots.get(key)
             if slot is None:
                 added += 1

@@ -185,7 +185,10 @@ def _admin_flags(serve_cmd: argparse.ArgumentParser) -> None:
         "or above 65533",
     )
     admin.add_argument(
-        "--no-admin", action="store_true", help="serve no admin port (inventory fixed at start)"
+        "--no-admin",
+        action="store_true",
+        default=None,  # (a flag: no default to show in --help)
+        help="serve no admin port (the inventory then changes only at a restart with --feed)",
     )
     admin.add_argument(
         "--admin-token",

@@ -42,6 +42,7 @@ from leasehold.core import (
     SlotSpec,
     SlotUnavailable,
     Window,
+    check_listing,
     whole_inventory,
 )
 
@@ -178,9 +179,11 @@ def test_dry_run_reports_and_changes_nothing() -> None:
 def test_a_listing_outside_its_window_or_twice_is_refused_whole() -> None:
     state = new_state()
     before = state.snapshot()
-    for outside in (exactly(CUT_A, SPEC[CUT_B]), exactly(CUT_B, SPEC[CUT_A])):
-        outcome = state.change_inventory(ChangeInventory(outside), NOW)
-        refused(outcome, InvalidArgument, "availability")
+    outside = exactly(CUT_A, SPEC[CUT_B])
+    refused(state.change_inventory(ChangeInventory(outside), NOW), InvalidArgument, "availability")
+    other_staff = replace(SPEC[CUT_A], key=replace(CUT_A, staff_id="st2"))
+    astray = exactly(CUT_A, other_staff)
+    refused(state.change_inventory(ChangeInventory(astray), NOW), InvalidArgument, "availability")
     twice = Window(0, END_OF_TIME, slots=(SPEC[CUT_A], SPEC[CUT_A]))
     refused(state.change_inventory(ChangeInventory(twice), NOW), InvalidArgument, "availability")
     assert state.snapshot() == before
@@ -283,3 +286,19 @@ def test_list_inventory_shows_capacity_holders_and_removed_slots() -> None:
     ]
     limited = ok(state.list_inventory(ListInventory("m1", limit=1), NOW))
     assert len(limited) == 2  # one more than the limit: "there are more"
+
+
+def test_check_listing_refuses_what_the_core_would_ignore_or_split_badly() -> None:
+    before = exactly(CUT_B, SPEC[CUT_A])  # (the core ignores slots before a window's start)
+    with pytest.raises(InvalidArgument, match="outside") as outside:
+        check_listing(before, "service_availability[0]")
+    assert outside.value.field == "service_availability[0].availability"
+    unsorted = Window(0, END_OF_TIME, slots=(SPEC[CUT_B], SPEC[CUT_A]))
+    with pytest.raises(InvalidArgument, match="start order"):
+        check_listing(unsorted, "w")
+    with pytest.raises(InvalidArgument, match="later than its start"):
+        check_listing(Window(5, 5), "w")
+    crowd = tuple(SlotSpec(SlotKey("m", "s", 100, 60, staff_id=str(n)), 1, 1) for n in range(1501))
+    with pytest.raises(InvalidArgument, match="slots start at 100"):
+        check_listing(Window(0, END_OF_TIME, slots=crowd), "w")
+    check_listing(Window(0, END_OF_TIME, slots=crowd[:1500]), "w")

@@ -1058,9 +1058,8 @@ class CoreMachine(RuleBasedStateMachine):
             model.removed.discard(key)
         note_event(f"inventory: {len(added)} added, {len(changed)} changed, {len(gone)} removed")
         if released or expected.kept_booked:
-            note_event(
-                f"inventory: released leases {bool(released)}, kept booked {bool(expected.kept_booked)}"
-            )
+            kept = bool(expected.kept_booked)
+            note_event(f"inventory: released leases {bool(released)}, kept booked {kept}")
 
     # ----- restart ------------------------------------------------------------------------
 

@@ -173,8 +173,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "core/_state.py",
         (
             (
-                "        if lease.state is LeaseState.LIVE:\n            self._take(slot)\n",
-                "        if lease.state is LeaseState.LIVE:\n",
+                "            self._take_restored(slot)\n            self._live[lease.lease_id]",
+                "            self._live[lease.lease_id]",
             ),
         ),
         (*SNAPSHOT, *MODEL),
