@@ -328,6 +328,7 @@ class _Checker:
                 and op.status != RESOURCE_EXHAUSTED
                 and op.slot == original.slot
                 and op.send_ns > original.recv_ns
+                and not self._removed_between(op.slot, self.earliest(original), self.latest(op))
             ):
                 self.report.add(
                     Violation(
@@ -411,6 +412,7 @@ class _Checker:
                 op.outcome is Outcome.REFUSED
                 and op.status != RESOURCE_EXHAUSTED
                 and op.send_ns > original.recv_ns
+                and not self._removed_between(op.slot, self.earliest(original), self.latest(op))
             ):
                 self.report.add(
                     Violation(
@@ -473,6 +475,16 @@ class _Checker:
                         slot=users[0].slot,
                     )
                 )
+
+    def _removed_between(self, slot: int, lo: int, hi: int) -> bool:
+        """Whether a removal of `slot` may have been applied within [lo, hi].
+
+        While a slot is removed a replay of a request on it is refused as for an
+        unknown slot (spec section 8), so such a refusal proves nothing.
+        """
+        return any(
+            r.latest_ns >= lo and r.earliest_ns <= hi for r in self.capacity[slot].removals()
+        )
 
     def _released_by(self, lease: _Lease) -> int:
         """The earliest instant a removal of its slot may have released the lease, or INF.

@@ -15,7 +15,7 @@ from _bench_history import MS, History, kinds, slot
 
 from leasehold.bench._capacity import INF, CapacityTimeline, Change
 from leasehold.bench._checker import ViolationKind
-from leasehold.bench._history import DEADLINE_EXCEEDED, INVALID_ARGUMENT, NOT_FOUND
+from leasehold.bench._history import DEADLINE_EXCEEDED, INVALID_ARGUMENT, NOT_FOUND, Kind
 
 OVER = ViolationKind.OVER_CAPACITY
 
@@ -269,3 +269,24 @@ def test_a_lease_released_by_a_removal_may_be_refused_before_its_expiry() -> Non
     kept.lease(0, 2, "L1", expiry_ms=1_000)
     kept.book(20, 21, "", lease_id="L1", cause="LEASE_EXPIRED")  # no removal: too early
     assert kinds(kept.check(slot(1))) == [ViolationKind.LEASE_EXPIRED_EARLY]
+
+
+def test_a_replay_refused_while_the_slot_may_be_removed_is_legal() -> None:
+    h = History()
+    h.lease(0, 2, "L1", expiry_ms=1_000, ref="r1")
+    h.remove(10, 12)
+    h.add(Kind.LEASE, 20, 21, slot=0, reference="r1", status=INVALID_ARGUMENT)
+    assert h.check(slot(1)).ok
+    kept = History()
+    kept.lease(0, 2, "L1", expiry_ms=1_000, ref="r1")
+    kept.add(Kind.LEASE, 20, 21, slot=0, reference="r1", status=INVALID_ARGUMENT)
+    assert kinds(kept.check(slot(1))) == [ViolationKind.REPLAY_MISMATCH]
+
+
+def test_a_booking_replay_refused_after_a_removal_is_legal() -> None:
+    h = History()
+    h.lease(0, 2, "L1", expiry_ms=1_000)
+    h.book(3, 4, "B1", lease_id="L1", token="t1")
+    h.remove(10, 12)
+    h.add(Kind.BOOK, 20, 21, slot=0, lease_id="L1", token="t1", status=INVALID_ARGUMENT)
+    assert h.check(slot(1)).ok
