@@ -2,9 +2,9 @@
 
 An inventory change (an `INVENTORY` record: one per slot a ReplaceServiceAvailability
 listed or removed) was applied by the server at one instant of its clock within
-[send - slack, recv + slack] when its answer was OK; never, when it was refused
-(nothing is applied before the whole change is valid); at any instant from
-send - slack on, or never, when its outcome is unknown. Before that window the old
+[send - slack, recv + slack] when its answer was OK; at any instant from send - slack
+on, or never, when it had any other answer (a change goes in steps, shard by shard,
+and a step may fail after others applied: Op.outcome). Before that window the old
 capacity holds, after it the new one, within it either.
 
 A change's value is *possible* at instant t when it may have been applied by t
@@ -103,7 +103,7 @@ def timelines(
     """One timeline per slot of the table, from the history's INVENTORY records."""
     per_slot: dict[int, list[Change]] = defaultdict(list)
     for op in history:
-        if op.kind is not Kind.INVENTORY or op.outcome is Outcome.REFUSED:
+        if op.kind is not Kind.INVENTORY:
             continue
         applied = op.outcome is Outcome.APPLIED
         per_slot[op.slot].append(

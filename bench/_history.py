@@ -110,8 +110,10 @@ class Op:
     def outcome(self) -> Outcome:
         if self.status == OK:
             return Outcome.REFUSED if self.cause else Outcome.APPLIED
-        if self.status in NOT_APPLIED_STATUSES:
+        if self.status in NOT_APPLIED_STATUSES and self.kind is not Kind.INVENTORY:
             return Outcome.REFUSED
+        # An admin change is applied in steps, shard by shard, and a later step may be
+        # shed or refused after earlier ones applied: no error proves nothing changed.
         return Outcome.UNKNOWN
 
     @property

@@ -15,7 +15,13 @@ from _bench_history import MS, History, kinds, slot
 
 from leasehold.bench._capacity import INF, CapacityTimeline, Change
 from leasehold.bench._checker import ViolationKind
-from leasehold.bench._history import DEADLINE_EXCEEDED, INVALID_ARGUMENT, NOT_FOUND, Kind
+from leasehold.bench._history import (
+    DEADLINE_EXCEEDED,
+    INVALID_ARGUMENT,
+    RESOURCE_EXHAUSTED,
+    Kind,
+    Outcome,
+)
 
 OVER = ViolationKind.OVER_CAPACITY
 
@@ -177,17 +183,23 @@ def test_a_lease_granted_while_the_removal_was_in_flight_is_not_counted_after_it
 # ----- outcomes of the admin call -------------------------------------------------------
 
 
-def test_a_refused_change_changes_nothing() -> None:
-    h = History()
-    h.lease(0, 2, "L1", expiry_ms=1_000)
-    h.change(10, 12, 2, status=INVALID_ARGUMENT)  # refused whole: capacity stays 1
-    h.lease(20, 22, "L2", expiry_ms=1_000)
-    assert kinds(h.check(slot(1))) == [OVER]
-    lowered = History()
-    lowered.lease(0, 2, "L1", expiry_ms=1_000)
-    lowered.change(10, 12, 1, status=NOT_FOUND)  # refused: capacity stays 2
-    lowered.lease(20, 22, "L2", expiry_ms=1_000)
-    assert lowered.check(slot(2)).ok
+def test_an_admin_error_proves_nothing_was_applied_neither_way() -> None:
+    # A change goes in steps, shard by shard: a step may fail after others applied.
+    raised = History()
+    raised.lease(0, 2, "L1", expiry_ms=1_000)
+    raised.change(10, 12, 2, status=RESOURCE_EXHAUSTED)  # 1 -> 2, maybe applied
+    raised.lease(20, 22, "L2", expiry_ms=1_000)
+    assert raised.check(slot(1)).ok
+    removed = History()
+    removed.lease(0, 2, "L1", expiry_ms=1_000)
+    removed.remove(10, 12, status=INVALID_ARGUMENT)  # maybe applied: L1 maybe released
+    removed.change(20, 22, 1)
+    removed.lease(30, 32, "L2", expiry_ms=1_000)
+    assert removed.check(slot(1)).ok
+    assert [op.outcome for op in removed.ops if op.kind is Kind.INVENTORY] == [
+        Outcome.UNKNOWN,
+        Outcome.APPLIED,
+    ]
 
 
 def test_a_change_of_unknown_outcome_may_have_been_applied_at_any_later_time() -> None:
