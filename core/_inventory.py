@@ -33,7 +33,7 @@ DAY_SEC = 86_400
 MAX_STEP_SLOTS = 3_000
 # How many slots a step of a big change touches (listed plus existing): docs/inventory.md
 # has what a step of this size holds a shard for.
-STEP_SLOTS = 1_000
+STEP_SLOTS = 250
 # Past the last second a protobuf Timestamp carries: a window ending here is unbounded.
 END_OF_TIME = 253_402_300_800
 

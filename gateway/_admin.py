@@ -9,6 +9,7 @@ feed) but are bounded (`AdminSettings.max_request_bytes`).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -50,13 +51,15 @@ class InventoryService(inventory_grpc.InventoryServiceBase):
 
     async def ApplyFeed(self, stream: Stream[Any, Any]) -> None:
         request = await self._read(stream, pb.ApplyFeedRequest)
-        window = codec.feed_window(request)
+        # Parsing a big feed takes seconds of CPU: in a worker thread, so that the event
+        # loop (and the shards, its guests) keep serving in between (GIL switches).
+        window = await asyncio.to_thread(codec.feed_window, request)
         parts = await self._changes.apply([window], request.dry_run)
         await stream.send_message(codec.change_report(parts, request.dry_run))
 
     async def ReplaceServiceAvailability(self, stream: Stream[Any, Any]) -> None:
         request = await self._read(stream, pb.ReplaceServiceAvailabilityRequest)
-        windows = codec.windows(request)
+        windows = await asyncio.to_thread(codec.windows, request)
         parts = await self._changes.apply(windows, request.dry_run)
         await stream.send_message(codec.change_report(parts, request.dry_run))
 

@@ -44,7 +44,7 @@ def feed_window(request: pb.ApplyFeedRequest) -> Window:
     except UnicodeDecodeError as problem:
         raise invalid("feed_json", f"not UTF-8 text (at byte {problem.start})") from None
     try:
-        feed = parse_feed_json(text)
+        feed = parse_feed_json(text, yielding=True)
     except FeedError as problem:
         raise invalid("feed_json", str(problem)) from None
     return whole_inventory(feed.slots)

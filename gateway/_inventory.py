@@ -6,9 +6,9 @@ with its leases and bookings. A part of more than STEP_SLOTS slots is applied in
 steps: each step is the window's part before a cut the shard picks (a slot start),
 itself a complete window, so after every step the shard's inventory is consistent:
 slots starting before the cut are as the change says, the rest as before
-(docs/inventory.md, "What a reader sees mid-change"). Shards apply their parts side
-by side; changes are applied one at a time (Changes), so steps of two changes never
-interleave.
+(docs/inventory.md, "What a reader sees mid-change"). Shards apply their parts
+one after another, one step in flight at a time; changes are applied one at a
+time (Changes), so steps of two changes never interleave.
 """
 
 from __future__ import annotations
@@ -69,11 +69,14 @@ class Changes:
         totals: dict[int, InventoryReport] = {}
         shard_count = len(self._router.handles)
         for window in windows:
-            parts = shard_windows(window, shard_count)
-            reports = await asyncio.gather(
-                *(self._apply_part(shard, part, dry_run) for shard, part in parts.items())
-            )
-            for shard, report in zip(parts, reports, strict=True):
+            # (Routing each listed slot is a digest each: in a worker thread, as parsing.)
+            parts = await asyncio.to_thread(shard_windows, window, shard_count)
+            # One shard after another, one step in flight at a time: steps of several
+            # shards back to back would hold trio's one thread (and the event loop, whose
+            # guest it is) for their sum, and the partner calls queued behind them would
+            # be refused as the server looking behind (gateway/_admission.py).
+            for shard, part in parts.items():
+                report = await self._apply_part(shard, part, dry_run)
                 totals[shard] = _summed(totals.get(shard), report)
         return totals
 
@@ -85,6 +88,7 @@ class Changes:
             total = _summed(total, report)
             if report.cut_sec >= window.end_sec:
                 return total
+            await asyncio.sleep(0)  # calls that arrived during the step go first
             window = window.from_cut(report.cut_sec)
 
     async def _call(self, shard: int, command: ChangeInventory) -> InventoryReport:

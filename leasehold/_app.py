@@ -1,8 +1,10 @@
 """Assembling and running the server: trio shards as a guest of grpclib's asyncio loop.
 
 Start order: shards first (each started with `nursery.start`, so serving), then
-the health stream's websocket (when configured), then the gRPC listener;
-`on_ready` is called once the port is bound. Stop order
+the health stream's websocket (when configured), then (with --feed over a data
+dir that has state) that feed applied as a whole-feed change, then the gRPC
+listener and the inventory admin service's own; `on_ready` is called once the
+ports are bound. Stop order
 (SIGINT/SIGTERM, or `stop` set): new calls are answered UNAVAILABLE, grpclib's
 server is closed and its in-flight handlers finish or are cancelled, then the
 shards' mailboxes are closed, health watchers are closed with 1001, and the trio

@@ -1100,6 +1100,14 @@ class CoreMachine(RuleBasedStateMachine):
                 note_event("holders over a lowered capacity")
 
     @invariant()
+    def inventory_figures_agree(self) -> None:
+        figures = [state.inventory_figures() for state in self.states]
+        orphaned = sum(self.model.confirmed_on(key) for key in self.model.removed)
+        assert sum(f.orphaned_bookings for f in figures) == orphaned
+        assert sum(f.slots for f in figures) == len(self.model.spots)
+        assert sum(f.removed_slots for f in figures) == len(self.model.removed)
+
+    @invariant()
     def counters_agree(self) -> None:
         totals = [astuple(state.counters()) for state in self.states]
         live = sum(1 for m in self.model.leases.values() if m.state is LeaseState.LIVE)

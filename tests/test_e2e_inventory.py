@@ -279,3 +279,24 @@ def test_mutual_tls_refuses_a_client_without_a_certificate(tmp_path: Path, feed:
                 pb.GetInventoryRequest(merchant_id="m1"), timeout=CALL_TIMEOUT_S
             )
             assert len(reply.slots) == 2
+
+
+def test_a_request_over_the_admin_limit_is_refused_before_it_is_read(
+    tmp_path: Path, feed: Path
+) -> None:
+    with (
+        running_server(
+            tmp_path / "data", "--feed", str(feed), "--admin-max-request", "200000"
+        ) as server,
+        grpc.insecure_channel(admin_target(server)) as admin,
+    ):
+        stub = admin_grpc.InventoryServiceStub(admin)
+        big = pb.ApplyFeedRequest(feed_json=b" " * 300_000)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ApplyFeed(big, timeout=CALL_TIMEOUT_S)
+        assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "exceeds the limit of 200000" in str(refused.value.details())
+        # Over the partner port's 64 KiB, within the admin limit: read, and answered.
+        text = json.dumps(feed_document(entry(A, 1), entry(B, 1))).encode()
+        padded = pb.ApplyFeedRequest(feed_json=text + b" " * 100_000, dry_run=True)
+        assert stub.ApplyFeed(padded, timeout=CALL_TIMEOUT_S).unchanged == 2

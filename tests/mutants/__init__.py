@@ -181,6 +181,30 @@ MUTANTS: tuple[Mutant, ...] = (
         "a restored state's live leases hold no spot: a restart overgrants",
     ),
     Mutant(
+        "removal-keeps-live-leases",
+        "core/_state.py",
+        (
+            (
+                "            released.extend(i for i in slot.expiring_ids if i in self._live)\n",
+                "",
+            ),
+        ),
+        (*MODEL,),
+        "a removed slot's live leases are not released: the removal cannot apply",
+    ),
+    Mutant(
+        "readd-forgets-orphans",
+        "core/_state.py",
+        (
+            (
+                "        self._orphaned -= slot.bookings\n        self._list(slot)\n",
+                "        self._list(slot)\n",
+            ),
+        ),
+        (*MODEL,),
+        "a re-added slot's bookings still count as orphaned",
+    ),
+    Mutant(
         "restore-drops-expiry-order",
         "core/_state.py",
         (("        self._expired.extend(snapshot.expired_order)\n", ""),),
