@@ -90,9 +90,9 @@ async def churn(ctx: Ctx, params: dict[str, Any], keys: Sequence[SlotKey]) -> No
         return
     slots = list(params["slots"])
     initial = {int(k): int(v) for k, v in params["spots"].items()}
-    plan = ChurnPlan(
-        keys, slots, initial, random.Random(ctx.spec.seed), max_spots=params["max_spots"]
-    )
+    # Each round's churn differs (seeded by the phase's place in the run), yet repeats.
+    rng = random.Random(ctx.spec.seed * 1000 + ctx.spec.number)
+    plan = ChurnPlan(keys, slots, initial, rng, max_spots=params["max_spots"])
     async with grpc.aio.insecure_channel(params["admin_target"]) as channel:
         admin = AdminClient(
             channel,
