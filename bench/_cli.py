@@ -321,6 +321,8 @@ def _one_run(
                 o = dataclasses.replace(o, admin_target=server.admin_target())
         else:
             target = ns.target
+            if o.scenario == "inventory-churn" and not o.admin_target:
+                raise RunError("inventory-churn with --target needs --admin-target HOST:PORT")
             for where in (target, o.admin_target or target):
                 if not _loopback(where):
                     raise RunError(f"{where}: the bench sends load to loopback only")

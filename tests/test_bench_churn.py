@@ -10,6 +10,7 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,8 +18,11 @@ import pytest
 
 from leasehold.bench._admin import AdminClient, window_request
 from leasehold.bench._churn import ChurnPlan, hold_figures
+from leasehold.bench._cli import _options, _parser
+from leasehold.bench._cli import main as bench_main
 from leasehold.bench._feed import SlotGroup, build_slots
 from leasehold.bench._history import INVALID_ARGUMENT, OK, Kind, Op, Outcome
+from leasehold.bench._scenarios import Options
 from leasehold.health._metrics import MetricsSnapshot, render
 from leasehold.proto.admin.v1 import inventory_pb2 as pba
 from leasehold.proto.admin.v1 import inventory_pb2_grpc as pba_grpc
@@ -232,3 +236,50 @@ def test_the_shard_hold_comes_from_the_change_inventory_service_times() -> None:
 
 def test_no_change_inventory_no_hold_figures() -> None:
     assert hold_figures("") == {}
+
+
+# ----- the command line -------------------------------------------------------------------
+
+
+def options(*args: str) -> Options:
+    return _options(_parser(), ["inventory-churn", "--spawn", *args], allow_extra=False)[0]
+
+
+def test_the_churn_flags_reach_the_scenario() -> None:
+    o = options("--churn-rate", "50", "--churn-rounds", "4", "--admin-token", "s3cret")
+    assert (o.churn_rate, o.churn_rounds, o.admin_token) == (50.0, 4, "s3cret")
+    assert options().churn_rate == 20.0
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--churn-rate", "0"], "--churn-rate"),
+        (["--churn-rate", "-3"], "--churn-rate"),
+        (["--churn-rate", "5000"], "--churn-rate"),
+        (["--churn-rate", "nan"], "--churn-rate"),
+        (["--churn-rounds", "0"], "--churn-rounds"),
+    ],
+)
+def test_bad_churn_flags_are_refused_naming_the_flag(
+    flags: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        options(*flags)
+    assert exit_info.value.code == 2
+    assert named in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        ([], "needs --admin-target"),
+        (["--admin-target", "10.1.2.3:50053"], "loopback only"),
+    ],
+)
+def test_a_target_run_needs_a_loopback_admin_target(
+    flags: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["inventory-churn", "--target", "127.0.0.1:1", "--feed", "f.json", *flags]
+    assert bench_main([*argv, "--out", str(tmp_path)]) == 2
+    assert says in capsys.readouterr().err
