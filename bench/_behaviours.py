@@ -123,7 +123,17 @@ class Contention(_Base):
 
 
 class Churn(Contention):
-    """Contention on the churn slots while process 0's churner replaces their windows."""
+    """Contention on the churn slots while process 0's churner replaces their windows.
+
+    A share of arrivals (`read_share`) first reads their slot's availability, so the
+    checker also sees what a reader gets while capacities move.
+    """
+
+    async def arrival(self, ctx: Ctx, index: int, intended_ns: int) -> None:
+        if ctx.rng.random() < self.params.get("read_share", 0.0):
+            await ctx.call(ctx.client.check(ctx.rng.choice(self.slots), intended_ns))
+            intended_ns = 0  # the lease below goes when the read is answered
+        await super().arrival(ctx, index, intended_ns)
 
     async def alongside(self, ctx: Ctx) -> None:
         await churn(ctx, self.params, self.keys)

@@ -65,6 +65,8 @@ DEFAULT_MIX = {
 ROUND_SETTLE_S = 0.5
 # inventory-churn: the open-loop arrival rate when --rate is not given.
 CHURN_LOAD_PER_S = 300.0
+# ... and the share of arrivals that read their slot first (CheckAvailability).
+CHURN_READ_SHARE = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +288,7 @@ def _inventory_churn(runner: Runner, o: Options, run: ScenarioRun) -> None:
         "admin_target": o.admin_target,
         "admin_token": o.admin_token,
         "churn_rate": 0.0,
+        "read_share": CHURN_READ_SHARE,
     }
     churning = {**params, "churn_rate": o.churn_rate}
     rate = o.rate or CHURN_LOAD_PER_S
