@@ -37,7 +37,8 @@ from leasehold.core._events import (
     LeaseGranted,
 )
 from leasehold.core._events import LeaseExpired as LeaseExpiredEvent
-from leasehold.core._feed import Feed, FeedError, parse_feed, parse_feed_json
+from leasehold.core._feed import DEFAULT_LIMITS as DEFAULT_FEED_LIMITS
+from leasehold.core._feed import Feed, FeedError, FeedLimits, parse_feed, parse_feed_json
 from leasehold.core._inventory import (
     END_OF_TIME,
     STEP_SLOTS,
@@ -82,6 +83,7 @@ from leasehold.core._state import Counters, LeaseSettings, Outcome, ShardState
 
 __all__ = [
     "BOOKING_ID_PREFIX",
+    "DEFAULT_FEED_LIMITS",
     "END_OF_TIME",
     "ID_ENTROPY_BYTES",
     "LEASE_ID_PREFIX",
@@ -107,6 +109,7 @@ __all__ = [
     "ExpiredLeasesForgotten",
     "Feed",
     "FeedError",
+    "FeedLimits",
     "FrozenState",
     "GetBooking",
     "InvalidArgument",

@@ -16,8 +16,12 @@ from grpclib import Status
 from grpclib.exceptions import GRPCError
 
 from leasehold.core import (
+    DEFAULT_FEED_LIMITS as DEFAULT_LIMITS,
+)
+from leasehold.core import (
     END_OF_TIME,
     FeedError,
+    FeedLimits,
     InvalidArgument,
     InventoryReport,
     SlotSpec,
@@ -47,11 +51,17 @@ def feed_window(request: pb.ApplyFeedRequest) -> Window:
         feed = parse_feed_json(text, yielding=True)
     except FeedError as problem:
         raise invalid("feed_json", str(problem)) from None
+    if not feed.slots:
+        # As at start: a whole feed of nothing would take every slot off sale.
+        raise invalid("feed_json", "the feed lists no slots (it would remove every slot)")
     return whole_inventory(feed.slots)
 
 
-def windows(request: pb.ReplaceServiceAvailabilityRequest) -> list[Window]:
-    """Each entry as a Window, validated whole; INVALID_ARGUMENT at the first problem."""
+def windows(
+    request: pb.ReplaceServiceAvailabilityRequest, max_slots: int = DEFAULT_LIMITS.max_slots
+) -> list[Window]:
+    """Each entry as a Window, validated whole; INVALID_ARGUMENT at the first problem.
+    `max_slots`: the most slots the request's entries may expand to, all windows together."""
     items = request.service_availability
     if not items:
         raise invalid("service_availability", "is required (one window at least)")
@@ -59,9 +69,12 @@ def windows(request: pb.ReplaceServiceAvailabilityRequest) -> list[Window]:
         raise invalid("service_availability", f"more than {MAX_WINDOWS} windows")
     found: list[Window] = []
     first_entry = 0
+    budget = max_slots
     for position, item in enumerate(items):
         where = f"service_availability[{position}]"
-        window = _window(item, where, _slots(item, first_entry))
+        slots = _slots(item, first_entry, FeedLimits(max_slots=budget) if budget else None)
+        budget -= len(slots)
+        window = _window(item, where, slots)
         try:
             check_listing(window, where)
         except InvalidArgument as problem:
@@ -87,6 +100,8 @@ def _window(item: pb.ServiceAvailability, where: str, slots: Sequence[SlotSpec])
         r = item.resources_restrict
         resources = (r.staff_id, r.room_id, r.party_size)
     duration = item.duration_restrict_sec if item.HasField("duration_restrict_sec") else None
+    if duration is not None and duration < 1:
+        raise invalid(f"{where}.duration_restrict_sec", "must be a positive number of seconds")
     return Window(
         start,
         end,
@@ -98,10 +113,19 @@ def _window(item: pb.ServiceAvailability, where: str, slots: Sequence[SlotSpec])
     )
 
 
-def _slots(item: pb.ServiceAvailability, first_entry: int) -> list[SlotSpec]:
-    """The entries' slots (recurrences expanded), parsed as a feed's would be."""
+def _slots(
+    item: pb.ServiceAvailability, first_entry: int, limits: FeedLimits | None
+) -> list[SlotSpec]:
+    """The entries' slots (recurrences expanded), parsed as a feed's would be; `limits`:
+    None when the request's slot budget is spent."""
     if not item.availability:
         return []
+    if limits is None:
+        raise GRPCError(
+            Status.INVALID_ARGUMENT,
+            f"entry {first_entry}: the request expands to more slots than its limit "
+            "(FeedLimits.max_slots)",
+        )
     entries = [
         json_format.MessageToDict(
             entry, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
@@ -109,7 +133,8 @@ def _slots(item: pb.ServiceAvailability, first_entry: int) -> list[SlotSpec]:
         for entry in item.availability
     ]
     try:
-        return list(parse_feed({"service_availability": [{"availability": entries}]}).slots)
+        document = {"service_availability": [{"availability": entries}]}
+        return list(parse_feed(document, limits=limits).slots)
     except FeedError as problem:
         index = None if problem.index is None else problem.index + first_entry
         where = "request" if index is None else f"entry {index}"
