@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import grpc
@@ -132,15 +133,23 @@ def test_raise_lower_remove_and_readd_through_the_admin_port(tmp_path: Path, fee
         assert available(partner, A) == 1
 
 
-def test_a_restart_keeps_the_changed_inventory(tmp_path: Path, feed: Path) -> None:
+SNAPSHOT_EACH_RECORD = ("--snapshot-every", "1", "--snapshot-interval", "0.05")
+
+
+@pytest.mark.parametrize("snapshots", [(), SNAPSHOT_EACH_RECORD], ids=["journal", "snapshot"])
+def test_a_restart_keeps_the_changed_inventory(
+    tmp_path: Path, feed: Path, snapshots: tuple[str, ...]
+) -> None:
     data = tmp_path / "data"
     with (
-        running_server(data, "--feed", str(feed)) as server,
+        running_server(data, "--feed", str(feed), *snapshots) as server,
         grpc.insecure_channel(admin_target(server)) as admin,
     ):
         stub = admin_grpc.InventoryServiceStub(admin)
         replace(stub, window(entry(A, 4)))  # B removed, A raised
         before = inventory(stub)
+        if snapshots:
+            wait_for_a_snapshot(data)
     with (
         running_server(data) as server,
         grpc.insecure_channel(admin_target(server)) as admin,
@@ -150,6 +159,16 @@ def test_a_restart_keeps_the_changed_inventory(tmp_path: Path, feed: Path) -> No
         assert available(partner, A) == 4
         assert available(partner, B) is grpc.StatusCode.INVALID_ARGUMENT
         assert any("serving 1 slots" in line for line in server.output)
+        recovered = next(line for line in server.output if "recovered" in line)
+        assert ("0 snapshots" not in recovered) == bool(snapshots), recovered
+
+
+def wait_for_a_snapshot(data: Path) -> None:
+    """Until a shard has written a snapshot (the compactor runs every 0.05 s here)."""
+    deadline = time.monotonic() + 30
+    while not list(data.glob("shard-*/snapshot-*.msgpack")):
+        assert time.monotonic() < deadline, "no snapshot was written"
+        time.sleep(0.05)
 
 
 def test_feed_on_a_data_dir_with_state_is_applied_as_a_whole_feed(
