@@ -47,6 +47,8 @@ MAX_OPEN_IN_FLIGHT = 20_000
 # one sent late still from its intended time.
 EARLY_WAKE_NS = 1_000_000
 GRACE_S = 5.0
+# What a client process sends once, when it is connected and waits for its first phase.
+READY = "ready"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +182,7 @@ async def _serve(
     options = [("grpc.so_reuseport", 0)]
     async with grpc.aio.insecure_channel(target, options=options) as channel:
         await asyncio.wait_for(channel.channel_ready(), timeout_s)
+        conn.send(READY)  # the coordinator starts no phase before every client says so
         client = Client(channel, keys, worker=index, timeout_s=timeout_s)
         while True:
             spec = await loop.run_in_executor(None, conn.recv)
