@@ -42,6 +42,9 @@ PUSHBACK_TRAILER = "grpc-retry-pushback-ms"
 _TOO_CLOSE = "deadline too close to be met; nothing was done"
 _STOPPING = "the server is stopping"
 _BEHIND = "the server is behind; retry after the pushback"
+_BAD_TIMEOUT = "grpc-timeout header is not valid (at most 8 digits and a unit of H M S m u n)"
+# The gRPC spec's TimeoutValue is at most 8 digits; grpc-go refuses a longer one too.
+_TIMEOUT_DIGITS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +242,10 @@ class DroppingHandler(ConnectionHandler):
             # Server.close() has cancelled this connection's calls and nobody awaits a
             # new handler task now: one made here would be left pending at the loop's end.
             _answer_now(stream, Status.UNAVAILABLE, _STOPPING, [])
+        elif timeout == _INVALID:
+            # grpclib would answer UNKNOWN; bad input is INVALID_ARGUMENT.
+            admission.refusals.count(Refusal.BAD_TIMEOUT)
+            _answer_now(stream, Status.INVALID_ARGUMENT, _BAD_TIMEOUT, [])
         elif timeout is not None and admission.too_close(timeout):
             _answer_now(stream, Status.DEADLINE_EXCEEDED, _TOO_CLOSE, [])
         elif admission.gate.behind(time.monotonic()) or (
@@ -278,12 +285,20 @@ def _answer_now(
         stream.reset_nowait()
 
 
+_INVALID = -1.0  # what _timeout returns for a malformed grpc-timeout (a real one is >= 0)
+
+
 def _timeout(headers: list[tuple[str, str]]) -> float | None:
-    """The call's grpc-timeout in seconds; None when absent or not valid (grpclib answers)."""
-    try:
-        return min((decode_timeout(v) for k, v in headers if k == "grpc-timeout"), default=None)
-    except ValueError:
+    """The call's grpc-timeout in seconds; None when absent, _INVALID when malformed."""
+    values = [v for k, v in headers if k == "grpc-timeout"]
+    if not values:
         return None
+    try:
+        if any(len(v) > _TIMEOUT_DIGITS + 1 for v in values):
+            return _INVALID
+        return min(decode_timeout(v) for v in values)
+    except ValueError:
+        return _INVALID
 
 
 class _Guarded:

@@ -36,6 +36,7 @@ class Refusal(enum.Enum):
     REFUSED_STREAM = "streams refused over MAX_CONCURRENT_STREAMS"
     OVERLOADED = "calls refused RESOURCE_EXHAUSTED (queueing delay)"
     DEADLINE = "calls dropped: deadline too close to be met"
+    BAD_TIMEOUT = "calls refused INVALID_ARGUMENT for a malformed grpc-timeout"
     CALL_ENDED_EARLY = "calls that ended on a deadline, cancel or reset"
     LATE_REPLY = "replies finished after the caller's deadline"
     LOG_SUPPRESSED = "log records held back (at most one a second is written)"
