@@ -23,9 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import queue
+import resource
 import socket
 import statistics
 import tempfile
@@ -102,6 +104,12 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class RssSampler:
@@ -251,6 +259,7 @@ class PhaseResult:
     granted: int  # leases granted to their callers
     latencies: list[float]  # of the granted calls
     codes: dict[str, int]
+    client_cpu_s: float = 0.0  # user + system CPU of the load processes
 
 
 def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
@@ -262,11 +271,16 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
     capacity = _phase(server, slot_keys, callers=50, deadline_s=5.0, seconds=10.0, tag="cap")
     held_before = _held(server.target, slot_keys)
     sampler = RssSampler(server.process.pid)
+    server_cpu = cpu_seconds(server.process.pid)
     hostile = _phase(
         server, slot_keys, ns.callers, ns.deadline_ms / 1000, seconds, tag="over", processes=2
     )
+    server_cpu = cpu_seconds(server.process.pid) - server_cpu
     after = sampler.stop()
     time.sleep(1.2)  # the server's last summary line of refusals
+    if os.environ.get("LEASEHOLD_ATTACK_VERBOSE"):
+        print(f"  server refusals: {server_refusals(server.output)}", flush=True)
+        print(f"  client codes: {hostile.codes}", flush=True)
     phantom = _held(server.target, slot_keys) - held_before - hostile.granted
     capacity_per_s = capacity.granted / 10.0
     goodput = hostile.granted / seconds
@@ -285,6 +299,10 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
         "rss_before_mb": sampler.before,
         "rss_peak_mb": sampler.peak,
         "rss_after_mb": after,
+        # Cores used during the hostile phase: the load's own share is reported, not hidden.
+        "server_cores": server_cpu / seconds,
+        "client_cores": hostile.client_cpu_s / seconds,
+        "load_avg_1m": os.getloadavg()[0],
     }
 
 
@@ -315,7 +333,10 @@ def _phase(
         for code, n in part.codes.items():
             codes[code] = codes.get(code, 0) + n
     return PhaseResult(
-        sum(p.granted for p in parts), [x for p in parts for x in p.latencies], codes
+        sum(p.granted for p in parts),
+        [x for p in parts for x in p.latencies],
+        codes,
+        sum(p.client_cpu_s for p in parts),
     )
 
 
@@ -329,7 +350,9 @@ def _lease_callers(
     results: Any,
 ) -> None:
     _be_nice()
-    results.put(asyncio.run(_callers(target, keys, callers, deadline_s, seconds, tag)))
+    result = asyncio.run(_callers(target, keys, callers, deadline_s, seconds, tag))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    results.put(dataclasses.replace(result, client_cpu_s=usage.ru_utime + usage.ru_stime))
 
 
 async def _callers(
@@ -378,15 +401,25 @@ async def _callers(
     return PhaseResult(len(latencies), latencies, codes)
 
 
+_SUMMARY = "refused in the last second: "
+
+
+def server_refusals(output: list[str]) -> dict[str, int]:
+    """Every kind of refusal in the server's summary lines so far, totalled."""
+    totals: dict[str, int] = {}
+    for line in output:
+        if _SUMMARY not in line:
+            continue
+        for part in line.split(_SUMMARY, 1)[1].split("; "):
+            count, _, text = part.strip().partition(" ")
+            if count.isdigit():
+                totals[text] = totals.get(text, 0) + int(count)
+    return totals
+
+
 def _summed(output: list[str], what: str) -> int:
     """The total of one kind of refusal over the server's summary lines so far."""
-    total = 0
-    for line in output:
-        for part in line.split(": ", 1)[-1].split("; "):
-            count, _, text = part.partition(" ")
-            if text.startswith(what) and count.isdigit():
-                total += int(count)
-    return total
+    return sum(n for text, n in server_refusals(output).items() if text.startswith(what))
 
 
 def _lease_request(key: SlotKey, reference: str, expiry_ns: int) -> pb2.CreateLeaseRequest:
