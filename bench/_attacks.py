@@ -11,10 +11,16 @@ from /proc, and prints one line of figures; with --runs N, also the medians.
   whenever the server closes; a health Check every 10 ms meanwhile (p99), and
   each attacking connection's time from its first frame to its close.
 - overload: CreateLease at concurrency 50 with 5 s deadlines (the capacity),
-  then `--callers` callers with `--deadline-ms` deadlines, honouring the
-  server's grpc-retry-pushback-ms; goodput against capacity, p99 of successes,
-  and the spots held by leases whose creating call failed (spots taken during
-  the phase, from CheckAvailability, less the leases granted to callers).
+  then `--callers` callers with `--deadline-ms` deadlines (two processes of
+  asyncio grpcio callers, one connection per 100; a caller whose call failed
+  calls again at once, after the server's grpc-retry-pushback-ms if it sent
+  one); goodput against capacity, p99 of successes, and the spots held by
+  leases whose creating call failed (spots taken during the phase, from
+  CheckAvailability, less the leases granted to callers, out of all spots
+  taken). Also the cores used by the server and by the load processes, how
+  late the load processes' event loops run (a starved client delays its sends
+  and its reading of replies: client-side latency includes it), and the load
+  average. LEASEHOLD_ATTACK_VERBOSE=1 prints every kind of refusal.
 - big-frames: connections that each declare a 16 MiB frame and send its body.
 """
 
@@ -35,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +267,9 @@ class PhaseResult:
     latencies: list[float]  # of the granted calls
     codes: dict[str, int]
     client_cpu_s: float = 0.0  # user + system CPU of the load processes
+    # How late the load processes' event loops woke from 10 ms sleeps: their own backlog,
+    # which delays sends and the reading of replies alike (the server cannot see it).
+    client_lags: list[float] = dataclasses.field(default_factory=list)
 
 
 def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
@@ -302,6 +312,8 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
         # Cores used during the hostile phase: the load's own share is reported, not hidden.
         "server_cores": server_cpu / seconds,
         "client_cores": hostile.client_cpu_s / seconds,
+        "client_lag_p50_ms": _percentile(hostile.client_lags, 50) * 1000,
+        "client_lag_p99_ms": _percentile(hostile.client_lags, 99) * 1000,
         "load_avg_1m": os.getloadavg()[0],
     }
 
@@ -337,6 +349,7 @@ def _phase(
         [x for p in parts for x in p.latencies],
         codes,
         sum(p.client_cpu_s for p in parts),
+        [x for p in parts for x in p.client_lags],
     )
 
 
@@ -395,10 +408,18 @@ async def _callers(
             else:
                 codes["BOOKING_FAILURE"] = codes.get("BOOKING_FAILURE", 0) + 1
 
-    await asyncio.gather(*(caller(i) for i in range(callers)))
+    lags: list[float] = []
+
+    async def lag_monitor() -> None:
+        while time.monotonic() < end:
+            asleep = time.monotonic()
+            await asyncio.sleep(0.010)
+            lags.append(time.monotonic() - asleep - 0.010)
+
+    await asyncio.gather(lag_monitor(), *(caller(i) for i in range(callers)))
     for channel in channels:
         await channel.close()
-    return PhaseResult(len(latencies), latencies, codes)
+    return PhaseResult(len(latencies), latencies, codes, client_lags=lags)
 
 
 _SUMMARY = "refused in the last second: "
@@ -444,8 +465,26 @@ def _held(target: str, keys: list[SlotKey]) -> int:
         available = 0
         for key in keys:
             request = pb2.CheckAvailabilityRequest(slot=_lease_request(key, "", 0).lease.slot)
-            available += check(request, timeout=10).count_available
+            reply = _with_retries(partial(check, request, timeout=10))
+            available += reply.count_available
     return len(keys) * SPOTS_PER_SLOT - available
+
+
+def _with_retries(call: Callable[[], Any], attempts: int = 20) -> Any:
+    """`call()`, again after the server's pushback (at least 0.1 s) while it is refused:
+    just after an overload phase the server may still be shedding."""
+    for _ in range(attempts - 1):
+        try:
+            return call()
+        except grpc.RpcError as error:
+            if error.code() not in (
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                grpc.StatusCode.UNAVAILABLE,
+            ):
+                raise
+            trailers = {str(m.key): str(m.value) for m in error.trailing_metadata() or ()}
+            time.sleep(max(0.1, int(trailers.get(PUSHBACK, 0)) / 1000))
+    return call()
 
 
 # --- declared 16 MiB frames -------------------------------------------------------------
