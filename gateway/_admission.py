@@ -2,9 +2,10 @@
 
 Each service method is wrapped once (`guard_services`), so the booking services,
 health and reflection all get the same treatment:
-- A call whose deadline is closer than the time a reply takes (the recent median,
-  gateway/_reply_times.py) is answered DEADLINE_EXCEEDED before its body is read
-  or decoded, with a pushback.
+- A call whose deadline is closer than the time a reply takes (the median handler
+  time of the last second: more likely to miss than to make it; the shard's own
+  margin guards what is applied) is answered DEADLINE_EXCEEDED before its body is
+  read or decoded, with a pushback.
 - Calls under way are bounded by an adaptive limit (gateway/_concurrency.py); one
   more is refused RESOURCE_EXHAUSTED as its HEADERS arrive, with a pushback.
 - Admission by queueing delay, CoDel-like as in Facebook's "Fail at Scale": a
@@ -36,8 +37,8 @@ from grpclib.server import Stream
 
 from leasehold.gateway._concurrency import AdaptiveLimit, LimitSettings
 from leasehold.gateway._refusals import Refusal, Refusals
-from leasehold.gateway._reply_times import ReplyTimes
 from leasehold.gateway._wire import read_message, read_request
+from leasehold.shards import RecentQuantile
 
 if TYPE_CHECKING:
     from grpclib._typing import IServable
@@ -114,7 +115,8 @@ class Admission:
         self.settings = settings
         self.refusals = refusals
         self.gate = QueueDelayGate(settings)
-        self.reply_times = ReplyTimes(settings.min_margin_s)
+        # Handler times of the last second; their median is the early drop's line.
+        self.reply_times = RecentQuantile(0.5, 1.0, max_samples=1024)
         # Invariant: unary calls whose handler task was created and is not done.
         self.active = 0
         pushback_range_s = (settings.pushback_min_ms / 1000, settings.pushback_max_ms / 1000)
@@ -149,7 +151,8 @@ class Admission:
 
     def too_close(self, timeout_s: float) -> bool:
         """Is `timeout_s` too little for a reply to reach the caller? (Counted if so.)"""
-        if timeout_s >= self.reply_times.margin_s(time.monotonic()):
+        margin = max(self.settings.min_margin_s, self.reply_times.value(time.monotonic()))
+        if timeout_s >= margin:
             return False
         self.refusals.count(Refusal.DEADLINE)
         return True

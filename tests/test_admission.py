@@ -28,9 +28,9 @@ from leasehold.gateway import (
 from leasehold.gateway._admission import QueueDelayGate, guard_services
 from leasehold.gateway._h2guard import GuardLimits, StreamBudget
 from leasehold.gateway._refusals import QuietFlood
-from leasehold.gateway._reply_times import ReplyTimes
 from leasehold.proto.v2 import booking_grpc as grpc2
 from leasehold.proto.v2 import booking_pb2 as pb2
+from leasehold.shards import RecentQuantile
 
 KEY = SlotKey("m1", "cut", 1_767_254_400, 1800)
 SLOTS = [SlotSpec(KEY, 1, 1)]
@@ -79,35 +79,31 @@ def test_pushback_grows_with_the_wait_and_is_bounded() -> None:
     assert all(500 <= ms <= 1500 for ms in long)
 
 
-def test_the_deadline_margin_is_the_recent_median_reply_time_above_its_floor() -> None:
-    times = ReplyTimes(floor_s=0.002)
-    assert times.margin_s(now=0.0) == 0.002
+def test_the_early_drop_line_is_the_recent_median_reply_time() -> None:
+    times = RecentQuantile(0.5, window_s=1.0, max_samples=1024)
+    assert times.value(now=0.0) == 0.0
     for i in range(99):  # one stalled handler among fast ones does not move the median
         times.observe(0.010, now=i / 1000)
     times.observe(0.700, now=0.1)
-    assert times.margin_s(now=0.2) == 0.010
-    for i in range(200):
-        times.observe(0.001, now=0.3 + i / 1000)
-    assert times.margin_s(now=0.6) == 0.002  # the floor
+    assert times.value(now=0.2) == 0.010
 
 
 def test_old_reply_times_are_forgotten_so_calls_are_measured_again() -> None:
-    times = ReplyTimes(floor_s=0.002, window_s=1.0)
+    times = RecentQuantile(0.5, window_s=1.0, max_samples=1024)
     for i in range(100):
         times.observe(0.500, now=i / 1000)
-    assert times.margin_s(now=0.2) == 0.500
-    assert times.margin_s(now=0.21) == 0.500  # cached until the next refresh
-    # Every call since has been dropped (nothing observed): after the window, the floor.
-    assert times.margin_s(now=1.2) == 0.002
+    assert times.value(now=0.2) == 0.500
+    # Every call since has been dropped (nothing observed): after the window, nothing.
+    assert times.value(now=1.2) == 0.0
     assert len(times) == 0
 
 
 def test_reply_times_keep_a_bounded_number_of_samples() -> None:
-    times = ReplyTimes(floor_s=0.0, max_samples=8)
+    times = RecentQuantile(0.5, window_s=1.0, max_samples=8)
     for i in range(100):
         times.observe(i, now=0.0)
     assert len(times) == 8
-    assert times.margin_s(now=0.0) == 96
+    assert times.value(now=0.0) == 96
 
 
 def test_rapid_resets_exhaust_the_budget_honest_cancels_do_not() -> None:
