@@ -34,7 +34,7 @@ class Refusal(enum.Enum):
     PROTOCOL_ERROR = "connections closed on an HTTP/2 protocol error"
     SLOW_READER = "connections closed for not reading their replies"
     REFUSED_STREAM = "streams refused over MAX_CONCURRENT_STREAMS"
-    OVERLOADED = "calls refused RESOURCE_EXHAUSTED (queueing delay)"
+    OVERLOADED = "calls refused RESOURCE_EXHAUSTED (behind, or at the limit of calls under way)"
     DEADLINE = "calls dropped: deadline too close to be met"
     BAD_TIMEOUT = "calls refused INVALID_ARGUMENT for a malformed grpc-timeout"
     CALL_ENDED_EARLY = "calls that ended on a deadline, cancel or reset"
