@@ -15,7 +15,10 @@ quarter of the time its caller gave it (`grpc-timeout` at arrival), at least
 a 60 ms reply that a 100 ms caller could not wait for. Per window (100 ms), the
 90th percentile of latency / target is p: over 1, the limit is divided by p (at
 most halved per window); under it, and if the limit was reached in the window
-(otherwise nothing was learnt about a larger one), it grows by its square root.
+(otherwise nothing was learnt about a larger one), it grows by its square root,
+or doubles when p is under 0.5. It starts at its maximum: a fresh server admits
+what its latency allows, and 256 closed-loop callers with 5 s deadlines are
+never refused (from 128 up, the bench's own setups were).
 The pushback refused callers are told grows while refusals outnumber admissions
 and shrinks when they are few, so that callers honouring it come back at about
 the rate the server admits.
@@ -36,7 +39,9 @@ class LimitSettings:
     deadline_share: float = 0.25  # a call's target: this share of its timeout, if more
     no_deadline_target_s: float = 1.0
     window_s: float = 0.100
-    initial: int = 128  # a fresh server takes a burst of 100 calls on one connection
+    # None: start at the maximum. A fresh server, or one whose callers' deadlines are
+    # long, admits every call its latency allows; the limit is learnt when it must shrink.
+    initial: int | None = None
     # Not lower: on a shared machine latency is often the scheduler's, not the queue's,
     # and a loop serving fewer calls a batch does less per wake-up.
     minimum: int = 16
@@ -52,7 +57,8 @@ class AdaptiveLimit:
         self._maximum = maximum
         self._pushback_range_s = pushback_range_s
         # Invariant: settings.minimum <= limit <= maximum (when maximum >= minimum).
-        self.limit = float(min(max(settings.initial, settings.minimum), maximum))
+        initial = maximum if settings.initial is None else settings.initial
+        self.limit = float(min(max(initial, settings.minimum), maximum))
         self.pushback_s = pushback_range_s[0]
         self._window_end = -math.inf
         self._samples: list[float] = []
@@ -96,7 +102,8 @@ class AdaptiveLimit:
             if p90 > 1.0:
                 self.limit *= max(0.5, 1.0 / p90)
             elif self._peak_active >= self.limit:
-                self.limit += math.sqrt(self.limit)
+                # Far under target (callers with long deadlines): double; near it, probe.
+                self.limit += self.limit if p90 < 0.5 else math.sqrt(self.limit)
             self.limit = min(max(self.limit, float(s.minimum)), float(self._maximum))
         self._adapt_pushback()
         self._samples.clear()

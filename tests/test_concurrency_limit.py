@@ -42,9 +42,18 @@ def test_latency_over_target_shrinks_the_limit_at_most_by_half_a_window() -> Non
     assert limit_after(1.0, windows=20) == SETTINGS.minimum
 
 
-def test_latency_under_target_grows_the_limit_up_to_the_maximum() -> None:
-    assert limit_after(0.005, windows=1) == pytest.approx(64 + 8)
-    assert limit_after(0.005, windows=200) == 1024
+def test_latency_near_target_grows_the_limit_by_its_square_root() -> None:
+    assert limit_after(0.020, windows=1) == pytest.approx(64 + 8)  # 0.8 of the target
+
+
+def test_latency_far_under_target_doubles_the_limit_up_to_the_maximum() -> None:
+    assert limit_after(0.005, windows=1) == pytest.approx(128)  # 0.2 of the target
+    assert limit_after(0.005, windows=10) == 1024
+
+
+def test_a_fresh_limit_starts_at_its_maximum() -> None:
+    assert AdaptiveLimit(LimitSettings(), 1024, PUSHBACK_RANGE).limit == 1024
+    assert AdaptiveLimit(LimitSettings(), 1, PUSHBACK_RANGE).limit == 1
 
 
 def test_a_caller_with_a_long_deadline_is_not_limited_for_a_slow_reply() -> None:
