@@ -31,6 +31,7 @@ from leasehold.shards._metrics import (
     percentile,
 )
 from leasehold.shards._persistence import RecoveryError, RecoveryReport
+from leasehold.shards._recent import RecentQuantile
 from leasehold.shards._shard import EventSink, Shard, ShardHandle, call
 from leasehold.shards._snapshots import encode_snapshot, remove_covered, write_snapshot
 from leasehold.shards._supervisor import Persistence, ShardSet, partition_inventory, run_shards
@@ -47,6 +48,7 @@ __all__ = [
     "JournalWriter",
     "LatencyHistogram",
     "Persistence",
+    "RecentQuantile",
     "RecoveryError",
     "RecoveryReport",
     "Reply",

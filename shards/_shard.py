@@ -36,6 +36,7 @@ from leasehold.shards._messages import (
     ShardUnavailable,
 )
 from leasehold.shards._metrics import LatencyHistogram
+from leasehold.shards._recent import RecentQuantile
 
 _NANOS = 1_000_000_000
 # Requests served per wake-up before yielding to other tasks (fairness between shards).
@@ -215,11 +216,10 @@ class Shard:
 
     def _serve(self, request: ShardRequest) -> None:
         now = trio.current_time()
-        if now + self.reply_margin.seconds() >= request.deadline:
+        if now + self.reply_margin.seconds(now) >= request.deadline:
             # The reply could not reach the caller in time: applying it now would leave a
             # change (a held spot) the caller never hears of.
             self._deadline_dropped += 1
-            self.reply_margin.observe(0.0)  # a drop lets the peak decay as a reply would
             request.reply(ShardFault.DEADLINE_EXCEEDED)
             return
         command = request.command
@@ -245,7 +245,7 @@ class Shard:
             elapsed = delivered_at - request.submitted_at
             self.service_times.record(elapsed)
             times.record(elapsed)
-            self.reply_margin.observe(delivered_at - applied_at)
+            self.reply_margin.observe(delivered_at - applied_at, trio.current_time())
             request.reply(result)
 
         events = outcome.events
@@ -279,24 +279,25 @@ class ShardHandle:
 class ReplyMargin:
     """How close to its deadline a request may still be started (docs/operations.md).
 
-    The floor covers the gateway's encode and send of the reply; on top comes a
-    decaying peak of this shard's recent apply-to-deliver times (the journal's
-    commit, under sync durability), so a slow fsync widens the margin at once and
-    it narrows again over the next few hundred requests (dropped ones included: were
-    only replies to narrow it, a wide margin could drop every request for good).
+    The floor covers the gateway's encode and send of the reply; on top comes the
+    99th percentile of this shard's apply-to-deliver times (the journal's commit,
+    under sync durability) over the last WINDOW_S: a command is applied only if
+    its reply would be ready in time after 99 of 100 recent commits.
     """
 
     FLOOR_S = 0.001
-    DECAY = 0.99  # per observed reply
+    QUANTILE = 0.99
+    WINDOW_S = 2.0
+    MAX_SAMPLES = 2048  # at higher rates the window is this many replies
 
     def __init__(self) -> None:
-        self.peak_s = 0.0
+        self._recent = RecentQuantile(self.QUANTILE, self.WINDOW_S, self.MAX_SAMPLES)
 
-    def observe(self, seconds: float) -> None:
-        self.peak_s = max(seconds, self.peak_s * self.DECAY)
+    def observe(self, seconds: float, now: float) -> None:
+        self._recent.observe(seconds, now)
 
-    def seconds(self) -> float:
-        return self.FLOOR_S + self.peak_s
+    def seconds(self, now: float) -> float:
+        return self.FLOOR_S + self._recent.value(now)
 
 
 def _nothing_to_deliver() -> None:
