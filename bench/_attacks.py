@@ -11,10 +11,16 @@ from /proc, and prints one line of figures; with --runs N, also the medians.
   whenever the server closes; a health Check every 10 ms meanwhile (p99), and
   each attacking connection's time from its first frame to its close.
 - overload: CreateLease at concurrency 50 with 5 s deadlines (the capacity),
-  then `--callers` callers with `--deadline-ms` deadlines, honouring the
-  server's grpc-retry-pushback-ms; goodput against capacity, p99 of successes,
-  and the spots held by leases whose creating call failed (spots taken during
-  the phase, from CheckAvailability, less the leases granted to callers).
+  then `--callers` callers with `--deadline-ms` deadlines (two processes of
+  asyncio grpcio callers, one connection per 100; a caller whose call failed
+  calls again at once, after the server's grpc-retry-pushback-ms if it sent
+  one); goodput against capacity, p99 of successes, and the spots held by
+  leases whose creating call failed (spots taken during the phase, from
+  CheckAvailability, less the leases granted to callers, out of all spots
+  taken). Also the cores used by the server and by the load processes, how
+  late the load processes' event loops run (a starved client delays its sends
+  and its reading of replies: client-side latency includes it), and the load
+  average. LEASEHOLD_ATTACK_VERBOSE=1 prints every kind of refusal.
 - big-frames: connections that each declare a 16 MiB frame and send its body.
 """
 
@@ -23,9 +29,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import queue
+import resource
 import socket
 import statistics
 import tempfile
@@ -33,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +111,12 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class RssSampler:
@@ -251,6 +266,10 @@ class PhaseResult:
     granted: int  # leases granted to their callers
     latencies: list[float]  # of the granted calls
     codes: dict[str, int]
+    client_cpu_s: float = 0.0  # user + system CPU of the load processes
+    # How late the load processes' event loops woke from 10 ms sleeps: their own backlog,
+    # which delays sends and the reading of replies alike (the server cannot see it).
+    client_lags: list[float] = dataclasses.field(default_factory=list)
 
 
 def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
@@ -262,11 +281,16 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
     capacity = _phase(server, slot_keys, callers=50, deadline_s=5.0, seconds=10.0, tag="cap")
     held_before = _held(server.target, slot_keys)
     sampler = RssSampler(server.process.pid)
+    server_cpu = cpu_seconds(server.process.pid)
     hostile = _phase(
         server, slot_keys, ns.callers, ns.deadline_ms / 1000, seconds, tag="over", processes=2
     )
+    server_cpu = cpu_seconds(server.process.pid) - server_cpu
     after = sampler.stop()
     time.sleep(1.2)  # the server's last summary line of refusals
+    if os.environ.get("LEASEHOLD_ATTACK_VERBOSE"):
+        print(f"  server refusals: {server_refusals(server.output)}", flush=True)
+        print(f"  client codes: {hostile.codes}", flush=True)
     phantom = _held(server.target, slot_keys) - held_before - hostile.granted
     capacity_per_s = capacity.granted / 10.0
     goodput = hostile.granted / seconds
@@ -285,6 +309,12 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
         "rss_before_mb": sampler.before,
         "rss_peak_mb": sampler.peak,
         "rss_after_mb": after,
+        # Cores used during the hostile phase: the load's own share is reported, not hidden.
+        "server_cores": server_cpu / seconds,
+        "client_cores": hostile.client_cpu_s / seconds,
+        "client_lag_p50_ms": _percentile(hostile.client_lags, 50) * 1000,
+        "client_lag_p99_ms": _percentile(hostile.client_lags, 99) * 1000,
+        "load_avg_1m": os.getloadavg()[0],
     }
 
 
@@ -315,7 +345,11 @@ def _phase(
         for code, n in part.codes.items():
             codes[code] = codes.get(code, 0) + n
     return PhaseResult(
-        sum(p.granted for p in parts), [x for p in parts for x in p.latencies], codes
+        sum(p.granted for p in parts),
+        [x for p in parts for x in p.latencies],
+        codes,
+        sum(p.client_cpu_s for p in parts),
+        [x for p in parts for x in p.client_lags],
     )
 
 
@@ -329,7 +363,9 @@ def _lease_callers(
     results: Any,
 ) -> None:
     _be_nice()
-    results.put(asyncio.run(_callers(target, keys, callers, deadline_s, seconds, tag)))
+    result = asyncio.run(_callers(target, keys, callers, deadline_s, seconds, tag))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    results.put(dataclasses.replace(result, client_cpu_s=usage.ru_utime + usage.ru_stime))
 
 
 async def _callers(
@@ -372,21 +408,39 @@ async def _callers(
             else:
                 codes["BOOKING_FAILURE"] = codes.get("BOOKING_FAILURE", 0) + 1
 
-    await asyncio.gather(*(caller(i) for i in range(callers)))
+    lags: list[float] = []
+
+    async def lag_monitor() -> None:
+        while time.monotonic() < end:
+            asleep = time.monotonic()
+            await asyncio.sleep(0.010)
+            lags.append(time.monotonic() - asleep - 0.010)
+
+    await asyncio.gather(lag_monitor(), *(caller(i) for i in range(callers)))
     for channel in channels:
         await channel.close()
-    return PhaseResult(len(latencies), latencies, codes)
+    return PhaseResult(len(latencies), latencies, codes, client_lags=lags)
+
+
+_SUMMARY = "refused in the last second: "
+
+
+def server_refusals(output: list[str]) -> dict[str, int]:
+    """Every kind of refusal in the server's summary lines so far, totalled."""
+    totals: dict[str, int] = {}
+    for line in output:
+        if _SUMMARY not in line:
+            continue
+        for part in line.split(_SUMMARY, 1)[1].split("; "):
+            count, _, text = part.strip().partition(" ")
+            if count.isdigit():
+                totals[text] = totals.get(text, 0) + int(count)
+    return totals
 
 
 def _summed(output: list[str], what: str) -> int:
     """The total of one kind of refusal over the server's summary lines so far."""
-    total = 0
-    for line in output:
-        for part in line.split(": ", 1)[-1].split("; "):
-            count, _, text = part.partition(" ")
-            if text.startswith(what) and count.isdigit():
-                total += int(count)
-    return total
+    return sum(n for text, n in server_refusals(output).items() if text.startswith(what))
 
 
 def _lease_request(key: SlotKey, reference: str, expiry_ns: int) -> pb2.CreateLeaseRequest:
@@ -411,8 +465,26 @@ def _held(target: str, keys: list[SlotKey]) -> int:
         available = 0
         for key in keys:
             request = pb2.CheckAvailabilityRequest(slot=_lease_request(key, "", 0).lease.slot)
-            available += check(request, timeout=10).count_available
+            reply = _with_retries(partial(check, request, timeout=10))
+            available += reply.count_available
     return len(keys) * SPOTS_PER_SLOT - available
+
+
+def _with_retries(call: Callable[[], Any], attempts: int = 20) -> Any:
+    """`call()`, again after the server's pushback (at least 0.1 s) while it is refused:
+    just after an overload phase the server may still be shedding."""
+    for _ in range(attempts - 1):
+        try:
+            return call()
+        except grpc.RpcError as error:
+            if error.code() not in (
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                grpc.StatusCode.UNAVAILABLE,
+            ):
+                raise
+            trailers = {str(m.key): str(m.value) for m in error.trailing_metadata() or ()}
+            time.sleep(max(0.1, int(trailers.get(PUSHBACK, 0)) / 1000))
+    return call()
 
 
 # --- declared 16 MiB frames -------------------------------------------------------------

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from leasehold.bench._churn import churn
 from leasehold.bench._history import RESOURCE_EXHAUSTED, Op, Outcome
 from leasehold.bench._loadgen import NANOS, Behaviour, Ctx, PhaseSpec
 from leasehold.core import SlotKey
@@ -30,6 +31,7 @@ def behaviour_for(spec: PhaseSpec, keys: list[SlotKey]) -> Behaviour:
         "storm-setup": StormSetup,
         "storm-load": StormLoad,
         "mixed": Mixed,
+        "inventory-churn": Churn,
     }
     return kinds[spec.scenario](spec.params, keys)
 
@@ -118,6 +120,23 @@ class Contention(_Base):
         if _applied(booking):
             await _pause(ctx, rng.uniform(0, 2 * p["hold_s"]))
             await ctx.call(client.cancel(booking.booking_id, slot))
+
+
+class Churn(Contention):
+    """Contention on the churn slots while process 0's churner replaces their windows.
+
+    A share of arrivals (`read_share`) first reads their slot's availability, so the
+    checker also sees what a reader gets while capacities move.
+    """
+
+    async def arrival(self, ctx: Ctx, index: int, intended_ns: int) -> None:
+        if ctx.rng.random() < self.params.get("read_share", 0.0):
+            await ctx.call(ctx.client.check(ctx.rng.choice(self.slots), intended_ns))
+            intended_ns = 0  # the lease below goes when the read is answered
+        await super().arrival(ctx, index, intended_ns)
+
+    async def alongside(self, ctx: Ctx) -> None:
+        await churn(ctx, self.params, self.keys)
 
 
 class StormSetup(_Base):

@@ -5,8 +5,11 @@ and receive times), the slot table (capacity of each slot at the start of the
 run, when it had no holders) and a clock slack. It proves, or refutes with the
 offending operations:
 
-1. capacity: no slot ever had more holders (live leases, i.e. granted and not
-   yet expired nor consumed, plus CONFIRMED bookings) than spots;
+1. capacity: no grant was made while a slot's holders (live leases, i.e. granted
+   and not yet expired nor consumed, plus CONFIRMED bookings) filled its capacity.
+   The capacity is the feed's, changed by the run's admin calls if any (_capacity):
+   a lowered capacity evicts nobody, a removed slot has none and releases its
+   leases (not its bookings); with no change this is "never more holders than spots";
 2. availability: every availability answer (CheckAvailability, a
    BatchAvailabilityLookup entry, and the final read after the run, when
    nothing is in flight) equals spots minus the holders at that moment;
@@ -46,15 +49,21 @@ Why it is sound (it reports only what the history proves)
     expiry (a granted expiry is never later than the one asked for).
   Intervals are half-open, [start, end), and merged per entity, so an entity is
   counted once however many pieces it has.
-- Check 1 sweeps each slot's certain intervals: if more than `spots` entities
-  are certainly holders at one instant, the server had more holders than spots
-  at that instant, whatever the unknowns were. Nothing uncertain is counted, so
-  no false alarm; a real overbooking that lasts longer than a round trip is
-  seen.
+- Check 1 sweeps each slot's certain intervals: if K entities are certainly
+  holders at one instant, the last of them was granted while the other K - 1
+  held, at an instant no earlier than the latest of their earliest starts; K above
+  every capacity the slot may have had since then proves an over-grant, whatever
+  the unknowns were (see _Grants). With a fixed capacity: more than `spots`
+  certain holders. Nothing uncertain is counted, so no false alarm; a real
+  overbooking that lasts longer than a round trip is seen. A lease is certain
+  only until the earliest instant of a removal of its slot that may follow its
+  grant; a booking of a lease that a removal certainly released is flagged.
 - Check 2 brackets each read: at its instant t in W = [send - slack, recv + slack]
   the true holder count H(t) satisfies C <= H(t) <= P, where C counts entities
   certainly holding over all of W and P those possibly holding somewhere in W.
-  So the answer must lie in [spots - P, spots - C]. C is computed from sorted
+  So the answer must lie in [low - P, high - C], low and high the least and
+  largest capacity the slot may have had in W (a lowered capacity below its
+  holders reads 0 open). C is computed from sorted
   endpoints as #(start <= W.lo) - #(end <= W.hi), which undercounts only by
   intervals lying strictly inside W (a lower bound keeps it sound). With
   nothing in flight and no unknowns, C == P and the final read must be exact.
@@ -81,6 +90,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from leasehold.bench._capacity import CapacityTimeline, timelines
 from leasehold.bench._history import OK, RESOURCE_EXHAUSTED, BenchSlot, Kind, Op, Outcome
 
 INF = 2**62  # "never ends": later than any wall-clock ns we will meet
@@ -93,6 +103,7 @@ class ViolationKind(enum.Enum):
     BOOKING_WITHOUT_LIVE_LEASE = "booking_without_live_lease"
     LEASE_CONSUMED_TWICE = "lease_consumed_twice"
     LEASE_EXPIRED_EARLY = "lease_expired_early"
+    BOOKING_OF_RELEASED_LEASE = "booking_of_released_lease"
     REPLAY_MISMATCH = "replay_mismatch"
 
 
@@ -181,13 +192,15 @@ def check_history(history: Sequence[Op], slots: Sequence[BenchSlot], slack_ns: i
     if slack_ns < 0:
         raise ValueError("slack_ns must not be negative")
     report = _Reporter()
-    checker = _Checker(history, slots, slack_ns, report)
+    capacity = timelines(history, tuple(slots), slack_ns)
+    checker = _Checker(history, slots, slack_ns, report, capacity)
     entities = checker.entities()
     max_holders = {}
     reads = 0
     for slot in range(len(slots)):
         certain, possible = _per_slot_intervals(entities, slot)
-        max_holders[slot] = _check_capacity(slot, slots[slot], certain, entities, report)
+        grants = _Grants(slot, slots[slot], capacity[slot], entities, report)
+        max_holders[slot] = grants.check(certain)
         reads += checker.check_reads(slot, certain, possible, entities)
     return CheckResult(
         violations=tuple(report.found),
@@ -202,9 +215,15 @@ def check_history(history: Sequence[Op], slots: Sequence[BenchSlot], slack_ns: i
 
 class _Checker:
     def __init__(
-        self, history: Sequence[Op], slots: Sequence[BenchSlot], slack_ns: int, report: _Reporter
+        self,
+        history: Sequence[Op],
+        slots: Sequence[BenchSlot],
+        slack_ns: int,
+        report: _Reporter,
+        capacity: Sequence[CapacityTimeline],
     ) -> None:
         self.slots = slots
+        self.capacity = capacity
         self.slack = slack_ns
         self.report = report
         self.by_kind: dict[Kind, list[Op]] = defaultdict(list)
@@ -309,6 +328,7 @@ class _Checker:
                 and op.status != RESOURCE_EXHAUSTED
                 and op.slot == original.slot
                 and op.send_ns > original.recv_ns
+                and not self._removed_between(op.slot, self.earliest(original), self.latest(op))
             ):
                 self.report.add(
                     Violation(
@@ -392,6 +412,7 @@ class _Checker:
                 op.outcome is Outcome.REFUSED
                 and op.status != RESOURCE_EXHAUSTED
                 and op.send_ns > original.recv_ns
+                and not self._removed_between(op.slot, self.earliest(original), self.latest(op))
             ):
                 self.report.add(
                     Violation(
@@ -410,7 +431,8 @@ class _Checker:
             lease = self.leases.get(op.lease_id)
             if lease is None:
                 continue
-            if lease.granted_by_ns <= self.earliest(op) and self.latest(op) < lease.expiry_ns:
+            alive = min(lease.expiry_ns, self._released_by(lease))  # a removal ends it too
+            if lease.granted_by_ns <= self.earliest(op) and self.latest(op) < alive:
                 self.report.add(
                     Violation(
                         ViolationKind.LEASE_EXPIRED_EARLY,
@@ -432,10 +454,11 @@ class _Checker:
             lease = self.leases.get(booking.lease_id)
             problem = self._lease_problem(booking, lease)
             if problem:
+                kind, why = problem
                 self.report.add(
                     Violation(
-                        ViolationKind.BOOKING_WITHOUT_LIVE_LEASE,
-                        f"booking {booking.booking_id} {problem}",
+                        kind,
+                        f"booking {booking.booking_id} {why}",
                         tuple((lease.ops if lease else []) + booking.ops),
                         slot=booking.slot,
                         at_ns=booking.created_from_ns,
@@ -453,7 +476,51 @@ class _Checker:
                     )
                 )
 
-    def _lease_problem(self, booking: _Booking, lease: _Lease | None) -> str:
+    def _removed_between(self, slot: int, lo: int, hi: int) -> bool:
+        """Whether a removal of `slot` may have been applied within [lo, hi].
+
+        While a slot is removed a replay of a request on it is refused as for an
+        unknown slot (spec section 8), so such a refusal proves nothing.
+        """
+        return any(
+            r.latest_ns >= lo and r.earliest_ns <= hi for r in self.capacity[slot].removals()
+        )
+
+    def _released_by(self, lease: _Lease) -> int:
+        """The earliest instant a removal of its slot may have released the lease, or INF.
+
+        Only removals that may have come after the grant count: a removal certainly
+        before it (and a re-add) leaves a later lease alone.
+        """
+        return min(
+            (
+                removal.earliest_ns
+                for removal in self.capacity[lease.slot].removals()
+                if removal.latest_ns >= lease.granted_from_ns
+            ),
+            default=INF,
+        )
+
+    def _lease_problem(
+        self, booking: _Booking, lease: _Lease | None
+    ) -> tuple[ViolationKind, str] | None:
+        why = self._dead_lease(booking, lease)
+        if why:
+            return ViolationKind.BOOKING_WITHOUT_LIVE_LEASE, why
+        assert lease is not None  # _dead_lease says why when there is none
+        for removal in self.capacity[lease.slot].removals():
+            if (
+                removal.applied
+                and removal.earliest_ns > lease.granted_by_ns
+                and removal.latest_ns < booking.created_from_ns
+            ):
+                return ViolationKind.BOOKING_OF_RELEASED_LEASE, (
+                    f"was made after the slot's removal (op {removal.op_id}) released its "
+                    f"lease {lease.lease_id}"
+                )
+        return None
+
+    def _dead_lease(self, booking: _Booking, lease: _Lease | None) -> str:
         if lease is None:
             return f"consumed lease {booking.lease_id}, which no reply in the history granted"
         if lease.slot != booking.slot:
@@ -529,6 +596,8 @@ class _Checker:
                 for slot, cert, poss in segments[extra.booking_id]:
                     other.hold(slot, cert, poss)
                 out.append(other)
+        else:
+            certain_end = min(certain_end, self._released_by(lease))
         entity.hold(
             lease.slot,
             (lease.granted_by_ns, certain_end),
@@ -548,7 +617,7 @@ class _Checker:
         reads = self.reads.get(slot, [])
         if not reads:
             return 0
-        spots = self.slots[slot].spots
+        timeline = self.capacity[slot]
         c_starts = sorted(s for s, _, _ in certain)
         c_ends = sorted(e for _, e, _ in certain)
         p_starts = sorted(s for s, _, _ in possible)
@@ -557,7 +626,10 @@ class _Checker:
             lo, hi = self.earliest(op), self.latest(op)
             surely = bisect.bisect_right(c_starts, lo) - bisect.bisect_right(c_ends, hi)
             maybe = bisect.bisect_right(p_starts, hi) - bisect.bisect_right(p_ends, lo)
-            most, least = spots - max(surely, 0), max(spots - maybe, 0)
+            top, bottom = timeline.most(lo, hi), timeline.least(lo, hi)
+            most, least = top - max(surely, 0), max(bottom - maybe, 0)
+            if timeline.varies:
+                most = max(most, 0)  # holders above a lowered capacity are legal
             if op.kind is Kind.CHECK:
                 wrong = not least <= op.count <= most
                 said = f"count_available {op.count}"
@@ -584,13 +656,16 @@ class _Checker:
         witnesses = sure if op.count > most else maybe
         ops = tuple(sorted({o for i in witnesses for o in entities[i].ops}))
         phase = " (the final read)" if op.phase == "final" else ""
+        timeline = self.capacity[op.slot]
+        top, bottom = timeline.most(lo, hi), timeline.least(lo, hi)
+        spots = str(top) if top == bottom else f"{bottom}..{top}"
         self.report.add(
             Violation(
                 ViolationKind.AVAILABILITY_MISMATCH,
                 f"slot {self.slots[op.slot].label()} answered {said}{phase}, but the history "
-                f"allows only {least}..{most} open spots of {self.slots[op.slot].spots} "
+                f"allows only {least}..{most} open spots of {spots} "
                 f"({len(sure)} certain holders, {len(maybe)} possible)",
-                (op.op_id, *ops),
+                (op.op_id, *ops, *timeline.changes_in(lo, hi)),
                 slot=op.slot,
                 at_ns=op.send_ns,
             )
@@ -622,39 +697,77 @@ def _per_slot_intervals(
     return certain, possible
 
 
-def _check_capacity(
-    slot: int,
-    info: BenchSlot,
-    certain: list[tuple[int, int, int]],
-    entities: list[_Entity],
-    report: _Reporter,
-) -> int:
-    """Sweep the certain intervals; report each stretch with more holders than spots."""
-    events: list[tuple[int, int, int]] = []  # (instant, +1 start / -1 end, entity)
-    for start, end, index in certain:
-        events.append((start, 1, index))
-        events.append((end, -1, index))
-    events.sort(key=lambda e: (e[0], e[1]))  # at one instant, ends before starts
-    live: dict[int, int] = defaultdict(int)
-    count = peak = 0
-    over = False
-    for instant, delta, index in events:
-        count += delta
-        live[index] += delta
-        if not live[index]:
-            del live[index]
-        peak = max(peak, count)
-        if count > info.spots and not over:
-            ops = tuple(sorted({o for i in live for o in entities[i].ops}))
-            report.add(
-                Violation(
-                    ViolationKind.OVER_CAPACITY,
-                    f"slot {info.label()} had {count} certain holders at {instant} "
-                    f"but {info.spots} spots",
-                    ops,
-                    slot=slot,
-                    at_ns=instant,
-                )
+class _Grants:
+    """Check 1 on one slot: no grant was made while the holders filled its capacity.
+
+    Sweeps the certain intervals. When one starts at t, the K certain holders at t
+    were granted at instants g_1 <= ... <= g_K <= t, and each holds from its grant
+    through t; so at g_K the K - 1 others held, and the grant needed K - 1 < capacity
+    at g_K. Every g lies after its holder's earliest possible start, so g_K lies in
+    [max of those starts, t], and K above the largest capacity the slot may have had
+    anywhere in that window proves an over-grant. (With a capacity that never changes
+    this is: more certain holders than spots.) Checking the full set at each start is
+    enough: any subset that ends with the same start has a wider window and fewer
+    holders.
+    """
+
+    def __init__(
+        self,
+        slot: int,
+        info: BenchSlot,
+        timeline: CapacityTimeline,
+        entities: list[_Entity],
+        report: _Reporter,
+    ) -> None:
+        self.slot = slot
+        self.info = info
+        self.timeline = timeline
+        self.entities = entities
+        self.report = report
+
+    def check(self, certain: list[tuple[int, int, int]]) -> int:
+        """Report each over-grant; return the peak of certain holders."""
+        events: list[tuple[int, int, int, int]] = []  # (instant, +1/-1, entity, origin)
+        for start, end, index in certain:
+            origin = self._origin(index, start)
+            events.append((start, 1, index, origin))
+            events.append((end, -1, index, origin))
+        events.sort(key=lambda e: (e[0], e[1]))  # at one instant, ends before starts
+        live: dict[int, int] = {}  # entity -> the origin of its live interval
+        peak = 0
+        for instant, delta, index, origin in events:
+            if delta < 0:
+                live.pop(index, None)
+                continue
+            live[index] = origin
+            peak = max(peak, len(live))
+            most = self._most(len(live), live, instant)
+            if len(live) > most:  # each over-grant is its own violation
+                self._report(len(live), most, live, instant)
+        return peak
+
+    def _origin(self, index: int, start: int) -> int:
+        """The earliest instant the hold that is certain from `start` can have begun."""
+        pieces = _merge(self.entities[index].possible.get(self.slot, []))
+        at = bisect.bisect_right(pieces, (start, INF)) - 1
+        return pieces[at][0] if at >= 0 and pieces[at][1] >= start else -INF
+
+    def _most(self, holders: int, live: dict[int, int], instant: int) -> int:
+        if holders <= self.timeline.least_ever:
+            return holders  # no capacity the slot ever had is lower: nothing to prove
+        return self.timeline.most(max(live.values()), instant)
+
+    def _report(self, holders: int, most: int, live: dict[int, int], instant: int) -> None:
+        ops = {o for i in live for o in self.entities[i].ops}
+        changes = self.timeline.changes_in(max(live.values()), instant)
+        capacity = f"{most} spots" if not self.timeline.varies else f"at most {most} spots then"
+        self.report.add(
+            Violation(
+                ViolationKind.OVER_CAPACITY,
+                f"slot {self.info.label()} had {holders} certain holders at {instant} "
+                f"but {capacity}: the last of them was granted while the others filled it",
+                tuple(sorted(ops | set(changes))),
+                slot=self.slot,
+                at_ns=instant,
             )
-        over = count > info.spots
-    return peak
+        )

@@ -5,6 +5,7 @@
     leasehold bench core [--leases N]
     leasehold bench restart [--events N] [--layout journal,snapshot] [--runs R]
     leasehold bench attack {rapid-reset,overload,big-frames} [--runs R]   (issue 15's probes)
+    leasehold bench h2load (--spawn [serve flags...] | --target HOST:PORT) [options]   (low CPU)
     leasehold bench feed SCENARIO [options] > feed.json
 
 Exit status: 0 when the run was made and the checker found nothing; 1 when the
@@ -52,6 +53,8 @@ CLIENT_NICE = 10
 # What the checker allows between the clients' clock and the server's, beyond the drift
 # measured during the run: the server anchors its clock once, reading two clocks.
 BASE_SLACK_NS = 1_000_000
+# One churner sends one replacement at a time; more than this would only measure its queue.
+MAX_CHURN_RATE = 1_000.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from leasehold.bench._attacks import main as attack_main
 
         return attack_main(args[1:])
+    if args[:1] == ["h2load"]:
+        from leasehold.bench._h2load import main as h2load_main
+
+        return h2load_main(args[1:])
     if args[:1] == ["restart"]:
         from leasehold.bench._restart import main as restart_main
 
@@ -88,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="leasehold bench",
         description="Load-test a Leasehold server over gRPC and check the full history. "
         "`leasehold bench core` times core/ alone; `leasehold bench feed SCENARIO` prints "
-        "the feed a --target server must serve.",
+        "the feed a --target server must serve; `leasehold bench h2load --help`: load from h2load.",
     )
     p.add_argument("scenario", choices=SCENARIOS)
     where = p.add_mutually_exclusive_group()
@@ -149,6 +156,25 @@ def _parser() -> argparse.ArgumentParser:
     shape.add_argument("--storm-setup", type=float, metavar="S")
     shape.add_argument("--mix", help="mixed: weights, e.g. check=25,lease=20,book=10")
     shape.add_argument("--max-bookings", type=int, default=2)
+    churn = p.add_argument_group("inventory-churn")
+    churn.add_argument(
+        "--churn-rate",
+        type=float,
+        default=20.0,
+        metavar="N",
+        help="window replacements per second during the churn phases (default 20)",
+    )
+    churn.add_argument(
+        "--churn-rounds",
+        type=int,
+        default=3,
+        metavar="N",
+        help="steady and churn phases alternate in N rounds of duration/N each (default 3)",
+    )
+    churn.add_argument(
+        "--admin-target", metavar="HOST:PORT", help="with --target: the server's admin API"
+    )
+    churn.add_argument("--admin-token", help="the admin API's bearer token, if it needs one")
     out = p.add_argument_group("the report")
     out.add_argument("--out", type=Path, help="result directory (default bench-results/...)")
     out.add_argument("--no-charts", action="store_true")
@@ -171,8 +197,10 @@ def _options(
             parser.error(f"--durability: {problem}")
         if not ns.spawn:
             parser.error("--durability is a setting of the server --spawn starts")
-    if ns.ceiling_rounds < 1:
-        parser.error("--ceiling-rounds must be at least 1")
+    if ns.ceiling_rounds < 1 or ns.churn_rounds < 1:
+        parser.error("--ceiling-rounds and --churn-rounds must be at least 1")
+    if not 0 < ns.churn_rate <= MAX_CHURN_RATE:
+        parser.error(f"--churn-rate must be above 0 and at most {MAX_CHURN_RATE:g}")
     if not 0 <= ns.client_nice <= 19:
         parser.error("--client-nice must be 0 to 19")
     if ns.clients < 1 or (ns.concurrency is not None and ns.concurrency < 1):
@@ -211,6 +239,10 @@ def _options(
         mix=mix,
         max_bookings=ns.max_bookings,
         max_requests=ns.max_requests,
+        churn_rate=ns.churn_rate,
+        churn_rounds=ns.churn_rounds,
+        admin_target=ns.admin_target,
+        admin_token=ns.admin_token,
     )
     return options, ns
 
@@ -279,18 +311,26 @@ def _one_run(
         if ns.spawn:
             slots = slots or build_slots(slot_groups(o), int(started))
             feed = write_feed(out_dir / "feed.json", slots, int(started))
+            extra = list(ns.serve_extra)
+            if o.scenario == "inventory-churn" and not _has_flag(extra, "--admin-port"):
+                extra += ["--admin-port", "0"]
             command = serve_command(
-                feed, Path(scratch) / "data", ns.shards, ns.serve_extra, durability=durability
+                feed, Path(scratch) / "data", ns.shards, extra, durability=durability
             )
             try:
                 server = SpawnedServer(command)
             except ServerError as problem:
                 raise RunError(str(problem)) from None
             target = server.target
+            if o.scenario == "inventory-churn":
+                o = dataclasses.replace(o, admin_target=server.admin_target())
         else:
             target = ns.target
-            if not _loopback(target):
-                raise RunError(f"--target {target}: the bench sends load to loopback only")
+            if o.scenario == "inventory-churn" and not o.admin_target:
+                raise RunError("inventory-churn with --target needs --admin-target HOST:PORT")
+            for where in (target, o.admin_target or target):
+                if not _loopback(where):
+                    raise RunError(f"{where}: the bench sends load to loopback only")
             if ns.feed is None:
                 raise RunError("--target needs --feed: the feed that server serves")
             slots = read_feed(ns.feed, ROLES[o.scenario])
@@ -333,6 +373,8 @@ def _run(
             wait = 0.0 if server else (o.lease_ttl_s or 3.0) + 2.0
         runner.wait_until_free(wait)
         scenario = run_scenario(runner, o)
+        if server is not None and o.scenario == "inventory-churn":
+            scenario.extra.update(_shard_hold(server))
         final = runner.read_all("final")
         history = [op for phase in scenario.phases for op in phase.ops] + final
         drift = abs(time.time_ns() - time.monotonic_ns() - drift0)
@@ -356,6 +398,24 @@ def _run(
     if server_exit not in (None, 0):
         print(f"warning: the server exited {server_exit} on SIGTERM", file=log)
     return result
+
+
+def _shard_hold(server: SpawnedServer) -> dict[str, Any]:
+    """The server's own figure for an update: ChangeInventory service time, from /metrics."""
+    from leasehold.bench._churn import hold_figures, scrape_metrics
+
+    url = server.health_url()
+    if url is None:
+        return {}
+    try:
+        return hold_figures(scrape_metrics(url))
+    except OSError as problem:
+        print(f"warning: no /metrics from {url}: {problem}", file=sys.stderr)
+        return {}
+
+
+def _has_flag(args: Sequence[str], flag: str) -> bool:
+    return any(arg.split("=", 1)[0] == flag for arg in args)
 
 
 def _serve_setting(command: Sequence[str], flag: str) -> str | None:

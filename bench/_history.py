@@ -52,6 +52,9 @@ class Kind(enum.Enum):
     RESCHEDULE = "reschedule"  # UpdateBooking of the start time (v2)
     GET = "get"  # GetBookingStatus
     LIST = "list"  # ListBookings
+    # One slot's part of an admin ReplaceServiceAvailability: `count` is the capacity it
+    # set, `removed` whether it removed the slot (see _capacity).
+    INVENTORY = "inventory"
 
 
 class Outcome(enum.Enum):
@@ -100,13 +103,17 @@ class Op:
     intended_ns: int = 0
     send_ns: int = 0
     recv_ns: int = 0
+    # INVENTORY: the change removed the slot (its `count` is then 0).
+    removed: bool = False
 
     @property
     def outcome(self) -> Outcome:
         if self.status == OK:
             return Outcome.REFUSED if self.cause else Outcome.APPLIED
-        if self.status in NOT_APPLIED_STATUSES:
+        if self.status in NOT_APPLIED_STATUSES and self.kind is not Kind.INVENTORY:
             return Outcome.REFUSED
+        # An admin change is applied in steps, shard by shard, and a later step may be
+        # shed or refused after earlier ones applied: no error proves nothing changed.
         return Outcome.UNKNOWN
 
     @property

@@ -50,6 +50,8 @@ GRACE_S = 5.0
 # Connections each client process opens (README, "Processes": the kernel spreads
 # connections, not calls, over a multi-process server's gateway workers).
 CONNECTIONS_PER_CLIENT = 4
+# What a client process sends once, when it is connected and waits for its first phase.
+READY = "ready"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +191,7 @@ async def _serve(
             for _ in range(CONNECTIONS_PER_CLIENT)
         ]
         await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), timeout_s)
+        conn.send(READY)  # the coordinator starts no phase before every client says so
         client = Client(channels, keys, worker=index, timeout_s=timeout_s)
         while True:
             spec = await loop.run_in_executor(None, conn.recv)

@@ -218,8 +218,10 @@ def describe_op(op: Op, slots: Sequence[BenchSlot]) -> str:
     else:
         answer = op.cause or f"status {op.status} ({op.outcome.value})"
     parts.append(f"answer {answer}")
-    if op.count >= 0:
-        parts.append(f"count {op.count}")
+    if op.removed:
+        parts.append("removed")
+    elif op.count >= 0:
+        parts.append(f"{'capacity' if op.kind is Kind.INVENTORY else 'count'} {op.count}")
     if op.expiry_ns:
         parts.append(f"expires_ns {op.expiry_ns}")
     parts.append(f"sent_ns {op.send_ns} answered after {(op.recv_ns - op.send_ns) / 1e6:.3f} ms")

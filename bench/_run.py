@@ -26,9 +26,19 @@ import grpc
 
 from leasehold.bench._client import Client
 from leasehold.bench._history import BenchSlot, Op, Outcome
-from leasehold.bench._loadgen import NANOS, PhaseResult, PhaseSpec, Progress, worker_main
+from leasehold.bench._loadgen import (
+    NANOS,
+    READY,
+    PhaseResult,
+    PhaseSpec,
+    Progress,
+    worker_main,
+)
 
 START_DELAY_S = 0.5
+# How long the client processes may take to start and connect (spawn, imports) on a
+# loaded machine, beyond the call timeout they wait for the channel.
+CLIENT_START_S = 60.0
 READ_CONCURRENCY = 32
 
 
@@ -145,6 +155,7 @@ class Runner:
         self._conns: list[multiprocessing.connection.Connection] = []
         self._procs: list[multiprocessing.process.BaseProcess] = []
         self._op_ids = 0
+        self._clients_ready = False
 
     def __enter__(self) -> Runner:
         rows = [s.key.as_tuple() for s in self.slots]  # a SlotKey's hash is per process
@@ -201,6 +212,7 @@ class Runner:
         max_requests: int = 10_000_000,
     ) -> PhaseOutcome:
         """Run one phase on every client process and wait for all of it."""
+        self._await_clients()
         start_ns = time.time_ns() + round(START_DELAY_S * NANOS)
         end_ns = start_ns + round(duration_s * NANOS)
         self._phases_started += 1
@@ -249,6 +261,29 @@ class Runner:
             wall_s=max(r.wall_s for r in results),
             held_back=sum(r.held_back for r in results),
         )
+
+    def _await_clients(self) -> None:
+        """Wait (once) until every client process is connected and waiting for a phase.
+
+        A phase is timed from when it is sent: a client still starting (spawning,
+        importing, connecting; seconds on a loaded machine) would miss a short one.
+        """
+        if self._clients_ready:
+            return
+        deadline = time.monotonic() + CLIENT_START_S + self.timeout_s
+        for worker, conn in enumerate(self._conns):
+            while not conn.poll(0.1):
+                if not self._procs[worker].is_alive() and not conn.poll():
+                    raise RunError(f"client process {worker} died before it connected")
+                if time.monotonic() > deadline:
+                    raise RunError(f"client process {worker} did not connect in time")
+            try:
+                said = conn.recv()
+            except EOFError:
+                raise RunError(f"client process {worker} died before it connected") from None
+            if said != READY:
+                raise RunError(f"client process {worker} said {said!r} before its first phase")
+        self._clients_ready = True
 
     def _collect(self, name: str, duration_s: float) -> list[PhaseResult]:
         results: dict[int, PhaseResult] = {}

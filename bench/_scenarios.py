@@ -12,6 +12,11 @@
   open-loop load on other slots goes on before and after it, and pollers watch
   the storm slots from the instant on.
 - mixed: a weighted blend of every RPC, v2 and v0 (`--mix check=25,lease=20,...`).
+- inventory-churn: the contention load (open loop, `--rate`) on a few merchants'
+  runs of slots, in rounds that alternate `steady` (no change) and `churn` (the
+  admin API replaces windows of the same slots at `--churn-rate` per second: see
+  _churn). The checker learns each capacity from the admin calls; the figures
+  compare CreateLease latency in the two phases and give each update's latency.
 
 `--ceiling` adds a phase of the health Check at the scenario's concurrency: what
 the same gRPC stack does with no work behind the call. It alternates with the
@@ -28,16 +33,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from leasehold.bench._feed import SlotGroup
-from leasehold.bench._history import BenchSlot, Kind
+from leasehold.bench._history import BenchSlot, Kind, Op
 from leasehold.bench._loadgen import NANOS
 from leasehold.bench._run import PhaseOutcome, RunError, Runner, merge_rounds
 
-SCENARIOS = ("flow", "contention", "expiry-storm", "mixed")
+SCENARIOS = ("flow", "contention", "expiry-storm", "mixed", "inventory-churn")
 ROLES = {
     "flow": ("flow",),
     "contention": ("race",),
     "expiry-storm": ("storm", "background"),
     "mixed": ("mixed",),
+    "inventory-churn": ("churn",),
 }
 DEFAULT_MIX = {
     "check": 25.0,
@@ -57,6 +63,10 @@ DEFAULT_MIX = {
 
 # Not counted at the start of each --ceiling round (see _measure).
 ROUND_SETTLE_S = 0.5
+# inventory-churn: the open-loop arrival rate when --rate is not given.
+CHURN_LOAD_PER_S = 300.0
+# ... and the share of arrivals that read their slot first (CheckAvailability).
+CHURN_READ_SHARE = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +95,11 @@ class Options:
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     max_bookings: int = 2
     max_requests: int = 10_000_000
+    churn_rate: float = 20.0
+    churn_rounds: int = 3
+    # The admin API's HOST:PORT (the CLI fills it from --spawn or --admin-target).
+    admin_target: str | None = None
+    admin_token: str | None = None
 
 
 def default_concurrency(o: Options) -> int:
@@ -106,6 +121,8 @@ def slot_groups(o: Options) -> list[SlotGroup]:
         ]
     if o.scenario == "mixed":
         return [SlotGroup("mixed", o.slots or 96, o.spots or 4, merchants=16)]
+    if o.scenario == "inventory-churn":
+        return [SlotGroup("churn", o.slots or 16, o.spots or 2, merchants=4)]
     raise ValueError(f"unknown scenario {o.scenario!r}")
 
 
@@ -122,6 +139,7 @@ def run_scenario(runner: Runner, o: Options) -> ScenarioRun:
         "contention": _contention,
         "expiry-storm": _expiry_storm,
         "mixed": _mixed,
+        "inventory-churn": _inventory_churn,
     }
     run = ScenarioRun()
     plans[o.scenario](runner, o, run)
@@ -249,6 +267,88 @@ def _mixed(runner: Runner, o: Options, run: ScenarioRun) -> None:
     if o.warmup_s > 0:
         _load(runner, o, run, "warmup", "mixed", params, duration_s=o.warmup_s, measured=False)
     _measure(runner, o, run, "mixed", params)
+
+
+def _inventory_churn(runner: Runner, o: Options, run: ScenarioRun) -> None:
+    if not o.admin_target:
+        raise RunError("inventory-churn needs the admin API: --spawn, or --admin-target")
+    slots = _indexes(runner.slots, "churn")
+    params = {
+        "slots": slots,
+        "lease_ttl_s": o.lease_ttl_s or 2.0,
+        "book_share": o.book_share,
+        "think_s": o.think_s,
+        "hold_s": o.hold_s,
+        "late_share": o.late_share,
+        "replay_share": o.replay_share,
+        "spots": {str(i): runner.slots[i].spots for i in slots},
+        # Capacities walk over 1..2K-1 around the start capacity K, so the churn phase
+        # offers about as many spots as the steady one (a fair comparison of latency).
+        "max_spots": 2 * max(runner.slots[i].spots for i in slots) - 1,
+        "admin_target": o.admin_target,
+        "admin_token": o.admin_token,
+        "churn_rate": 0.0,
+        "read_share": CHURN_READ_SHARE,
+    }
+    churning = {**params, "churn_rate": o.churn_rate}
+    rate = o.rate or CHURN_LOAD_PER_S
+    if o.warmup_s > 0:
+        duration, behaviour = o.warmup_s, "inventory-churn"
+        _load(
+            runner,
+            o,
+            run,
+            "warmup",
+            behaviour,
+            params,
+            duration_s=duration,
+            rate=rate,
+            measured=False,
+        )
+    length = o.duration_s / o.churn_rounds + ROUND_SETTLE_S
+    steady: list[PhaseOutcome] = []
+    churn: list[PhaseOutcome] = []
+    for _ in range(o.churn_rounds):
+        for name, p, rounds in (("steady", params, steady), ("churn", churning, churn)):
+            phase = _load(runner, o, run, name, "inventory-churn", p, duration_s=length, rate=rate)
+            rounds.append(_settle(run, phase))
+    run.extra.update(churn_figures(merge_rounds(steady)[0], merge_rounds(churn)[0]))
+
+
+def churn_figures(steady: PhaseOutcome, churn: PhaseOutcome) -> dict[str, Any]:
+    """CreateLease latency without and with churn, and what each update cost."""
+    figures: dict[str, Any] = {}
+    for label, phase in (("steady", steady), ("churn", churn)):
+        latencies = sorted(
+            op.latency_ns
+            for op in phase.ops
+            if op.kind is Kind.LEASE and phase.within(op.intended_ns or op.send_ns)
+        )
+        figures[f"lease_{label}_requests"] = len(latencies)
+        figures[f"lease_{label}_granted"] = sum(
+            1 for op in phase.answered() if op.kind is Kind.LEASE and op.lease_id
+        )
+        for q in (0.5, 0.99):
+            value = _pct(latencies, q) / 1e6 if latencies else None
+            figures[f"lease_{label}_p{round(q * 100)}_ms"] = value and round(value, 3)
+    p99s = (figures["lease_steady_p99_ms"], figures["lease_churn_p99_ms"])
+    figures["lease_p99_churn_over_steady"] = (
+        round(p99s[1] / p99s[0], 2) if p99s[0] and p99s[1] else None
+    )
+    calls: dict[tuple[int, int], Op] = {}
+    for op in churn.ops:
+        if op.kind is Kind.INVENTORY:
+            calls.setdefault((op.worker, op.send_ns), op)
+    answers = Counter(call.outcome.value for call in calls.values())
+    during = [c for c in calls.values() if churn.within(c.send_ns)]
+    latencies = sorted(c.recv_ns - c.send_ns for c in calls.values())
+    figures["churn_calls"] = dict(answers)
+    figures["churn_changes_per_s"] = round(len(during) / churn.seconds, 1) if churn.seconds else 0
+    figures["churn_slot_changes"] = sum(1 for op in churn.ops if op.kind is Kind.INVENTORY)
+    for q in (0.5, 0.99, 1.0):
+        value = _pct(latencies, q) / 1e6 if latencies else None
+        figures[f"update_p{round(q * 100)}_ms"] = value and round(value, 3)
+    return figures
 
 
 def _expiry_storm(runner: Runner, o: Options, run: ScenarioRun) -> None:

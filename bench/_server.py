@@ -19,6 +19,7 @@ from pathlib import Path
 
 READY = re.compile(r"leasehold: serving .* on (?P<host>[\d.]+):(?P<port>\d+) ")
 HEALTH_URL = re.compile(r"health stream on (\S+)")
+ADMIN_AT = re.compile(r"admin service on (?P<host>[\d.]+):(?P<port>\d+)")
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
@@ -104,6 +105,14 @@ class SpawnedServer:
             found = HEALTH_URL.search(line)
             if found:
                 return found.group(1)
+        return None
+
+    def admin_target(self) -> str | None:
+        """The admin API's HOST:PORT the server printed (before its serving line), if any."""
+        for line in self.output:
+            found = ADMIN_AT.search(line)
+            if found:
+                return f"{found.group('host')}:{found.group('port')}"
         return None
 
     def cpu_seconds(self) -> float | None:

@@ -37,7 +37,23 @@ from leasehold.core._events import (
     LeaseGranted,
 )
 from leasehold.core._events import LeaseExpired as LeaseExpiredEvent
-from leasehold.core._feed import Feed, FeedError, parse_feed, parse_feed_json
+from leasehold.core._feed import DEFAULT_LIMITS as DEFAULT_FEED_LIMITS
+from leasehold.core._feed import Feed, FeedError, FeedLimits, parse_feed, parse_feed_json
+from leasehold.core._inventory import (
+    END_OF_TIME,
+    STEP_SLOTS,
+    ChangeInventory,
+    InventoryChanged,
+    InventoryFigures,
+    InventoryReport,
+    ListInventory,
+    SlotState,
+    Window,
+    check_listing,
+    shard_windows,
+    start_order,
+    whole_inventory,
+)
 from leasehold.core._model import (
     NANOS_PER_SECOND,
     ApiVersion,
@@ -67,9 +83,12 @@ from leasehold.core._state import Counters, LeaseSettings, Outcome, ShardState
 
 __all__ = [
     "BOOKING_ID_PREFIX",
+    "DEFAULT_FEED_LIMITS",
+    "END_OF_TIME",
     "ID_ENTROPY_BYTES",
     "LEASE_ID_PREFIX",
     "NANOS_PER_SECOND",
+    "STEP_SLOTS",
     "ApiVersion",
     "BatchAvailability",
     "Booking",
@@ -80,6 +99,7 @@ __all__ = [
     "BookingRescheduled",
     "BookingStatus",
     "CancelBooking",
+    "ChangeInventory",
     "CheckAvailability",
     "Command",
     "Counters",
@@ -89,9 +109,13 @@ __all__ = [
     "ExpiredLeasesForgotten",
     "Feed",
     "FeedError",
+    "FeedLimits",
     "FrozenState",
     "GetBooking",
     "InvalidArgument",
+    "InventoryChanged",
+    "InventoryFigures",
+    "InventoryReport",
     "Lease",
     "LeaseExpired",
     "LeaseExpiredEvent",
@@ -99,6 +123,7 @@ __all__ = [
     "LeaseSettings",
     "LeaseState",
     "ListBookings",
+    "ListInventory",
     "NotFound",
     "Outcome",
     "Person",
@@ -111,9 +136,12 @@ __all__ = [
     "SlotKey",
     "SlotRef",
     "SlotSpec",
+    "SlotState",
     "SlotUnavailable",
     "StateSnapshot",
+    "Window",
     "bucket_of_id",
+    "check_listing",
     "commit_scope",
     "demo_feed",
     "make_id",
@@ -122,4 +150,7 @@ __all__ = [
     "routing_bucket",
     "shard_for_bucket",
     "shard_for_key",
+    "shard_windows",
+    "start_order",
+    "whole_inventory",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from leasehold.core._frozen import value_type
+from leasehold.core._inventory import ChangeInventory, ListInventory
 from leasehold.core._model import ApiVersion, Person, SlotKey, SlotRef
 
 
@@ -71,4 +72,9 @@ Command = (
     | RescheduleBooking
     | GetBooking
     | ListBookings
+    # Inventory changes and reads (core/_inventory.py; the admin API, spec section 8):
+    # ChangeInventory applies a window (or its part before a cut the shard picks, with
+    # max_slots), answered with an InventoryReport; ListInventory answers SlotStates.
+    | ChangeInventory
+    | ListInventory
 )

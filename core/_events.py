@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from leasehold.core._frozen import value_type
+from leasehold.core._inventory import InventoryChanged
 from leasehold.core._model import Booking, Lease, SlotRef
 
 
@@ -62,4 +63,5 @@ Event = (
     | BookingCreated
     | BookingCancelled
     | BookingRescheduled
+    | InventoryChanged
 )

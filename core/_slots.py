@@ -14,7 +14,9 @@ from leasehold.core._routing import BOOKING_ID_PREFIX, LEASE_ID_PREFIX, id_head,
 
 
 class SlotAccount:
-    """Mutable per-slot accounting. Invariant: 0 <= holders <= spec.spots."""
+    """Mutable per-slot accounting. Invariant: 0 <= holders; a grant or booking only while
+    holders < spots (capacity may since have been lowered below the holders: nobody is
+    evicted)."""
 
     __slots__ = (
         "booker_emails",
@@ -29,6 +31,7 @@ class SlotAccount:
         "number",
         "ref",
         "refs",
+        "removed",
         "spec",
         "spots",
     )
@@ -50,6 +53,8 @@ class SlotAccount:
         self.lease_id_head = id_head(LEASE_ID_PREFIX, self.bucket)
         self.booking_id_head = id_head(BOOKING_ID_PREFIX, self.bucket)
         self.holders = 0
+        # Removed from sale by an inventory change: its CONFIRMED bookings stay (orphaned).
+        self.removed = False
         # This slot's LIVE leases in expiry order (two parallel lists: expires_ns, id),
         # so that a command settles its own slot's due leases without a sweep of the
         # whole shard. May also list leases no longer LIVE (consumed, or expired by the
@@ -90,7 +95,29 @@ class SlotAccount:
 
     @property
     def open_spots(self) -> int:
-        return self.spots - self.holders
+        # (Never negative: capacity lowered below the holders leaves none open.)
+        return max(0, self.spots - self.holders)
+
+    @property
+    def bookings(self) -> int:
+        """Its CONFIRMED bookings (booker_users counts each, empty user_id included)."""
+        return sum(self.booker_users.values())
+
+    def respecified(self, spec: SlotSpec) -> None:
+        """Take `spec` (same key) as this slot's: capacity, tag and names. The key object
+        stays the inventory's own (identity lookups and KnownSlots rely on it)."""
+        key = self.spec.key
+        self.spec = SlotSpec(
+            key,
+            spec.spots,
+            spec.spots_total,
+            spec.availability_tag,
+            spec.staff_name,
+            spec.room_name,
+        )
+        self.spots = spec.spots
+        if spec.availability_tag != self.ref.availability_tag:
+            self.ref = SlotRef(key, spec.availability_tag)
 
     def canonical(self, ref: SlotRef) -> SlotRef:
         """`ref` (equal key, the caller's tag) built on the inventory's key object."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from leasehold.core._model import Booking, Lease, LeaseState
+from leasehold.core._model import Booking, Lease, LeaseState, SlotSpec
 from leasehold.core._slots import Kept, SlotAccount, rebuilt
 from leasehold.core._tokens import TokenKey
 
@@ -23,6 +23,9 @@ class StateSnapshot:
     tokens: tuple[tuple[str, str, str, Booking], ...]
     # Lifetime totals: leases granted, leases expired, bookings created.
     totals: tuple[int, int, int]
+    # Every slot account's spec and whether it is removed from sale, when inventory
+    # changes made it differ from the inventory the state was built on; None: as built.
+    inventory: tuple[tuple[SlotSpec, bool], ...] | None = None
 
 
 class FrozenState:
@@ -37,6 +40,7 @@ class FrozenState:
         "_bookings",
         "_consumed",
         "_expired",
+        "_inventory",
         "_lapsed",
         "_live",
         "_slots",
@@ -54,8 +58,11 @@ class FrozenState:
         bookings: list[Booking],
         tokens: list[tuple[TokenKey, Booking]],
         totals: tuple[int, int, int],
+        inventory: tuple[tuple[SlotSpec, bool], ...] | None = None,
     ) -> None:
-        self._slots = slots  # (only their immutable parts are read: safe in a thread)
+        # (Only the number and ref of their accounts are read, which an inventory change
+        # leaves alone for what a kept lease needs: its key and tag. A copy: it grows.)
+        self._slots = slots
         self._live = live
         self._lapsed = lapsed
         self._consumed = consumed
@@ -63,6 +70,7 @@ class FrozenState:
         self._bookings = bookings
         self._tokens = tokens
         self._totals = totals
+        self._inventory = inventory
 
     def materialize(self) -> StateSnapshot:
         return StateSnapshot(
@@ -81,4 +89,5 @@ class FrozenState:
             bookings=tuple(self._bookings),
             tokens=tuple((m, s, t, b) for (m, s, t), b in self._tokens),
             totals=self._totals,
+            inventory=self._inventory,
         )

@@ -2,8 +2,14 @@
 
 Rules and invariants
 - A slot's *holders* are its LIVE leases plus its CONFIRMED bookings.
-  Invariant: 0 <= holders <= spots for every slot, always; a grant or a booking
-  that would break it is refused with SlotUnavailable.
+  Invariant: no grant or booking while holders >= spots (refused with
+  SlotUnavailable), so holders <= spots unless an inventory change lowered the
+  spots below the holders (nobody is evicted; spec section 8).
+- The inventory changes only by InventoryChanged events (core/_inventory.py): a
+  removed slot leaves sale but keeps its account (its CONFIRMED bookings stay,
+  orphaned; its live leases are released, as expired); a slot listed again gets
+  that account back. Slot accounts are never dropped: leases and bookings name
+  them by number.
 - A lease is LIVE from its grant until `expires_ns` (exclusive), then EXPIRED;
   or it is CONSUMED by exactly one booking, which takes over its spot (no
   second spot). At and after `expires_ns` a lease counts as expired even if no
@@ -27,7 +33,7 @@ Time: `now_ns` is wall-clock nanoseconds since the epoch, passed in by the calle
 from __future__ import annotations
 
 import itertools
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -58,6 +64,19 @@ from leasehold.core._events import (
     LeaseExpired as LeaseExpiredEvent,
 )
 from leasehold.core._frozen import value_type
+from leasehold.core._inventory import (
+    MAX_STEP_SLOTS,
+    ChangeInventory,
+    InventoryChanged,
+    InventoryFigures,
+    InventoryReport,
+    ListInventory,
+    SlotIndex,
+    SlotState,
+    Window,
+    split_at,
+    start_of,
+)
 from leasehold.core._model import (
     NANOS_PER_SECOND,
     ApiVersion,
@@ -145,23 +164,25 @@ class ShardState:
         self.settings = settings or LeaseSettings()
         self._entropy = entropy
         # Lease references are scoped by (merchant, service) and version: one table each.
-        services: dict[tuple[str, str], dict[ApiVersion, dict[str, str]]] = {}
+        # Invariant: a table for every service that ever had a slot here.
+        self._refs: dict[tuple[str, str], dict[ApiVersion, dict[str, str]]] = {}
+        # The bookable slots. Removed ones move to _removed (and come back if re-added).
         self._slots: dict[SlotKey, SlotAccount] = {}
+        self._removed: dict[SlotKey, SlotAccount] = {}
+        self._index = SlotIndex()  # Invariant: indexes exactly the slots of _slots
         # The same slots by id() of the inventory's own key objects (alive as long as this
         # state, so no other live object has their id): a lookup of one of them (as the
         # gateway's decoder and canonical refs hand us) skips SlotKey.__hash__, a Python call.
         # Invariant: maps id(k) to _slots[k] for every key k of _slots, and nothing else.
         self._slot_by_key_id: dict[int, SlotAccount] = {}
-        self._slot_list: list[SlotAccount] = []  # Invariant: never changes after this
+        # Every slot account by number; only appended to (inventory changes add slots).
+        self._slot_list: list[SlotAccount] = []
         for spec in slots:
-            refs = services.setdefault(
-                (spec.key.merchant_id, spec.key.service_id), {v: {} for v in ApiVersion}
-            )
-            slot = SlotAccount(spec, len(self._slot_list), refs)
-            self._slots[spec.key] = slot
-            self._slot_by_key_id[id(spec.key)] = slot
-            self._slot_list.append(slot)
-        self._services = set(services)
+            self._add_slot(spec)
+        # Whether an inventory change (or a restore of one) made the inventory differ from
+        # the one this state was built on: snapshots then carry it.
+        self._inventory_changed = False
+        self._orphaned = 0  # Invariant: the CONFIRMED bookings on slots of _removed
         # Invariant: every remembered lease is in exactly one of these, by its state, kept
         # as granted (see Kept: no per-lease object with a state, which costs memory and
         # bulk expiry). Values never change: a transition moves the lease on.
@@ -204,7 +225,11 @@ class ShardState:
         return self._deadlines.next_ns()
 
     def slot_specs(self) -> Iterable[SlotSpec]:
+        """The bookable slots."""
         return (s.spec for s in self._slots.values())
+
+    def inventory_figures(self) -> InventoryFigures:
+        return InventoryFigures(len(self._slots), len(self._removed), self._orphaned)
 
     def open_spots(self, key: SlotKey) -> int | None:
         slot = self._slot(key)
@@ -234,7 +259,7 @@ class ShardState:
     def freeze(self) -> FrozenState:
         """This state now, copied cheaply; `.materialize()` it anywhere, later."""
         return FrozenState(
-            self._slot_list,
+            list(self._slot_list),
             dict(self._live),
             dict(self._lapsed),
             dict(self._consumed),
@@ -242,7 +267,14 @@ class ShardState:
             list(self._bookings.values()),
             self._tokens.items(),
             (self._granted_total, self._expired_total, self._booked_total),
+            self._frozen_inventory(),
         )
+
+    def _frozen_inventory(self) -> tuple[tuple[SlotSpec, bool], ...] | None:
+        """Every slot account's spec and whether it is removed; None: as built (unchanged)."""
+        if not self._inventory_changed:
+            return None
+        return tuple([(slot.spec, slot.removed) for slot in self._slot_list])
 
     def canonical_ref(self, ref: SlotRef) -> SlotRef:
         """`ref` on the inventory's own key object (as the state would keep it), if known.
@@ -260,6 +292,8 @@ class ShardState:
         """
         if self._live or self._lapsed or self._consumed or self._bookings or self._tokens:
             raise ValueError("restore needs a fresh ShardState")
+        if snapshot.inventory is not None:
+            self._restore_inventory(snapshot.inventory)
         for lease in snapshot.leases:
             self._restore_lease(lease)
         self._list_restored_expiries()
@@ -267,7 +301,7 @@ class ShardState:
         for stored in snapshot.bookings:
             booking, slot = self._placed(stored)
             if booking.status is BookingStatus.CONFIRMED:
-                self._take(slot)
+                self._take_restored(slot)
                 self._book(booking, slot, "", new=False)
             else:
                 self._bookings[booking.booking_id] = booking
@@ -290,13 +324,17 @@ class ShardState:
             slot.expiring_ids = [lease_id for _, lease_id in entries]
 
     def _restore_lease(self, lease: Lease) -> None:
-        slot = self._slot(lease.slot.key) or _not_in_inventory(lease.slot.key)
+        slot = self._account(lease.slot.key)
         if self._is_known_lease(lease.lease_id):
             raise ValueError(f"the snapshot holds lease {lease.lease_id!r} twice")
         kept = keep(lease, slot)
         slot.refs[lease.version][lease.reference] = lease.lease_id
         if lease.state is LeaseState.LIVE:
-            self._take(slot)
+            if slot.removed:
+                raise ValueError(
+                    f"the snapshot holds live lease {lease.lease_id!r} on a removed slot"
+                )
+            self._take_restored(slot)
             self._live[lease.lease_id] = kept
             self._deadlines.add(lease.expires_ns, lease.lease_id)
             self._live_leases += 1
@@ -407,6 +445,12 @@ class ShardState:
     def list_bookings(self, c: cmd.ListBookings, now_ns: int) -> Outcome[tuple[Booking, ...]]:
         return self._run(now_ns, self._upcoming_bookings, c)
 
+    def change_inventory(self, c: ChangeInventory, now_ns: int) -> Outcome[InventoryReport]:
+        return self._run(now_ns, self._decide_inventory, c)
+
+    def list_inventory(self, c: ListInventory, now_ns: int) -> Outcome[tuple[SlotState, ...]]:
+        return self._run(now_ns, self._inventory_listing, c)
+
     def _run(self, now_ns: int, decide: Callable[[C, int], Decision[R]], c: C) -> Outcome[R]:
         """Forget what is past retention, decide, then apply what was decided: a refusal
         applies nothing of its own. Deciding settles the slots the command reads (_slot):
@@ -486,6 +530,125 @@ class ShardState:
             )
         return min(requested_ns, now_ns + self.settings.max_ttl_ns)
 
+    # ----- inventory changes (core/_inventory.py) ---------------------------------------
+
+    def _decide_inventory(self, c: ChangeInventory, now_ns: int) -> Decision[InventoryReport]:
+        """The window's part before the cut (all of it without max_slots): listed slots are
+        added, changed or kept; the others inside it are removed, their due leases expired
+        first (time passing) and their live ones released. Work: the slots of the part
+        (and of its last start), found by bisection and the index."""
+        window = c.window
+        if window.slots and window.slots[-1].key.start_sec >= window.end_sec:
+            raise InvalidArgument("the window lists a slot outside it", field="availability")
+        listed = window.listed()
+        budget = c.max_slots
+        existing: list[SlotAccount] = []
+        more = False
+        for slot in self._index.covered(window):
+            start = slot.spec.key.start_sec
+            if budget and len(existing) >= budget and start != existing[-1].spec.key.start_sec:
+                more = True  # whole starts only: every existing slot before the cut is seen
+                break
+            existing.append(slot)
+        cut = split_at(
+            [s.key.start_sec for s in listed[:budget]] if budget else [],
+            [s.spec.key.start_sec for s in existing],
+            budget,
+            len(listed),
+            more,
+        )
+        end = window.end_sec if cut < 0 else cut
+        mine = listed[: bisect_left(listed, end, key=start_of)] if cut >= 0 else listed
+        upserts, report = self._listed_changes(mine, window)
+        listed_keys = {s.key for s in mine}
+        removed = [
+            s for s in existing if s.spec.key.start_sec < end and s.spec.key not in listed_keys
+        ]
+        released: list[str] = []
+        kept_booked = 0
+        for slot in removed:
+            self._slot(slot.spec.key, now_ns)  # (settles: due leases expire, not released)
+            released.extend(i for i in slot.expiring_ids if i in self._live)
+            kept_booked += slot.bookings > 0
+        if len(upserts) + len(removed) > MAX_STEP_SLOTS:
+            raise InvalidArgument(
+                f"one step would change {len(upserts) + len(removed)} slots, over "
+                f"{MAX_STEP_SLOTS}: give max_slots",
+                field="availability",
+            )
+        report = replace(
+            report,
+            removed=len(removed),
+            kept_booked=kept_booked,
+            leases_released=len(released),
+            cut_sec=end,
+            applied=not c.dry_run,
+        )
+        if c.dry_run or not (upserts or removed):
+            return report, (), None
+        event = InventoryChanged(
+            tuple(upserts), tuple(s.spec.key for s in removed), tuple(released)
+        )
+        return report, (event,), None
+
+    def _listed_changes(
+        self, listed: Sequence[SlotSpec], window: Window
+    ) -> tuple[list[SlotSpec], InventoryReport]:
+        """The listed slots that add or change a slot, and the counts of each kind."""
+        upserts: list[SlotSpec] = []
+        added = changed = unchanged = 0
+        seen: set[SlotKey] = set()
+        previous = window.start_sec
+        for spec in listed:
+            key = spec.key
+            if key in seen or not window.covers(key) or key.start_sec < previous:
+                reason = "lists a slot twice" if key in seen else "lists a slot outside it"
+                if key.start_sec < previous:
+                    reason = "lists slots out of start order"
+                raise InvalidArgument(f"the window {reason}: {key}", field="availability")
+            seen.add(key)
+            previous = key.start_sec
+            slot = self._slots.get(key)
+            if slot is None:
+                added += 1
+            elif slot.spec == spec:
+                unchanged += 1
+                continue
+            else:
+                changed += 1
+            upserts.append(spec)
+        return upserts, InventoryReport(added=added, changed=changed, unchanged=unchanged)
+
+    def _inventory_listing(self, c: ListInventory, now_ns: int) -> Decision[tuple[SlotState, ...]]:
+        """The slots (removed ones too) of a merchant's service(s) starting in a range, in
+        (service, start, key) order, at most `limit` (+1 to say there are more)."""
+        found: list[SlotState] = []
+        services = (
+            [(c.merchant_id, c.service_id)]
+            if c.service_id
+            else [s for s in self._refs if s[0] == c.merchant_id]
+        )
+        for merchant_id, service_id in sorted(services):
+            accounts = [
+                slot
+                for slot in (
+                    *self._index.of_service(merchant_id, service_id),
+                    *self._removed.values(),
+                )
+                if slot.spec.key.merchant_id == merchant_id
+                and slot.spec.key.service_id == service_id
+                and c.start_from <= slot.spec.key.start_sec < c.start_to
+            ]
+            accounts.sort(key=lambda slot: slot.spec.key.as_tuple())
+            for slot in accounts:
+                if len(found) > c.limit:
+                    return tuple(found), (), None
+                if not slot.removed:
+                    self._slot(slot.spec.key, now_ns)  # (settles its due leases)
+                bookings = slot.bookings
+                found.append(SlotState(slot.spec, slot.holders - bookings, bookings, slot.removed))
+        return tuple(found), (), None
+
     def _decide_booking_v2(self, c: cmd.CreateBooking, now_ns: int) -> Decision[Booking]:
         requested = c.slot
         if requested is None:
@@ -500,7 +663,7 @@ class ShardState:
         person = c.person
         if not person.user_id:
             raise InvalidArgument("user_id is required", field="user_id")
-        slot = self._slot(key, now_ns) or self._unknown_slot(key)
+        slot = self._slot(key, now_ns) or self._missing_slot(key)
         lease_id = c.lease_id
         if lease_id:
             self._usable_lease(lease_id, now_ns, slot)
@@ -550,6 +713,8 @@ class ShardState:
             return InvalidArgument("the slot differs from the leased slot", field="slot")
         if lease_id in self._consumed:
             return NotFound(f"lease {lease_id!r} was already used by a booking", field="lease_ref")
+        if self._slot_list[kept[KEPT_NUMBER]].removed:
+            return SlotUnavailable("the slot was removed from the inventory", field="slot")
         return LeaseExpired(f"lease {lease_id!r} has expired", field="lease_ref")
 
     def _decide_cancel(self, c: cmd.CancelBooking, now_ns: int) -> Decision[Booking]:
@@ -571,7 +736,7 @@ class ShardState:
             raise BookingAlreadyCancelled("the booking was cancelled", field="status")
         if new_key == old:
             return booking, (), None  # (its own slot: no need to settle it)
-        target = self._slot(new_key, now_ns) or self._unknown_slot(new_key)
+        target = self._slot(new_key, now_ns) or self._missing_slot(new_key)
         if target.holders >= target.spots:
             raise SlotUnavailable("no open spot left on the new slot", field="slot")
         new_slot = SlotRef(new_key, target.spec.availability_tag)
@@ -606,7 +771,7 @@ class ShardState:
 
     def _unknown_slot(self, key: SlotKey) -> NoReturn:
         """The refusal for a key that names no inventory slot."""
-        if (key.merchant_id, key.service_id) not in self._services:
+        if (key.merchant_id, key.service_id) not in self._refs:
             raise InvalidArgument(
                 f"unknown merchant_id/service_id {key.merchant_id!r}/{key.service_id!r}",
                 field="merchant_id",
@@ -614,6 +779,12 @@ class ShardState:
         raise InvalidArgument(
             "no inventory slot has this start, duration and resources", field="slot"
         )
+
+    def _missing_slot(self, key: SlotKey) -> NoReturn:
+        """The refusal for booking on a key that names no bookable slot."""
+        if key in self._removed:
+            raise SlotUnavailable("the slot was removed from the inventory", field="slot")
+        self._unknown_slot(key)
 
     def _require_booking(self, booking_id: str) -> Booking:
         if not booking_id:
@@ -644,8 +815,86 @@ class ShardState:
             self._apply_forgotten(event.count)
         elif isinstance(event, BookingRescheduled):
             self._apply_rescheduled(event.booking_id, event.new_slot)
+        elif isinstance(event, InventoryChanged):
+            self._apply_inventory(event)
         else:
             assert_never(event)
+
+    def _apply_inventory(self, event: InventoryChanged) -> None:
+        """Release, remove, then add or change (checked first: a bad event changes nothing)."""
+        removing = [self._slots.get(key) for key in event.removals]
+        if None in removing:
+            raise ValueError("event removes a slot that is not bookable")
+        numbers = {slot.number for slot in removing if slot is not None}
+        for lease_id in event.released:
+            kept = self._live.get(lease_id)
+            if kept is None or kept[KEPT_NUMBER] not in numbers:
+                raise ValueError(f"event releases lease {lease_id!r}: not live on a removed slot")
+        self._apply_expired(event.released)
+        for slot in removing:
+            assert slot is not None
+            if any(lease_id in self._live for lease_id in slot.expiring_ids):
+                raise ValueError(f"event removes slot {slot.spec.key} with live leases left")
+            self._remove_slot(slot)
+        for spec in event.upserts:
+            self._upsert_slot(spec)
+        self._inventory_changed = True
+
+    def _remove_slot(self, slot: SlotAccount) -> None:
+        key = slot.spec.key
+        del self._slots[key]
+        del self._slot_by_key_id[id(key)]
+        self._index.discard(slot)
+        self._removed[key] = slot
+        slot.removed = True
+        slot.expiries.clear()
+        slot.expiring_ids.clear()
+        self._orphaned += slot.bookings
+
+    def _upsert_slot(self, spec: SlotSpec) -> None:
+        slot = self._slots.get(spec.key)
+        if slot is not None:
+            slot.respecified(spec)
+            return
+        slot = self._removed.pop(spec.key, None)
+        if slot is None:
+            self._add_slot(spec)
+            return
+        slot.respecified(spec)
+        slot.removed = False
+        self._orphaned -= slot.bookings
+        self._list(slot)
+
+    def _add_slot(self, spec: SlotSpec) -> None:
+        service = (spec.key.merchant_id, spec.key.service_id)
+        refs = self._refs.get(service)
+        if refs is None:
+            refs = self._refs[service] = {v: {} for v in ApiVersion}
+        slot = SlotAccount(spec, len(self._slot_list), refs)
+        self._slot_list.append(slot)
+        self._list(slot)
+
+    def _list(self, slot: SlotAccount) -> None:
+        """Put `slot` on sale: findable by key, by key identity and by window."""
+        key = slot.spec.key
+        self._slots[key] = slot
+        self._slot_by_key_id[id(key)] = slot
+        self._index.add(slot)
+
+    def _restore_inventory(self, inventory: Sequence[tuple[SlotSpec, bool]]) -> None:
+        """(Fresh state) the inventory a snapshot holds, in place of the one built from.
+        Equal keys keep the built inventory's key objects (identity lookups)."""
+        built = self._slots
+        self._slots, self._slot_by_key_id, self._slot_list = {}, {}, []
+        self._index = SlotIndex()
+        for spec, removed in inventory:
+            old = built.get(spec.key)
+            if old is not None:
+                spec = replace(spec, key=old.spec.key)
+            self._add_slot(spec)
+            if removed:
+                self._remove_slot(self._slot_list[-1])
+        self._inventory_changed = True
 
     def _apply_granted(self, lease: Lease, slot: SlotAccount | None) -> None:
         if slot is None:
@@ -692,17 +941,26 @@ class ShardState:
 
     def _placed(self, stored: Booking) -> tuple[Booking, SlotAccount]:
         """`stored` (from the journal, a snapshot or the table) on its inventory slot's own
-        key objects, with that slot."""
+        key objects, with that slot (removed or not)."""
         key = stored.slot.key
-        slot = self._slot(key) or _not_in_inventory(key)
+        slot = self._account(key)
         if key is not slot.spec.key:
             stored = replace(stored, slot=slot.canonical(stored.slot))
         return stored, slot
 
+    def _account(self, key: SlotKey) -> SlotAccount:
+        """The slot account of `key`, bookable or removed; ValueError if there is none."""
+        return self._slot(key) or self._removed.get(key) or _not_in_inventory(key)
+
     @staticmethod
     def _take(slot: SlotAccount) -> None:
-        if slot.holders >= slot.spots:
+        if slot.holders >= slot.spots or slot.removed:
             raise ValueError(f"event would overbook slot {slot.spec.key}")
+        slot.holders += 1
+
+    @staticmethod
+    def _take_restored(slot: SlotAccount) -> None:
+        """A restored holder: capacity may since have been lowered below the holders."""
         slot.holders += 1
 
     def _book(
@@ -732,6 +990,8 @@ class ShardState:
         person = booking.person
         self._bookings[booking_id] = booking
         self._confirmed += 1
+        if slot.removed:
+            self._orphaned += 1
         self._by_user.add(person.user_id, booking_id)
         users = slot.booker_users
         users[person.user_id] = users.get(person.user_id, 0) + 1
@@ -751,6 +1011,8 @@ class ShardState:
         inverse of _take and _book."""
         slot.holders -= 1
         self._confirmed -= 1
+        if slot.removed:
+            self._orphaned -= 1
         person = booking.person
         count_down(slot.booker_users, person.user_id)
         if person.email:

@@ -2,8 +2,12 @@
 
 Each service method is wrapped once (`guard_services`), so the booking services,
 health and reflection all get the same treatment:
-- A call whose deadline is closer than the time a reply takes is answered
-  DEADLINE_EXCEEDED before its body is read or decoded.
+- A call whose deadline is closer than the time a reply takes (the median handler
+  time of the last second: more likely to miss than to make it; the shard's own
+  margin guards what is applied) is answered DEADLINE_EXCEEDED before its body is
+  read or decoded, with a pushback.
+- Calls under way are bounded by an adaptive limit (gateway/_concurrency.py); one
+  more is refused RESOURCE_EXHAUSTED as its HEADERS arrive, with a pushback.
 - Admission by queueing delay, CoDel-like as in Facebook's "Fail at Scale": a
   call's wait is the time from its HEADERS being parsed to its handler
   starting. While waits have stayed above TARGET for a whole INTERVAL the
@@ -20,7 +24,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +35,10 @@ from grpclib.protocol import Stream as H2Stream
 from grpclib.server import Handler as ConnectionHandler
 from grpclib.server import Stream
 
+from leasehold.gateway._concurrency import AdaptiveLimit, LimitSettings
 from leasehold.gateway._refusals import Refusal, Refusals
 from leasehold.gateway._wire import read_message, read_request
+from leasehold.shards import RecentQuantile
 
 if TYPE_CHECKING:
     from grpclib._typing import IServable
@@ -42,6 +48,9 @@ PUSHBACK_TRAILER = "grpc-retry-pushback-ms"
 _TOO_CLOSE = "deadline too close to be met; nothing was done"
 _STOPPING = "the server is stopping"
 _BEHIND = "the server is behind; retry after the pushback"
+_BAD_TIMEOUT = "grpc-timeout header is not valid (at most 8 digits and a unit of H M S m u n)"
+# The gRPC spec's TimeoutValue is at most 8 digits; grpc-go refuses a longer one too.
+_TIMEOUT_DIGITS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +64,10 @@ class AdmissionSettings:
     min_margin_s: float = 0.002
     pushback_min_ms: int = 50
     pushback_max_ms: int = 1000
-    # Unary calls accepted and not yet answered, server-wide: a bound on handler tasks
-    # (without it, 100 per connection times the connection cap). As a latency knob,
-    # 128 measured no clear gain in the overload probe, on a noisy machine.
+    # Unary calls accepted and not yet answered, server-wide: the most the adaptive
+    # limit may grow to (without a bound, 100 per connection times the connection cap).
     max_active: int = 1024
+    limit: LimitSettings = field(default_factory=LimitSettings)
 
 
 class QueueDelayGate:
@@ -91,35 +100,12 @@ class QueueDelayGate:
             self._above_since = now
         return waited_s <= (s.target_s if self.behind(now) else s.interval_s)
 
-    def pushback_ms(self, waited_s: float) -> int:
-        """How long a refused caller should wait: ten times this call's wait, jittered."""
+    def pushback_ms(self, waited_s: float, floor_ms: float = 0.0) -> int:
+        """How long a refused caller should wait: ten times this call's wait (at least
+        `floor_ms`), jittered."""
         s = self._settings
-        base = min(max(10_000 * waited_s, s.pushback_min_ms), s.pushback_max_ms)
+        base = min(max(10_000 * waited_s, floor_ms, s.pushback_min_ms), s.pushback_max_ms)
         return round(base * random.uniform(0.5, 1.5))
-
-
-class ReplyTime:
-    """How long a handler takes from admission to its reply: TCP's RTO estimator
-    (RFC 6298), a smoothed mean plus four smoothed deviations, above a floor."""
-
-    def __init__(self, floor_s: float) -> None:
-        self._floor_s = floor_s
-        self.mean_s = 0.0
-        self.deviation_s = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.deviation_s += (abs(seconds - self.mean_s) - self.deviation_s) / 4
-        self.mean_s += (seconds - self.mean_s) / 8
-
-    def refused(self) -> None:
-        """A call was refused as too close: with none admitted, nothing would update the
-        estimate, and a high one would refuse every call for good. Each refusal lowers
-        it a little, until calls are admitted and measured again."""
-        self.mean_s -= self.mean_s / 256
-        self.deviation_s -= self.deviation_s / 256
-
-    def margin_s(self) -> float:
-        return max(self._floor_s, self.mean_s + 4 * self.deviation_s)
 
 
 class Admission:
@@ -129,14 +115,33 @@ class Admission:
         self.settings = settings
         self.refusals = refusals
         self.gate = QueueDelayGate(settings)
-        self.reply_time = ReplyTime(settings.min_margin_s)
+        # Handler times of the last second; their median is the early drop's line.
+        self.reply_times = RecentQuantile(0.5, 1.0, max_samples=1024)
         # Invariant: unary calls whose handler task was created and is not done.
         self.active = 0
+        pushback_range_s = (settings.pushback_min_ms / 1000, settings.pushback_max_ms / 1000)
+        self.limit = AdaptiveLimit(settings.limit, settings.max_active, pushback_range_s)
         # Paths of server-streaming methods (guard_services fills it in).
         self.streaming_paths: set[str] = set()
 
-    def _finished(self, _task: object) -> None:
+    def started(self, timeout_s: float | None) -> Callable[[object], None]:
+        """Count a unary call's task as under way; the callback for when it is done."""
+        self.active += 1
+        return partial(self._finished, time.monotonic(), self.limit.target_s(timeout_s))
+
+    def _finished(self, started: float, target_s: float, _task: object) -> None:
         self.active -= 1
+        now = time.monotonic()
+        self.limit.observe(now - started, target_s, now)
+
+    def pushback_ms(self, waited_s: float) -> int:
+        """The pushback for a call refused after waiting `waited_s` in the server."""
+        return self.gate.pushback_ms(waited_s, floor_ms=1000 * self.limit.pushback_s)
+
+    def pushed_back(self) -> list[tuple[str, str]]:
+        """The pushback trailer of a call refused as its HEADERS arrive (counted)."""
+        self.limit.refused(time.monotonic())
+        return [(PUSHBACK_TRAILER, str(self.pushback_ms(self.gate.last_wait_s)))]
 
     def counts(self, headers: list[tuple[str, str]]) -> bool:
         """Does this call count against max_active? (A watch stream lasts as long as its
@@ -146,10 +151,10 @@ class Admission:
 
     def too_close(self, timeout_s: float) -> bool:
         """Is `timeout_s` too little for a reply to reach the caller? (Counted if so.)"""
-        if timeout_s >= self.reply_time.margin_s():
+        margin = max(self.settings.min_margin_s, self.reply_times.value(time.monotonic()))
+        if timeout_s >= margin:
             return False
         self.refusals.count(Refusal.DEADLINE)
-        self.reply_time.refused()
         return True
 
     async def refuse(self, stream: Stream[Any, Any]) -> bool:
@@ -162,14 +167,15 @@ class Admission:
             left = stream.deadline.time_remaining() - waited
             stream.deadline = Deadline.from_timeout(left)
             if self.too_close(left):
-                await stream.send_trailing_metadata(
-                    status=Status.DEADLINE_EXCEEDED, status_message=_TOO_CLOSE
-                )
+                self.limit.refused(now)
+                pushback = self.pushback_ms(waited)
+                await _send_pushback(stream, pushback, Status.DEADLINE_EXCEEDED, _TOO_CLOSE)
                 return True
         if self.gate.admit(waited, now):
             return False
         self.refusals.count(Refusal.OVERLOADED)
-        await _send_pushback(stream, self.gate.pushback_ms(waited))
+        self.limit.refused(now)
+        await _send_pushback(stream, self.pushback_ms(waited), Status.RESOURCE_EXHAUSTED, _BEHIND)
         return True
 
     def wrap(self, handler: Handler) -> Handler:
@@ -191,15 +197,18 @@ class Admission:
                 await func(stream)
             finally:
                 if timed:
-                    self.reply_time.observe(time.monotonic() - started)
+                    now = time.monotonic()
+                    self.reply_times.observe(now - started, now)
                     if stream.deadline is not None and not stream.deadline.time_remaining():
                         self.refusals.count(Refusal.LATE_REPLY)
 
         return handler._replace(func=guarded)
 
 
-async def _send_pushback(stream: Stream[Any, Any], pushback_ms: int) -> None:
-    """A trailers-only RESOURCE_EXHAUSTED answer carrying `grpc-retry-pushback-ms`.
+async def _send_pushback(
+    stream: Stream[Any, Any], pushback_ms: int, status: Status, message: str
+) -> None:
+    """A trailers-only answer carrying `grpc-retry-pushback-ms`.
 
     grpclib refuses metadata keys starting "grpc-" (reserved for the protocol, which is
     what this one is), so the trailers go to its HTTP/2 stream directly, as its own
@@ -208,8 +217,8 @@ async def _send_pushback(stream: Stream[Any, Any], pushback_ms: int) -> None:
     headers = [
         (":status", "200"),
         ("content-type", stream._content_type),
-        ("grpc-status", str(Status.RESOURCE_EXHAUSTED.value)),
-        ("grpc-message", encode_grpc_message(_BEHIND)),
+        ("grpc-status", str(status.value)),
+        ("grpc-message", encode_grpc_message(message)),
         (PUSHBACK_TRAILER, str(pushback_ms)),
     ]
     raw = stream._stream
@@ -221,9 +230,10 @@ async def _send_pushback(stream: Stream[Any, Any], pushback_ms: int) -> None:
 
 class DroppingHandler(ConnectionHandler):
     """grpclib's per-connection handler, answering as a call's HEADERS arrive (no task,
-    nothing read) when its `grpc-timeout` is already too short (DEADLINE_EXCEEDED), or
-    when the server is behind or has max_active calls under way (RESOURCE_EXHAUSTED with
-    pushback): the cheapest refusal."""
+    nothing read) when its `grpc-timeout` is malformed (INVALID_ARGUMENT) or already too
+    short (DEADLINE_EXCEEDED), or when the server is behind or has as many calls under
+    way as its adaptive limit allows (RESOURCE_EXHAUSTED with pushback): the cheapest
+    refusal."""
 
     def __init__(self, *args: Any, admission: Admission) -> None:
         super().__init__(*args)
@@ -239,21 +249,21 @@ class DroppingHandler(ConnectionHandler):
             # Server.close() has cancelled this connection's calls and nobody awaits a
             # new handler task now: one made here would be left pending at the loop's end.
             _answer_now(stream, Status.UNAVAILABLE, _STOPPING, [])
+        elif timeout == _INVALID:
+            # grpclib would answer UNKNOWN; bad input is INVALID_ARGUMENT.
+            admission.refusals.count(Refusal.BAD_TIMEOUT)
+            _answer_now(stream, Status.INVALID_ARGUMENT, _BAD_TIMEOUT, [])
         elif timeout is not None and admission.too_close(timeout):
-            _answer_now(stream, Status.DEADLINE_EXCEEDED, _TOO_CLOSE, [])
+            _answer_now(stream, Status.DEADLINE_EXCEEDED, _TOO_CLOSE, admission.pushed_back())
         elif admission.gate.behind(time.monotonic()) or (
-            counted and admission.active >= admission.settings.max_active
+            counted and not admission.limit.allows(admission.active)
         ):
             admission.refusals.count(Refusal.OVERLOADED)
-            pushback = admission.gate.pushback_ms(admission.gate.last_wait_s)
-            _answer_now(
-                stream, Status.RESOURCE_EXHAUSTED, _BEHIND, [(PUSHBACK_TRAILER, str(pushback))]
-            )
+            _answer_now(stream, Status.RESOURCE_EXHAUSTED, _BEHIND, admission.pushed_back())
         else:
             super().accept(stream, headers, release_stream)
             if counted:
-                admission.active += 1
-                self._tasks[stream].add_done_callback(admission._finished)
+                self._tasks[stream].add_done_callback(admission.started(timeout))
             return
         release_stream()
 
@@ -278,12 +288,20 @@ def _answer_now(
         stream.reset_nowait()
 
 
+_INVALID = -1.0  # what _timeout returns for a malformed grpc-timeout (a real one is >= 0)
+
+
 def _timeout(headers: list[tuple[str, str]]) -> float | None:
-    """The call's grpc-timeout in seconds; None when absent or not valid (grpclib answers)."""
-    try:
-        return min((decode_timeout(v) for k, v in headers if k == "grpc-timeout"), default=None)
-    except ValueError:
+    """The call's grpc-timeout in seconds; None when absent, _INVALID when malformed."""
+    values = [v for k, v in headers if k == "grpc-timeout"]
+    if not values:
         return None
+    try:
+        if any(len(v) > _TIMEOUT_DIGITS + 1 for v in values):
+            return _INVALID
+        return min(decode_timeout(v) for v in values)
+    except ValueError:
+        return _INVALID
 
 
 class _Guarded:

@@ -18,6 +18,7 @@ and `get_write_buffer_size` counts what is queued here too).
 from __future__ import annotations
 
 import asyncio
+import ssl as ssl_module
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from grpclib.server import Server
 from leasehold.gateway._admission import Admission, AdmissionSettings, DroppingHandler
 from leasehold.gateway._h2guard import (
     ConnectionTracker,
+    CountedTLSProtocol,
     GuardedH2Protocol,
     GuardLimits,
     flow_control_config,
@@ -123,8 +125,16 @@ class CoalescingServer(Server):
         self.admission = admission or Admission(AdmissionSettings(), Refusals())
         self.refusals = self.admission.refusals
         self.connections = ConnectionTracker(self.limits.max_connections)
+        self._tls: ssl_module.SSLContext | None = None
 
-    def _protocol_factory(self) -> H2Protocol:
+    async def start(
+        self, *args: Any, ssl: ssl_module.SSLContext | None = None, **kwargs: Any
+    ) -> None:
+        """grpclib's start; with `ssl`, the TLS layer is made by _protocol_factory, counted."""
+        self._tls = ssl
+        await super().start(*args, **kwargs)
+
+    def _protocol_factory(self) -> H2Protocol | CountedTLSProtocol:  # type: ignore[override]
         # grpclib's factory, with our handler and protocol: the handler is registered
         # with the server (for close and wait_closed) as grpclib's own would be.
         self.__gc_step__()
@@ -137,12 +147,18 @@ class CoalescingServer(Server):
         )
         self._handlers.add(handler)
         loop = asyncio.get_running_loop()
-        return GuardedH2Protocol(
+        tls = self._tls
+        protocol = GuardedH2Protocol(
             handler,
             self._config,
             self._h2_config,
             limits=self.limits,
             refusals=self.refusals,
-            tracker=self.connections,
+            tracker=None if tls else self.connections,
             wrap_transport=lambda transport: CoalescingTransport(transport, loop),
+        )
+        if tls is None:
+            return protocol
+        return CountedTLSProtocol(
+            protocol, tls, limits=self.limits, refusals=self.refusals, tracker=self.connections
         )

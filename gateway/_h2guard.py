@@ -14,6 +14,10 @@ What h2 4.x and grpclib 0.4.x leave open, and how it is closed here:
 - grpclib closes on a protocol error without sending h2's GOAWAY; here it is
   flushed first. A preface timeout, an idle timeout and a cap on unread
   output bound what a silent or non-reading peer holds.
+- asyncio's TLS layer calls the protocol above it only once the handshake is
+  done, and never when it fails: connections in their TLS handshake went
+  uncounted, and a failed one left grpclib's handler registered. Here the TLS
+  layer itself is counted (CountedTLSProtocol), from accept.
 The pins in pyproject.toml keep h2 and grpclib to the versions tested here.
 """
 
@@ -21,9 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ssl
 import time
+from asyncio.sslproto import SSLProtocol
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from grpclib.config import Configuration
 from grpclib.protocol import AbstractHandler, Connection, EventsProcessor, H2Protocol
@@ -179,9 +186,10 @@ class GuardedH2Protocol(H2Protocol):
         *,
         limits: GuardLimits,
         refusals: Refusals,
-        tracker: ConnectionTracker,
+        tracker: ConnectionTracker | None,
         wrap_transport: Callable[[asyncio.Transport], asyncio.Transport],
     ) -> None:
+        """`tracker` None: the connection is counted by the TLS layer beneath."""
         super().__init__(handler, config, h2_config)
         self._limits = limits
         self._refusals = refusals
@@ -193,10 +201,9 @@ class GuardedH2Protocol(H2Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        if not self._tracker.admit():
-            self._state = _Lifecycle.REFUSED
+        if self._tracker is not None and not self._tracker.admit():
             self._refusals.count(Refusal.CONNECTION_CAP)
-            self.handler.close()  # grpclib's server keeps it until it is marked closing
+            self.never_served()
             transport.abort()
             return
         self._state = _Lifecycle.HANDSHAKE
@@ -204,6 +211,16 @@ class GuardedH2Protocol(H2Protocol):
         self._made(transport)
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._limits.handshake_timeout_s, self._handshake_expired)
+
+    @property
+    def made(self) -> bool:
+        """Has connection_made been called (after TLS: the handshake is done)?"""
+        return self._state is not _Lifecycle.NEW
+
+    def never_served(self) -> None:
+        """Refused, or its TLS handshake failed: connection_made is not (or no longer) due."""
+        self._state = _Lifecycle.REFUSED
+        self.handler.close()  # grpclib's server keeps it until it is marked closing
 
     def _made(self, transport: asyncio.Transport) -> None:
         # grpclib's connection_made, with our H2Connection in place of h2's.
@@ -296,14 +313,15 @@ class GuardedH2Protocol(H2Protocol):
             self._timer = None
         if self._state is _Lifecycle.REFUSED or self._state is _Lifecycle.NEW:
             return  # never counted open
-        self._tracker.release()
+        if self._tracker is not None:
+            self._tracker.release()
         self._state = _Lifecycle.CLOSED
         super().connection_lost(exc)
 
 
 class _Lifecycle(enum.Enum):
     NEW = enum.auto()  # accepted, connection_made not yet called
-    REFUSED = enum.auto()  # over the connection cap: closed at once, never counted open
+    REFUSED = enum.auto()  # over the cap (closed at once) or its TLS handshake failed
     HANDSHAKE = enum.auto()  # waiting for the client's preface and SETTINGS
     SERVING = enum.auto()
     CLOSED = enum.auto()
@@ -328,6 +346,58 @@ class ConnectionTracker:
 
     def release(self) -> None:
         self.open -= 1
+
+
+class CountedTLSProtocol(SSLProtocol):
+    """asyncio's TLS layer under a GuardedH2Protocol, counted against the cap from accept
+    (the loop would make the same SSLProtocol with `ssl=`; see the module docstring)."""
+
+    def __init__(
+        self,
+        app: GuardedH2Protocol,
+        context: ssl.SSLContext,
+        *,
+        limits: GuardLimits,
+        refusals: Refusals,
+        tracker: ConnectionTracker,
+    ) -> None:
+        super().__init__(
+            asyncio.get_running_loop(),
+            app,
+            context,
+            cast("asyncio.Future[Any]", None),  # no waiter: asyncio's own accept passes one
+            server_side=True,
+            # typeshed says int; asyncio takes any positive number of seconds.
+            ssl_handshake_timeout=limits.handshake_timeout_s,  # type: ignore[arg-type]
+        )
+        self._guarded = app
+        self._refusals = refusals
+        self._tracker = tracker
+        self._counted = False  # Invariant: admitted by the tracker and not yet released
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        if not self._tracker.admit():
+            self._refusals.count(Refusal.CONNECTION_CAP)
+            self._guarded.never_served()
+            transport.abort()
+            return
+        self._counted = True
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self._counted:
+            return  # refused at connection_made: the TLS layer never started
+        self._counted = False
+        self._tracker.release()
+        super().connection_lost(exc)
+        if not self._guarded.made:
+            self._guarded.never_served()  # its handshake failed or timed out
+
+    def _check_handshake_timeout(self) -> None:
+        if not self._guarded.made:  # once made, the timer was cancelled: this is the timeout
+            self._refusals.count(Refusal.HANDSHAKE_TIMEOUT)
+        super()._check_handshake_timeout()
 
 
 _STREAM_LIFE = (RequestReceived, StreamReset)

@@ -15,7 +15,7 @@ from grpclib.metadata import Deadline
 from leasehold.core import BOOKING_ID_PREFIX, LEASE_ID_PREFIX, Command, SlotKey
 from leasehold.gateway._bridge import call_shard
 from leasehold.gateway._status import fault_error
-from leasehold.shards import Reply, ShardFault, ShardUnavailable
+from leasehold.shards import RecentQuantile, Reply, ShardFault, ShardUnavailable
 
 
 class Handle(Protocol):
@@ -41,29 +41,27 @@ ShardCaller = Callable[..., Awaitable[Reply]]
 
 
 class ReplyLag:
-    """A decaying peak of how long a handler waits, after its shard replied, to resume.
+    """How long a handler waits, after its shard replied, to resume: the 99th percentile
+    over the last WINDOW_S.
 
     Under load the reply waits in the event loop's backlog; the deadline handed to a
     shard is shortened by this, so that a command is not applied when its reply
     could not reach the caller in time (docs/operations.md, the deadline rule).
     """
 
-    # The peak halves every HALF_LIFE_S: a backlog seen in the last second still counts,
-    # however many calls went by since (a per-call decay forgot it in ~70 ms at 1k/s).
-    HALF_LIFE_S = 0.5
+    QUANTILE = 0.99
+    WINDOW_S = 2.0
+    MAX_SAMPLES = 2048
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self.peak_s = 0.0
-        self._at = clock()
+        self._recent = RecentQuantile(self.QUANTILE, self.WINDOW_S, self.MAX_SAMPLES)
 
     def observe(self, seconds: float) -> None:
-        self.peak_s = max(seconds, self.seconds())
-        self._at = self._clock()
+        self._recent.observe(seconds, self._clock())
 
     def seconds(self) -> float:
-        elapsed = self._clock() - self._at
-        return float(self.peak_s * 0.5 ** (elapsed / self.HALF_LIFE_S))
+        return self._recent.value(self._clock())
 
 
 class Router:

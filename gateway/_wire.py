@@ -26,15 +26,21 @@ class _RawStream(Protocol):
     async def recv_data(self, size: int) -> bytes: ...
 
 
-async def read_request(stream: Stream[Any, Any], message_type: type[M]) -> M:
-    """The single request message of a unary call, or a GRPCError that says what is wrong."""
-    message = await read_message(stream, message_type)
+async def read_request(
+    stream: Stream[Any, Any], message_type: type[M], limit: int = MAX_REQUEST_BYTES
+) -> M:
+    """The single request message of a unary call, or a GRPCError that says what is wrong.
+
+    `limit`: the largest body read (the admin port's feeds are larger than 64 KiB)."""
+    message = await read_message(stream, message_type, limit)
     if message is None:
         raise GRPCError(Status.INVALID_ARGUMENT, "request body: no message was sent")
     return message
 
 
-async def read_message(stream: Stream[Any, Any], message_type: type[M]) -> M | None:
+async def read_message(
+    stream: Stream[Any, Any], message_type: type[M], limit: int = MAX_REQUEST_BYTES
+) -> M | None:
     """The next request message, None at the end of the stream, or a GRPCError."""
     # grpclib keeps the HTTP/2 stream as `_stream`; stable across 0.4.x, and the only way
     # to see the length prefix before the body is buffered.
@@ -48,10 +54,10 @@ async def read_message(stream: Stream[Any, Any], message_type: type[M]) -> M | N
         compressed, length = _PREFIX.unpack(prefix)
         if compressed:
             raise GRPCError(Status.UNIMPLEMENTED, "request body: compression is not supported")
-        if length > MAX_REQUEST_BYTES:
+        if length > limit:
             raise GRPCError(
                 Status.RESOURCE_EXHAUSTED,
-                f"request body: {length} bytes exceeds the limit of {MAX_REQUEST_BYTES}",
+                f"request body: {length} bytes exceeds the limit of {limit}",
             )
         body = await raw.recv_data(length)
     except AssertionError:  # grpclib's Buffer: the stream ended inside the message

@@ -197,6 +197,25 @@ _PER_SHARD: tuple[tuple[str, str, bool, Callable[[ShardStats], float]], ...] = (
         False,
         lambda s: s.last_expiry_lag_s,
     ),
+    ("leasehold_slots", "Bookable slots now", False, lambda s: s.slots),
+    (
+        "leasehold_inventory_changes",
+        "Inventory changes applied (windows that changed something)",
+        True,
+        lambda s: s.inventory_changes,
+    ),
+    (
+        "leasehold_inventory_last_change_timestamp_seconds",
+        "Unix time of the last inventory change applied; 0: none since start",
+        False,
+        lambda s: s.inventory_last_change_unix,
+    ),
+    (
+        "leasehold_orphaned_bookings",
+        "CONFIRMED bookings on slots removed from sale",
+        False,
+        lambda s: s.orphaned_bookings,
+    ),
 )
 
 

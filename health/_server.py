@@ -171,6 +171,11 @@ def shard_figures(
         fsync_s=None if journal is None else journal.last_fsync_s,
         fsync_max_s=None if journal is None else journal.max_fsync_s,
         journal_bytes=None if journal is None else journal.bytes_written,
+        inventory_changes_total=after.inventory_changes,
+        # 0.0 in the stats means none since start; the frame says so with None.
+        inventory_last_change_at=after.inventory_last_change_unix or None,
+        orphaned_bookings=after.orphaned_bookings,
+        slots=after.slots,
     )
 
 

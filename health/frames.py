@@ -87,6 +87,11 @@ class ShardFigures:
     fsync_s: float | None = None  # the most recent fsync's duration (0 before the first)
     fsync_max_s: float | None = None  # the longest fsync since start
     journal_bytes: int | None = None  # written since start
+    # Live inventory (issue 19); None from a server that predates it.
+    inventory_changes_total: int | None = None  # inventory changes applied since start
+    inventory_last_change_at: float | None = None  # Unix seconds of the last; None: none yet
+    orphaned_bookings: int | None = None  # CONFIRMED bookings on slots removed from sale
+    slots: int | None = None  # bookable slots now
 
     @property
     def total_rps(self) -> float:
@@ -112,6 +117,10 @@ class ShardFigures:
             "fsync_s": self.fsync_s,
             "fsync_max_s": self.fsync_max_s,
             "journal_bytes": self.journal_bytes,
+            "inventory_changes_total": self.inventory_changes_total,
+            "inventory_last_change_at": self.inventory_last_change_at,
+            "orphaned_bookings": self.orphaned_bookings,
+            "slots": self.slots,
         }
 
     @classmethod
@@ -137,6 +146,10 @@ class ShardFigures:
             fsync_s=_optional_number(m, "fsync_s", where),
             fsync_max_s=_optional_number(m, "fsync_max_s", where),
             journal_bytes=_optional_int(m, "journal_bytes", where),
+            inventory_changes_total=_optional_count(m, "inventory_changes_total", where),
+            inventory_last_change_at=_optional_number(m, "inventory_last_change_at", where),
+            orphaned_bookings=_optional_count(m, "orphaned_bookings", where),
+            slots=_optional_count(m, "slots", where),
         )
 
 
@@ -327,6 +340,13 @@ def _number(m: Mapping[str, object], key: str, where: str) -> float:
 
 def _optional_int(m: Mapping[str, object], key: str, where: str) -> int | None:
     return None if m.get(key) is None else _int(m, key, where)
+
+
+def _optional_count(m: Mapping[str, object], key: str, where: str) -> int | None:
+    value = _optional_int(m, key, where)
+    if value is not None and value < 0:
+        raise FrameError(f"{where}.{key} must not be negative, not {value!r}")
+    return value
 
 
 def _optional_number(m: Mapping[str, object], key: str, where: str) -> float | None:

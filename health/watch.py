@@ -14,7 +14,7 @@ import os
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,6 +277,13 @@ def shard_table(frame: Health) -> Table:
     table.add_column(
         "fsync", _seconds(max((s.fsync_s or 0 for s in shards), default=0)), justify="right"
     )
+    # Live inventory: bookable slots, changes applied (and how long ago the last), and
+    # CONFIRMED bookings left on removed slots. "-": a server without live inventory.
+    table.add_column("slots", _sum(s.slots for s in shards), justify="right")
+    latest = max((s.inventory_last_change_at or 0 for s in shards), default=0)
+    changes = _sum(s.inventory_changes_total for s in shards)
+    table.add_column("changes", _changes(changes, latest, frame.at), justify="right")
+    table.add_column("orphaned", _sum(s.orphaned_bookings for s in shards), justify="right")
     for shard in shards:
         state = condition(shard, fair_share)
         table.add_row(
@@ -294,9 +301,29 @@ def shard_table(frame: Health) -> Table:
             f"{shard.shed:,}",
             _seconds(shard.expiry_lag_s),
             "-" if shard.fsync_s is None else _seconds(shard.fsync_s),
+            _sum([shard.slots]),
+            _changes(
+                _sum([shard.inventory_changes_total]),
+                shard.inventory_last_change_at or 0,
+                frame.at,
+            ),
+            _sum([shard.orphaned_bookings]),
             style=_STYLES[state],
         )
     return table
+
+
+def _sum(values: Iterable[int | None]) -> str:
+    """The total of the values a server sent, or "-" when it sent none."""
+    known = [v for v in values if v is not None]
+    return f"{sum(known):,}" if known else "-"
+
+
+def _changes(count: str, last_at: float, now: float) -> str:
+    """Changes applied, and how long before this frame the last one was ("12, 3s ago")."""
+    if count in ("-", "0") or last_at <= 0:
+        return count
+    return f"{count}, {_duration(max(0.0, now - last_at))} ago"
 
 
 def _status_text(state: WatchState) -> Text:

@@ -1,8 +1,10 @@
 """Assembling and running the server: trio shards as a guest of grpclib's asyncio loop.
 
 Start order: shards first (each started with `nursery.start`, so serving), then
-the health stream's websocket (when configured), then the gRPC listener;
-`on_ready` is called once the port is bound. Stop order
+the health stream's websocket (when configured), then (with --feed over a data
+dir that has state) that feed applied as a whole-feed change, then the gRPC
+listener and the inventory admin service's own; `on_ready` is called once the
+ports are bound. Stop order
 (SIGINT/SIGTERM, or `stop` set): new calls are answered UNAVAILABLE, grpclib's
 server is closed and its in-flight handlers finish or are cancelled, then the
 shards' mailboxes are closed, health watchers are closed with 1001, and the trio
@@ -23,15 +25,18 @@ from typing import Any
 import trio
 from grpclib.server import Server
 
-from leasehold.core import LeaseSettings, SlotSpec
+from leasehold.core import InventoryReport, LeaseSettings, SlotSpec, whole_inventory
 from leasehold.gateway import (
+    AdminSettings,
     Admission,
     AdmissionSettings,
+    Changes,
     CoalescingServer,
     GuardLimits,
     Refusals,
     Router,
     TrioGuest,
+    build_admin_services,
     build_services,
     pin_client_name,
     quiet_floods,
@@ -50,6 +55,18 @@ from leasehold.shards import (
 DEFAULT_LEASE_SETTINGS = LeaseSettings()
 DEFAULT_LIMITS = GuardLimits()
 DEFAULT_ADMISSION = AdmissionSettings()
+DEFAULT_ADMIN_SETTINGS = AdminSettings()
+# The admin port serves operators, not partners: a few connections are plenty.
+ADMIN_LIMITS = GuardLimits(max_connections=16)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """The inventory admin service's own port (docs/inventory.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    settings: AdminSettings = DEFAULT_ADMIN_SETTINGS
 
 
 class ServerFailed(Exception):
@@ -79,6 +96,11 @@ class ServeConfig:
     # HTTP/2 and connection limits, and admission of calls (gateway._h2guard, _admission).
     limits: GuardLimits = DEFAULT_LIMITS
     admission: AdmissionSettings = DEFAULT_ADMISSION
+    # The inventory admin service; None: not served.
+    admin: AdminConfig | None = None
+    # A whole feed applied to the recovered state before serving (--feed on a data dir
+    # that has state): what it does not list is removed.
+    feed_change: Sequence[SlotSpec] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +112,10 @@ class Ready:
     health_port: int | None = None
     # What the gateway refused, counted (a frozen copy: `refusals.snapshot()`).
     refusals: Refusals | None = None
+    # The admin port's bound port; None when it is not served.
+    admin_port: int | None = None
+    # What applying ServeConfig.feed_change did, per shard; None: there was none.
+    feed_change: dict[int, InventoryReport] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,19 +152,40 @@ async def serve(
     admission = Admission(config.admission, refusals)
     services = build_services(router, config.slots, admission)
     server = CoalescingServer(services, limits=config.limits, admission=admission)
-    if config.tls_client_name is not None:
-        pin_client_name(server, config.tls_client_name)
+    admin = _admin_server(config, router)
+    for each in (server, admin):
+        if each is not None and config.tls_client_name is not None:
+            pin_client_name(each, config.tls_client_name)
     if side.health is not None:
         side.health.stream.grpc_connections = partial(_open_connections, server)
+    started: list[CoalescingServer] = []
     try:
+        feed_change = await _apply_feed_change(config, router)
         await server.start(config.host, config.port, ssl=config.ssl_context)
+        started.append(server)
+        if admin is not None:
+            assert config.admin is not None
+            await admin.start(config.admin.host, config.admin.port, ssl=config.ssl_context)
     except BaseException:
+        for each in started:
+            each.close()
         side.stop()
         await asyncio.wait({ended})
         raise
     try:
         health_port = None if side.health is None else side.health.port
-        on_ready(Ready(config.host, _bound_port(server), router, health_port, refusals))
+        admin_port = None if admin is None else _bound_port(admin)
+        on_ready(
+            Ready(
+                config.host,
+                _bound_port(server),
+                router,
+                health_port,
+                refusals,
+                admin_port,
+                feed_change,
+            )
+        )
         with quiet_floods(refusals):
             await _wait_for_stop_or_crash(stop, ended)
     finally:
@@ -149,11 +196,33 @@ async def serve(
         # before grpclib's close() cancels them; then the shards stop.
         await router.drain(config.drain_seconds)
         server.close()
+        if admin is not None:
+            admin.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), config.drain_seconds)
+        if admin is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(admin.wait_closed(), config.drain_seconds)
         side.stop()
         await asyncio.wait({ended})
     await _outcome(ended)  # a failure while stopping
+
+
+def _admin_server(config: ServeConfig, router: Router) -> CoalescingServer | None:
+    if config.admin is None:
+        return None
+    admission = Admission(AdmissionSettings(), Refusals())
+    services = build_admin_services(router, config.admin.settings, admission)
+    return CoalescingServer(services, limits=ADMIN_LIMITS, admission=admission)
+
+
+async def _apply_feed_change(
+    config: ServeConfig, router: Router
+) -> dict[int, InventoryReport] | None:
+    """Apply --feed to the recovered state as a whole-feed change, before serving."""
+    if config.feed_change is None:
+        return None
+    return await Changes(router).apply([whole_inventory(config.feed_change)], dry_run=False)
 
 
 async def start_shards(config: ServeConfig) -> tuple[ShardSet, TrioGuest]:

@@ -6,12 +6,13 @@ import argparse
 from pathlib import Path
 
 from leasehold import __version__
+from leasehold._feed_cmd import add_parsers as add_feed_parsers
 from leasehold._logging import FORMATS as LOG_FORMATS
 from leasehold._logging import LEVELS as LOG_LEVELS
 from leasehold._process_flags import add_process_flags
 from leasehold._run import health_url
 from leasehold._slots import add_parser as add_slots_parser
-from leasehold.gateway import GuardLimits
+from leasehold.gateway import DEFAULT_ADMIN_MAX_REQUEST_BYTES, GuardLimits
 from leasehold.health import DEFAULT_PORT as DEFAULT_HEALTH_PORT
 from leasehold.shards import (
     Durability,
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="frame interval for watchers that do not ask for one",
     )
+    _admin_flags(serve_cmd)
     logs = serve_cmd.add_argument_group("logs (on stdout; nothing per successful request)")
     logs.add_argument(
         "--log-format",
@@ -155,8 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard_cmd.add_argument("--url", help="health stream to show (default: the page's)")
     dashboard_cmd.add_argument("--open", action="store_true", help="open it in a browser")
     add_slots_parser(commands)
-    feed_cmd = commands.add_parser("feed", help="print the built-in demo feed")
-    feed_cmd.add_argument("which", choices=["demo"])
+    add_feed_parsers(commands, positive_float)
     commands.add_parser("bench", add_help=False, help="benchmarks (leasehold bench --help)")
     return parser
 
@@ -171,6 +172,37 @@ class _ShowDefaults(argparse.HelpFormatter):
         if not action.option_strings:
             return text
         return f"{text} (default: %(default)s)"
+
+
+def _admin_flags(serve_cmd: argparse.ArgumentParser) -> None:
+    admin = serve_cmd.add_argument_group(
+        "inventory admin service (gRPC; see leasehold feed apply, docs/inventory.md)"
+    )
+    admin.add_argument("--admin-host", default="127.0.0.1", help="address to bind")
+    admin.add_argument(
+        "--admin-port",
+        type=port,
+        default=None,
+        help="admin gRPC port (0: any free); default: --port + 2, or 0 when --port is 0 "
+        "or above 65533",
+    )
+    admin.add_argument(
+        "--no-admin",
+        action="store_true",
+        default=None,  # (a flag: no default to show in --help)
+        help="serve no admin port (the inventory then changes only at a restart with --feed)",
+    )
+    admin.add_argument(
+        "--admin-token",
+        help="admin calls must send 'authorization: Bearer TOKEN' (default: none needed)",
+    )
+    admin.add_argument(
+        "--admin-max-request",
+        type=positive_int,
+        default=DEFAULT_ADMIN_MAX_REQUEST_BYTES,
+        metavar="BYTES",
+        help="largest admin request (a whole feed) read",
+    )
 
 
 def _limit_flags(serve_cmd: argparse.ArgumentParser) -> None:

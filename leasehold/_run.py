@@ -18,7 +18,7 @@ from leasehold import __version__
 from leasehold._app import Ready, ServeConfig, serve
 from leasehold._logging import ShedSummary, event
 from leasehold._slots import example_slot
-from leasehold.core import Feed
+from leasehold.core import Feed, InventoryReport
 from leasehold.shards import RecoveryReport, ShardSet
 
 # Shedding is summed over this period: at most one warning per period, however many calls.
@@ -29,8 +29,11 @@ async def serve_until_signal(
     config: ServeConfig,
     feed: Feed,
     recorded_in: Path | None,
+    changed_by: Path | None = None,
     shed_period_s: float = SHED_SUMMARY_PERIOD_S,
 ) -> None:
+    """Serve `config` until SIGINT or SIGTERM. `recorded_in`: the data dir whose recorded
+    feed is served; `changed_by`: the --feed applied over its state as a change."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -38,7 +41,7 @@ async def serve_until_signal(
     watchers: list[asyncio.Task[None]] = []
 
     def announce(ready: Ready) -> None:
-        _announce(ready, config, feed, recorded_in)
+        _announce(ready, config, feed, recorded_in, changed_by)
         shard_set = _local_shards(ready)
         watchers.append(loop.create_task(_summarise_shedding(shard_set, shed_period_s)))
 
@@ -56,31 +59,45 @@ def _on_signal(stop: asyncio.Event, signum: int) -> None:
     stop.set()
 
 
-def _announce(ready: Ready, config: ServeConfig, feed: Feed, recorded_in: Path | None) -> None:
-    if recorded_in is not None:
+def _announce(
+    ready: Ready,
+    config: ServeConfig,
+    feed: Feed,
+    recorded_in: Path | None,
+    changed_by: Path | None,
+) -> None:
+    if recorded_in is not None and changed_by is None:
         event(
             logging.INFO,
             "feed_recorded",
-            f"the feed is the one recorded in {recorded_in} (--feed changes it)",
+            f"the feed is the one recorded in {recorded_in}, with the inventory changes "
+            "its journal holds (--feed applies a new one over them)",
             data_dir=str(recorded_in),
         )
     _recovery_events(_local_shards(ready).recovery)
+    if changed_by is not None and ready.feed_change is not None:
+        _feed_change_event(changed_by, ready.feed_change)
+    if ready.admin_port is not None and config.admin is not None:
+        target = f"{config.admin.host}:{ready.admin_port}"
+        text = f"inventory admin service on {target} (leasehold feed apply FILE --target {target})"
+        event(logging.INFO, "admin_service", text, host=config.admin.host, port=ready.admin_port)
     if config.health is not None and ready.health_port is not None:
         # Before the serving line: once that is seen, this one has been too.
         secure = config.health.ssl_context is not None
         url = health_url(config.health.host, ready.health_port, secure=secure)
         event(logging.INFO, "health_stream", f"health stream on {url}", url=url)
-    example = example_slot(feed.slots)
+    served = [spec for shard in _local_shards(ready).shards for spec in shard.state.slot_specs()]
+    example = example_slot(served)
     if example is not None:
         text = f"a slot to try: {example} (leasehold slots lists more)"
         event(logging.INFO, "example_slot", text, slot=json.loads(example))
-    merchants = len({s.key.merchant_id for s in feed.slots})
+    merchants = len({s.key.merchant_id for s in served})
     event(
         logging.INFO,
         "serving",
-        f"serving {len(feed.slots)} slots of {merchants} merchants "
+        f"serving {len(served)} slots of {merchants} merchants "
         f"on {ready.host}:{ready.port} with {config.shard_count} shards",
-        slots=len(feed.slots),
+        slots=len(served),
         merchants=merchants,
         host=ready.host,
         port=ready.port,
@@ -94,6 +111,24 @@ def _local_shards(ready: Ready) -> ShardSet:
     shard_set = ready.router.shard_set
     assert isinstance(shard_set, ShardSet)
     return shard_set
+
+
+def _feed_change_event(path: Path, parts: dict[int, InventoryReport]) -> None:
+    added, changed, removed, kept = (
+        sum(getattr(p, name) for p in parts.values())
+        for name in ("added", "changed", "removed", "kept_booked")
+    )
+    event(
+        logging.INFO,
+        "feed_applied",
+        f"applied --feed {path} over the stored state as a whole-feed change: {added} added, "
+        f"{changed} changed, {removed} removed ({kept} kept because booked)",
+        feed=str(path),
+        added=added,
+        changed=changed,
+        removed=removed,
+        kept_booked=kept,
+    )
 
 
 def _recovery_events(reports: Sequence[RecoveryReport]) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from leasehold._app import ServeConfig, ServerFailed
+from leasehold._app import AdminConfig, ServeConfig, ServerFailed
 from leasehold._exits import EXIT_FAILURE, EXIT_USAGE, fail
 from leasehold._logging import configure as configure_logging
 from leasehold._logging import event
@@ -26,7 +26,13 @@ from leasehold.core import (
     demo_feed,
     parse_feed_json,
 )
-from leasehold.gateway import GuardLimits, TlsSettings, certificate_names, server_context
+from leasehold.gateway import (
+    AdminSettings,
+    GuardLimits,
+    TlsSettings,
+    certificate_names,
+    server_context,
+)
 from leasehold.health import HealthConfig, HealthListenError
 from leasehold.shards import (
     DataDirError,
@@ -35,6 +41,7 @@ from leasehold.shards import (
     RecoveryError,
     lock,
     prepare,
+    read_meta,
     recorded_feed,
 )
 from leasehold.tuning import tune_for_long_lived_state, tune_thread_handoffs
@@ -62,15 +69,16 @@ def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         return fail(f"cannot use the TLS files: {problem}", EXIT_USAGE)
     durability = Durability(args.durability)
     try:
-        feed_text, recorded = _feed_text(args.feed, args.data_dir, durability)
+        feed_text, change_text, recorded = _feed_texts(args.feed, args.data_dir, durability)
         feed = parse_feed_json(feed_text)
+        change = None if change_text is None else parse_feed_json(change_text)
     except UnicodeDecodeError as problem:
         where, byte = args.feed or args.data_dir, problem.object[problem.start]
         reason = f"{where} is not UTF-8 text (byte {byte:#04x} at offset {problem.start})"
         return fail(f"cannot load the feed: {reason}", EXIT_USAGE)
     except (OSError, FeedError, DataDirError) as problem:
         return fail(f"cannot load the feed: {problem}", EXIT_USAGE)
-    if not feed.slots:
+    if not (feed if change is None else change).slots:
         return fail("the feed has no slots to serve", EXIT_USAGE)
     try:
         held = None
@@ -112,6 +120,8 @@ def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
             client_cert_ok=_client_cert_check(args.tls_client_name),
         ),
         limits=guard_limits(args),
+        admin=_admin_config(args),
+        feed_change=None if change is None else change.slots,
     )
     configure_logging(args.log_format, args.log_level)
     if args.workers > 0:
@@ -125,7 +135,10 @@ def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     try:
         tune_for_long_lived_state()
         tune_thread_handoffs()
-        asyncio.run(serve_until_signal(config, feed, args.data_dir if recorded else None))
+        changed_by = args.feed if change is not None else None
+        asyncio.run(
+            serve_until_signal(config, feed, args.data_dir if recorded else None, changed_by)
+        )
     except HealthListenError as problem:
         return fail(str(problem), EXIT_FAILURE)
     except RecoveryError as problem:
@@ -141,6 +154,21 @@ def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         if held is not None:
             held.close()
     return 0
+
+
+def _admin_config(args: argparse.Namespace) -> AdminConfig | None:
+    if args.no_admin:
+        return None
+    settings = AdminSettings(token=args.admin_token, max_request_bytes=args.admin_max_request)
+    return AdminConfig(args.admin_host, admin_port_for(args.port, args.admin_port), settings)
+
+
+def admin_port_for(grpc_port: int, given: int | None) -> int:
+    """The admin port: the one given, else two above the gRPC port (0 follows 0), as the
+    health port's rule (one above)."""
+    if given is not None:
+        return given
+    return 0 if grpc_port == 0 or grpc_port > 65533 else grpc_port + 2
 
 
 def guard_limits(args: argparse.Namespace) -> GuardLimits:
@@ -201,15 +229,23 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     )
 
 
-def _feed_text(path: Path | None, data_dir: Path, durability: Durability) -> tuple[str, bool]:
-    """The feed to serve: --feed; else the one the data dir recorded; else a new demo feed.
+def _feed_texts(
+    path: Path | None, data_dir: Path, durability: Durability
+) -> tuple[str, str | None, bool]:
+    """(the feed the state is built on, a feed to apply over it or None, whether the first
+    is the one recorded in the data dir).
 
-    The demo feed moves with the clock, so a restart on a data dir serves the feed
-    its stored leases and bookings were made on. The flag says it came from the dir.
+    A data dir with state keeps the feed it was built on (its journal was made on it);
+    a different --feed is then applied over the recovered state as a whole-feed change
+    (spec section 8). Else: --feed; else a new demo feed (which moves with the clock).
     """
-    if path is not None:
-        return path.read_text(encoding="utf-8"), False
     recorded = None if durability is Durability.NONE else recorded_feed(data_dir)
+    has_state = recorded is not None and read_meta(data_dir) is not None
+    if path is not None:
+        text = path.read_text(encoding="utf-8")
+        if has_state and recorded is not None:
+            return recorded, text, True  # (the same feed too: live changes may differ)
+        return text, None, False
     if recorded is not None:
-        return recorded, True
-    return json.dumps(demo_feed(int(time.time()))), False
+        return recorded, None, True
+    return json.dumps(demo_feed(int(time.time()))), None, False

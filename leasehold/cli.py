@@ -1,4 +1,5 @@
-"""The `leasehold` command: `serve`, `watch`, `dashboard`, `slots`, `feed demo`, `bench`.
+"""The `leasehold` command: `serve`, `watch`, `dashboard`, `slots`, `feed demo|apply|diff`,
+`inventory`, `bench`.
 
 Errors a user can cause (a missing or bad feed, a busy port, bad flags) end
 with one clear line on stderr and a non-zero exit, never a traceback.
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 
 from leasehold import health
 from leasehold._exits import EXIT_FAILURE, EXIT_USAGE, fail
+from leasehold._feed_cmd import feed_main, inventory_main
 from leasehold._flags import build_parser
 from leasehold._run import health_url
 from leasehold._serve_cmd import serve_command
@@ -58,6 +60,10 @@ def _main(argv: list[str]) -> int:
         return _bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "feed" and args.feed_command != "demo":
+        return feed_main(args)
+    if args.command == "inventory":
+        return inventory_main(args)
     if args.command == "feed":
         json.dump(demo_feed(int(time.time())), sys.stdout, indent=1)
         sys.stdout.write("\n")

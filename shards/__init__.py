@@ -6,7 +6,14 @@ Imports core; imported by gateway. Nothing here knows protobuf or grpclib.
 from leasehold.shards._assignment import process_of_shard, shards_of_process
 from leasehold.shards._clock import AnchoredClock
 from leasehold.shards._codec import CorruptRecord, encode_events
-from leasehold.shards._datadir import DataDirError, lock, prepare, recorded_feed, shard_dir
+from leasehold.shards._datadir import (
+    DataDirError,
+    lock,
+    prepare,
+    read_meta,
+    recorded_feed,
+    shard_dir,
+)
 from leasehold.shards._durable_sink import Durability, JournalFailed
 from leasehold.shards._entropy import buffered_entropy
 from leasehold.shards._journal import JournalWriter
@@ -25,6 +32,7 @@ from leasehold.shards._metrics import (
     percentile,
 )
 from leasehold.shards._persistence import RecoveryError, RecoveryReport
+from leasehold.shards._recent import RecentQuantile
 from leasehold.shards._shard import EventSink, Shard, ShardHandle, call
 from leasehold.shards._snapshots import encode_snapshot, remove_covered, write_snapshot
 from leasehold.shards._supervisor import Persistence, ShardSet, partition_inventory, run_shards
@@ -51,6 +59,7 @@ __all__ = [
     "JournalWriter",
     "LatencyHistogram",
     "Persistence",
+    "RecentQuantile",
     "RecoveryError",
     "RecoveryReport",
     "Reply",
@@ -76,6 +85,7 @@ __all__ = [
     "percentile",
     "prepare",
     "process_of_shard",
+    "read_meta",
     "recorded_feed",
     "remove_covered",
     "run_shards",

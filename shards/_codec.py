@@ -15,6 +15,12 @@ the golden bytes in tests/test_codec.py pin it, and any change to it needs a new
                PostalAddress | nil]
     PostalAddress = [country, locality, region, post_office_box_number, postal_code,
                      street_address]
+    SlotSpec = [SlotKey, spots, spots_total, availability_tag, staff_name, room_name]
+
+Event kinds added later (a reader that does not know one refuses the record as of an
+unknown kind, never misreads it; the data dir's format version says which kinds it may
+hold): "inventory_changed" (data dir format 3) = [kind, [SlotSpec...], [SlotKey...],
+[released lease id...]].
 
 `kind` is the event's stable `kind` tag and enums are stored by value (both
 strings), so neither Python class names nor enum order leak into the format.
@@ -41,6 +47,7 @@ from leasehold.core import (
     BookingStatus,
     Event,
     ExpiredLeasesForgotten,
+    InventoryChanged,
     Lease,
     LeaseExpiredEvent,
     LeaseGranted,
@@ -49,6 +56,7 @@ from leasehold.core import (
     PostalAddress,
     SlotKey,
     SlotRef,
+    SlotSpec,
 )
 
 RECORD_VERSION = 1
@@ -141,12 +149,30 @@ def _event(event: Event) -> tuple[object, ...]:
             return (event.kind, event.booking_id)
         case BookingRescheduled():
             return (event.kind, event.booking_id, _slot_ref(event.new_slot))
+        case InventoryChanged():
+            return (
+                event.kind,
+                [slot_spec(spec) for spec in event.upserts],
+                [key.as_tuple() for key in event.removals],
+                list(event.released),
+            )
         case _:
             assert_never(event)
 
 
 def _slot_ref(ref: SlotRef) -> tuple[object, ...]:
     return (ref.key.as_tuple(), ref.availability_tag)
+
+
+def slot_spec(spec: SlotSpec) -> tuple[object, ...]:
+    return (
+        spec.key.as_tuple(),
+        spec.spots,
+        spec.spots_total,
+        spec.availability_tag,
+        spec.staff_name,
+        spec.room_name,
+    )
 
 
 def _lease(lease: Lease) -> tuple[object, ...]:
@@ -247,6 +273,33 @@ def _booking_rescheduled(value: tuple[object, ...], refs: SlotRefs) -> BookingRe
     )
 
 
+def _inventory_changed(value: tuple[object, ...], refs: SlotRefs) -> InventoryChanged:
+    _, upserts, removals, released = _array(value, 4, "InventoryChanged")
+    return InventoryChanged(
+        tuple(decode_slot_spec(v) for v in _items(upserts, "InventoryChanged.upserts")),
+        tuple(_decode_slot_key(v) for v in _items(removals, "InventoryChanged.removals")),
+        tuple(_str(v, "InventoryChanged.released") for v in _items(released, "released")),
+    )
+
+
+def decode_slot_spec(value: object) -> SlotSpec:
+    key, spots, total, tag, staff_name, room_name = _array(value, 6, "SlotSpec")
+    return SlotSpec(
+        _decode_slot_key(key),
+        _int(spots, "SlotSpec.spots"),
+        _int(total, "SlotSpec.spots_total"),
+        _str(tag, "SlotSpec.availability_tag"),
+        _str(staff_name, "SlotSpec.staff_name"),
+        _str(room_name, "SlotSpec.room_name"),
+    )
+
+
+def _items(value: object, what: str) -> tuple[object, ...]:
+    if type(value) is not tuple:
+        raise CorruptRecord(f"{what} is {_describe(value)}, not an array")
+    return value
+
+
 _EVENT_DECODERS: dict[str, Callable[[tuple[object, ...], SlotRefs], Event]] = {
     LeaseGranted.kind: _lease_granted,
     LeaseExpiredEvent.kind: _lease_expired,
@@ -254,6 +307,7 @@ _EVENT_DECODERS: dict[str, Callable[[tuple[object, ...], SlotRefs], Event]] = {
     BookingCreated.kind: _booking_created,
     BookingCancelled.kind: _booking_cancelled,
     BookingRescheduled.kind: _booking_rescheduled,
+    InventoryChanged.kind: _inventory_changed,
 }
 
 

@@ -8,9 +8,13 @@ From format 2 on every shard directory has a manifest; a format 1 directory gets
 them, from the files it holds, on its first start by this version. A restart must
 use the same shard count (the journal of a shard only holds the keys that route
 to it); a directory written by a newer on-disk format is refused, never misread.
-The feed copy lets a restart without `--feed` serve the same inventory it
-recorded (the built-in demo feed moves with the clock, so regenerating it would
-orphan stored state).
+The feed copy is what the shards' state was built on: a restart builds the
+inventory from it, then the newest snapshot (which holds the inventory once live
+changes made it differ) and the journal after it (inventory changes included)
+bring it to where it was. So it is written once, for a new directory, and kept:
+a later `--feed` is applied over the recovered state as a whole-feed change. (The
+built-in demo feed moves with the clock, so regenerating it would orphan stored
+state.)
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
-FORMAT_VERSION = 2
+# 3: journals may hold inventory changes, snapshots their inventory (spec section 8).
+FORMAT_VERSION = 3
 # The first format whose shard directories each hold a manifest.
 MANIFEST_FORMAT = 2
 _META = "leasehold.json"
@@ -179,8 +184,8 @@ def prepare(
     """Check the directory against this start's settings and record them.
 
     Raises DataDirError when the shard count differs from the recorded one. A
-    different feed is allowed here: recovery then checks that every slot the
-    stored state uses is still in it (and refuses the start if not).
+    directory that records a feed keeps it (its digest is what the metadata keeps
+    too): pass that feed, and apply a new one over the recovered state.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     meta = read_meta(data_dir)
@@ -189,7 +194,9 @@ def prepare(
             f"{data_dir} holds state for {meta.shard_count} shards, not {shard_count}: "
             f"start with --shards {meta.shard_count}, or use another --data-dir"
         )
-    new = DataDirMeta(FORMAT_VERSION, shard_count, feed_digest(feed_text), shard_processes)
+    keeps_feed = meta is not None and recorded_feed(data_dir) is not None
+    digest = meta.feed_sha256 if keeps_feed and meta is not None else feed_digest(feed_text)
+    new = DataDirMeta(FORMAT_VERSION, shard_count, digest, shard_processes)
     if meta is not None and meta.format_version >= MANIFEST_FORMAT:
         _check_shard_dirs(data_dir, shard_count)
     else:
@@ -201,7 +208,8 @@ def prepare(
             if read_manifest(directory) is None:
                 write_manifest(directory, manifest_of_files(directory))
     if new != meta:
-        _write_atomically(data_dir / _FEED, feed_text)
+        if not keeps_feed:
+            _write_atomically(data_dir / _FEED, feed_text)
         document = {
             "format_version": new.format_version,
             "shard_count": new.shard_count,

@@ -21,6 +21,8 @@ _METHODS: Mapping[type[core.Command], Callable[[ShardState, Any, int], Outcome[A
     core.RescheduleBooking: ShardState.reschedule_booking,
     core.GetBooking: ShardState.get_booking,
     core.ListBookings: ShardState.list_bookings,
+    core.ChangeInventory: ShardState.change_inventory,
+    core.ListInventory: ShardState.list_inventory,
 }
 
 

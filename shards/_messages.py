@@ -91,3 +91,11 @@ class ShardStats:
     service_times_by_kind: dict[str, HistogramSnapshot] = field(default_factory=dict)
     # Refusals by (command name, refusal name such as "SlotUnavailable") since start.
     refusals: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Inventory changes applied since start (ChangeInventory steps that changed something).
+    inventory_changes: int = 0
+    # Wall-clock time of the last one (Unix seconds); 0.0: none since start.
+    inventory_last_change_unix: float = 0.0
+    # CONFIRMED bookings on slots removed from sale (kept, counted).
+    orphaned_bookings: int = 0
+    # Bookable slots now.
+    slots: int = 0

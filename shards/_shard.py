@@ -16,7 +16,15 @@ from collections.abc import Callable, Hashable, Sequence
 
 import trio
 
-from leasehold.core import BookingError, Command, Event, ShardState, commit_scope
+from leasehold.core import (
+    BookingError,
+    ChangeInventory,
+    Command,
+    Event,
+    InventoryChanged,
+    ShardState,
+    commit_scope,
+)
 from leasehold.shards._clock import AnchoredClock
 from leasehold.shards._dispatch import execute
 from leasehold.shards._messages import (
@@ -28,6 +36,7 @@ from leasehold.shards._messages import (
     ShardUnavailable,
 )
 from leasehold.shards._metrics import LatencyHistogram
+from leasehold.shards._recent import RecentQuantile
 
 _NANOS = 1_000_000_000
 # Requests served per wake-up before yielding to other tasks (fairness between shards).
@@ -86,9 +95,12 @@ class Shard:
         self._times_by_kind: dict[type[Command], LatencyHistogram] = {}
         self._refusals: dict[tuple[type[Command], type[BookingError]], int] = {}
         self.reply_margin = ReplyMargin()
+        self._inventory_changes = 0
+        self._inventory_changed_ns = 0
 
     def statistics(self) -> ShardStats:
         counters = self.state.counters()
+        inventory = self.state.inventory_figures()
         return ShardStats(
             shard_id=self.shard_id,
             mailbox_depth=self._send.statistics().current_buffer_used,
@@ -108,6 +120,10 @@ class Shard:
                 kind.__name__: times.snapshot() for kind, times in self._times_by_kind.items()
             },
             refusals={(k.__name__, e.__name__): n for (k, e), n in self._refusals.items()},
+            inventory_changes=self._inventory_changes,
+            inventory_last_change_unix=self._inventory_changed_ns / _NANOS,
+            orphaned_bookings=inventory.orphaned_bookings,
+            slots=inventory.slots,
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -200,16 +216,16 @@ class Shard:
 
     def _serve(self, request: ShardRequest) -> None:
         now = trio.current_time()
-        if now + self.reply_margin.seconds() >= request.deadline:
+        if now + self.reply_margin.seconds(now) >= request.deadline:
             # The reply could not reach the caller in time: applying it now would leave a
             # change (a held spot) the caller never hears of.
             self._deadline_dropped += 1
-            self.reply_margin.observe(0.0)  # a drop lets the peak decay as a reply would
             request.reply(ShardFault.DEADLINE_EXCEEDED)
             return
         command = request.command
         applied_at = time.perf_counter()
-        outcome = execute(self.state, command, self._clock.wall_ns_at(now))
+        now_ns = self._clock.wall_ns_at(now)
+        outcome = execute(self.state, command, now_ns)
         self._operations += 1
         by_kind = self._by_kind
         kind = type(command)
@@ -218,6 +234,8 @@ class Shard:
         if times is None:
             times = self._times_by_kind[kind] = LatencyHistogram()
         result = outcome.result
+        if type(command) is ChangeInventory and outcome.events:
+            self._note_inventory_change(outcome.events, now_ns)
         if isinstance(result, BookingError):
             refusal = (kind, type(result))
             self._refusals[refusal] = self._refusals.get(refusal, 0) + 1
@@ -227,11 +245,16 @@ class Shard:
             elapsed = delivered_at - request.submitted_at
             self.service_times.record(elapsed)
             times.record(elapsed)
-            self.reply_margin.observe(delivered_at - applied_at)
+            self.reply_margin.observe(delivered_at - applied_at, trio.current_time())
             request.reply(result)
 
         events = outcome.events
         self._sink.commit(events, deliver, commit_scope(command, events, result))
+
+    def _note_inventory_change(self, events: Sequence[Event], now_ns: int) -> None:
+        if any(type(e) is InventoryChanged for e in events):  # (not just settling)
+            self._inventory_changes += 1
+            self._inventory_changed_ns = now_ns
 
 
 class ShardHandle:
@@ -256,24 +279,25 @@ class ShardHandle:
 class ReplyMargin:
     """How close to its deadline a request may still be started (docs/operations.md).
 
-    The floor covers the gateway's encode and send of the reply; on top comes a
-    decaying peak of this shard's recent apply-to-deliver times (the journal's
-    commit, under sync durability), so a slow fsync widens the margin at once and
-    it narrows again over the next few hundred requests (dropped ones included: were
-    only replies to narrow it, a wide margin could drop every request for good).
+    The floor covers the gateway's encode and send of the reply; on top comes the
+    99th percentile of this shard's apply-to-deliver times (the journal's commit,
+    under sync durability) over the last WINDOW_S: a command is applied only if
+    its reply would be ready in time after 99 of 100 recent commits.
     """
 
     FLOOR_S = 0.001
-    DECAY = 0.99  # per observed reply
+    QUANTILE = 0.99
+    WINDOW_S = 2.0
+    MAX_SAMPLES = 2048  # at higher rates the window is this many replies
 
     def __init__(self) -> None:
-        self.peak_s = 0.0
+        self._recent = RecentQuantile(self.QUANTILE, self.WINDOW_S, self.MAX_SAMPLES)
 
-    def observe(self, seconds: float) -> None:
-        self.peak_s = max(seconds, self.peak_s * self.DECAY)
+    def observe(self, seconds: float, now: float) -> None:
+        self._recent.observe(seconds, now)
 
-    def seconds(self) -> float:
-        return self.FLOOR_S + self.peak_s
+    def seconds(self, now: float) -> float:
+        return self.FLOOR_S + self._recent.value(now)
 
 
 def _nothing_to_deliver() -> None:

@@ -11,7 +11,8 @@ records all precede S, and older snapshots, be removed.
                + CRC-32 of the header's first 24 bytes and the snapshot (4 bytes), big-endian
     snapshot = [SNAPSHOT_VERSION, S, [Lease...], [expired lease id...], [Booking...],
                 [[merchant_id, service_id, token, Booking | booking_id]...],
-                [granted, expired, booked]]
+                [granted, expired, booked], inventory]
+    inventory = nil (the inventory the shard was built on) | [[SlotSpec, removed]...]
 
 The header makes damage visible: any single-bit flip, a cut, a file renamed to
 another sequence number all fail the checks before anything is decoded. Files
@@ -20,7 +21,8 @@ written before the header (a bare snapshot document) are still read, unchecked.
 Leases and bookings use the journal codec's layouts (shards._codec). A token's
 original response is written as its booking_id when it is the very booking in
 the bookings list (not cancelled or moved since): version 2. Version 1 always
-wrote the whole booking; both are read.
+wrote the whole booking. Version 3 adds `inventory`, every slot account after live
+inventory changes (spec section 8). All three are read.
 """
 
 from __future__ import annotations
@@ -35,13 +37,13 @@ from typing import cast
 
 import msgpack  # type: ignore[import-untyped]
 
-from leasehold.core import Booking, StateSnapshot
+from leasehold.core import Booking, SlotSpec, StateSnapshot
 from leasehold.shards import _codec as c
 from leasehold.shards._datadir import fsync_dir
 from leasehold.shards._journal import segment_files
 
-SNAPSHOT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+SNAPSHOT_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
 FILE_MAGIC = b"LHSN"
 FILE_FORMAT = 1
 _HEADER = struct.Struct(">4sIQQ")  # magic, file format, seq, snapshot length; then the CRC
@@ -84,8 +86,27 @@ def _encode_document(seq: int, snapshot: StateSnapshot) -> bytes:
         [c._booking(booking) for booking in snapshot.bookings],
         _encode_tokens(snapshot),
         list(snapshot.totals),
+        _encode_inventory(snapshot),
     )
     return cast(bytes, msgpack.packb(document))
+
+
+def _encode_inventory(snapshot: StateSnapshot) -> list[tuple[object, bool]] | None:
+    if snapshot.inventory is None:
+        return None
+    return [(c.slot_spec(spec), removed) for spec, removed in snapshot.inventory]
+
+
+def _decode_inventory(value: object) -> tuple[tuple[SlotSpec, bool], ...] | None:
+    if value is None:
+        return None
+    decoded = []
+    for item in _tuple(value):
+        spec, removed = c._array(item, 2, "inventory slot")
+        if type(removed) is not bool:
+            raise c.CorruptRecord("inventory slot: removed is not a boolean")
+        decoded.append((c.decode_slot_spec(spec), removed))
+    return tuple(decoded)
 
 
 def _encode_tokens(snapshot: StateSnapshot) -> list[tuple[str, str, str, object]]:
@@ -134,7 +155,11 @@ def _decode_document(data: bytes, path: Path, refs: c.SlotRefs | None) -> Loaded
     refs = refs or c.SlotRefs()
     try:
         document = msgpack.unpackb(data, raw=False, use_list=False)
-        version, seq, leases, expired, bookings, tokens, totals = c._array(document, 7, "snapshot")
+        version = document[0] if type(document) is tuple and document else None
+        length = 8 if version == 3 else 7
+        fields = c._array(document, length, "snapshot")
+        version, seq, leases, expired, bookings, tokens, totals = fields[:7]
+        inventory = fields[7] if length == 8 else None
         if version not in _READABLE_VERSIONS:
             raise SnapshotCorrupt(
                 path, f"snapshot format {version}; this version reads {_READABLE_VERSIONS}"
@@ -152,6 +177,7 @@ def _decode_document(data: bytes, path: Path, refs: c.SlotRefs | None) -> Loaded
                 c._int(expired_total, "totals.expired"),
                 c._int(booked, "totals.booked"),
             ),
+            inventory=_decode_inventory(inventory),
         )
         return LoadedSnapshot(c._int(seq, "seq"), state, path)
     except c.CorruptRecord as problem:

@@ -25,11 +25,12 @@ from leasehold.gateway import (
     Refusal,
     Refusals,
 )
-from leasehold.gateway._admission import QueueDelayGate, ReplyTime, guard_services
+from leasehold.gateway._admission import QueueDelayGate, guard_services
 from leasehold.gateway._h2guard import GuardLimits, StreamBudget
 from leasehold.gateway._refusals import QuietFlood
 from leasehold.proto.v2 import booking_grpc as grpc2
 from leasehold.proto.v2 import booking_pb2 as pb2
+from leasehold.shards import RecentQuantile
 
 KEY = SlotKey("m1", "cut", 1_767_254_400, 1800)
 SLOTS = [SlotSpec(KEY, 1, 1)]
@@ -78,26 +79,31 @@ def test_pushback_grows_with_the_wait_and_is_bounded() -> None:
     assert all(500 <= ms <= 1500 for ms in long)
 
 
-def test_the_deadline_margin_follows_reply_times_above_its_floor() -> None:
-    reply_time = ReplyTime(floor_s=0.002)
-    assert reply_time.margin_s() == 0.002
-    for _ in range(1000):
-        reply_time.observe(0.010)
-    assert reply_time.margin_s() == pytest.approx(0.010, rel=1e-3)
-    for _ in range(1000):  # replies that vary: the margin covers the variation too
-        reply_time.observe(0.005)
-        reply_time.observe(0.015)
-    assert 0.025 < reply_time.margin_s() < 0.035
+def test_the_early_drop_line_is_the_recent_median_reply_time() -> None:
+    times = RecentQuantile(0.5, window_s=1.0, max_samples=1024)
+    assert times.value(now=0.0) == 0.0
+    for i in range(99):  # one stalled handler among fast ones does not move the median
+        times.observe(0.010, now=i / 1000)
+    times.observe(0.700, now=0.1)
+    assert times.value(now=0.2) == 0.010
 
 
-def test_refusals_lower_the_margin_so_calls_are_measured_again() -> None:
-    reply_time = ReplyTime(floor_s=0.002)
-    for _ in range(100):
-        reply_time.observe(0.500)
-    assert reply_time.margin_s() > 0.4
-    for _ in range(2000):
-        reply_time.refused()
-    assert reply_time.margin_s() == 0.002
+def test_old_reply_times_are_forgotten_so_calls_are_measured_again() -> None:
+    times = RecentQuantile(0.5, window_s=1.0, max_samples=1024)
+    for i in range(100):
+        times.observe(0.500, now=i / 1000)
+    assert times.value(now=0.2) == 0.500
+    # Every call since has been dropped (nothing observed): after the window, nothing.
+    assert times.value(now=1.2) == 0.0
+    assert len(times) == 0
+
+
+def test_reply_times_keep_a_bounded_number_of_samples() -> None:
+    times = RecentQuantile(0.5, window_s=1.0, max_samples=8)
+    for i in range(100):
+        times.observe(i, now=0.0)
+    assert len(times) == 8
+    assert times.value(now=0.0) == 96
 
 
 def test_rapid_resets_exhaust_the_budget_honest_cancels_do_not() -> None:
@@ -223,7 +229,7 @@ def test_a_call_arriving_while_behind_is_refused_before_a_handler_starts() -> No
 
     run(lambda: _served(admission, call))
     assert refusals.snapshot()[Refusal.OVERLOADED] == 1
-    assert admission.reply_time.mean_s == 0.0  # no handler ran
+    assert len(admission.reply_times) == 0  # no handler ran
 
 
 @pytest.mark.timeout(30)
@@ -232,13 +238,34 @@ def test_a_call_with_too_short_a_timeout_is_refused_before_a_handler_starts() ->
     admission = Admission(AdmissionSettings(min_margin_s=10.0), refusals)
 
     async def call(channel: Channel) -> None:
-        with pytest.raises(GRPCError) as refused:
-            await HealthStub(channel).Check(HealthCheckRequest(), timeout=5)
+        async with HealthStub(channel).Check.open(timeout=5) as stream:
+            await stream.send_message(HealthCheckRequest(), end=True)
+            with pytest.raises(GRPCError) as refused:
+                await stream.recv_message()
+            headers = dict(stream._stream.headers or ())
         assert refused.value.status is Status.DEADLINE_EXCEEDED
+        # Its caller is told when to come back, as a refused one is.
+        assert 25 <= int(headers[PUSHBACK_TRAILER]) <= 1500
 
     run(lambda: _served(admission, call))
     assert refusals.snapshot()[Refusal.DEADLINE] == 1
-    assert admission.reply_time.mean_s == 0.0  # no handler ran
+    assert len(admission.reply_times) == 0  # no handler ran
+
+
+@pytest.mark.timeout(30)
+def test_finished_calls_are_measured_for_the_adaptive_limit() -> None:
+    admission = Admission(AdmissionSettings(), Refusals())
+
+    async def call(channel: Channel) -> None:
+        health = HealthStub(channel)
+        for _ in range(3):
+            await health.Check(HealthCheckRequest(), timeout=5)
+
+    run(lambda: _served(admission, call))
+    # Each finished call is a sample of the current window (3 calls, well within 100 ms).
+    assert len(admission.limit._samples) == 3
+    assert len(admission.reply_times) == 3
+    assert admission.active == 0
 
 
 @pytest.mark.timeout(30)
@@ -249,9 +276,13 @@ def test_calls_over_the_active_bound_are_refused_and_the_bound_is_released() -> 
     async def call(channel: Channel) -> None:
         health = HealthStub(channel)
         admission.active = 1  # one call under way
-        with pytest.raises(GRPCError) as refused:
-            await health.Check(HealthCheckRequest())
+        async with health.Check.open() as stream:
+            await stream.send_message(HealthCheckRequest(), end=True)
+            with pytest.raises(GRPCError) as refused:
+                await stream.recv_message()
+            headers = dict(stream._stream.headers or ())
         assert refused.value.status is Status.RESOURCE_EXHAUSTED
+        assert 25 <= int(headers[PUSHBACK_TRAILER]) <= 1500
         admission.active = 0
         await health.Check(HealthCheckRequest())  # counted while it runs, then released
         assert admission.active == 0

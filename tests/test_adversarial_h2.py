@@ -13,7 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from _h2_raw import HEALTH_CHECK, RawH2, grpc_frame, request_headers
+from _h2_raw import EMPTY_MESSAGE, HEALTH_CHECK, RawH2, grpc_frame, request_headers
 from _server_process import ServerProcess, running_server
 from h2.errors import ErrorCodes
 from h2.events import Event, ResponseReceived, StreamEnded, StreamReset, TrailersReceived
@@ -180,6 +180,25 @@ def test_calls_with_deadlines_too_short_log_nothing(server: ServerProcess) -> No
     assert codes <= {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.OK}
     time.sleep(0.2)
     assert not any("Traceback" in line for line in server.output[lines_before:])
+
+
+@pytest.mark.parametrize(
+    ("timeout", "status"),
+    [("abc", "3"), ("10", "3"), ("5x", "3"), ("123456789S", "3"), ("-1S", "3"), ("5S", "0")],
+)
+def test_a_malformed_grpc_timeout_is_invalid_argument(
+    server: ServerProcess, timeout: str, status: str
+) -> None:
+    with RawH2(server.port) as client:
+        stream_id = client.conn.get_next_available_stream_id()
+        client.conn.send_headers(
+            stream_id, [*request_headers(HEALTH_CHECK), ("grpc-timeout", timeout)]
+        )
+        client.conn.send_data(stream_id, EMPTY_MESSAGE, end_stream=True)
+        client.flush()
+        events = client.events_until(lambda evs: grpc_status(evs, stream_id) is not None, 5)
+        assert grpc_status(events, stream_id) == status
+        assert not client.closed  # a refused call, not a dropped connection
 
 
 def raw_call_status_with_timeout(target: str, timeout_s: float) -> tuple[grpc.StatusCode, str]:

@@ -13,6 +13,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _server_process import leasehold_executable
@@ -28,6 +29,8 @@ TINY = {
     "mixed": ["--concurrency", "8", "--slots", "16", "--spots", "2", "--rate", "150", "--ceiling"],
     # No --storm-setup: the run sizes its setup window from a short calibration phase.
     "expiry-storm": ["--leases", "300", "--spots", "50", "--storm-rate", "100"],
+    # Window replacements through the admin API (--spawn adds --admin-port 0).
+    "inventory-churn": ["--rate", "150", "--churn-rate", "40", "--churn-rounds", "2"],
 }
 
 
@@ -91,9 +94,28 @@ def test_a_tiny_run_is_made_and_checked(tmp_path: Path, scenario: str) -> None:
         assert by_name["half-load"]["mode"] == "open"
         # Ran --warmup + --duration, counted after the warm-up: --duration.
         assert by_name["half-load"]["seconds"] == pytest.approx(1.5, abs=0.01)
+    if scenario == "inventory-churn":
+        check_churn(result)
     if scenario == "mixed":  # open loop (--rate), but the ceiling is closed loop
         modes = {p["name"]: p["mode"] for p in result["phases"]}
         assert modes == {"warmup": "open", "ceiling": "closed", "measure": "open"}
+
+
+def check_churn(result: dict[str, Any]) -> None:
+    by_name = {p["name"]: p for p in result["phases"]}
+    assert list(by_name) == ["warmup", "steady", "churn"]
+    assert "inventory" in by_name["churn"]["kinds"]  # the admin calls, a record per slot
+    assert "inventory" not in by_name["steady"]["kinds"]
+    extra = result["extra"]
+    assert extra["churn_calls"].get("applied", 0) > 0, extra
+    assert extra["churn_slot_changes"] >= extra["churn_calls"]["applied"]
+    assert extra["lease_steady_requests"] > 0
+    assert extra["lease_churn_requests"] > 0
+    assert extra["lease_p99_churn_over_steady"] > 0
+    assert extra["update_p50_ms"] > 0
+    # The server's own cost of each window applied (its /metrics).
+    assert extra["change_service_count"] >= extra["churn_calls"]["applied"]
+    assert extra["change_service_mean_ms"] > 0
 
 
 def test_durability_modes_run_side_by_side(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from leasehold.core import (
     BookingStatus,
     Event,
     ExpiredLeasesForgotten,
+    InventoryChanged,
     Lease,
     LeaseExpiredEvent,
     LeaseGranted,
@@ -27,6 +28,7 @@ from leasehold.core import (
     PostalAddress,
     SlotKey,
     SlotRef,
+    SlotSpec,
 )
 from leasehold.shards._codec import (
     RECORD_VERSION,
@@ -66,6 +68,14 @@ EVENT_STRATEGIES: dict[type[Event], st.SearchStrategy[Event]] = {
     BookingCreated: st.builds(BookingCreated, bookings, texts),
     BookingCancelled: st.builds(BookingCancelled, texts),
     BookingRescheduled: st.builds(BookingRescheduled, texts, slot_refs),
+    InventoryChanged: st.builds(
+        InventoryChanged,
+        st.lists(
+            st.builds(SlotSpec, slot_refs.map(lambda r: r.key), ints, ints, texts, texts, texts)
+        ).map(tuple),
+        st.lists(slot_refs.map(lambda r: r.key)).map(tuple),
+        st.lists(texts).map(tuple),
+    ),
 }
 events = st.one_of(*EVENT_STRATEGIES.values())
 
@@ -114,6 +124,14 @@ GOLDEN: list[tuple[Event, str]] = [
     (
         BookingRescheduled("B1", SlotRef(SlotKey("m1", "cut", 0, 60))),
         "92019193b3626f6f6b696e675f72657363686564756c6564a242319297a26d31a3637574003ca0a000a0",
+    ),
+    (
+        InventoryChanged(
+            (SlotSpec(KEY, 2, 3, "tag", "Ann", "Room"),), (SlotKey("m1", "cut", 0, 60),), ("L1",)
+        ),
+        "92019194b1696e76656e746f72795f6368616e676564"
+        "919697a26d31a3637574ce69562980cd0708a27374a2726d020203a3746167a3416e6ea4526f6f6d"
+        "9197a26d31a3637574003ca0a00091a24c31",
     ),
 ]
 

@@ -13,8 +13,15 @@ model predicts each forgetting too. A step may snapshot a shard and go on with a
 state restored from it (as a restart does): the rest of the run checks that it behaves
 the same.
 
+Between any commands the inventory may change (spec section 8): a slot's capacity
+raised or lowered, the slot removed (its CONFIRMED bookings stay, its live leases
+are released) or added again, or a whole service's window replaced at once; the
+model predicts every count of the report and every lease released.
+
 After every step: each slot's holders (live unexpired leases plus CONFIRMED bookings)
-never exceed its spots and equal spots minus the core's open spots; counters, leases and
+never exceed its spots unless its capacity was lowered below them (and then no grant
+was made: every grant is predicted against the capacity of the moment), and the
+core's open spots are the spots left; a removed slot answers no open spots; counters, leases and
 bookings agree with the model; and a shadow state per shard built only by applying the
 emitted events (since its last restore) equals the core (the journal replays exactly).
 
@@ -42,6 +49,7 @@ from hypothesis.stateful import (
 
 from leasehold.core import (
     BOOKING_ID_PREFIX,
+    END_OF_TIME,
     LEASE_ID_PREFIX,
     ApiVersion,
     BatchAvailability,
@@ -53,6 +61,7 @@ from leasehold.core import (
     BookingRescheduled,
     BookingStatus,
     CancelBooking,
+    ChangeInventory,
     CheckAvailability,
     Command,
     CreateBooking,
@@ -61,6 +70,8 @@ from leasehold.core import (
     ExpiredLeasesForgotten,
     GetBooking,
     InvalidArgument,
+    InventoryChanged,
+    InventoryReport,
     Lease,
     LeaseExpired,
     LeaseExpiredEvent,
@@ -79,11 +90,13 @@ from leasehold.core import (
     SlotRef,
     SlotSpec,
     SlotUnavailable,
+    Window,
     bucket_of_id,
     commit_scope,
     routing_bucket,
     shard_for_bucket,
     shard_for_key,
+    start_order,
 )
 
 START = 1_767_254_400  # 2026-01-01T08:00:00Z
@@ -208,6 +221,9 @@ class Model:
     # the order it forgets them in (oldest first).
     expired_order: dict[int, list[str]] = field(default_factory=dict)
     forgotten: set[str] = field(default_factory=set)
+    # The bookable slots and their capacity now; the removed ones.
+    spots: dict[SlotKey, int] = field(default_factory=lambda: dict(SPOTS))
+    removed: set[SlotKey] = field(default_factory=set)
 
     def shard_of(self, service: tuple[str, str]) -> int:
         return shard_for_key(*service, self.shard_count)
@@ -274,7 +290,7 @@ class Model:
         )
 
     def is_full(self, key: SlotKey) -> bool:
-        return self.holders_at_now(key) >= SPOTS[key]
+        return self.holders_at_now(key) >= self.spots[key]
 
     def booked_by_same_user(self, key: SlotKey, person: Person, version: ApiVersion) -> bool:
         for b in self.bookings.values():
@@ -565,7 +581,7 @@ class CoreMachine(RuleBasedStateMachine):
         self, key: SlotKey, version: ApiVersion, reference: str, requested: int | None
     ) -> Expect:
         errors: set[type[BookingError]] = set()
-        if not reference or key not in SPOTS:
+        if not reference or key not in self.model.spots:
             return Refuse(frozenset({InvalidArgument}))
         bad_expiry = requested is not None and requested <= self.model.now
         existing = self.model.refs.get((version, *_service_of(key), reference))
@@ -646,14 +662,18 @@ class CoreMachine(RuleBasedStateMachine):
             self._book_v0(lease_id, v0_person)
 
     # Well-formed direct bookings on a slot the model holds full: the capacity check.
-    @precondition(lambda self: any(self.model.is_full(key) for key in INVENTORY))
+    @precondition(lambda self: any(self.model.is_full(key) for key in self.model.spots))
     @rule(
         data=st.data(),
         person=st.sampled_from(V2_PEOPLE[:-1]),
         token=st.sampled_from(TOKENS[:-1]),
     )
     def book_directly_on_a_full_slot(self, data: st.DataObject, person: Person, token: str) -> None:
-        key = data.draw(st.sampled_from([k for k in INVENTORY if self.model.is_full(k)]))
+        key = data.draw(
+            st.sampled_from(
+                [k for k in INVENTORY if k in self.model.spots and self.model.is_full(k)]
+            )
+        )
         self._book_v2(key, "", person, token)
 
     @rule(
@@ -685,7 +705,11 @@ class CoreMachine(RuleBasedStateMachine):
         if replay is not None:
             return Replay(replay)  # the original response, even if cancelled or moved since
         errors: set[type[BookingError]] = set()
-        if not token or not person.user_id or key not in SPOTS:
+        if not token or not person.user_id:
+            errors.add(InvalidArgument)
+        if key in self.model.removed:
+            errors.add(SlotUnavailable)
+        elif key not in self.model.spots:
             errors.add(InvalidArgument)
         if lease_id:
             known = self.model.leases.get(lease_id)
@@ -700,7 +724,7 @@ class CoreMachine(RuleBasedStateMachine):
                     errors.add(NotFound)
                 elif known.state is LeaseState.EXPIRED or self.model.is_due(known):
                     errors.add(LeaseExpired)  # (due: expired, whether reported yet or not)
-        if key in SPOTS:
+        if key in self.model.spots:
             if self.model.booked_by_same_user(key, person, ApiVersion.V2):
                 errors.add(SlotAlreadyBookedByUser)
             if not lease_id and self.model.is_full(key):
@@ -741,7 +765,9 @@ class CoreMachine(RuleBasedStateMachine):
             return Replay(self.model.bookings[known.booking_id])  # POLICY: v0 replay
         errors: set[type[BookingError]] = set()
         if known.state is LeaseState.EXPIRED or self.model.is_due(known):
-            errors.add(LeaseExpired)  # (due: expired, whether reported yet or not)
+            # (due: expired, whether reported yet or not; released with its slot: gone)
+            removed = known.granted.slot.key in self.model.removed
+            errors.add(SlotUnavailable if removed else LeaseExpired)
         if self.model.booked_by_same_user(known.granted.slot.key, person, ApiVersion.V0):
             errors.add(SlotAlreadyBookedByUser)
         return expect(errors)
@@ -827,7 +853,9 @@ class CoreMachine(RuleBasedStateMachine):
             errors: set[type[BookingError]] = set()
             if current.status is BookingStatus.CANCELED:
                 errors.add(BookingAlreadyCancelled)
-            if new_key not in SPOTS:
+            if new_key in self.model.removed and new_key != old:
+                errors.add(SlotUnavailable)
+            elif new_key not in self.model.spots and new_key != old:
                 errors.add(InvalidArgument)
             elif new_key != old and self.model.is_full(new_key):
                 errors.add(SlotUnavailable)
@@ -868,8 +896,9 @@ class CoreMachine(RuleBasedStateMachine):
         outcome = self._for_key(key).check_availability(command, self.model.now)
         self._assert_within_scope(command, outcome)
         self._observe(outcome.events)
-        if key in SPOTS:
-            assert outcome.result == SPOTS[key] - self.model.holders_at_now(key)
+        if key in self.model.spots:
+            open_spots = self.model.spots[key] - self.model.holders_at_now(key)
+            assert outcome.result == max(0, open_spots)
         else:
             assert isinstance(outcome.result, InvalidArgument)
 
@@ -926,8 +955,111 @@ class CoreMachine(RuleBasedStateMachine):
             )
             assert self._observe(outcome.events) == ()
             assert outcome.result == tuple(
-                SPOTS[k] - self.model.holders_at_now(k) if k in SPOTS else None for k in mine
+                max(0, self.model.spots[k] - self.model.holders_at_now(k))
+                if k in self.model.spots
+                else None
+                for k in mine
             )
+
+    # ----- inventory changes (spec section 8) ---------------------------------------------
+
+    @rule(key=st.sampled_from(INVENTORY), spots=st.integers(0, 4))
+    def set_capacity(self, key: SlotKey, spots: int) -> None:
+        """Raise or lower a slot's capacity, or add it again if it was removed."""
+        self._replace_window(_only(key), {key: spots})
+
+    @precondition(lambda self: bool(self.model.spots))
+    @rule(data=st.data())
+    def remove_a_slot(self, data: st.DataObject) -> None:
+        # Slots with holders first: Hypothesis leans to early elements.
+        keys = sorted(self.model.spots, key=lambda k: -self.model.holders_reported(k))
+        key = data.draw(st.sampled_from(keys))
+        self._replace_window(_only(key), {})
+
+    @rule(
+        service=st.sampled_from(sorted({_service_of(k) for k in INVENTORY})),
+        spots=st.dictionaries(st.sampled_from(INVENTORY), st.integers(0, 3)),
+        max_slots=st.sampled_from([0, 0, 1, 2]),
+    )
+    def replace_a_service(
+        self, service: tuple[str, str], spots: dict[SlotKey, int], max_slots: int
+    ) -> None:
+        """A whole service's window at once (in steps of `max_slots`, when given)."""
+        listed = {k: n for k, n in spots.items() if _service_of(k) == service}
+        window = Window(0, END_OF_TIME, *service, slots=_listing(listed))
+        self._replace_window(window, listed, max_slots)
+
+    def _replace_window(
+        self, window: Window, spots: dict[SlotKey, int], max_slots: int = 0
+    ) -> None:
+        """Apply `window` to its shard (step by step when max_slots is given) and check
+        each report and event against the model."""
+        self._route(self.model.shard_of((window.merchant_id, window.service_id)))
+        if window.slots == () and spots:
+            window = replace(window, slots=_listing(spots))
+        listed = spots
+        while True:
+            outcome = self.states[self.at].change_inventory(
+                ChangeInventory(window, max_slots), self.model.now
+            )
+            own = self._observe(outcome.events)
+            report = outcome.result
+            assert isinstance(report, InventoryReport), report
+            inside = {k for k in SPOTS if window.covers(k) and k.start_sec < report.cut_sec}
+            self._check_inventory_step(own, report, inside, listed)
+            if report.cut_sec >= window.end_sec:
+                return
+            assert max_slots, report
+            window = window.from_cut(report.cut_sec)
+
+    def _check_inventory_step(
+        self,
+        own: tuple[Event, ...],
+        report: InventoryReport,
+        inside: set[SlotKey],
+        listed: dict[SlotKey, int],
+    ) -> None:
+        model = self.model
+        mine = {k: n for k, n in listed.items() if k in inside}
+        gone = {k for k in inside if k in model.spots and k not in mine}
+        added = {k for k in mine if k not in model.spots}
+        changed = {k for k in mine if k in model.spots and model.spots[k] != mine[k]}
+        released = {
+            i
+            for i, m in model.leases.items()
+            if m.granted.slot.key in gone and m.state is LeaseState.LIVE
+        }
+        expected = InventoryReport(
+            added=len(added),
+            changed=len(changed),
+            removed=len(gone),
+            kept_booked=sum(1 for k in gone if model.confirmed_on(k)),
+            unchanged=len(mine) - len(added) - len(changed),
+            leases_released=len(released),
+            cut_sec=report.cut_sec,
+        )
+        assert report == expected
+        if not (gone or added or changed):
+            assert own == ()
+            return
+        (event,) = own
+        assert isinstance(event, InventoryChanged)
+        assert set(event.released) == released
+        assert set(event.removals) == gone
+        for lease_id in event.released:
+            model.leases[lease_id].state = LeaseState.EXPIRED
+            model.expired += 1
+        model.expired_order.setdefault(self.at, []).extend(event.released)
+        for key in gone:
+            del model.spots[key]
+            model.removed.add(key)
+        for key in added | changed:
+            model.spots[key] = mine[key]
+            model.removed.discard(key)
+        note_event(f"inventory: {len(added)} added, {len(changed)} changed, {len(gone)} removed")
+        if released or expected.kept_booked:
+            kept = bool(expected.kept_booked)
+            note_event(f"inventory: released leases {bool(released)}, kept booked {kept}")
 
     # ----- restart ------------------------------------------------------------------------
 
@@ -959,11 +1091,21 @@ class CoreMachine(RuleBasedStateMachine):
 
     @invariant()
     def holders_fit_the_spots(self) -> None:
-        for key, spots in SPOTS.items():
-            assert 0 <= self.model.holders_at_now(key) <= spots
+        for key in self.model.removed:
+            assert self._for_key(key).open_spots(key) is None
+        for key, spots in self.model.spots.items():
             reported = self.model.holders_reported(key)
-            assert reported <= spots
-            assert self._for_key(key).open_spots(key) == spots - reported
+            assert self._for_key(key).open_spots(key) == max(0, spots - reported)
+            if reported > spots:
+                note_event("holders over a lowered capacity")
+
+    @invariant()
+    def inventory_figures_agree(self) -> None:
+        figures = [state.inventory_figures() for state in self.states]
+        orphaned = sum(self.model.confirmed_on(key) for key in self.model.removed)
+        assert sum(f.orphaned_bookings for f in figures) == orphaned
+        assert sum(f.slots for f in figures) == len(self.model.spots)
+        assert sum(f.removed_slots for f in figures) == len(self.model.removed)
 
     @invariant()
     def counters_agree(self) -> None:
@@ -1031,6 +1173,28 @@ if settings.get_current_profile_name() != EXPLORE_PROFILE:
         suppress_health_check=[HealthCheck.too_slow],
     )
 TestCoreAgainstModel = CoreMachine.TestCase
+
+
+def _only(key: SlotKey) -> Window:
+    """A window holding just the slot `key`, by every restriction (listing nothing yet)."""
+    return Window(
+        key.start_sec,
+        key.start_sec + 1,
+        key.merchant_id,
+        key.service_id,
+        key.duration_sec,
+        (key.staff_id, key.room_id, key.party_size),
+    )
+
+
+def _listing(spots: dict[SlotKey, int]) -> tuple[SlotSpec, ...]:
+    """The slots of `spots` with those capacities (tags as in SPECS), in start order."""
+    specs = {spec.key: spec for spec in SPECS}
+    listed = [
+        replace(specs[k], spots=n, spots_total=max(n, specs[k].spots_total))
+        for k, n in spots.items()
+    ]
+    return tuple(sorted(listed, key=start_order))
 
 
 def test_the_shard_counts_route_as_intended() -> None:

@@ -26,6 +26,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -42,9 +43,11 @@ from _server_process import ServerProcess, leasehold_executable, running_server,
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
 from leasehold import __version__
+from leasehold.bench._admin import window_request
 from leasehold.core import SlotKey
 from leasehold.health.frames import Health, ShardFigures, Subscribe, decode
 from leasehold.health.watch import Condition, condition, open_watch
+from leasehold.proto.admin.v1 import inventory_pb2_grpc
 from leasehold.proto.v2 import booking_pb2_grpc as grpc2
 
 INTERVAL_S = 0.5
@@ -75,6 +78,10 @@ SHARD_TEXT = {
     "fsync_s": (1000, 2),
     "fsync_max_s": (1000, 2),
     "journal_bytes": (0.001, 1),
+    "slots": (1, 0),
+    "inventory_changes_total": (1, 0),
+    "inventory_last_change_at": (1, 0),  # shown as the UTC time of day: see check_figure
+    "orphaned_bookings": (1, 0),
 }
 PROCESS_TEXT = {
     "seq": (1, 0),
@@ -154,7 +161,18 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     # Leases live 1 s, so live leases, expiries and the journal all move.
     flags = ["--feed", str(feed), "--shards", "2", "--default-lease-ttl", "1"]
     with running_server(tmp_path / "data", *flags, "--max-lease-ttl", "1") as process:
+        change_inventory(process)
         yield process
+
+
+def change_inventory(server: ServerProcess) -> None:
+    """One admin change (a spot more on KEYS[0]), so the inventory columns show one."""
+    target = server.admin_target()
+    assert target is not None, "".join(server.output)
+    request = window_request(KEYS, [0], {0: 1_000_001})
+    with grpc.insecure_channel(target) as channel:
+        stub = inventory_pb2_grpc.InventoryServiceStub(channel)
+        assert stub.ReplaceServiceAvailability(request, timeout=10).changed == 1
 
 
 @pytest.fixture
@@ -358,6 +376,8 @@ def _busy(frame: Health) -> bool:
 
 def check_page(shown: dict[str, Any], frame: Health) -> None:
     seq = str(frame.seq)
+    # The fixture changed the inventory once: its time is among the figures compared.
+    assert any(s.inventory_last_change_at for s in frame.shards)
     assert shown["state"] == "connected"
     assert shown["version"] == __version__
     assert shown["conditions"] == ["shed", "hot", "lag"]  # the row colours' legend
@@ -412,7 +432,12 @@ def _shard_value(figures: ShardFigures, name: str) -> float | None:
 
 
 def check_totals(totals: dict[str, list[str]], shards: tuple[ShardFigures, ...], seq: str) -> None:
-    journals = [s.journal_bytes for s in shards if s.journal_bytes is not None]
+    def known(name: str) -> list[float]:
+        values = [getattr(s, name) for s in shards]
+        return [v for v in values if v is not None]
+
+    journals = known("journal_bytes")
+    last = known("inventory_last_change_at")
     expected: dict[str, float | None] = {
         "rps": sum(s.total_rps for s in shards),
         "mailbox_depth": sum(s.mailbox_depth for s in shards),
@@ -423,6 +448,14 @@ def check_totals(totals: dict[str, list[str]], shards: tuple[ShardFigures, ...],
         "expired": sum(s.expired for s in shards),
         "shed": sum(s.shed for s in shards),
         "journal_bytes": sum(journals) if journals else None,
+        "slots": sum(known("slots")) if known("slots") else None,
+        "inventory_changes_total": sum(known("inventory_changes_total"))
+        if known("inventory_changes_total")
+        else None,
+        "inventory_last_change_at": max(last) if last else None,
+        "orphaned_bookings": sum(known("orphaned_bookings"))
+        if known("orphaned_bookings")
+        else None,
     }
     assert set(totals) == set(expected)
     for name, value in expected.items():
@@ -438,6 +471,10 @@ def check_figure(
         assert (data_value, text) == ("", NOTHING_SHOWN), where
         return
     assert isinstance(value, int | float), where
+    if where.endswith("inventory_last_change_at"):
+        assert float(data_value) == pytest.approx(value, rel=1e-12), where
+        assert text == time.strftime("%H:%M:%S", time.gmtime(value)), (where, text, value)
+        return
     # JavaScript writes the shortest text that reads back as the same double, as Python does.
     assert float(data_value) == pytest.approx(value, rel=1e-12), where
     # Rounding to `decimals` may differ between JavaScript and Python on exact halves.

@@ -57,11 +57,23 @@ def test_another_shard_count_is_refused_with_what_to_do(tmp_path: Path) -> None:
         prepare(tmp_path, shard_count=4, feed_text="{}")
 
 
-def test_a_new_feed_is_recorded(tmp_path: Path) -> None:
+def test_a_directory_keeps_the_feed_its_state_was_built_on(tmp_path: Path) -> None:
+    """(A later --feed is applied over the recovered state as a change: _serve_cmd.)"""
     prepare(tmp_path, shard_count=1, feed_text="{}")
     meta = prepare(tmp_path, shard_count=1, feed_text='{"b": 2}')
-    assert meta.feed_sha256 == feed_digest('{"b": 2}')
-    assert recorded_feed(tmp_path) == '{"b": 2}'
+    assert meta.feed_sha256 == feed_digest("{}")
+    assert recorded_feed(tmp_path) == "{}"
+
+
+def test_a_format_2_directory_becomes_format_3_keeping_its_feed(tmp_path: Path) -> None:
+    prepare(tmp_path, shard_count=1, feed_text="{}")
+    meta_path = tmp_path / "leasehold.json"
+    document = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps(dict(document, format_version=2)))
+    meta = prepare(tmp_path, shard_count=1, feed_text='{"b": 2}')
+    assert meta.format_version == FORMAT_VERSION == 3
+    assert read_meta(tmp_path) == meta
+    assert recorded_feed(tmp_path) == "{}"
 
 
 def test_a_newer_format_is_refused_not_misread(tmp_path: Path) -> None:
@@ -90,7 +102,7 @@ def test_a_second_process_is_refused_while_the_first_holds_the_dir(tmp_path: Pat
     lock(tmp_path).close()  # free again once released
 
 
-def test_a_format_1_directory_gets_manifests_of_its_files_then_format_2(tmp_path: Path) -> None:
+def test_a_format_1_directory_gets_manifests_of_its_files_then_format_3(tmp_path: Path) -> None:
     (tmp_path / "leasehold.json").write_text(
         json.dumps({"format_version": 1, "shard_count": 1, "feed_sha256": feed_digest("{}")})
     )
@@ -100,7 +112,7 @@ def test_a_format_1_directory_gets_manifests_of_its_files_then_format_2(tmp_path
         (shard / name).write_bytes(b"")
     (shard / "snapshot-000000000040.msgpack").write_bytes(b"")
     meta = prepare(tmp_path, shard_count=1, feed_text="{}")
-    assert meta.format_version == FORMAT_VERSION == 2
+    assert meta.format_version == FORMAT_VERSION == 3
     assert read_manifest(shard) == ShardManifest(40, 40, 0)
 
 

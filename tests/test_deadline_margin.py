@@ -49,23 +49,30 @@ async def test_a_lease_too_close_to_its_deadline_is_not_applied(shard_set: Shard
     assert await call(handle, CheckAvailability(KEY)) == 1
 
 
-def test_a_slow_reply_widens_the_margin_and_it_narrows_again() -> None:
+def test_the_margin_is_the_recent_99th_percentile_of_commits_above_its_floor() -> None:
     margin = ReplyMargin()
-    assert margin.seconds() == ReplyMargin.FLOOR_S
-    margin.observe(0.050)  # a 50 ms journal commit
-    assert margin.seconds() == pytest.approx(ReplyMargin.FLOOR_S + 0.050)
-    for _ in range(500):
-        margin.observe(0.0001)
-    assert margin.seconds() < ReplyMargin.FLOOR_S + 0.001
+    assert margin.seconds(now=0.0) == ReplyMargin.FLOOR_S
+    for i in range(99):
+        margin.observe(0.002, now=i / 1000)
+    margin.observe(0.050, now=0.1)  # one slow commit in a hundred: covered
+    assert margin.seconds(now=0.2) == pytest.approx(ReplyMargin.FLOOR_S + 0.050)
+    # One in a thousand is not: the margin is what 99 % of recent commits took.
+    for i in range(900):
+        margin.observe(0.002, now=0.3 + i / 10_000)
+    assert margin.seconds(now=0.5) == pytest.approx(ReplyMargin.FLOOR_S + 0.002)
+    # Slow commits are forgotten after the window, replies or not.
+    for _ in range(20):
+        margin.observe(0.080, now=0.6)
+    assert margin.seconds(now=0.7) == pytest.approx(ReplyMargin.FLOOR_S + 0.080)
+    assert margin.seconds(now=0.6 + ReplyMargin.WINDOW_S + 0.1) == ReplyMargin.FLOOR_S
 
 
-def test_the_gateway_reply_lag_halves_each_half_life() -> None:
+def test_the_gateway_reply_lag_is_the_recent_99th_percentile() -> None:
     now = [100.0]
     lag = ReplyLag(clock=lambda: now[0])
     lag.observe(0.040)
-    lag.observe(0.001)  # a short lag does not hide the recent long one
+    for _ in range(50):
+        lag.observe(0.001)  # short lags do not hide the recent long one
     assert lag.seconds() == pytest.approx(0.040)
-    now[0] += ReplyLag.HALF_LIFE_S
-    assert lag.seconds() == pytest.approx(0.020)
-    now[0] += 10 * ReplyLag.HALF_LIFE_S
-    assert lag.seconds() < 0.0001
+    now[0] += ReplyLag.WINDOW_S + 0.1
+    assert lag.seconds() == 0.0

@@ -169,11 +169,15 @@ def assert_started_fresh(server: ServerProcess, slots: int, merchants: int, shar
         r"in \d+\.\d\d s"
     )
     assert re.fullmatch(recovery, lines[0]), lines
-    assert re.fullmatch(r"leasehold: health stream on ws://127\.0\.0\.1:[1-9]\d*/", lines[1])
+    admin = r"leasehold: inventory admin service on (127\.0\.0\.1:[1-9]\d*) \(leasehold feed "
+    found = re.fullmatch(admin + r"apply FILE --target (127\.0\.0\.1:[1-9]\d*)\)", lines[1])
+    assert found is not None, lines
+    assert found.group(1) == found.group(2)
+    assert re.fullmatch(r"leasehold: health stream on ws://127\.0\.0\.1:[1-9]\d*/", lines[2])
     assert re.fullmatch(
-        r"leasehold: a slot to try: \{.*\} \(leasehold slots lists more\)", lines[2]
+        r"leasehold: a slot to try: \{.*\} \(leasehold slots lists more\)", lines[3]
     )
-    assert [lines[1], *lines[3:]] == [
+    assert [lines[2], *lines[4:]] == [
         f"leasehold: health stream on {url}",
         f"leasehold: serving {slots} slots of {merchants} merchants on {server.target} "
         f"with {shards} shards{processes_said(server, shards)}",
@@ -196,7 +200,7 @@ def test_sigint_stops_the_server_with_exit_code_zero(tmp_path: Path, feed: Path)
     with running_server(tmp_path / "data", "--feed", str(feed)) as server:
         assert_started_fresh(server, slots=2, merchants=2, shards=4)
         assert server.stop(signal.SIGINT) == 0
-    assert messages(server.output)[4:] == [
+    assert messages(server.output)[5:] == [
         "leasehold: stopping (SIGINT): draining calls in flight",
         "leasehold: stopped",
     ]

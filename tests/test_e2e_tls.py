@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,6 +125,28 @@ def test_mutual_tls_pins_the_client_subject_name(
             assert check(wrong_name) is grpc.StatusCode.UNAUTHENTICATED
         with secure(server.target, ca, ca.issue_cert("booking.example")) as right_name:
             assert check(right_name) is grpc.StatusCode.OK
+
+
+def test_connections_in_their_tls_handshake_count_against_the_cap(
+    tmp_path: Path, files: dict[str, Path], ca: trustme.CA
+) -> None:
+    limits = ["--max-connections", "2", "--handshake-timeout", "3"]
+    with tls_server(tmp_path, files, *limits) as server:
+        # Failed handshakes (plaintext HTTP/2 to a TLS port) give their places back.
+        for _ in range(4):
+            with grpc.insecure_channel(server.target) as plain:
+                assert check(plain) is grpc.StatusCode.UNAVAILABLE
+        silent = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in "ab"]
+        started = time.monotonic()
+        with secure(server.target, ca) as over_the_cap:
+            assert check(over_the_cap) is grpc.StatusCode.UNAVAILABLE
+        for sock in silent:  # closed by the server at its handshake timeout
+            assert sock.recv(1024) == b""
+            sock.close()
+        assert time.monotonic() - started < 8
+        with secure(server.target, ca) as channel:
+            assert check(channel) is grpc.StatusCode.OK
+        assert not any("Traceback" in line for line in server.output), "".join(server.output)
 
 
 def test_unreadable_tls_files_are_one_clear_line(tmp_path: Path, files: dict[str, Path]) -> None:

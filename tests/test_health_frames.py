@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
@@ -97,6 +98,23 @@ def test_a_one_process_frame_sends_no_process_rows() -> None:
                 ProcessRow("shard", 1, None, False, 3, None, None, None),
             ),
         ),
+        Health(
+            seq=3,
+            at=0.0,
+            interval_s=1.0,
+            shards=(
+                ShardFigures(
+                    **{  # type: ignore[arg-type]
+                        **FIGURES.to_map(),
+                        "inventory_changes_total": 12,
+                        "inventory_last_change_at": 1_767_225_599.25,
+                        "orphaned_bookings": 3,
+                        "slots": 480,
+                    }
+                ),
+            ),
+            process=PROCESS,
+        ),
     ],
 )
 def test_every_frame_type_round_trips(frame: Subscribe | Hello | Health) -> None:
@@ -147,6 +165,19 @@ def test_integers_are_accepted_where_numbers_are_expected() -> None:
         (lambda d: d["shards"][0].pop("live_leases"), "shards[0].live_leases is missing"),
         (lambda d: d["shards"][0].update(rps={"x": "fast"}), "shards[0].rps.x must be"),
         (lambda d: d["shards"][0].update(fsync_s="slow"), "shards[0].fsync_s must be"),
+        (lambda d: d["shards"][0].update(slots=-1), "shards[0].slots must not be negative"),
+        (
+            lambda d: d["shards"][0].update(orphaned_bookings=1.5),
+            "shards[0].orphaned_bookings must be an integer",
+        ),
+        (
+            lambda d: d["shards"][0].update(inventory_changes_total="7"),
+            "shards[0].inventory_changes_total must be an integer",
+        ),
+        (
+            lambda d: d["shards"][0].update(inventory_last_change_at=float("inf")),
+            "shards[0].inventory_last_change_at must be a finite number",
+        ),
         (lambda d: d["process"].update(watchers=1.5), "process.watchers must be an integer"),
         (lambda d: d.update(process=None), "health.process must be a map"),
         (lambda d: d.update(processes={}), "health.processes must be a list"),
@@ -236,6 +267,40 @@ def test_figures_are_the_difference_between_snapshots_over_the_elapsed_time() ->
     assert (figures.mailbox_depth, figures.mailbox_capacity) == (3, 64)
     assert figures.expiry_lag_s == 0.25
     assert (figures.fsync_s, figures.fsync_max_s, figures.journal_bytes) == (None, None, None)
+
+
+def test_a_server_without_live_inventory_sends_no_inventory_figures() -> None:
+    document = health_map()
+    for key in (
+        "inventory_changes_total",
+        "inventory_last_change_at",
+        "orphaned_bookings",
+        "slots",
+    ):
+        document["shards"][0].pop(key)
+    frame = decode(packed(document))
+    assert isinstance(frame, Health)
+    shard = frame.shards[0]
+    assert (shard.inventory_changes_total, shard.orphaned_bookings, shard.slots) == (None,) * 3
+    assert shard.inventory_last_change_at is None
+
+
+def test_inventory_figures_are_the_latest_snapshots_own() -> None:
+    base = stats(operations={}, service={})
+    before = dataclasses.replace(base, inventory_changes=2, inventory_last_change_unix=100.5)
+    after = dataclasses.replace(
+        base,
+        inventory_changes=5,
+        inventory_last_change_unix=1_767_225_600.25,
+        orphaned_bookings=4,
+        slots=96,
+    )
+    figures = shard_figures(before, after, elapsed_s=1.0, service_max_s=0.0)
+    assert figures.inventory_changes_total == 5
+    assert figures.inventory_last_change_at == 1_767_225_600.25
+    assert (figures.orphaned_bookings, figures.slots) == (4, 96)
+    never = shard_figures(base, base, elapsed_s=1.0, service_max_s=0.0)
+    assert (never.inventory_changes_total, never.inventory_last_change_at) == (0, None)
 
 
 def test_journal_figures_are_the_latest_snapshots_own() -> None:

@@ -122,9 +122,10 @@ def test_a_json_logged_run_has_its_events_and_no_line_per_request(tmp_path: Path
     # reads the process itself.
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as server:
         assert server.stdout is not None
-        started = [json.loads(server.stdout.readline()) for _ in range(4)]
+        started = [json.loads(server.stdout.readline()) for _ in range(5)]
         assert [r["event"] for r in started] == [
             "recovered",
+            "admin_service",
             "health_stream",
             "example_slot",
             "serving",

@@ -75,6 +75,10 @@ def shard(shard_id: int, journal: JournalFigures | None) -> ShardStats:
         journal=journal,
         service_times_by_kind={"CreateLease": HistogramSnapshot(tuple(lease_times), 0.5)},
         refusals={("CreateLease", "SlotUnavailable"): 1},
+        inventory_changes=6 + shard_id,
+        inventory_last_change_unix=1_767_225_600.5 if shard_id == 0 else 0.0,
+        orphaned_bookings=2,
+        slots=40 + shard_id,
     )
 
 
@@ -94,6 +98,11 @@ def test_a_snapshot_renders_every_figure_summed_or_by_shard() -> None:
     assert value(found, "leasehold_journal_written_bytes_total", shard="0") == 4096
     assert ("leasehold_journal_written_bytes_total", frozenset({("shard", "1")})) not in found
     assert value(found, "leasehold_health_watchers") == 3
+    assert value(found, "leasehold_slots", shard="1") == 41
+    assert value(found, "leasehold_inventory_changes_total", shard="1") == 7
+    assert value(found, "leasehold_orphaned_bookings", shard="0") == 2
+    last = "leasehold_inventory_last_change_timestamp_seconds"
+    assert (value(found, last, shard="0"), value(found, last, shard="1")) == (1_767_225_600.5, 0)
     assert value(found, "leasehold_build_info", version=__version__) == 1
     assert not any(name == "leasehold_grpc_connections" for name, _ in found)  # unknown
 

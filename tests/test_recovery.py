@@ -232,6 +232,16 @@ async def test_snapshot_tokens_name_unchanged_bookings_by_id_and_keep_changed_on
     assert decode_snapshot(encode_snapshot(7, snapshot), tmp_path).state == snapshot
 
 
+async def test_a_version_2_snapshot_without_an_inventory_is_still_read(tmp_path: Path) -> None:
+    rec = await busy_history(tmp_path)
+    snapshot = rec.state.snapshot()
+    assert snapshot.inventory is None  # (no inventory change: the inventory as built)
+    document = list(msgpack.unpackb(encode_snapshot(7, snapshot)[HEADER_BYTES:], use_list=False))
+    assert document[0] == 3
+    document = [2, *document[1:7]]  # version 2: no inventory field
+    assert decode_snapshot(msgpack.packb(document), tmp_path).state == snapshot
+
+
 async def test_a_version_1_snapshot_with_whole_token_bookings_is_still_read(
     tmp_path: Path,
 ) -> None:
@@ -240,6 +250,7 @@ async def test_a_version_1_snapshot_with_whole_token_bookings_is_still_read(
     tokens = [(m, sv, t, _codec._booking(b)) for m, sv, t, b in snapshot.tokens]
     document = list(msgpack.unpackb(encode_snapshot(7, snapshot)[HEADER_BYTES:], use_list=False))
     document[0], document[5] = 1, tokens
+    document = document[:7]  # (version 3 added the inventory)
     assert decode_snapshot(msgpack.packb(document), tmp_path).state == snapshot
 
 

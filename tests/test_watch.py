@@ -150,6 +150,31 @@ def test_the_fsync_column_shows_each_journal_and_the_slowest() -> None:
     assert {str(c.header): str(c.footer) for c in table.columns}["fsync"] == "4.0ms"
 
 
+def test_the_inventory_columns_show_slots_changes_with_their_age_and_orphans() -> None:
+    changed = replace(
+        shard(0, rps=2),
+        slots=40,
+        inventory_changes_total=12,
+        inventory_last_change_at=1_000.0,
+        orphaned_bookings=3,
+    )
+    quiet = replace(shard(1, rps=1), slots=60, inventory_changes_total=0, orphaned_bookings=0)
+    older = replace(
+        shard(3), slots=5, inventory_changes_total=1, inventory_last_change_at=400.0,
+        orphaned_bookings=1,
+    )  # fmt: skip
+    frame = replace(health(1, changed, quiet, shard(2), older), at=1_003.0)
+    table = shard_table(frame)
+    assert column(table, "shard") == ["0", "1", "2", "3"]
+    assert column(table, "slots") == ["40", "60", "-", "5"]  # "-": no live inventory
+    assert column(table, "changes") == ["12, 0m03s ago", "0", "-", "1, 10m03s ago"]
+    assert column(table, "orphaned") == ["3", "0", "-", "1"]
+    footers = {str(c.header): str(c.footer) for c in table.columns}
+    assert footers["slots"] == "105"
+    assert footers["changes"] == "13, 0m03s ago"  # the total, and the latest of all
+    assert footers["orphaned"] == "4"
+
+
 def test_ties_in_load_go_to_the_fuller_mailbox_then_the_lower_id() -> None:
     frame = health(1, shard(2, rps=5), shard(1, rps=5), shard(0, rps=5, depth=3))
     assert column(shard_table(frame), "shard") == ["0", "1", "2"]

@@ -173,12 +173,36 @@ MUTANTS: tuple[Mutant, ...] = (
         "core/_state.py",
         (
             (
-                "        if lease.state is LeaseState.LIVE:\n            self._take(slot)\n",
-                "        if lease.state is LeaseState.LIVE:\n",
+                "            self._take_restored(slot)\n            self._live[lease.lease_id]",
+                "            self._live[lease.lease_id]",
             ),
         ),
         (*SNAPSHOT, *MODEL),
         "a restored state's live leases hold no spot: a restart overgrants",
+    ),
+    Mutant(
+        "removal-keeps-live-leases",
+        "core/_state.py",
+        (
+            (
+                "            released.extend(i for i in slot.expiring_ids if i in self._live)\n",
+                "",
+            ),
+        ),
+        (*MODEL,),
+        "a removed slot's live leases are not released: the removal cannot apply",
+    ),
+    Mutant(
+        "readd-forgets-orphans",
+        "core/_state.py",
+        (
+            (
+                "        self._orphaned -= slot.bookings\n        self._list(slot)\n",
+                "        self._list(slot)\n",
+            ),
+        ),
+        (*MODEL,),
+        "a re-added slot's bookings still count as orphaned",
     ),
     Mutant(
         "restore-drops-expiry-order",

@@ -1,0 +1,103 @@
+"""The adaptive bound on calls under way (gateway/_concurrency.py), on plain numbers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from leasehold.gateway._concurrency import AdaptiveLimit, LimitSettings
+
+SETTINGS = LimitSettings(target_s=0.020, window_s=0.100, initial=64, minimum=8)
+PUSHBACK_RANGE = (0.050, 1.0)
+
+
+def limit_after(latency_s: float, windows: int, *, timeout_s: float | None = 0.1) -> float:
+    """The limit after `windows` windows in which calls at the limit took `latency_s`."""
+    limit = AdaptiveLimit(SETTINGS, 1024, PUSHBACK_RANGE)
+    target = limit.target_s(timeout_s)
+    now = 0.0
+    limit.observe(latency_s, target, now)  # the first window starts
+    for _ in range(windows):
+        for _ in range(int(limit.limit)):
+            limit.allows(math.ceil(limit.limit) - 1)  # the limit was reached in this window
+            now += SETTINGS.window_s / limit.limit
+            limit.observe(latency_s, target, now)
+        now += 0.001
+        limit.observe(latency_s, target, now)
+    return limit.limit
+
+
+def test_a_call_is_measured_against_a_share_of_its_own_deadline() -> None:
+    limit = AdaptiveLimit(SETTINGS, 1024, PUSHBACK_RANGE)
+    assert limit.target_s(0.100) == 0.025
+    assert limit.target_s(5.0) == 1.25
+    assert limit.target_s(0.010) == 0.020  # never under the least target
+    assert limit.target_s(None) == SETTINGS.no_deadline_target_s
+
+
+def test_latency_over_target_shrinks_the_limit_at_most_by_half_a_window() -> None:
+    assert limit_after(0.050, windows=1) == pytest.approx(64 * 0.5)
+    assert limit_after(0.030, windows=1) == pytest.approx(64 * 0.025 / 0.030)
+    assert limit_after(1.0, windows=20) == SETTINGS.minimum
+
+
+def test_latency_near_target_grows_the_limit_by_its_square_root() -> None:
+    assert limit_after(0.020, windows=1) == pytest.approx(64 + 8)  # 0.8 of the target
+
+
+def test_latency_far_under_target_doubles_the_limit_up_to_the_maximum() -> None:
+    assert limit_after(0.005, windows=1) == pytest.approx(128)  # 0.2 of the target
+    assert limit_after(0.005, windows=10) == 1024
+
+
+def test_a_fresh_limit_starts_at_its_maximum() -> None:
+    assert AdaptiveLimit(LimitSettings(), 1024, PUSHBACK_RANGE).limit == 1024
+    assert AdaptiveLimit(LimitSettings(), 1, PUSHBACK_RANGE).limit == 1
+
+
+def test_a_caller_with_a_long_deadline_is_not_limited_for_a_slow_reply() -> None:
+    assert limit_after(0.300, windows=5, timeout_s=5.0) > 64
+
+
+def test_the_limit_does_not_grow_when_it_was_not_reached() -> None:
+    limit = AdaptiveLimit(SETTINGS, 1024, PUSHBACK_RANGE)
+    target = limit.target_s(0.1)
+    for i in range(1000):  # fast calls, but never more than 3 under way
+        assert limit.allows(2)
+        limit.observe(0.001, target, now=i / 1000)
+    assert limit.limit == 64
+
+
+def test_a_limit_refuses_once_reached() -> None:
+    limit = AdaptiveLimit(SETTINGS, 1024, PUSHBACK_RANGE)
+    assert limit.allows(63)
+    assert not limit.allows(64)
+
+
+def test_pushback_grows_while_refusals_outnumber_admissions_and_shrinks_after() -> None:
+    limit = AdaptiveLimit(SETTINGS, 1024, PUSHBACK_RANGE)
+    now = 0.0
+    limit.refused(now)  # the first window starts
+    for _ in range(10):  # each window: 10 admitted, 40 refused
+        for _ in range(10):
+            limit.observe(0.001, 0.020, now)
+        for _ in range(40):
+            limit.refused(now)
+        now += SETTINGS.window_s
+        limit.refused(now)
+    assert limit.pushback_s == PUSHBACK_RANGE[1]
+    for _ in range(40):  # admissions only
+        for _ in range(10):
+            limit.observe(0.001, 0.020, now)
+        now += SETTINGS.window_s
+        limit.observe(0.001, 0.020, now)
+    assert limit.pushback_s == PUSHBACK_RANGE[0]
+
+
+def test_a_window_keeps_a_bounded_number_of_samples() -> None:
+    limit = AdaptiveLimit(SETTINGS, 1024, PUSHBACK_RANGE)
+    limit.observe(0.001, 0.020, 0.0)
+    for _ in range(100_000):
+        limit.observe(0.001, 0.020, 0.05)
+    assert len(limit._samples) <= 256
