@@ -7,7 +7,18 @@ import typing
 
 import msgpack  # type: ignore[import-untyped]
 import pytest
-from _core_helpers import CUT_A, NOW, SPECS, YOGA, book_v0, book_v2, grant, lease_v2, new_state
+from _core_helpers import (
+    CUT_A,
+    DAY_START,
+    NOW,
+    SPECS,
+    YOGA,
+    book_v0,
+    book_v2,
+    grant,
+    lease_v2,
+    new_state,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -52,6 +63,13 @@ COMMANDS: list[core.Command] = [
     core.RescheduleBooking("b-1", 100, None),
     core.GetBooking("b-1"),
     core.ListBookings("u1"),
+    core.ChangeInventory(
+        core.Window(DAY_START, core.END_OF_TIME, "m1", "cut", 1800, ("st1", "", 0), SPECS[:2]),
+        max_slots=250,
+        dry_run=True,
+    ),
+    core.ChangeInventory(core.whole_inventory(SPECS)),
+    core.ListInventory("m1", "cut", DAY_START, DAY_START + 3600, limit=10),
 ]
 
 
@@ -78,6 +96,13 @@ def test_replies_cross_unchanged() -> None:
         (core.GetBooking, booking),
         (core.ListBookings, (booking, booking)),
         (core.ListBookings, ()),
+        (core.ChangeInventory, core.InventoryReport(1, 2, 3, 1, 4, 2, DAY_START, False)),
+        (core.ChangeInventory, core.InventoryReport()),
+        (
+            core.ListInventory,
+            (core.SlotState(SPECS[0], 1, 2, False), core.SlotState(SPECS[1], 0, 1, True)),
+        ),
+        (core.ListInventory, ()),
     ]
     for kind, reply in cases:
         assert decode_reply(kind, wire(encode_reply(reply))) == reply
@@ -160,6 +185,7 @@ def test_any_value_is_a_command_or_a_clean_error(value: object) -> None:
 
 @given(values)
 def test_any_value_is_a_reply_or_a_clean_error(value: object) -> None:
-    for kind in (core.CreateLease, core.BatchAvailability, core.ListBookings):
+    kinds = (core.CreateLease, core.ListBookings, core.ChangeInventory, core.ListInventory)
+    for kind in (*kinds, core.BatchAvailability):
         with contextlib.suppress(CorruptRecord):
             decode_reply(kind, value)
