@@ -152,7 +152,7 @@ async def serve(
     admission = Admission(config.admission, refusals)
     services = build_services(router, config.slots, admission)
     server = CoalescingServer(services, limits=config.limits, admission=admission)
-    admin = _admin_server(config, router)
+    admin = admin_server(config.admin, router)
     for each in (server, admin):
         if each is not None and config.tls_client_name is not None:
             pin_client_name(each, config.tls_client_name)
@@ -208,11 +208,12 @@ async def serve(
     await _outcome(ended)  # a failure while stopping
 
 
-def _admin_server(config: ServeConfig, router: Router) -> CoalescingServer | None:
-    if config.admin is None:
+def admin_server(admin: AdminConfig | None, router: Router) -> CoalescingServer | None:
+    """The inventory admin service's server (not started); None when it is not served."""
+    if admin is None:
         return None
     admission = Admission(AdmissionSettings(), Refusals())
-    services = build_admin_services(router, config.admin.settings, admission)
+    services = build_admin_services(router, admin.settings, admission)
     return CoalescingServer(services, limits=ADMIN_LIMITS, admission=admission)
 
 
@@ -222,7 +223,14 @@ async def _apply_feed_change(
     """Apply --feed to the recovered state as a whole-feed change, before serving."""
     if config.feed_change is None:
         return None
-    return await Changes(router).apply([whole_inventory(config.feed_change)], dry_run=False)
+    return await apply_feed_change(router, config.feed_change)
+
+
+async def apply_feed_change(
+    router: Router, slots: Sequence[SlotSpec]
+) -> dict[int, InventoryReport]:
+    """A whole feed applied to the shards' state as one change (what it omits is removed)."""
+    return await Changes(router).apply([whole_inventory(slots)], dry_run=False)
 
 
 async def start_shards(config: ServeConfig) -> tuple[ShardSet, TrioGuest]:

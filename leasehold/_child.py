@@ -9,31 +9,45 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
+import json
 import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import trio
+from grpclib.exceptions import GRPCError
 
-from leasehold._app import DEFAULT_ADMISSION, ServerFailed, _plain
-from leasehold._gateway_worker import LINK_WAIT_S, GatewayWorkerConfig, serve_gateway_worker
+from leasehold._app import DEFAULT_ADMISSION, AdminConfig, ServerFailed, _plain
+from leasehold._gateway_worker import (
+    ADMIN_WORKER,
+    LINK_WAIT_S,
+    GatewayWorkerConfig,
+    WorkerReady,
+    serve_gateway_worker,
+)
 from leasehold._logging import configure as configure_logging
 from leasehold._logging import event
-from leasehold._serve_cmd import _ssl_context, guard_limits
+from leasehold._serve_cmd import _admin_config, _ssl_context, guard_limits
 from leasehold._shard_process import ShardProcessConfig, run_shard_process
+from leasehold._slots import ordered_example
 from leasehold._tree import (
+    APPLY_CHANGE_ENV,
     LINK_WAIT_ENV,
     TreeSpec,
     die_with_parent,
+    read_change,
     read_spec,
     say_failed,
     say_ready,
+    served_file,
     shard_socket,
 )
-from leasehold.core import NANOS_PER_SECOND, LeaseSettings, parse_feed_json
+from leasehold.core import NANOS_PER_SECOND, LeaseSettings, SlotSpec, parse_feed_json
 from leasehold.health import HealthListenError
 from leasehold.shards import (
     DataDirError,
@@ -61,6 +75,8 @@ def main(argv: list[str]) -> int:
         return _failed(_one_line(problem, args, spec.port))
     except (RecoveryError, DataDirError, ServerFailed, HealthListenError, OSError) as problem:
         return _failed(_one_line(problem, args, spec.port))
+    except GRPCError as refused:  # the --feed change, refused by a shard
+        return _failed(f"cannot apply --feed {args.feed}: {refused.message}")
 
 
 def _one_line(problem: BaseException, args: argparse.Namespace, port: int) -> str:
@@ -114,7 +130,7 @@ def _run_role(
                 args.snapshot_interval,
             ),
         )
-        trio.run(_shard_process, config)
+        trio.run(_shard_process, config, served_file(runtime_dir, index))
         return 0
     if role == "gateway":
         worker = GatewayWorkerConfig(
@@ -129,11 +145,29 @@ def _run_role(
             limits=guard_limits(args),
             admission=DEFAULT_ADMISSION,
             link_wait_s=float(os.environ.get(LINK_WAIT_ENV, LINK_WAIT_S)),
+            admin=_admin_of_worker(index, spec, args),
+            feed_change=_change_to_apply(index, runtime_dir),
         )
         asyncio.run(_gateway(worker))
         return 0
     print(f"leasehold: unknown role {role!r}", file=sys.stderr)
     return 2
+
+
+def _admin_of_worker(index: int, spec: TreeSpec, args: argparse.Namespace) -> AdminConfig | None:
+    admin = _admin_config(args)
+    if index != ADMIN_WORKER or admin is None or spec.admin_port is None:
+        return None
+    return dataclasses.replace(admin, port=spec.admin_port)
+
+
+def _change_to_apply(index: int, runtime_dir: Path) -> Sequence[SlotSpec] | None:
+    """The --feed change, for the admin worker's first start only (a restart must not
+    undo the admin changes made since)."""
+    if index != ADMIN_WORKER or os.environ.get(APPLY_CHANGE_ENV) != "1":
+        return None
+    text = read_change(runtime_dir)
+    return None if text is None else parse_feed_json(text).slots
 
 
 def spec_args(serve_args: dict[str, object]) -> argparse.Namespace:
@@ -146,10 +180,11 @@ def spec_args(serve_args: dict[str, object]) -> argparse.Namespace:
     return args
 
 
-async def _shard_process(config: ShardProcessConfig) -> None:
+async def _shard_process(config: ShardProcessConfig, served_to: Path) -> None:
     async with trio.open_nursery() as nursery:
         shard_set: ShardSet = await nursery.start(run_shard_process, config)
         reports = shard_set.recovery
+        _write_served(shard_set, served_to)
         say_ready(
             {
                 "shards": len(reports),
@@ -160,15 +195,32 @@ async def _shard_process(config: ShardProcessConfig) -> None:
         )
 
 
+def _write_served(shard_set: ShardSet, path: Path) -> None:
+    served = [spec for shard in shard_set.shards for spec in shard.state.slot_specs()]
+    document = {
+        "slots": len(served),
+        "merchants": sorted({s.key.merchant_id for s in served}),
+        "example": ordered_example(served),
+    }
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_text(json.dumps(document), encoding="utf-8")
+    temp.replace(path)  # a restart rewrites it; the supervisor never reads half of it
+
+
 async def _gateway(config: GatewayWorkerConfig) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
 
-    def ready(port: int) -> None:
+    def ready(worker: WorkerReady) -> None:
         gc.freeze()  # what start-up made stays: no collection scans it again
-        say_ready()
+        if worker.feed_change is None:
+            say_ready()
+            return
+        names = ("added", "changed", "removed", "kept_booked")
+        parts = worker.feed_change.values()
+        say_ready({"feed_change": {n: sum(getattr(p, n) for p in parts) for n in names}})
 
     await serve_gateway_worker(config, stop, ready)
 

@@ -6,6 +6,12 @@ shard are answered here. Every worker binds the same gRPC port with SO_REUSEPORT
 so the kernel spreads connections (not calls) across them. Stop (SIGTERM/SIGINT)
 is as in the single-process mode: new calls UNAVAILABLE, calls under way get the
 drain time, then grpclib closes.
+
+One worker (index 0, ADMIN_WORKER) also serves the inventory admin service on
+its own port, routing ChangeInventory / ListInventory over the same links: the
+admin service applies one change at a time (gateway.Changes), which holds only
+if one process serves it. On the tree's first start that worker applies a
+`--feed` given over stored state, before it binds either port.
 """
 
 from __future__ import annotations
@@ -17,8 +23,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from leasehold._app import DEFAULT_ADMISSION, DEFAULT_LIMITS, _bound_port
-from leasehold.core import SlotSpec
+from leasehold._app import (
+    DEFAULT_ADMISSION,
+    DEFAULT_LIMITS,
+    AdminConfig,
+    _bound_port,
+    admin_server,
+    apply_feed_change,
+)
+from leasehold.core import InventoryReport, SlotSpec
 from leasehold.gateway import (
     Admission,
     AdmissionSettings,
@@ -38,6 +51,8 @@ DEFAULT_LINK_IN_FLIGHT = 4096
 # How long a starting worker waits for its links before serving, unless told (calls for
 # a shard process it cannot reach are answered UNAVAILABLE meanwhile).
 LINK_WAIT_S = 10.0
+# The worker that serves the admin port and applies a --feed change.
+ADMIN_WORKER = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +70,24 @@ class GatewayWorkerConfig:
     drain_seconds: float = 5.0
     max_in_flight: int = DEFAULT_LINK_IN_FLIGHT
     link_wait_s: float = LINK_WAIT_S
+    # The admin service (ADMIN_WORKER only; its port resolved by the supervisor).
+    admin: AdminConfig | None = None
+    # A whole feed to apply before serving (ADMIN_WORKER, on the tree's first start).
+    feed_change: Sequence[SlotSpec] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReady:
+    port: int
+    # What applying GatewayWorkerConfig.feed_change did, per shard; None: there was none.
+    feed_change: dict[int, InventoryReport] | None = None
 
 
 async def serve_gateway_worker(
-    config: GatewayWorkerConfig, stop: asyncio.Event, on_ready: Callable[[int], None]
+    config: GatewayWorkerConfig, stop: asyncio.Event, on_ready: Callable[[WorkerReady], None]
 ) -> None:
-    """Serve until `stop` is set; `on_ready` gets the bound port. OSError if it cannot bind."""
+    """Serve until `stop` is set; `on_ready` once the ports are bound. OSError if one
+    cannot be bound; a GRPCError if the feed change is refused by a shard."""
     links = [ShardLink(str(p), max_in_flight=config.max_in_flight) for p in config.socket_paths]
     running = [asyncio.ensure_future(link.run()) for link in links]
     try:
@@ -70,25 +97,50 @@ async def serve_gateway_worker(
         admission = Admission(config.admission, refusals)
         services = build_services(router, config.slots, admission)
         server = CoalescingServer(services, limits=config.limits, admission=admission)
-        if config.tls_client_name is not None:
-            pin_client_name(server, config.tls_client_name)
-        await server.start(config.host, config.port, ssl=config.ssl_context, reuse_port=True)
+        admin = admin_server(config.admin, router)
+        for each in (server, admin):
+            if each is not None and config.tls_client_name is not None:
+                pin_client_name(each, config.tls_client_name)
+        changed = None
+        if config.feed_change is not None:
+            changed = await apply_feed_change(router, config.feed_change)
+        servers = await _start(config, server, admin)
         try:
-            on_ready(_bound_port(server))
+            on_ready(WorkerReady(_bound_port(server), changed))
             with quiet_floods(refusals):
                 await stop.wait()
         finally:
             refusals.close()
             await router.drain(config.drain_seconds)
-            server.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(server.wait_closed(), config.drain_seconds)
+            for each in servers:
+                each.close()
+            for each in servers:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(each.wait_closed(), config.drain_seconds)
     finally:
         for link in links:
             link.close()
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+
+
+async def _start(
+    config: GatewayWorkerConfig, server: CoalescingServer, admin: CoalescingServer | None
+) -> list[CoalescingServer]:
+    """Bind the gRPC port (beside the other workers) and the admin port (beside the
+    supervisor's placeholder, so a restarted worker gets it back)."""
+    await server.start(config.host, config.port, ssl=config.ssl_context, reuse_port=True)
+    if admin is None:
+        return [server]
+    assert config.admin is not None
+    try:
+        admin_at = (config.admin.host, config.admin.port)
+        await admin.start(*admin_at, ssl=config.ssl_context, reuse_port=True)
+    except BaseException:
+        server.close()
+        raise
+    return [server, admin]
 
 
 async def _wait_connected(links: Sequence[ShardLink], timeout_s: float) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from leasehold import __version__
@@ -76,11 +76,9 @@ def _announce(
         )
     _recovery_events(_local_shards(ready).recovery)
     if changed_by is not None and ready.feed_change is not None:
-        _feed_change_event(changed_by, ready.feed_change)
+        feed_change_event(changed_by, ready.feed_change.values())
     if ready.admin_port is not None and config.admin is not None:
-        target = f"{config.admin.host}:{ready.admin_port}"
-        text = f"inventory admin service on {target} (leasehold feed apply FILE --target {target})"
-        event(logging.INFO, "admin_service", text, host=config.admin.host, port=ready.admin_port)
+        admin_event(config.admin.host, ready.admin_port)
     if config.health is not None and ready.health_port is not None:
         # Before the serving line: once that is seen, this one has been too.
         secure = config.health.ssl_context is not None
@@ -113,9 +111,16 @@ def _local_shards(ready: Ready) -> ShardSet:
     return shard_set
 
 
-def _feed_change_event(path: Path, parts: dict[int, InventoryReport]) -> None:
+def admin_event(host: str, port: int) -> None:
+    target = f"{host}:{port}"
+    text = f"inventory admin service on {target} (leasehold feed apply FILE --target {target})"
+    event(logging.INFO, "admin_service", text, host=host, port=port)
+
+
+def feed_change_event(path: Path, parts: Iterable[InventoryReport]) -> None:
+    parts = tuple(parts)
     added, changed, removed, kept = (
-        sum(getattr(p, name) for p in parts.values())
+        sum(getattr(p, name) for p in parts)
         for name in ("added", "changed", "removed", "kept_booked")
     )
     event(

@@ -18,7 +18,7 @@ from leasehold._exits import EXIT_FAILURE, EXIT_USAGE, fail
 from leasehold._logging import configure as configure_logging
 from leasehold._logging import event
 from leasehold._run import serve_until_signal
-from leasehold._tree_run import run_tree
+from leasehold._tree_run import TreeStart, run_tree
 from leasehold.core import (
     NANOS_PER_SECOND,
     FeedError,
@@ -128,7 +128,18 @@ def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         try:
             recorded_in = args.data_dir if recorded else None
             lock_fd = None if held is None else held.fileno()
-            return run_tree(args, config.health, feed, feed_text, recorded_in, lock_fd)
+            start = TreeStart(
+                config.health,
+                feed,
+                feed_text,
+                recorded_in,
+                lock_fd,
+                config.admin,
+                change_text,
+                change,
+                args.feed if change is not None else None,
+            )
+            return run_tree(args, start)
         finally:
             if held is not None:
                 held.close()

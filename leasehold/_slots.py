@@ -147,11 +147,18 @@ def slot_time_json(spec: SlotSpec) -> dict[str, object]:
 
 def example_slot(slots: Iterable[SlotSpec]) -> str | None:
     """One open slot to try first (the earliest), as grpcurl's compact JSON."""
+    found = ordered_example(slots)
+    return None if found is None else found[1]
+
+
+def ordered_example(slots: Iterable[SlotSpec]) -> tuple[list[object], str] | None:
+    """example_slot with its sort key (as JSON gives it back), so that the earliest of
+    several processes' examples can be chosen."""
     open_slots = [s for s in slots if s.spots > 0]
     if not open_slots:
         return None
     first = min(open_slots, key=_order)
-    return json.dumps(slot_json(first), separators=(",", ":"))
+    return list(_order(first)), json.dumps(slot_json(first), separators=(",", ":"))
 
 
 def render(slots: Sequence[SlotSpec], counts: Sequence[int] | None, fmt: str) -> str:

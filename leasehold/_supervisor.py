@@ -28,7 +28,14 @@ from pathlib import Path
 import trio
 
 from leasehold._logging import event
-from leasehold._tree import LIFELINE_FD_ENV, LINK_WAIT_ENV, READY_FD_ENV, TreeSpec, shard_socket
+from leasehold._tree import (
+    APPLY_CHANGE_ENV,
+    LIFELINE_FD_ENV,
+    LINK_WAIT_ENV,
+    READY_FD_ENV,
+    TreeSpec,
+    shard_socket,
+)
 from leasehold.link import check_socket_path
 
 # A child that dies this many times within the window makes the supervisor give up.
@@ -98,10 +105,16 @@ def hold_port(host: str, port: int) -> socket.socket:
     return placeholder
 
 
-def spec_for(args: argparse.Namespace, port: int, workers: int, shard_processes: int) -> TreeSpec:
+def spec_for(
+    args: argparse.Namespace,
+    port: int,
+    workers: int,
+    shard_processes: int,
+    admin_port: int | None = None,
+) -> TreeSpec:
     serve_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     json.dumps(serve_args)  # every flag's value must cross as JSON: fail here, not in a child
-    return TreeSpec(serve_args, workers, shard_processes, port, os.getpid())
+    return TreeSpec(serve_args, workers, shard_processes, port, os.getpid(), admin_port)
 
 
 class Tree:
@@ -153,6 +166,8 @@ class Tree:
                     READY_FD_ENV: str(write_end),
                     LIFELINE_FD_ENV: str(self._lifeline_read),
                     LINK_WAIT_ENV: str(link_wait_s),
+                    # The admin worker applies a --feed change at the tree's start only.
+                    APPLY_CHANGE_ENV: "1" if first and child.role == "gateway" else "0",
                 },
                 pass_fds=self._fds_for(child, write_end),
                 # Not in our process group: a terminal's Ctrl-C reaches the supervisor

@@ -24,10 +24,14 @@ from pathlib import Path
 
 SPEC_FILE = "spec.json"
 FEED_FILE = "feed.json"
+# A --feed to apply over the stored state (as a whole-feed change), when there is one.
+CHANGE_FILE = "change.json"
 READY_FD_ENV = "LEASEHOLD_READY_FD"
 LIFELINE_FD_ENV = "LEASEHOLD_LIFELINE_FD"
 # How long a gateway worker waits for its links before it binds the port (seconds).
 LINK_WAIT_ENV = "LEASEHOLD_LINK_WAIT_S"
+# Set for the admin worker's first start only: it applies CHANGE_FILE before serving.
+APPLY_CHANGE_ENV = "LEASEHOLD_APPLY_CHANGE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +42,16 @@ class TreeSpec:
     shard_processes: int
     port: int  # the gRPC port, resolved (the flags may say 0)
     supervisor_pid: int
+    # The admin port, resolved (the flags may say 0); None: no admin service.
+    admin_port: int | None = None
 
 
-def write_spec(runtime_dir: Path, spec: TreeSpec, feed_text: str) -> None:
+def write_spec(
+    runtime_dir: Path, spec: TreeSpec, feed_text: str, change_text: str | None = None
+) -> None:
     (runtime_dir / FEED_FILE).write_text(feed_text, encoding="utf-8")
+    if change_text is not None:
+        (runtime_dir / CHANGE_FILE).write_text(change_text, encoding="utf-8")
     (runtime_dir / SPEC_FILE).write_text(json.dumps(asdict(spec)), encoding="utf-8")
 
 
@@ -49,6 +59,18 @@ def read_spec(runtime_dir: Path) -> tuple[TreeSpec, str]:
     raw = json.loads((runtime_dir / SPEC_FILE).read_text(encoding="utf-8"))
     feed_text = (runtime_dir / FEED_FILE).read_text(encoding="utf-8")
     return TreeSpec(**raw), feed_text
+
+
+def read_change(runtime_dir: Path) -> str | None:
+    """The --feed to apply over the stored state, None when there is none."""
+    path = runtime_dir / CHANGE_FILE
+    return path.read_text(encoding="utf-8") if path.exists() else None
+
+
+def served_file(runtime_dir: Path, index: int) -> Path:
+    """What shard process `index` serves (slots, merchants, an example): for the
+    supervisor's start-up lines, which must count the live inventory, not the feed."""
+    return runtime_dir / f"served-{index}.json"
 
 
 def shard_socket(runtime_dir: Path, index: int) -> Path:

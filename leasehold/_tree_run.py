@@ -7,17 +7,21 @@ import json
 import logging
 import shutil
 import signal
+import socket
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from leasehold import __version__
+from leasehold._app import AdminConfig
 from leasehold._exits import EXIT_FAILURE, fail
 from leasehold._logging import event
-from leasehold._run import health_url, recovery_summary
-from leasehold._slots import example_slot
+from leasehold._run import admin_event, feed_change_event, health_url, recovery_summary
+from leasehold._slots import ordered_example
 from leasehold._supervisor import (
     Child,
     Tree,
@@ -26,37 +30,72 @@ from leasehold._supervisor import (
     make_runtime_dir,
     spec_for,
 )
-from leasehold._tree import write_spec
+from leasehold._tree import served_file, write_spec
 from leasehold._tree_figures import TreeFigures, established_on
-from leasehold.core import Feed
+from leasehold.core import Feed, InventoryReport
 from leasehold.health import HealthConfig, HealthListenError, HealthServer, serve_health
 
 
-def run_tree(
-    args: argparse.Namespace,
-    health: HealthConfig | None,
-    feed: Feed,
-    feed_text: str,
-    recorded_in: Path | None,
-    lock_fd: int | None = None,
-) -> int:
+@dataclass(frozen=True, slots=True)
+class TreeStart:
+    """What `leasehold serve` decided before the tree starts."""
+
+    health: HealthConfig | None
+    feed: Feed
+    feed_text: str
+    recorded_in: Path | None  # the data dir whose recorded feed is served
+    lock_fd: int | None = None
+    admin: AdminConfig | None = None
+    # A --feed applied over the stored state (its text, parsed, and path), or None.
+    change_text: str | None = None
+    change: Feed | None = None
+    changed_by: Path | None = None
+
+
+def run_tree(args: argparse.Namespace, start: TreeStart) -> int:
     """Serve with `args.workers` gateway workers and `args.shard_processes` shard processes."""
     shard_processes = min(args.shard_processes, args.shards)
+    placeholders: list[socket.socket] = []
     try:
-        placeholder = hold_port(args.host, args.port)
-    except OSError as problem:
-        return fail(f"cannot listen on {args.host}:{args.port}: {problem.strerror}", EXIT_FAILURE)
+        try:
+            placeholders.append(hold_port(args.host, args.port))
+        except OSError as problem:
+            return fail(
+                f"cannot listen on {args.host}:{args.port}: {problem.strerror}", EXIT_FAILURE
+            )
+        port = int(placeholders[0].getsockname()[1])
+        admin_port = None
+        if start.admin is not None:
+            # Held here too: the admin worker, restarted, binds the same port.
+            try:
+                placeholders.append(hold_port(start.admin.host, start.admin.port))
+            except OSError as problem:
+                where = f"{start.admin.host}:{start.admin.port}"
+                return fail(f"cannot listen on {where}: {problem.strerror}", EXIT_FAILURE)
+            admin_port = int(placeholders[1].getsockname()[1])
+        return _run_in(args, start, port, admin_port, shard_processes)
+    finally:
+        for each in placeholders:
+            each.close()
+
+
+def _run_in(
+    args: argparse.Namespace,
+    start: TreeStart,
+    port: int,
+    admin_port: int | None,
+    shard_processes: int,
+) -> int:
     runtime_dir = make_runtime_dir()
     try:
-        port = int(placeholder.getsockname()[1])
-        write_spec(runtime_dir, spec_for(args, port, args.workers, shard_processes), feed_text)
-        tree = Tree(runtime_dir, args.workers, shard_processes, lock_fd)
+        spec = spec_for(args, port, args.workers, shard_processes, admin_port)
+        write_spec(runtime_dir, spec, start.feed_text, start.change_text)
+        tree = Tree(runtime_dir, args.workers, shard_processes, start.lock_fd)
         try:
-            failure = trio.run(_supervise, tree, args, health, feed, port, recorded_in)
+            failure = trio.run(_supervise, tree, args, start, port, admin_port)
         finally:
             tree.close()
     finally:
-        placeholder.close()
         shutil.rmtree(runtime_dir, ignore_errors=True)
     if failure is not None:
         if failure.startswith("stopped: "):
@@ -67,13 +106,9 @@ def run_tree(
 
 
 async def _supervise(
-    tree: Tree,
-    args: argparse.Namespace,
-    health: HealthConfig | None,
-    feed: Feed,
-    port: int,
-    recorded_in: Path | None,
+    tree: Tree, args: argparse.Namespace, start: TreeStart, port: int, admin_port: int | None
 ) -> str | None:
+    health = start.health
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             starting = trio.CancelScope()
@@ -81,8 +116,10 @@ async def _supervise(
             with starting:
                 try:
                     # All at once: the workers start while the shards recover, and bind
-                    # the port only once every link is up.
-                    await _start_all(tree, tree.children)
+                    # the port only once every link is up. With a --feed change, the admin
+                    # worker first: no call is served before the change is applied.
+                    for batch in _start_batches(tree, start.change_text is not None):
+                        await _start_all(tree, batch)
                 except* TreeFailed as failed:
                     tree.give_up(str(failed.exceptions[0]))
             figures = TreeFigures(tree, args.shards)
@@ -95,13 +132,16 @@ async def _supervise(
                     except HealthListenError as problem:
                         tree.give_up(str(problem))  # as the one-process mode says it
             if not tree.stop_requested.is_set():
-                _announce_recovery(tree, recorded_in)
+                _announce_recovery(tree, start.recorded_in)
+                _announce_change(tree, start.changed_by)
+                if start.admin is not None and admin_port is not None:
+                    admin_event(start.admin.host, admin_port)
                 if server is not None:
                     server.stream.processes = figures.processes
                     server.stream.refresh = figures.poll
                     server.stream.grpc_connections = partial(established_on, port)
                     _announce_health(health, server)
-                _announce(tree, args, feed, port)
+                _announce(tree, args, port, start.change)
                 nursery.start_soon(figures.poll_forever)
                 for child in tree.children:
                     nursery.start_soon(tree.watch, child)
@@ -133,10 +173,27 @@ def _announce_recovery(tree: Tree, recorded_in: Path | None) -> None:
         recovery_summary(total("shards"), total("snapshots"), total("records"), seconds)
 
 
+def _announce_change(tree: Tree, changed_by: Path | None) -> None:
+    said = tree.gateways[0].facts.get("feed_change") if tree.gateways else None
+    if changed_by is None or not isinstance(said, dict):
+        return
+    added, changed, removed, kept = (
+        int(said.get(name, 0)) for name in ("added", "changed", "removed", "kept_booked")
+    )
+    report = InventoryReport(added, changed, removed, kept_booked=kept)
+    feed_change_event(changed_by, [report])
+
+
 def _announce_health(health: HealthConfig | None, server: HealthServer) -> None:
     assert health is not None
     url = health_url(health.host, server.port, secure=health.ssl_context is not None)
     event(logging.INFO, "health_stream", f"health stream on {url}", url=url)
+
+
+def _start_batches(tree: Tree, feed_change: bool) -> list[list[Child]]:
+    if not feed_change:
+        return [tree.children]
+    return [[*tree.shards, *tree.gateways[:1]], tree.gateways[1:]]
 
 
 async def _start_all(tree: Tree, children: list[Child]) -> None:
@@ -156,20 +213,24 @@ async def _stop_on_signal(
         return
 
 
-def _announce(tree: Tree, args: argparse.Namespace, feed: Feed, port: int) -> None:
-    example = example_slot(feed.slots)
-    if example is not None:
+def _announce(tree: Tree, args: argparse.Namespace, port: int, change: Feed | None) -> None:
+    # After a whole-feed change the inventory is that feed; else what the shards recovered.
+    served = _served(tree) if change is None else [_served_of(change)]
+    slots = sum(int(s["slots"]) for s in served)
+    merchants = len({m for s in served for m in s["merchants"]})
+    examples = [tuple(s["example"]) for s in served if s.get("example")]
+    if examples:
+        example = min(examples)[1]
         text = f"a slot to try: {example} (leasehold slots lists more)"
         event(logging.INFO, "example_slot", text, slot=json.loads(example))
-    merchants = len({s.key.merchant_id for s in feed.slots})
     workers, shard_processes = len(tree.gateways), len(tree.shards)
     event(
         logging.INFO,
         "serving",
-        f"serving {len(feed.slots)} slots of {merchants} merchants on {args.host}:{port} "
+        f"serving {slots} slots of {merchants} merchants on {args.host}:{port} "
         f"with {args.shards} shards: {workers} gateway workers, {shard_processes} shard "
         "processes",
-        slots=len(feed.slots),
+        slots=slots,
         merchants=merchants,
         host=args.host,
         port=port,
@@ -179,3 +240,21 @@ def _announce(tree: Tree, args: argparse.Namespace, feed: Feed, port: int) -> No
         pids={c.name: c.pid for c in tree.children},
         version=__version__,
     )
+
+
+def _served_of(feed: Feed) -> dict[str, Any]:
+    merchants = sorted({s.key.merchant_id for s in feed.slots})
+    return {
+        "slots": len(feed.slots),
+        "merchants": merchants,
+        "example": ordered_example(feed.slots),
+    }
+
+
+def _served(tree: Tree) -> list[dict[str, Any]]:
+    """What each shard process said it serves at its start (see _tree.served_file)."""
+    found = []
+    for child in tree.shards:
+        document = json.loads(served_file(tree.runtime_dir, child.index).read_text("utf-8"))
+        found.append(document)
+    return found
