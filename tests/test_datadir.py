@@ -41,6 +41,16 @@ def test_the_shard_process_count_is_recorded_and_may_change(tmp_path: Path) -> N
     assert json.loads((data / "leasehold.json").read_text())["shard_processes"] == 2
 
 
+def test_the_kept_feed_and_the_shard_process_count_are_recorded_together(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    prepare(data, shard_count=2, feed_text='{"first": 1}')
+    meta = prepare(data, shard_count=2, feed_text='{"second": 2}', shard_processes=2)
+    assert (meta.format_version, meta.shard_processes) == (FORMAT_VERSION, 2)
+    assert meta.feed_sha256 == feed_digest('{"first": 1}')  # the state was built on it
+    assert recorded_feed(data) == '{"first": 1}'
+    assert read_meta(data) == meta
+
+
 def test_a_lock_held_elsewhere_is_waited_for_then_refused(tmp_path: Path) -> None:
     held = lock(tmp_path / "d")
     try:
