@@ -11,7 +11,7 @@ from leasehold.gateway._admin import AdminSettings, build_admin_services
 from leasehold.gateway._admission import PUSHBACK_TRAILER, Admission, AdmissionSettings
 from leasehold.gateway._bridge import TrioGuest
 from leasehold.gateway._coalesce import CoalescingServer
-from leasehold.gateway._h2guard import GuardLimits
+from leasehold.gateway._h2guard import ConnectionTracker, GuardLimits
 from leasehold.gateway._inventory import Changes
 from leasehold.gateway._refusals import Refusal, Refusals, RefusalStats, quiet_floods
 from leasehold.gateway._router import Router
@@ -31,6 +31,7 @@ __all__ = [
     "AdmissionSettings",
     "Changes",
     "CoalescingServer",
+    "ConnectionTracker",
     "GuardLimits",
     "Refusal",
     "RefusalStats",

@@ -39,6 +39,7 @@ from leasehold._tree import (
     APPLY_CHANGE_ENV,
     LINK_WAIT_ENV,
     TreeSpec,
+    connections_file,
     die_with_parent,
     read_change,
     read_spec,
@@ -146,6 +147,7 @@ def _run_role(
             admission=DEFAULT_ADMISSION,
             link_wait_s=float(os.environ.get(LINK_WAIT_ENV, LINK_WAIT_S)),
             admin=_admin_of_worker(index, spec, args),
+            connections_path=connections_file(runtime_dir),
             feed_change=_change_to_apply(index, runtime_dir),
         )
         asyncio.run(_gateway(worker))

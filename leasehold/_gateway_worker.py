@@ -31,6 +31,7 @@ from leasehold._app import (
     admin_server,
     apply_feed_change,
 )
+from leasehold._shared_connections import SharedConnectionTracker
 from leasehold.core import InventoryReport, SlotSpec
 from leasehold.gateway import (
     Admission,
@@ -72,6 +73,9 @@ class GatewayWorkerConfig:
     link_wait_s: float = LINK_WAIT_S
     # The admin service (ADMIN_WORKER only; its port resolved by the supervisor).
     admin: AdminConfig | None = None
+    # The tree's shared connection counts (--max-connections over all workers); None:
+    # this worker's own count against the cap.
+    connections_path: Path | None = None
     # A whole feed to apply before serving (ADMIN_WORKER, on the tree's first start).
     feed_change: Sequence[SlotSpec] | None = None
 
@@ -97,6 +101,9 @@ async def serve_gateway_worker(
         admission = Admission(config.admission, refusals)
         services = build_services(router, config.slots, admission)
         server = CoalescingServer(services, limits=config.limits, admission=admission)
+        if config.connections_path is not None:
+            cap, path = config.limits.max_connections, config.connections_path
+            server.connections = SharedConnectionTracker(cap, path, config.index)
         admin = admin_server(config.admin, router)
         for each in (server, admin):
             if each is not None and config.tls_client_name is not None:

@@ -73,6 +73,11 @@ def served_file(runtime_dir: Path, index: int) -> Path:
     return runtime_dir / f"served-{index}.json"
 
 
+def connections_file(runtime_dir: Path) -> Path:
+    """The gateway workers' open connection counts (leasehold._shared_connections)."""
+    return runtime_dir / "connections.bin"
+
+
 def shard_socket(runtime_dir: Path, index: int) -> Path:
     return runtime_dir / f"shard-{index}.sock"
 

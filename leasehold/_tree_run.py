@@ -21,6 +21,7 @@ from leasehold._app import AdminConfig
 from leasehold._exits import EXIT_FAILURE, fail
 from leasehold._logging import event
 from leasehold._run import admin_event, feed_change_event, health_url, recovery_summary
+from leasehold._shared_connections import create_counts
 from leasehold._slots import ordered_example
 from leasehold._supervisor import (
     Child,
@@ -30,7 +31,7 @@ from leasehold._supervisor import (
     make_runtime_dir,
     spec_for,
 )
-from leasehold._tree import served_file, write_spec
+from leasehold._tree import connections_file, served_file, write_spec
 from leasehold._tree_figures import TreeFigures, established_on
 from leasehold.core import Feed, InventoryReport
 from leasehold.health import HealthConfig, HealthListenError, HealthServer, serve_health
@@ -90,6 +91,7 @@ def _run_in(
     try:
         spec = spec_for(args, port, args.workers, shard_processes, admin_port)
         write_spec(runtime_dir, spec, start.feed_text, start.change_text)
+        create_counts(connections_file(runtime_dir), args.workers)
         tree = Tree(runtime_dir, args.workers, shard_processes, start.lock_fd)
         try:
             failure = trio.run(_supervise, tree, args, start, port, admin_port)
