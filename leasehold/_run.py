@@ -67,13 +67,7 @@ def _announce(
     changed_by: Path | None,
 ) -> None:
     if recorded_in is not None and changed_by is None:
-        event(
-            logging.INFO,
-            "feed_recorded",
-            f"the feed is the one recorded in {recorded_in}, with the inventory changes "
-            "its journal holds (--feed applies a new one over them)",
-            data_dir=str(recorded_in),
-        )
+        feed_recorded_event(recorded_in)
     _recovery_events(_local_shards(ready).recovery)
     if changed_by is not None and ready.feed_change is not None:
         feed_change_event(changed_by, ready.feed_change.values())
@@ -109,6 +103,16 @@ def _local_shards(ready: Ready) -> ShardSet:
     shard_set = ready.router.shard_set
     assert isinstance(shard_set, ShardSet)
     return shard_set
+
+
+def feed_recorded_event(recorded_in: Path) -> None:
+    event(
+        logging.INFO,
+        "feed_recorded",
+        f"the feed is the one recorded in {recorded_in}, with the inventory changes "
+        "its journal holds (--feed applies a new one over them)",
+        data_dir=str(recorded_in),
+    )
 
 
 def admin_event(host: str, port: int) -> None:

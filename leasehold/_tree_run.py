@@ -20,7 +20,13 @@ from leasehold import __version__
 from leasehold._app import AdminConfig
 from leasehold._exits import EXIT_FAILURE, fail
 from leasehold._logging import event
-from leasehold._run import admin_event, feed_change_event, health_url, recovery_summary
+from leasehold._run import (
+    admin_event,
+    feed_change_event,
+    feed_recorded_event,
+    health_url,
+    recovery_summary,
+)
 from leasehold._shared_connections import create_counts
 from leasehold._slots import ordered_example
 from leasehold._supervisor import (
@@ -134,7 +140,7 @@ async def _supervise(
                     except HealthListenError as problem:
                         tree.give_up(str(problem))  # as the one-process mode says it
             if not tree.stop_requested.is_set():
-                _announce_recovery(tree, start.recorded_in)
+                _announce_recovery(tree, start.recorded_in, start.changed_by)
                 _announce_change(tree, start.changed_by)
                 if start.admin is not None and admin_port is not None:
                     admin_event(start.admin.host, admin_port)
@@ -156,14 +162,9 @@ async def _supervise(
     return tree.failure
 
 
-def _announce_recovery(tree: Tree, recorded_in: Path | None) -> None:
-    if recorded_in is not None:
-        event(
-            logging.INFO,
-            "feed_recorded",
-            f"the feed is the one recorded in {recorded_in} (--feed changes it)",
-            data_dir=str(recorded_in),
-        )
+def _announce_recovery(tree: Tree, recorded_in: Path | None, changed_by: Path | None) -> None:
+    if recorded_in is not None and changed_by is None:
+        feed_recorded_event(recorded_in)
     facts = [child.facts for child in tree.shards]
 
     def total(name: str) -> int:
