@@ -477,6 +477,7 @@ class HealthStream:
             if not group.watchers:
                 del self._groups[key]
                 return
+            await self.refresh()  # figures kept by another process: as of this frame
             now = trio.current_time()
             if now - due >= group.interval_s:
                 due = now  # fallen a whole interval behind: no burst to catch up

@@ -30,9 +30,16 @@ class StatsLink:
         self._stream: trio.SocketStream | None = None
         self._decoder = FrameDecoder()
         self._next_id = 0
+        # One question at a time: the poller, metrics scrapes and health frames all ask,
+        # and two tasks may not read one stream at once.
+        self._asking = trio.Lock()
 
     async def ask(self) -> ShardProcessStats | None:
         """The process's figures, or None if it cannot answer within STATS_TIMEOUT_S."""
+        async with self._asking:
+            return await self._ask_once()
+
+    async def _ask_once(self) -> ShardProcessStats | None:
         with trio.move_on_after(STATS_TIMEOUT_S):
             try:
                 return await self._ask()
