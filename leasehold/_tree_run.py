@@ -19,8 +19,9 @@ import trio
 from leasehold import __version__
 from leasehold._app import AdminConfig
 from leasehold._exits import EXIT_FAILURE, fail
-from leasehold._logging import event
+from leasehold._logging import ShedSummary, event
 from leasehold._run import (
+    SHED_SUMMARY_PERIOD_S,
     admin_event,
     feed_change_event,
     feed_recorded_event,
@@ -151,6 +152,7 @@ async def _supervise(
                     _announce_health(health, server)
                 _announce(tree, args, port, start.change)
                 nursery.start_soon(figures.poll_forever)
+                nursery.start_soon(_summarise_shedding, figures, SHED_SUMMARY_PERIOD_S)
                 for child in tree.children:
                     nursery.start_soon(tree.watch, child)
             await tree.stop_requested.wait()
@@ -160,6 +162,39 @@ async def _supervise(
             await figures.aclose()
             nursery.cancel_scope.cancel()
     return tree.failure
+
+
+async def _summarise_shedding(figures: TreeFigures, period_s: float) -> None:
+    """The one-process mode's `shedding` warning, from the shard processes' figures."""
+    shed, dropped = _Monotone(), _Monotone()
+    stats = figures.statistics()
+    summary = ShedSummary(
+        shed.totals([s.shed for s in stats]), dropped.totals([s.deadline_dropped for s in stats])
+    )
+    while True:
+        await trio.sleep(period_s)
+        stats = figures.statistics()
+        summary.update(
+            shed.totals([s.shed for s in stats]),
+            dropped.totals([s.deadline_dropped for s in stats]),
+            period_s,
+        )
+
+
+class _Monotone:
+    """Per-shard totals that survive a shard process's restart (its counters start at 0)."""
+
+    def __init__(self) -> None:
+        self._last: list[int] = []
+        self._total: list[int] = []
+
+    def totals(self, counts: list[int]) -> list[int]:
+        if not self._last:
+            self._last, self._total = list(counts), list(counts)
+        for i, count in enumerate(counts):
+            self._total[i] += count - self._last[i] if count >= self._last[i] else count
+            self._last[i] = count
+        return list(self._total)
 
 
 def _announce_recovery(tree: Tree, recorded_in: Path | None, changed_by: Path | None) -> None:

@@ -44,3 +44,13 @@ def test_shard_processes_default_to_half_the_cpus_and_at_least_two(
     cpus: int, expected: int
 ) -> None:
     assert default_shard_processes(cpus) == expected
+
+
+def test_shedding_totals_survive_a_shard_process_restart() -> None:
+    from leasehold._tree_run import _Monotone
+
+    totals = _Monotone()
+    assert totals.totals([3, 5]) == [3, 5]
+    assert totals.totals([4, 5]) == [4, 5]
+    assert totals.totals([1, 7]) == [5, 7]  # shard 0's process restarted: its count began at 0
+    assert totals.totals([1, 7]) == [5, 7]  # nothing new: no warning's worth
