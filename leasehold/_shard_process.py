@@ -10,7 +10,7 @@ sends those replies, and exits 0.
 from __future__ import annotations
 
 import signal
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -84,13 +84,21 @@ async def run_shard_process(
                 await links.start(trio.serve_listeners, handler, [listener])
                 recovery_warnings(shard_set.recovery, owned)
                 task_status.started(shard_set)
-                async for _ in signals:
-                    break
+                await signals.__anext__()
+                # Later signals are taken, not left pending: trio re-raises a pending one
+                # when the receiver closes, and its default action would end us with 143.
+                nursery.start_soon(_take_all, signals)
                 shard_set.close()  # queued requests are still served, then journals close
                 await shards_done.wait()
                 with trio.move_on_after(_FLUSH_S):
                     await counters.wait_all_sent()
                 links.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()
+
+
+async def _take_all(signals: AsyncIterator[int]) -> None:
+    async for _ in signals:
+        pass
 
 
 async def _shards_then_set(

@@ -243,12 +243,18 @@ async def _start_all(tree: Tree, children: list[Child]) -> None:
 async def _stop_on_signal(
     signals: AsyncIterator[int], tree: Tree, starting: trio.CancelScope
 ) -> None:
+    stopping = False
+    # Every later signal is taken too (a group kill or `timeout` sends two): one left
+    # pending when the receiver closes is re-raised with the default action, killing the
+    # supervisor before its cleanup and "stopped" line.
     async for signum in signals:
+        if stopping:
+            continue
+        stopping = True
         name = signal.Signals(signum).name
         event(logging.INFO, "stopping", f"stopping ({name}): draining calls in flight", signal=name)
         starting.cancel()
         tree.stop_requested.set()
-        return
 
 
 def _announce(tree: Tree, args: argparse.Namespace, port: int, change: Feed | None) -> None:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -293,3 +294,21 @@ def test_a_child_that_keeps_dying_makes_the_supervisor_give_up_saying_why(
     assert "giving up" in errors[0]
     assert not children(tree)  # the rest of the tree was stopped
     tree.process.returncode = 0  # running_server insists on exit 0: this exit was the test
+
+
+def test_signals_to_the_whole_group_and_again_while_stopping_still_stop_cleanly(
+    tree: ServerProcess,
+) -> None:
+    """A group kill (systemd, `timeout`) reaches every process, and a second SIGTERM may come
+    while the tree drains: each process still drains and the supervisor exits 0, "stopped"."""
+    pids = list(children(tree).values())
+    for pid in [tree.process.pid, *pids]:
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: any("stopping" in line for line in tree.output), "the stopping line")
+    for pid in [tree.process.pid, *pids]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    code = tree.process.wait(timeout=T)
+    assert code == 0, "".join(tree.output)
+    assert any(line.rstrip().endswith("stopped") for line in tree.output), tree.output
+    assert not any(Path(f"/proc/{p}").exists() for p in pids)
