@@ -48,7 +48,7 @@ from typing import Any
 import grpc
 
 from leasehold.bench._feed import SlotGroup, build_slots, write_feed
-from leasehold.bench._server import SpawnedServer, serve_command
+from leasehold.bench._server import SpawnedServer, children_of, serve_command
 from leasehold.core import NANOS_PER_SECOND, SlotKey
 from leasehold.proto.v2 import booking_pb2 as pb2
 
@@ -107,16 +107,20 @@ def _server(serve_flags: list[str]) -> Iterator[SpawnedServer]:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    """The RSS of the server's whole process tree (a multi-process server's supervisor and
+    children), from /proc."""
+    return sum(_own_rss_mb(p) for p in [pid, *children_of(pid)])
+
+
+def _own_rss_mb(pid: int) -> float:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0  # exited between listing and reading
+    for line in lines:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class RssSampler:
@@ -281,11 +285,11 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
     capacity = _phase(server, slot_keys, callers=50, deadline_s=5.0, seconds=10.0, tag="cap")
     held_before = _held(server.target, slot_keys)
     sampler = RssSampler(server.process.pid)
-    server_cpu = cpu_seconds(server.process.pid)
+    server_cpu = server.cpu_seconds() or 0.0  # the whole process tree
     hostile = _phase(
         server, slot_keys, ns.callers, ns.deadline_ms / 1000, seconds, tag="over", processes=2
     )
-    server_cpu = cpu_seconds(server.process.pid) - server_cpu
+    server_cpu = (server.cpu_seconds() or 0.0) - server_cpu
     after = sampler.stop()
     time.sleep(1.2)  # the server's last summary line of refusals
     if os.environ.get("LEASEHOLD_ATTACK_VERBOSE"):

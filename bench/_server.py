@@ -59,7 +59,7 @@ def _proc_stat(pid: int) -> list[str] | None:
         return None
 
 
-def _children_of(parent: int) -> list[int]:
+def children_of(parent: int) -> list[int]:
     """Live processes whose parent is `parent` (a multi-process server's children)."""
     found = []
     for entry in Path("/proc").iterdir():
@@ -124,7 +124,7 @@ class SpawnedServer:
             return None
         # utime, stime, cutime, cstime (fields 14-17): cutime/cstime cover reaped children.
         ticks = sum(int(own[i]) for i in (11, 12, 13, 14))
-        for pid in _children_of(self.process.pid):
+        for pid in children_of(self.process.pid):
             fields = _proc_stat(pid)
             if fields is not None:
                 ticks += int(fields[11]) + int(fields[12])
