@@ -52,6 +52,7 @@ from leasehold.core._inventory import (
     check_listing,
     shard_windows,
     start_order,
+    step_window,
     whole_inventory,
 )
 from leasehold.core._model import (
@@ -152,5 +153,6 @@ __all__ = [
     "shard_for_key",
     "shard_windows",
     "start_order",
+    "step_window",
     "whole_inventory",
 ]

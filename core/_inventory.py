@@ -17,7 +17,8 @@ against it again.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+import dataclasses
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
@@ -90,6 +91,25 @@ class Window:
 
 def start_of(spec: SlotSpec) -> int:
     return spec.key.start_sec
+
+
+def step_window(window: Window, step_slots: int) -> Window:
+    """The window up to the start of its first listed slot past `step_slots` (at a start
+    boundary), listing only its own slots: a step takes no more, and over the link each
+    step then carries its own part, not the whole rest of the listing."""
+    listed = window.listed()
+    if len(listed) > step_slots:
+        end = listed[step_slots].key.start_sec
+        if end <= listed[0].key.start_sec:  # the first start alone holds more: all of it
+            after = bisect_right(listed, end, key=start_of)
+            end = listed[after].key.start_sec if after < len(listed) else window.end_sec
+        if end < window.end_sec:
+            return _within(window, end, listed[: bisect_left(listed, end, key=start_of)])
+    return _within(window, window.end_sec, listed)
+
+
+def _within(window: Window, end_sec: int, listed: Sequence[SlotSpec]) -> Window:
+    return dataclasses.replace(window, end_sec=end_sec, slots=tuple(listed))
 
 
 def whole_inventory(slots: Sequence[SlotSpec]) -> Window:

@@ -14,8 +14,6 @@ time (Changes), so steps of two changes never interleave.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 
 from grpclib import Status
@@ -27,11 +25,11 @@ from leasehold.core import (
     ChangeInventory,
     InventoryReport,
     ListInventory,
-    SlotSpec,
     SlotState,
     Window,
     shard_for_key,
     shard_windows,
+    step_window,
 )
 from leasehold.gateway._router import Router
 
@@ -110,29 +108,6 @@ class Changes:
             assert isinstance(reply, InventoryReport), reply
             return reply
         raise GRPCError(Status.RESOURCE_EXHAUSTED, f"shard {shard} stayed overloaded; retry later")
-
-
-def step_window(window: Window, step_slots: int) -> Window:
-    """The window up to the start of its first listed slot past `step_slots` (at a start
-    boundary), listing only its own slots: a step takes no more, and over the link each
-    step then carries its own part, not the whole rest of the listing."""
-    listed = window.listed()
-    if len(listed) > step_slots:
-        end = listed[step_slots].key.start_sec
-        if end <= listed[0].key.start_sec:  # the first start alone holds more: all of it
-            after = bisect_right(listed, end, key=_start)
-            end = listed[after].key.start_sec if after < len(listed) else window.end_sec
-        if end < window.end_sec:
-            return _within(window, end, listed[: bisect_left(listed, end, key=_start)])
-    return _within(window, window.end_sec, listed)
-
-
-def _start(spec: SlotSpec) -> int:
-    return spec.key.start_sec
-
-
-def _within(window: Window, end_sec: int, listed: Sequence[SlotSpec]) -> Window:
-    return dataclasses.replace(window, end_sec=end_sec, slots=tuple(listed))
 
 
 async def list_inventory(router: Router, query: ListInventory) -> list[SlotState]:

@@ -1,4 +1,4 @@
-"""A big change's steps carry only their own slots (gateway.step_window), and applying
+"""A big change's steps carry only their own slots (core.step_window), and applying
 them one after another leaves the inventory the whole change asks for."""
 
 from __future__ import annotations
@@ -8,8 +8,15 @@ from dataclasses import replace
 import pytest
 from _core_helpers import ok
 
-from leasehold.core import ChangeInventory, ShardState, SlotKey, SlotSpec, Window, whole_inventory
-from leasehold.gateway._inventory import step_window
+from leasehold.core import (
+    ChangeInventory,
+    ShardState,
+    SlotKey,
+    SlotSpec,
+    Window,
+    step_window,
+    whole_inventory,
+)
 
 
 def slot(start: int, staff: str = "a", spots: int = 1) -> SlotSpec:
