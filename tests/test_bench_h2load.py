@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _installed import found_or_installed
 from _server_process import leasehold_executable, running_server
 
 from leasehold.bench._feed import SlotGroup, build_slots, write_feed
@@ -261,20 +261,7 @@ def test_a_process_past_its_time_limit_is_killed_and_its_cpu_still_read() -> Non
 
 @pytest.fixture(scope="module")
 def h2load() -> str:
-    found = shutil.which("h2load")
-    if found is not None:
-        return found
-    try:
-        result = subprocess.run(
-            ["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S
-        )
-        said = f"exit {result.returncode}:\n{result.stdout}{result.stderr}"
-    except subprocess.TimeoutExpired:
-        said = f"no end after {INSTALL_TIMEOUT_S} s"
-    found = shutil.which("h2load")
-    if found is None:
-        pytest.fail(f"no h2load on PATH, and {INSTALL_SCRIPT.name} could not install it: {said}")
-    return found
+    return found_or_installed("h2load", INSTALL_SCRIPT, INSTALL_TIMEOUT_S)
 
 
 @pytest.fixture

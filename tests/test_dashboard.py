@@ -20,7 +20,6 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import socket
 import struct
@@ -39,6 +38,7 @@ import msgpack  # type: ignore[import-untyped]
 import pytest
 import trio
 from _api import lease_v2
+from _installed import found_or_installed
 from _server_process import ServerProcess, leasehold_executable, running_server, write_feed
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
@@ -125,20 +125,7 @@ READ_PAGE = """(() => {
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    found = shutil.which("chromium")
-    if found is not None:
-        return found
-    try:
-        result = subprocess.run(
-            ["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S
-        )
-        said = f"exit {result.returncode}:\n{result.stdout}{result.stderr}"
-    except subprocess.TimeoutExpired:
-        said = f"no end after {INSTALL_TIMEOUT_S} s"
-    found = shutil.which("chromium")
-    if found is None:
-        pytest.fail(f"no chromium on PATH, and {INSTALL_SCRIPT.name} could not install it: {said}")
-    return found
+    return found_or_installed("chromium", INSTALL_SCRIPT, INSTALL_TIMEOUT_S)
 
 
 # ---- the server, under load ----
