@@ -16,7 +16,8 @@ One import namespace for the whole project. Its packages and who may import whom
   `_serve_cmd` (flags to a running server), `_run` (signals, start and stop
   events), `_app` (assembles shards, health stream and gRPC), `tuning` (GC and
   GIL settings of the process); the process tree: `_supervisor`, `_tree_run`,
-  `_tree`, `_tree_figures`, `_child`, `_shard_process`, `_gateway_worker`.
+  `_tree`, `_tree_figures`, `_child` (with `_shard_main` and `_gateway_main`, each role's
+  entry), `_shard_process`, `_gateway_worker`.
 
 Outside a package, import only its `__init__` face, never its `_private` modules.
 """

@@ -17,7 +17,8 @@ from pathlib import Path
 from leasehold import __version__
 from leasehold._app import Ready, ServeConfig, serve
 from leasehold._logging import ShedSummary, event
-from leasehold._slots import example_slot
+from leasehold._recovery_log import recovery_warnings
+from leasehold._slot_json import example_slot
 from leasehold.core import Feed, InventoryReport
 from leasehold.shards import RecoveryReport, ShardSet
 
@@ -161,20 +162,6 @@ def recovery_summary(shards: int, snapshots: int, records: int, seconds: float) 
         records_replayed=records,
         seconds=round(seconds, 3),
     )
-
-
-def recovery_warnings(reports: Sequence[RecoveryReport], shard_ids: Sequence[int] = ()) -> None:
-    """What recovery repaired or passed over, per shard (`shard_ids`: default 0, 1, ...)."""
-    if not reports:
-        return  # memory only: nothing was recovered
-    ids = shard_ids or range(len(reports))
-    for shard_id, report in zip(ids, reports, strict=True):
-        if report.tail_repair:
-            text = f"journal tail cut: {report.tail_repair}"
-            event(logging.WARNING, "journal_tail_cut", text, shard=shard_id)
-        for note in report.notes:
-            text = f"snapshot passed over: {note}"
-            event(logging.WARNING, "snapshot_passed_over", text, shard=shard_id)
 
 
 async def _summarise_shedding(shard_set: ShardSet, period_s: float) -> None:

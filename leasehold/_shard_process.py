@@ -17,7 +17,7 @@ from pathlib import Path
 
 import trio
 
-from leasehold._run import recovery_warnings
+from leasehold._recovery_log import recovery_warnings
 from leasehold.core import LeaseSettings, SlotSpec
 from leasehold.link import (
     LinkCounters,

@@ -20,6 +20,7 @@ from grpclib import Status
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError
 
+from leasehold._slot_json import rfc3339, slot_json, slot_order, slot_time_json
 from leasehold.core import FeedError, SlotSpec, demo_feed, parse_feed_json
 from leasehold.proto.v2 import booking_pb2 as pb
 from leasehold.proto.v2.booking_grpc import BookingServiceStub
@@ -90,75 +91,8 @@ def select(slots: Iterable[SlotSpec], filters: Filters, limit: int) -> list[Slot
         and spec.key.start_sec >= filters.after
         and (filters.before is None or spec.key.start_sec < filters.before)
     ]
-    kept.sort(key=_order)
+    kept.sort(key=slot_order)
     return kept[:limit]
-
-
-def _order(spec: SlotSpec) -> tuple[int, str, str, str, str, int]:
-    key = spec.key
-    return (
-        key.start_sec,
-        key.merchant_id,
-        key.service_id,
-        key.staff_id,
-        key.room_id,
-        key.party_size,
-    )
-
-
-def slot_json(spec: SlotSpec) -> dict[str, object]:
-    """The slot as a v2 `Slot` in protobuf's JSON form (what grpcurl -d takes)."""
-    key = spec.key
-    slot: dict[str, object] = {
-        "merchant_id": key.merchant_id,
-        "service_id": key.service_id,
-        "start_time": rfc3339(key.start_sec),
-        "duration": f"{key.duration_sec}s",
-    }
-    resources = {
-        name: value
-        for name, value in (
-            ("staff_id", key.staff_id),
-            ("room_id", key.room_id),
-            ("party_size", key.party_size),
-        )
-        if value
-    }
-    if resources:
-        slot["resources"] = resources
-    if spec.availability_tag:
-        slot["availability_tag"] = spec.availability_tag
-    return slot
-
-
-def slot_time_json(spec: SlotSpec) -> dict[str, object]:
-    """The slot as a v2 `SlotTime` (BatchAvailabilityLookup), int64s as JSON strings."""
-    slot = slot_json(spec)
-    shown: dict[str, object] = {
-        "service_id": spec.key.service_id,
-        "start_sec": str(spec.key.start_sec),
-        "duration_sec": str(spec.key.duration_sec),
-    }
-    for name in ("resources", "availability_tag"):
-        if name in slot:
-            shown[name] = slot[name]
-    return shown
-
-
-def example_slot(slots: Iterable[SlotSpec]) -> str | None:
-    """One open slot to try first (the earliest), as grpcurl's compact JSON."""
-    found = ordered_example(slots)
-    return None if found is None else found[1]
-
-
-def ordered_example(slots: Iterable[SlotSpec]) -> tuple[list[object], str] | None:
-    """example_slot with its sort key (as JSON gives it back), so that the earliest of
-    several processes' examples can be chosen."""
-    open_slots = [s for s in slots if s.spots > 0]
-    if not open_slots:
-        return None
-    first = min(open_slots, key=_order)
-    return list(_order(first)), json.dumps(slot_json(first), separators=(",", ":"))
 
 
 def render(slots: Sequence[SlotSpec], counts: Sequence[int] | None, fmt: str) -> str:
@@ -260,10 +194,6 @@ def _feed_text(path: Path | None, data_dir: Path) -> str:
     except (OSError, UnicodeDecodeError) as problem:
         raise SlotsError(f"cannot read the feed: {problem}") from problem
     return recorded if recorded is not None else json.dumps(demo_feed(int(time.time())))
-
-
-def rfc3339(unix_sec: int) -> str:
-    return datetime.datetime.fromtimestamp(unix_sec, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _instant(text: str) -> int:

@@ -38,6 +38,8 @@ from leasehold._tree import (
 )
 from leasehold.link import check_socket_path
 
+# Each role's own entry module: a child imports only what its role runs.
+ENTRY_MODULES = {"shard": "leasehold._shard_main", "gateway": "leasehold._gateway_main"}
 # A child that dies this many times within the window makes the supervisor give up.
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
@@ -158,7 +160,7 @@ class Tree:
         link_wait_s = SHARD_START_TIMEOUT_S if first else RESTART_LINK_WAIT_S
         read_end, write_end = os.pipe()
         try:
-            command = [sys.executable, "-m", "leasehold._child", child.role, str(child.index)]
+            command = [sys.executable, "-m", ENTRY_MODULES[child.role], str(child.index)]
             child.process = await trio.lowlevel.open_process(
                 [*command, str(self.runtime_dir)],
                 env={

@@ -1,7 +1,7 @@
 """What the supervisor and its children share: the runtime dir, the spec, dying together.
 
 The supervisor writes `spec.json` into a private runtime dir (mode 0700) and
-starts each child as `python -m leasehold._child ROLE INDEX RUNTIME_DIR`; the
+starts each child as `python -m leasehold._ROLE_main INDEX RUNTIME_DIR`; the
 child reads the supervisor's own parsed `serve` flags from the spec, so both use
 every setting the same way.
 

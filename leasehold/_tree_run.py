@@ -29,7 +29,7 @@ from leasehold._run import (
     recovery_summary,
 )
 from leasehold._shared_connections import create_counts
-from leasehold._slots import ordered_example
+from leasehold._slot_json import ordered_example
 from leasehold._supervisor import (
     Child,
     Tree,

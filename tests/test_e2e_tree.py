@@ -77,9 +77,13 @@ def children(server: ServerProcess) -> dict[str, int]:
             command = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if int(stat[1]) == server.process.pid and b"leasehold._child" in command:
-            at = command.index(b"leasehold._child")
-            found[f"{command[at + 1].decode()} {command[at + 2].decode()}"] = int(entry.name)
+        if int(stat[1]) != server.process.pid:
+            continue
+        for role in (b"shard", b"gateway"):
+            entry_module = b"leasehold._" + role + b"_main"
+            if entry_module in command:
+                at = command.index(entry_module)
+                found[f"{role.decode()} {command[at + 1].decode()}"] = int(entry.name)
     return found
 
 

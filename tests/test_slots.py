@@ -11,7 +11,8 @@ import pytest
 from _server_process import leasehold_executable, running_server
 from google.protobuf import json_format
 
-from leasehold._slots import Filters, example_slot, render, select, slot_json
+from leasehold._slot_json import example_slot, slot_json
+from leasehold._slots import Filters, render, select
 from leasehold.core import SlotKey, SlotSpec
 from leasehold.proto.v2 import booking_pb2 as pb
 from leasehold.proto.v2 import booking_pb2_grpc

@@ -1,0 +1,128 @@
+"""`python -m leasehold._gateway_main INDEX RUNTIME_DIR`: a gateway worker of the tree.
+
+grpclib on asyncio; it imports no journal or recovery code of its own (the shards
+package comes with the link's codec).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import gc
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from grpclib.exceptions import GRPCError
+
+from leasehold._app import DEFAULT_ADMISSION, AdminConfig, ServerFailed, _plain
+from leasehold._child import ChildStart, begin, failed
+from leasehold._gateway_worker import (
+    ADMIN_WORKER,
+    LINK_WAIT_S,
+    GatewayWorkerConfig,
+    WorkerReady,
+    serve_gateway_worker,
+)
+from leasehold._serve_cmd import _admin_config, _ssl_context, guard_limits
+from leasehold._tree import (
+    APPLY_CHANGE_ENV,
+    LINK_WAIT_ENV,
+    TreeSpec,
+    connections_file,
+    read_change,
+    say_ready,
+    shard_socket,
+)
+from leasehold.core import SlotSpec, parse_feed_json
+from leasehold.shards import warm_up
+from leasehold.tuning import tune_for_long_lived_state
+
+
+def main(argv: list[str]) -> int:
+    start = begin(argv)
+    args, port = start.args, start.spec.port
+    try:
+        asyncio.run(_serve(_config(start)))
+    except BaseExceptionGroup as group:
+        problem = _plain(group)
+        if problem is group:
+            raise
+        return failed(_one_line(problem, args, port))
+    except (ServerFailed, OSError) as problem:
+        return failed(_one_line(problem, args, port))
+    except GRPCError as refused:  # the --feed change, refused by a shard
+        return failed(f"cannot apply --feed {args.feed}: {refused.message}")
+    return 0
+
+
+def _one_line(problem: BaseException, args: argparse.Namespace, port: int) -> str:
+    """What `leasehold serve` says of this failure in the one-process mode, word for word."""
+    if isinstance(problem, ServerFailed):
+        return f"stopped: {problem}"
+    if isinstance(problem, OSError):
+        return f"cannot listen on {args.host}:{port}: {problem.strerror}"
+    return str(problem)
+
+
+def _config(start: ChildStart) -> GatewayWorkerConfig:
+    args, spec, index = start.args, start.spec, start.index
+    warm_up()  # the link's decoders, before the first call needs them
+    tune_for_long_lived_state()  # fewer collections per call
+    return GatewayWorkerConfig(
+        index=index,
+        slots=parse_feed_json(start.feed_text).slots,
+        shard_count=args.shards,
+        socket_paths=[shard_socket(start.runtime_dir, i) for i in range(spec.shard_processes)],
+        host=args.host,
+        port=spec.port,
+        ssl_context=_ssl_context(args),
+        tls_client_name=args.tls_client_name,
+        limits=guard_limits(args),
+        admission=DEFAULT_ADMISSION,
+        link_wait_s=float(os.environ.get(LINK_WAIT_ENV, LINK_WAIT_S)),
+        admin=_admin_of_worker(index, spec, args),
+        connections_path=connections_file(start.runtime_dir),
+        feed_change=_change_to_apply(index, start.runtime_dir),
+    )
+
+
+def _admin_of_worker(index: int, spec: TreeSpec, args: argparse.Namespace) -> AdminConfig | None:
+    admin = _admin_config(args)
+    if index != ADMIN_WORKER or admin is None or spec.admin_port is None:
+        return None
+    return dataclasses.replace(admin, port=spec.admin_port)
+
+
+def _change_to_apply(index: int, runtime_dir: Path) -> Sequence[SlotSpec] | None:
+    """The --feed change, for the admin worker's first start only (a restart must not
+    undo the admin changes made since)."""
+    if index != ADMIN_WORKER or os.environ.get(APPLY_CHANGE_ENV) != "1":
+        return None
+    text = read_change(runtime_dir)
+    return None if text is None else parse_feed_json(text).slots
+
+
+async def _serve(config: GatewayWorkerConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    def ready(worker: WorkerReady) -> None:
+        gc.freeze()  # what start-up made stays: no collection scans it again
+        if worker.feed_change is None:
+            say_ready()
+            return
+        names = ("added", "changed", "removed", "kept_booked")
+        parts = worker.feed_change.values()
+        say_ready({"feed_change": {n: sum(getattr(p, n) for p in parts) for n in names}})
+
+    await serve_gateway_worker(config, stop, ready)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
