@@ -36,6 +36,7 @@ from leasehold._tree import (
     read_change,
     say_ready,
     shard_socket,
+    take_hold_fd,
 )
 from leasehold.core import SlotSpec, parse_feed_json
 from leasehold.shards import warm_up
@@ -111,6 +112,9 @@ async def _serve(config: GatewayWorkerConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    hold_fd = take_hold_fd()
+    if hold_fd is not None and not await _released(hold_fd, stop):
+        return  # stopped while held: nothing was served
 
     def ready(worker: WorkerReady) -> None:
         gc.freeze()  # what start-up made stays: no collection scans it again
@@ -122,6 +126,23 @@ async def _serve(config: GatewayWorkerConfig) -> None:
         say_ready({"feed_change": {n: sum(getattr(p, n) for p in parts) for n in names}})
 
     await serve_gateway_worker(config, stop, ready)
+
+
+async def _released(hold_fd: int, stop: asyncio.Event) -> bool:
+    """Wait for the supervisor's release (end-of-file on `hold_fd`); False if `stop` came
+    first."""
+    released = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(hold_fd, released.set)
+    waits = [asyncio.ensure_future(e.wait()) for e in (released, stop)]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        loop.remove_reader(hold_fd)
+        os.close(hold_fd)
+        for each in waits:
+            each.cancel()
+    return not stop.is_set()
 
 
 if __name__ == "__main__":

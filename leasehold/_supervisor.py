@@ -30,6 +30,7 @@ import trio
 from leasehold._logging import event
 from leasehold._tree import (
     APPLY_CHANGE_ENV,
+    HOLD_FD_ENV,
     LIFELINE_FD_ENV,
     LINK_WAIT_ENV,
     READY_FD_ENV,
@@ -137,10 +138,21 @@ class Tree:
         # The children hold the read end; this process alone the write end (see _tree).
         self._lifeline_read, self._lifeline_write = os.pipe()
         os.set_inheritable(self._lifeline_read, False)
+        # Gateway workers started held wait for this pipe's end-of-file (release_held).
+        self._hold_read, self._hold_write = os.pipe()
+        self._held = True
 
     def close(self) -> None:
         os.close(self._lifeline_read)
         os.close(self._lifeline_write)
+        os.close(self._hold_read)
+        self.release_held()
+
+    def release_held(self) -> None:
+        """Let the gateway workers started held bind their ports (end-of-file on their pipe)."""
+        if self._held:
+            self._held = False
+            os.close(self._hold_write)
 
     @property
     def children(self) -> list[Child]:
@@ -151,11 +163,12 @@ class Tree:
             self.failure = reason
         self.stop_requested.set()
 
-    async def start(self, child: Child, *, first: bool = True) -> None:
+    async def start(self, child: Child, *, first: bool = True, held: bool = False) -> None:
         """Start one child and wait until it serves; TreeFailed if it dies or stalls first.
 
         `first`: the tree is starting (gateway workers wait for every link before they
-        bind the port, so no call is answered before the serving line)."""
+        bind the port, so no call is answered before the serving line). `held`: a gateway
+        worker that binds nothing before release_held (it imports meanwhile)."""
         timeout_s = SHARD_START_TIMEOUT_S if child.role == "shard" else GATEWAY_START_TIMEOUT_S
         link_wait_s = SHARD_START_TIMEOUT_S if first else RESTART_LINK_WAIT_S
         read_end, write_end = os.pipe()
@@ -170,8 +183,9 @@ class Tree:
                     LINK_WAIT_ENV: str(link_wait_s),
                     # The admin worker applies a --feed change at the tree's start only.
                     APPLY_CHANGE_ENV: "1" if first and child.role == "gateway" else "0",
+                    **({HOLD_FD_ENV: str(self._hold_read)} if held else {}),
                 },
-                pass_fds=self._fds_for(child, write_end),
+                pass_fds=self._fds_for(child, write_end, held),
                 # Not in our process group: a terminal's Ctrl-C reaches the supervisor
                 # alone, which then stops the children in order.
                 process_group=0,
@@ -193,8 +207,10 @@ class Tree:
             raise TreeFailed(f"stopped: {child.name} exited {_describe_exit(code)} before serving")
         child.facts = _facts(said[len(b"ready ") :])
 
-    def _fds_for(self, child: Child, ready_fd: int) -> tuple[int, ...]:
+    def _fds_for(self, child: Child, ready_fd: int, held: bool) -> tuple[int, ...]:
         fds: tuple[int, ...] = (ready_fd, self._lifeline_read)
+        if held:
+            fds += (self._hold_read,)
         if child.role == "shard" and self._lock_fd is not None:
             fds += (self._lock_fd,)
         return fds

@@ -32,6 +32,9 @@ LIFELINE_FD_ENV = "LEASEHOLD_LIFELINE_FD"
 LINK_WAIT_ENV = "LEASEHOLD_LINK_WAIT_S"
 # Set for the admin worker's first start only: it applies CHANGE_FILE before serving.
 APPLY_CHANGE_ENV = "LEASEHOLD_APPLY_CHANGE"
+# A gateway worker given this pipe (the other workers, while the admin worker applies a
+# --feed change) starts and imports, then binds no port before the pipe's end-of-file.
+HOLD_FD_ENV = "LEASEHOLD_HOLD_FD"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,12 @@ def _watch_lifeline(fd: int) -> None:
         except OSError:
             break
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def take_hold_fd() -> int | None:
+    """The pipe to wait on before serving (see HOLD_FD_ENV), None when there is none."""
+    fd = os.environ.pop(HOLD_FD_ENV, None)
+    return None if fd is None else int(fd)
 
 
 def say_ready(facts: dict[str, object] | None = None) -> None:

@@ -31,7 +31,6 @@ from leasehold._run import (
 from leasehold._shared_connections import create_counts
 from leasehold._slot_json import ordered_example
 from leasehold._supervisor import (
-    Child,
     Tree,
     TreeFailed,
     hold_port,
@@ -125,10 +124,10 @@ async def _supervise(
             with starting:
                 try:
                     # All at once: the workers start while the shards recover, and bind
-                    # the port only once every link is up. With a --feed change, the admin
-                    # worker first: no call is served before the change is applied.
-                    for batch in _start_batches(tree, start.change_text is not None):
-                        await _start_all(tree, batch)
+                    # the port only once every link is up. With a --feed change, the other
+                    # workers are held until the admin worker has applied it: no call is
+                    # served before the change is applied.
+                    await _start_all(tree, start.change_text is not None)
                 except* TreeFailed as failed:
                     tree.give_up(str(failed.exceptions[0]))
             figures = TreeFigures(tree, args.shards)
@@ -228,16 +227,19 @@ def _announce_health(health: HealthConfig | None, server: HealthServer) -> None:
     event(logging.INFO, "health_stream", f"health stream on {url}", url=url)
 
 
-def _start_batches(tree: Tree, feed_change: bool) -> list[list[Child]]:
-    if not feed_change:
-        return [tree.children]
-    return [[*tree.shards, *tree.gateways[:1]], tree.gateways[1:]]
-
-
-async def _start_all(tree: Tree, children: list[Child]) -> None:
+async def _start_all(tree: Tree, feed_change: bool) -> None:
     async with trio.open_nursery() as nursery:
-        for child in children:
+        for child in tree.shards:
             nursery.start_soon(tree.start, child)
+        if tree.gateways:
+            nursery.start_soon(_admin_worker_then_release, tree)
+        for child in tree.gateways[1:]:
+            nursery.start_soon(partial(tree.start, child, held=feed_change))
+
+
+async def _admin_worker_then_release(tree: Tree) -> None:
+    await tree.start(tree.gateways[0])
+    tree.release_held()
 
 
 async def _stop_on_signal(

@@ -129,6 +129,8 @@ def decode_events(data: bytes, refs: SlotRefs | None = None) -> tuple[Event, ...
     if type(events) is not tuple:
         raise CorruptRecord(f"record: events are {_describe(events)}, not an array")
     refs = refs or SlotRefs()
+    if len(events) == 1:  # most records: one command, one event
+        return (_decode_event(events[0], 0, refs),)
     return tuple(_decode_event(event, index, refs) for index, event in enumerate(events))
 
 
@@ -240,6 +242,8 @@ def _decode_event(value: object, index: int, refs: SlotRefs) -> Event:
 
 
 def _lease_granted(value: tuple[object, ...], refs: SlotRefs) -> LeaseGranted:
+    if len(value) == 2:
+        return LeaseGranted(_decode_lease(value[1], refs))
     _, lease = _array(value, 2, "LeaseGranted")
     return LeaseGranted(_decode_lease(lease, refs))
 
@@ -255,6 +259,8 @@ def _forgotten(value: tuple[object, ...], refs: SlotRefs) -> ExpiredLeasesForgot
 
 
 def _booking_created(value: tuple[object, ...], refs: SlotRefs) -> BookingCreated:
+    if len(value) == 3 and type(value[2]) is str:
+        return BookingCreated(_decode_booking(value[1], refs), value[2])
     _, booking, token = _array(value, 3, "BookingCreated")
     return BookingCreated(
         _decode_booking(booking, refs), _str(token, "BookingCreated.idempotency_token")
@@ -329,7 +335,32 @@ def _decode_slot_ref(value: object) -> SlotRef:
     return SlotRef(_decode_slot_key(key), _str(tag, "SlotRef.availability_tag"))
 
 
+# The fast path of the decoders recovery runs millions of times: one comparison of the
+# fields' exact types instead of a checking call per field (docs/performance.md). What
+# it does not take goes to the field-by-field decoder, which takes what is valid too
+# and else says which field is wrong: the fast path only ever accepts less.
+_LEASE_TYPES = (str, str, tuple, str, int, str, str)
+_BOOKING_TYPES = (str, tuple, tuple, str, str)
+_PERSON_NAME_TYPES = (str,) * 6  # then the address: None or an array
+_VERSIONS = {member.value: member for member in ApiVersion}
+_LEASE_STATES = {member.value: member for member in LeaseState}
+_STATUSES = {member.value: member for member in BookingStatus}
+
+
 def _decode_lease(value: object, refs: SlotRefs) -> Lease:
+    if type(value) is tuple and tuple(map(type, value)) == _LEASE_TYPES:
+        fields = cast(tuple[str, str, object, str, int, str, str], value)
+        lease_id, version, slot, reference, expires_ns, state, booking_id = fields
+        known_version, known_state = _VERSIONS.get(version), _LEASE_STATES.get(state)
+        if known_version is not None and known_state is not None:
+            ref = refs.decode(slot)
+            return Lease(
+                lease_id, known_version, ref, reference, expires_ns, known_state, booking_id
+            )
+    return _lease_field_by_field(value, refs)
+
+
+def _lease_field_by_field(value: object, refs: SlotRefs) -> Lease:
     lease_id, version, slot, reference, expires_ns, state, booking_id = _array(value, 7, "Lease")
     return Lease(
         _str(lease_id, "Lease.lease_id"),
@@ -343,6 +374,17 @@ def _decode_lease(value: object, refs: SlotRefs) -> Lease:
 
 
 def _decode_booking(value: object, refs: SlotRefs) -> Booking:
+    if type(value) is tuple and tuple(map(type, value)) == _BOOKING_TYPES:
+        fields = cast(tuple[str, object, object, str, str], value)
+        booking_id, slot, person, status, lease_id = fields
+        known_status = _STATUSES.get(status)
+        if known_status is not None:
+            ref = refs.decode(slot)
+            return Booking(booking_id, ref, _decode_person(person), known_status, lease_id)
+    return _booking_field_by_field(value, refs)
+
+
+def _booking_field_by_field(value: object, refs: SlotRefs) -> Booking:
     booking_id, slot, person, status, lease_id = _array(value, 5, "Booking")
     return Booking(
         _str(booking_id, "Booking.booking_id"),
@@ -354,6 +396,26 @@ def _decode_booking(value: object, refs: SlotRefs) -> Booking:
 
 
 def _decode_person(value: object) -> Person:
+    if (
+        type(value) is tuple
+        and len(value) == 7
+        and tuple(map(type, value[:6])) == _PERSON_NAME_TYPES
+    ):
+        fields = cast(tuple[str, str, str, str, str, str, object], value)
+        user_id, given, family, telephone, email, language, address = fields
+        return Person(
+            user_id,
+            given,
+            family,
+            telephone,
+            email,
+            language,
+            None if address is None else _decode_address(address),
+        )
+    return _person_field_by_field(value)
+
+
+def _person_field_by_field(value: object) -> Person:
     user_id, given, family, telephone, email, language, address = _array(value, 7, "Person")
     return Person(
         _str(user_id, "Person.user_id"),
