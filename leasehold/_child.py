@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,16 +28,23 @@ class ChildStart:
     spec: TreeSpec
     args: argparse.Namespace  # the supervisor's `serve` flags
     feed_text: str
+    # CPU seconds this process had used when its entry ran: the interpreter and imports.
+    import_cpu_s: float
+
+    def timings(self) -> dict[str, object]:
+        """For the ready line: where this process's CPU went (the supervisor logs it)."""
+        return {"import_cpu_s": round(self.import_cpu_s, 3), "cpu_s": round(time.process_time(), 3)}
 
 
 def begin(argv: list[str]) -> ChildStart:
     """Read the spec, tie this process's life to the supervisor's, set up logging."""
+    import_cpu_s = time.process_time()
     index, runtime_dir = int(argv[0]), Path(argv[1])
     spec, feed_text = read_spec(runtime_dir)
     die_with_parent(spec.supervisor_pid)
     args = spec_args(spec.serve_args)
     configure_logging(args.log_format, args.log_level)
-    return ChildStart(index, runtime_dir, spec, args, feed_text)
+    return ChildStart(index, runtime_dir, spec, args, feed_text, import_cpu_s)
 
 
 def spec_args(serve_args: dict[str, object]) -> argparse.Namespace:

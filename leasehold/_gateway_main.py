@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
     start = begin(argv)
     args, port = start.args, start.spec.port
     try:
-        asyncio.run(_serve(_config(start)))
+        asyncio.run(_serve(_config(start), start))
     except BaseExceptionGroup as group:
         problem = _plain(group)
         if problem is group:
@@ -107,7 +107,7 @@ def _change_to_apply(index: int, runtime_dir: Path) -> Sequence[SlotSpec] | None
     return None if text is None else parse_feed_json(text).slots
 
 
-async def _serve(config: GatewayWorkerConfig) -> None:
+async def _serve(config: GatewayWorkerConfig, start: ChildStart) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -119,11 +119,12 @@ async def _serve(config: GatewayWorkerConfig) -> None:
     def ready(worker: WorkerReady) -> None:
         gc.freeze()  # what start-up made stays: no collection scans it again
         if worker.feed_change is None:
-            say_ready()
+            say_ready(start.timings())
             return
         names = ("added", "changed", "removed", "kept_booked")
         parts = worker.feed_change.values()
-        say_ready({"feed_change": {n: sum(getattr(p, n) for p in parts) for n in names}})
+        change = {n: sum(getattr(p, n) for p in parts) for n in names}
+        say_ready({"feed_change": change, **start.timings()})
 
     await serve_gateway_worker(config, stop, ready)
 

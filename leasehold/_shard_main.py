@@ -38,7 +38,7 @@ _KNOWN = (JournalFailed, RecoveryError, DataDirError, OSError)
 def main(argv: list[str]) -> int:
     start = begin(argv)
     try:
-        trio.run(_serve, _config(start), served_file(start.runtime_dir, start.index))
+        trio.run(_serve, start)
     except BaseExceptionGroup as group:
         journal, _ = group.split(JournalFailed)
         known, _ = group.split(_KNOWN)
@@ -88,17 +88,19 @@ def _config(start: ChildStart) -> ShardProcessConfig:
     )
 
 
-async def _serve(config: ShardProcessConfig, served_to: Path) -> None:
+async def _serve(start: ChildStart) -> None:
+    config = _config(start)
     async with trio.open_nursery() as nursery:
         shard_set: ShardSet = await nursery.start(run_shard_process, config)
         reports = shard_set.recovery
-        _write_served(shard_set, served_to)
+        _write_served(shard_set, served_file(start.runtime_dir, start.index))
         say_ready(
             {
                 "shards": len(reports),
                 "snapshots": sum(r.snapshot_seq is not None for r in reports),
                 "records": sum(r.records_replayed for r in reports),
                 "seconds": sum(r.seconds for r in reports),
+                **start.timings(),
             }
         )
 

@@ -172,8 +172,11 @@ class Tree:
         timeout_s = SHARD_START_TIMEOUT_S if child.role == "shard" else GATEWAY_START_TIMEOUT_S
         link_wait_s = SHARD_START_TIMEOUT_S if first else RESTART_LINK_WAIT_S
         read_end, write_end = os.pipe()
+        started = trio.current_time()
         try:
-            command = [sys.executable, "-m", ENTRY_MODULES[child.role], str(child.index)]
+            # -P: the working directory is not put on the path (a checkout there would
+            # otherwise shadow the installed code in the children only).
+            command = [sys.executable, "-P", "-m", ENTRY_MODULES[child.role], str(child.index)]
             child.process = await trio.lowlevel.open_process(
                 [*command, str(self.runtime_dir)],
                 env={
@@ -206,6 +209,17 @@ class Tree:
             code = await child.process.wait()
             raise TreeFailed(f"stopped: {child.name} exited {_describe_exit(code)} before serving")
         child.facts = _facts(said[len(b"ready ") :])
+        seconds = trio.current_time() - started
+        event(
+            logging.DEBUG,
+            "child_ready",
+            f"{child.name} (pid {child.pid}) ready {seconds:.2f} s after its start",
+            role=child.role,
+            index=child.index,
+            pid=child.pid,
+            seconds=round(seconds, 3),
+            said=child.facts,  # a shard process's recovery; CPU for imports and in all
+        )
 
     def _fds_for(self, child: Child, ready_fd: int, held: bool) -> tuple[int, ...]:
         fds: tuple[int, ...] = (ready_fd, self._lifeline_read)
