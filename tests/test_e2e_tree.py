@@ -316,3 +316,15 @@ def test_signals_to_the_whole_group_and_again_while_stopping_still_stop_cleanly(
     assert code == 0, "".join(tree.output)
     assert any(line.rstrip().endswith("stopped") for line in tree.output), tree.output
     assert not any(Path(f"/proc/{p}").exists() for p in pids)
+
+
+def test_a_leasehold_folder_in_the_working_directory_does_not_shadow_the_childrens_code(
+    tmp_path: Path, feed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `python -m` would put the working directory first on the children's path.
+    shadow = tmp_path / "checkout" / "leasehold"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise SystemExit('imported the working directory')\n")
+    monkeypatch.chdir(shadow.parent)
+    with running_server(tmp_path / "data", "--feed", str(feed), *TREE) as server:
+        assert set(children(server)) == {"shard 0", "shard 1", "gateway 0", "gateway 1"}
