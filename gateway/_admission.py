@@ -196,6 +196,9 @@ class Admission:
             try:
                 await func(stream)
             finally:
+                # The reader refers to the stream: left on it, each call's objects would form
+                # a cycle that only the collector frees (docs/performance.md).
+                delattr(stream, "recv_message")
                 if timed:
                     now = time.monotonic()
                     self.reply_times.observe(now - started, now)
