@@ -29,18 +29,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import multiprocessing
 import os
 import queue
-import resource
 import socket
 import statistics
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -48,20 +45,24 @@ from typing import Any
 import grpc
 
 from leasehold.bench._feed import SlotGroup, build_slots, write_feed
+from leasehold.bench._overload_load import (
+    CLIENTS,
+    PUSHBACK,
+    SPOTS_PER_SLOT,
+    PhaseResult,
+    lease_request,
+    run_callers,
+)
 from leasehold.bench._server import SpawnedServer, children_of, serve_command
-from leasehold.core import NANOS_PER_SECOND, SlotKey
+from leasehold.core import SlotKey
 from leasehold.proto.v2 import booking_pb2 as pb2
 
 CLIENT_NICE = 10
 _NICE_ENV = "LEASEHOLD_ATTACK_NICE"  # how the spawned load processes learn --client-nice
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
-CREATE_LEASE = "/ext.maps.booking.partner.v2.BookingService/CreateLease"
 CHECK_AVAILABILITY = "/ext.maps.booking.partner.v2.BookingService/CheckAvailability"
-PUSHBACK = "grpc-retry-pushback-ms"
-# Leases live past the run, so every spot a phase took is still held when counted.
-LEASE_TTL_S = 600
 # Enough spots that a slot never runs out in a 30 s run at the server's capacity.
-SLOT_COUNT, SPOTS_PER_SLOT = 400, 1000
+SLOT_COUNT = 400
 
 
 def main(argv: Sequence[str]) -> int:
@@ -72,6 +73,9 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--callers", type=int, default=1000)
     parser.add_argument("--deadline-ms", type=float, default=100.0)
     parser.add_argument("--connections", type=int, default=40)
+    parser.add_argument(
+        "--client", choices=CLIENTS, default="h2", help="overload: the callers' gRPC client"
+    )
     parser.add_argument(
         "--client-nice", type=int, default=CLIENT_NICE, help="nice increment of the load processes"
     )
@@ -265,30 +269,18 @@ def _closed_by_peer(sock: socket.socket) -> bool:
 # --- overload ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PhaseResult:
-    granted: int  # leases granted to their callers
-    latencies: list[float]  # of the granted calls
-    codes: dict[str, int]
-    client_cpu_s: float = 0.0  # user + system CPU of the load processes
-    # How late the load processes' event loops woke from 10 ms sleeps: their own backlog,
-    # which delays sends and the reading of replies alike (the server cannot see it).
-    client_lags: list[float] = dataclasses.field(default_factory=list)
-
-
 def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
     seconds = ns.seconds or 30.0
     keys = build_slots([SlotGroup("attack", SLOT_COUNT, SPOTS_PER_SLOT)], int(time.time()))
     # The server's feed was built from the same clock moments ago: same keys unless a
     # day turned over in between (then the run fails loudly: unknown slots).
     slot_keys = [s.key for s in keys]
-    capacity = _phase(server, slot_keys, callers=50, deadline_s=5.0, seconds=10.0, tag="cap")
+    capacity = _phase(server, slot_keys, 50, 5.0, 10.0, "cap", ns.client)
     held_before = _held(server.target, slot_keys)
     sampler = RssSampler(server.process.pid)
     server_cpu = server.cpu_seconds() or 0.0  # the whole process tree
-    hostile = _phase(
-        server, slot_keys, ns.callers, ns.deadline_ms / 1000, seconds, tag="over", processes=2
-    )
+    deadline_s = ns.deadline_ms / 1000
+    hostile = _phase(server, slot_keys, ns.callers, deadline_s, seconds, "over", ns.client, 2)
     server_cpu = (server.cpu_seconds() or 0.0) - server_cpu
     after = sampler.stop()
     time.sleep(1.2)  # the server's last summary line of refusals
@@ -316,6 +308,7 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
         # Cores used during the hostile phase: the load's own share is reported, not hidden.
         "server_cores": server_cpu / seconds,
         "client_cores": hostile.client_cpu_s / seconds,
+        "client_cpu_us_per_call": hostile.client_cpu_s / max(hostile.calls, 1) * 1e6,
         "client_lag_p50_ms": _percentile(hostile.client_lags, 50) * 1000,
         "client_lag_p99_ms": _percentile(hostile.client_lags, 99) * 1000,
         "load_avg_1m": os.getloadavg()[0],
@@ -329,11 +322,13 @@ def _phase(
     deadline_s: float,
     seconds: float,
     tag: str,
+    client: str,
     processes: int = 1,
 ) -> PhaseResult:
     children = [
         _in_child(
             _lease_callers,
+            client,
             server.target,
             keys,
             callers // processes,
@@ -357,73 +352,10 @@ def _phase(
     )
 
 
-def _lease_callers(
-    target: str,
-    keys: list[SlotKey],
-    callers: int,
-    deadline_s: float,
-    seconds: float,
-    tag: str,
-    results: Any,
-) -> None:
+def _lease_callers(client: str, *args: Any) -> None:
+    *call_args, results = args
     _be_nice()
-    result = asyncio.run(_callers(target, keys, callers, deadline_s, seconds, tag))
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    results.put(dataclasses.replace(result, client_cpu_s=usage.ru_utime + usage.ru_stime))
-
-
-async def _callers(
-    target: str, keys: list[SlotKey], callers: int, deadline_s: float, seconds: float, tag: str
-) -> PhaseResult:
-    # A grpcio channel is one connection of at most 100 streams: one per 100 callers.
-    channels = [
-        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-        for _ in range(max(1, callers // 100))
-    ]
-    latencies: list[float] = []
-    codes: dict[str, int] = {}
-    expiry_ns = (int(time.time()) + LEASE_TTL_S) * NANOS_PER_SECOND
-    end = time.monotonic() + seconds
-
-    async def caller(index: int) -> None:
-        call = channels[index % len(channels)].unary_unary(
-            CREATE_LEASE,
-            pb2.CreateLeaseRequest.SerializeToString,
-            pb2.CreateLeaseResponse.FromString,
-        )
-        n = 0
-        while time.monotonic() < end:
-            n += 1
-            key = keys[(index * 7919 + n) % len(keys)]
-            request = _lease_request(key, f"{tag}-{index}-{n}", expiry_ns)
-            started = time.monotonic()
-            pending = call(request, timeout=deadline_s)
-            try:
-                reply = await pending
-            except grpc.aio.AioRpcError as error:
-                name = error.code().name
-                codes[name] = codes.get(name, 0) + 1
-                pushback = dict(error.trailing_metadata() or ()).get(PUSHBACK)
-                if pushback is not None:
-                    await asyncio.sleep(int(pushback) / 1000)
-                continue
-            if reply.HasField("lease"):
-                latencies.append(time.monotonic() - started)
-            else:
-                codes["BOOKING_FAILURE"] = codes.get("BOOKING_FAILURE", 0) + 1
-
-    lags: list[float] = []
-
-    async def lag_monitor() -> None:
-        while time.monotonic() < end:
-            asleep = time.monotonic()
-            await asyncio.sleep(0.010)
-            lags.append(time.monotonic() - asleep - 0.010)
-
-    await asyncio.gather(lag_monitor(), *(caller(i) for i in range(callers)))
-    for channel in channels:
-        await channel.close()
-    return PhaseResult(len(latencies), latencies, codes, client_lags=lags)
+    results.put(asyncio.run(run_callers(client, *call_args)))
 
 
 _SUMMARY = "refused in the last second: "
@@ -447,17 +379,6 @@ def _summed(output: list[str], what: str) -> int:
     return sum(n for text, n in server_refusals(output).items() if text.startswith(what))
 
 
-def _lease_request(key: SlotKey, reference: str, expiry_ns: int) -> pb2.CreateLeaseRequest:
-    slot = pb2.Slot(merchant_id=key.merchant_id, service_id=key.service_id)
-    slot.start_time.seconds = key.start_sec
-    slot.duration.seconds = key.duration_sec
-    lease = pb2.Lease(slot=slot, user_reference=reference)
-    lease.lease_expiration_time.seconds, lease.lease_expiration_time.nanos = divmod(
-        expiry_ns, NANOS_PER_SECOND
-    )
-    return pb2.CreateLeaseRequest(lease=lease)
-
-
 def _held(target: str, keys: list[SlotKey]) -> int:
     """Spots taken now, over all the run's slots."""
     with grpc.insecure_channel(target) as channel:
@@ -468,7 +389,7 @@ def _held(target: str, keys: list[SlotKey]) -> int:
         )
         available = 0
         for key in keys:
-            request = pb2.CheckAvailabilityRequest(slot=_lease_request(key, "", 0).lease.slot)
+            request = pb2.CheckAvailabilityRequest(slot=lease_request(key, "", 0).lease.slot)
             reply = _with_retries(partial(check, request, timeout=10))
             available += reply.count_available
     return len(keys) * SPOTS_PER_SLOT - available
