@@ -5,22 +5,25 @@
     leasehold bench attack big-frames [--connections 40]
 
 Each run starts its own server (`--spawn` style, on a fresh data dir and feed),
-sends the attack from client processes at nice 10, samples the server's RSS
-from /proc, and prints one line of figures; with --runs N, also the medians.
+sends the attack from client processes at nice 10, samples the memory of the
+server's process tree from /proc (RSS summed, and PSS summed: bench/_memory.py),
+and prints one line of figures; with --runs N, also the medians.
 - rapid-reset: HEADERS + RST_STREAM(CANCEL) pairs at full speed, reconnecting
   whenever the server closes; a health Check every 10 ms meanwhile (p99), and
   each attacking connection's time from its first frame to its close.
 - overload: CreateLease at concurrency 50 with 5 s deadlines (the capacity),
-  then `--callers` callers with `--deadline-ms` deadlines (two processes of
-  asyncio grpcio callers, one connection per 100; a caller whose call failed
-  calls again at once, after the server's grpc-retry-pushback-ms if it sent
-  one); goodput against capacity, p99 of successes, and the spots held by
-  leases whose creating call failed (spots taken during the phase, from
-  CheckAvailability, less the leases granted to callers, out of all spots
-  taken). Also the cores used by the server and by the load processes, how
-  late the load processes' event loops run (a starved client delays its sends
-  and its reading of replies: client-side latency includes it), and the load
-  average. LEASEHOLD_ATTACK_VERBOSE=1 prints every kind of refusal.
+  then `--callers` callers with `--deadline-ms` deadlines (two load processes,
+  one connection per 100 callers; `--client h2`, the default, is the low-CPU
+  HTTP/2 client of bench/_h2call.py, `--client grpcio` grpc.aio; callers are
+  described in bench/_overload_load.py: a caller whose call failed calls again
+  at once, after the server's grpc-retry-pushback-ms if it sent one); goodput
+  against capacity, p99 of successes, and the spots held by leases whose
+  creating call failed (spots taken during the phase, from CheckAvailability,
+  less the leases granted to callers, out of all spots taken). Also the cores
+  used by the server and by the load processes (and the load's CPU per call),
+  how late the load processes' event loops run (a starved client delays its
+  sends and its reading of replies: client-side latency includes it), and the
+  load average. LEASEHOLD_ATTACK_VERBOSE=1 prints every kind of refusal.
 - big-frames: connections that each declare a 16 MiB frame and send its body.
 """
 
@@ -35,7 +38,6 @@ import queue
 import socket
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
@@ -45,6 +47,7 @@ from typing import Any
 import grpc
 
 from leasehold.bench._feed import SlotGroup, build_slots, write_feed
+from leasehold.bench._memory import MemorySampler, TreeMemory
 from leasehold.bench._overload_load import (
     CLIENTS,
     PUSHBACK,
@@ -53,7 +56,7 @@ from leasehold.bench._overload_load import (
     lease_request,
     run_callers,
 )
-from leasehold.bench._server import SpawnedServer, children_of, serve_command
+from leasehold.bench._server import SpawnedServer, serve_command
 from leasehold.core import SlotKey
 from leasehold.proto.v2 import booking_pb2 as pb2
 
@@ -110,42 +113,15 @@ def _server(serve_flags: list[str]) -> Iterator[SpawnedServer]:
             server.stop()
 
 
-def rss_mb(pid: int) -> float:
-    """The RSS of the server's whole process tree (a multi-process server's supervisor and
-    children), from /proc."""
-    return sum(_own_rss_mb(p) for p in [pid, *children_of(pid)])
-
-
-def _own_rss_mb(pid: int) -> float:
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0  # exited between listing and reading
-    for line in lines:
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class RssSampler:
-    """The server's RSS every 100 ms, in a thread; `peak` since start."""
-
-    def __init__(self, pid: int) -> None:
-        self._pid = pid
-        self.before = rss_mb(pid)
-        self.peak = self.before
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            self.peak = max(self.peak, rss_mb(self._pid))
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return rss_mb(self._pid)
+def _memory_growth(before: TreeMemory, peak: TreeMemory, after: TreeMemory) -> dict[str, float]:
+    return {
+        "rss_before_mb": before.rss_mb,
+        "rss_growth_peak_mb": peak.rss_mb - before.rss_mb,
+        "rss_growth_after_mb": after.rss_mb - before.rss_mb,
+        "pss_before_mb": before.pss_mb,
+        "pss_growth_peak_mb": peak.pss_mb - before.pss_mb,
+        "pss_growth_after_mb": after.pss_mb - before.pss_mb,
+    }
 
 
 def _in_child(target: Callable[..., None], *args: Any) -> tuple[Any, Any]:
@@ -173,7 +149,7 @@ def _collect(processes: list[tuple[Any, Any]], timeout_s: float) -> list[Any]:
 
 def rapid_reset(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
     seconds = ns.seconds or 10.0
-    sampler = RssSampler(server.process.pid)
+    sampler = MemorySampler(server.process.pid)
     attacker = _in_child(_reset_attacker, server.port, seconds)
     latencies, failures = _health_probe(server.target, seconds)
     [(pairs, closes)] = _collect([attacker], timeout_s=seconds + 30)
@@ -186,9 +162,7 @@ def rapid_reset(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, floa
         "connections": len(closes),
         "close_median_s": statistics.median(closes) if closes else float("nan"),
         "close_max_s": max(closes) if closes else float("nan"),
-        "rss_before_mb": sampler.before,
-        "rss_growth_peak_mb": sampler.peak - sampler.before,
-        "rss_growth_after_mb": after - sampler.before,
+        **_memory_growth(sampler.before, sampler.peak, after),
     }
 
 
@@ -277,7 +251,7 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
     slot_keys = [s.key for s in keys]
     capacity = _phase(server, slot_keys, 50, 5.0, 10.0, "cap", ns.client)
     held_before = _held(server.target, slot_keys)
-    sampler = RssSampler(server.process.pid)
+    sampler = MemorySampler(server.process.pid)
     server_cpu = server.cpu_seconds() or 0.0  # the whole process tree
     deadline_s = ns.deadline_ms / 1000
     hostile = _phase(server, slot_keys, ns.callers, deadline_s, seconds, "over", ns.client, 2)
@@ -302,9 +276,12 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
         "server_refused_behind": _summed(server.output, "calls refused RESOURCE_EXHAUSTED"),
         "phantom_spots": phantom,
         "phantom_share": phantom / max(hostile.granted + phantom, 1),
-        "rss_before_mb": sampler.before,
-        "rss_peak_mb": sampler.peak,
-        "rss_after_mb": after,
+        "rss_before_mb": sampler.before.rss_mb,
+        "rss_peak_mb": sampler.peak.rss_mb,
+        "rss_after_mb": after.rss_mb,
+        "pss_before_mb": sampler.before.pss_mb,
+        "pss_peak_mb": sampler.peak.pss_mb,
+        "pss_after_mb": after.pss_mb,
         # Cores used during the hostile phase: the load's own share is reported, not hidden.
         "server_cores": server_cpu / seconds,
         "client_cores": hostile.client_cpu_s / seconds,
@@ -417,16 +394,14 @@ def _with_retries(call: Callable[[], Any], attempts: int = 20) -> Any:
 
 def big_frames(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
     seconds = ns.seconds or 5.0
-    sampler = RssSampler(server.process.pid)
+    sampler = MemorySampler(server.process.pid)
     child = _in_child(_frame_senders, server.port, ns.connections, seconds)
     [(closed, sent_mb)] = _collect([child], timeout_s=seconds + 30)
     after = sampler.stop()
     return {
         "connections_closed": closed,
         "sent_mb": sent_mb,
-        "rss_before_mb": sampler.before,
-        "rss_growth_peak_mb": sampler.peak - sampler.before,
-        "rss_growth_after_mb": after - sampler.before,
+        **_memory_growth(sampler.before, sampler.peak, after),
     }
 
 
