@@ -276,6 +276,11 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
         "server_refused_behind": _summed(server.output, "calls refused RESOURCE_EXHAUSTED"),
         "phantom_spots": phantom,
         "phantom_share": phantom / max(hostile.granted + phantom, 1),
+        # (h2 client) OK replies that arrived after the client's deadline: phantoms seen
+        # from the client's side, and how late they came.
+        "client_late_ok": len(hostile.late_ok) if ns.client == "h2" else float("nan"),
+        "late_ok_p50_ms": _percentile(hostile.late_ok, 50) * 1000,
+        "late_ok_p99_ms": _percentile(hostile.late_ok, 99) * 1000,
         "rss_before_mb": sampler.before.rss_mb,
         "rss_peak_mb": sampler.peak.rss_mb,
         "rss_after_mb": after.rss_mb,
@@ -326,6 +331,7 @@ def _phase(
         codes,
         sum(p.client_cpu_s for p in parts),
         [x for p in parts for x in p.client_lags],
+        [x for p in parts for x in p.late_ok],
     )
 
 

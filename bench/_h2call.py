@@ -31,6 +31,7 @@ RECEIVE_WINDOW = 1 << 24  # the connection's and each stream's, in bytes
 MAX_REPLY_BYTES = 1 << 20  # a reply's DATA over this ends its call (RESOURCE_EXHAUSTED)
 MAX_HEADER_BLOCK = 64 * 1024  # a header block over this drops the connection
 MAX_WAITING = 10_000  # callers queued for a stream per connection; more are refused
+MAX_EXPIRED = 10_000  # streams ended by the deadline whose late replies are still watched
 _UNSET_STREAMS = 100  # the stream limit assumed until the server's SETTINGS say
 
 
@@ -63,6 +64,10 @@ class H2Channel(asyncio.Protocol):
         self._continuing: tuple[int, bytearray, bool] | None = None  # (stream, block, end)
         self._closed: str | None = None  # why new calls are refused
         self._ready: asyncio.Future[None] = self._loop.create_future()
+        # Streams the client's deadline ended, by id: their deadline (loop time), oldest
+        # first. A reply that still arrives OK is a change the caller never heard of.
+        self._expired: dict[int, float] = {}
+        self.late_ok: list[float] = []  # how late each such OK reply was, in seconds
 
     @classmethod
     async def connect(cls, host: str, port: int, timeout_s: float = 5.0) -> H2Channel:
@@ -138,6 +143,9 @@ class H2Channel(asyncio.Protocol):
         stream = self._streams.get(stream_id)
         if stream is not None:
             stream.timer = None
+            self._expired[stream_id] = self._loop.time()
+            if len(self._expired) > MAX_EXPIRED:
+                del self._expired[next(iter(self._expired))]
             self._cancel(stream_id)
             self._finish(stream, Reply(w.DEADLINE_EXCEEDED, "client: deadline exceeded"))
 
@@ -229,6 +237,7 @@ class H2Channel(asyncio.Protocol):
             self._on_header_fragment(f)
         elif f.type == FrameType.RST_STREAM:
             code = w.parse_u32(f.payload, "RST_STREAM")
+            self._expired.pop(f.stream_id, None)
             self._end(f.stream_id, Reply(w.rst_status(code), f"server: RST_STREAM {code}"))
         elif f.type == FrameType.SETTINGS:
             self._on_settings(f)
@@ -280,6 +289,9 @@ class H2Channel(asyncio.Protocol):
     def _on_headers(self, stream_id: int, headers: list[tuple[str, str]], end: bool) -> None:
         stream = self._streams.get(stream_id)
         if stream is None:
+            expired_at = self._expired.pop(stream_id, None) if end else None
+            if expired_at is not None and ("grpc-status", "0") in headers:
+                self.late_ok.append(self._loop.time() - expired_at)
             return
         stream.headers.update(headers)
         if end:

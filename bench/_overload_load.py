@@ -40,6 +40,9 @@ class PhaseResult:
     # How late the load processes' event loops woke from 10 ms sleeps: their own backlog,
     # which delays sends and the reading of replies alike (the server cannot see it).
     client_lags: list[float] = dataclasses.field(default_factory=list)
+    # h2 client only: OK replies that arrived after the call's deadline ended it on the
+    # client, and by how much (seconds). Each is a lease the caller never heard of.
+    late_ok: list[float] = dataclasses.field(default_factory=list)
 
     @property
     def calls(self) -> int:
@@ -49,6 +52,8 @@ class PhaseResult:
 # A call's outcome: (status name, reply body or None, trailers); "OK" has a body.
 Outcome = tuple[str, bytes | None, dict[str, str]]
 CallFn = Callable[[int, bytes, float], Awaitable[Outcome]]
+# Closes the connections; returns the late OK replies seen (h2) or none (grpcio).
+CloseFn = Callable[[], Awaitable[list[float]]]
 
 
 def lease_request(key: SlotKey, reference: str, expiry_ns: int) -> pb2.CreateLeaseRequest:
@@ -103,9 +108,11 @@ async def run_callers(
     cpu_before = time.process_time()  # every thread's: grpcio's own included
     try:
         result = await _closed_loop(call, keys, callers, deadline_s, seconds, tag)
+        await asyncio.sleep(min(1.0, deadline_s))  # the last late replies
     finally:
-        await close()
-    return dataclasses.replace(result, client_cpu_s=time.process_time() - cpu_before)
+        late_ok = await close()
+    cpu_s = time.process_time() - cpu_before
+    return dataclasses.replace(result, client_cpu_s=cpu_s, late_ok=late_ok)
 
 
 async def _closed_loop(
@@ -145,7 +152,7 @@ async def _closed_loop(
     return PhaseResult(len(latencies), latencies, codes, client_lags=lags)
 
 
-async def _h2_calls(target: str, connections: int) -> tuple[CallFn, Callable[[], Awaitable[None]]]:
+async def _h2_calls(target: str, connections: int) -> tuple[CallFn, CloseFn]:
     host, port = target.rsplit(":", 1)
     channels = [await H2Channel.connect(host, int(port)) for _ in range(connections)]
     block = w.request_block(CREATE_LEASE, target)
@@ -154,16 +161,15 @@ async def _h2_calls(target: str, connections: int) -> tuple[CallFn, Callable[[],
         reply = await channels[index % len(channels)].call(block, body, timeout_s)
         return reply.code_name, reply.body if reply.code == w.OK else None, reply.trailers or {}
 
-    async def close() -> None:
+    async def close() -> list[float]:
         for channel in channels:
             channel.close()
+        return [late for channel in channels for late in channel.late_ok]
 
     return call, close
 
 
-async def _grpcio_calls(
-    target: str, connections: int
-) -> tuple[CallFn, Callable[[], Awaitable[None]]]:
+async def _grpcio_calls(target: str, connections: int) -> tuple[CallFn, CloseFn]:
     options = [("grpc.use_local_subchannel_pool", 1)]
     channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(connections)]
     stubs = [c.unary_unary(CREATE_LEASE, lambda b: b, lambda b: b) for c in channels]
@@ -176,8 +182,9 @@ async def _grpcio_calls(
             return error.code().name, None, trailers
         return "OK", reply, {}
 
-    async def close() -> None:
+    async def close() -> list[float]:
         for channel in channels:
             await channel.close()
+        return []  # grpcio does not show replies that arrive after the deadline
 
     return call, close
