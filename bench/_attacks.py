@@ -47,7 +47,7 @@ from typing import Any
 import grpc
 
 from leasehold.bench._feed import SlotGroup, build_slots, write_feed
-from leasehold.bench._memory import MemorySampler, TreeMemory
+from leasehold.bench._memory import ROLES, MemorySampler, TreeMemory
 from leasehold.bench._overload_load import (
     CLIENTS,
     PUSHBACK,
@@ -287,6 +287,12 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
         "pss_before_mb": sampler.before.pss_mb,
         "pss_peak_mb": sampler.peak.pss_mb,
         "pss_after_mb": after.pss_mb,
+        # Where the growth is: each role's PSS after the phase, less before it.
+        **{
+            f"pss_growth_{role}s_mb": after.pss_by_role_mb.get(role, 0.0)
+            - sampler.before.pss_by_role_mb.get(role, 0.0)
+            for role in ROLES
+        },
         # Cores used during the hostile phase: the load's own share is reported, not hidden.
         "server_cores": server_cpu / seconds,
         "client_cores": hostile.client_cpu_s / seconds,

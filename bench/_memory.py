@@ -11,28 +11,51 @@ back if the tree exited, and the figure the 200 MB overload target is judged on
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from leasehold.bench._server import children_of
+
+ROLES = ("gateway", "shard")  # a child's role, from its command line (leasehold._child)
 
 
 @dataclass(frozen=True, slots=True)
 class TreeMemory:
     rss_mb: float  # summed over the tree's processes
     pss_mb: float
+    # PSS summed over the children of each role in ROLES ("other": the rest, supervisor
+    # or the one process of --workers 0).
+    pss_by_role_mb: dict[str, float] = field(default_factory=dict)
 
     def max(self, other: TreeMemory) -> TreeMemory:
-        return TreeMemory(max(self.rss_mb, other.rss_mb), max(self.pss_mb, other.pss_mb))
+        roles = self.pss_by_role_mb.keys() | other.pss_by_role_mb.keys()
+        by_role = {
+            r: max(self.pss_by_role_mb.get(r, 0.0), other.pss_by_role_mb.get(r, 0.0)) for r in roles
+        }
+        return TreeMemory(max(self.rss_mb, other.rss_mb), max(self.pss_mb, other.pss_mb), by_role)
 
 
 def tree_memory(pid: int) -> TreeMemory:
     """`pid` and its children (a multi-process server's supervisor and its workers)."""
     rss = pss = 0.0
+    by_role: dict[str, float] = {}
     for process in [pid, *children_of(pid)]:
         own_rss, own_pss = _own_memory_mb(process)
         rss, pss = rss + own_rss, pss + own_pss
-    return TreeMemory(rss, pss)
+        role = _role(process)
+        by_role[role] = by_role.get(role, 0.0) + own_pss
+    return TreeMemory(rss, pss, by_role)
+
+
+def _role(pid: int) -> str:
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "other"
+    for role in ROLES:
+        if role.encode() in args and b"leasehold._child" in args:
+            return role
+    return "other"
 
 
 def _own_memory_mb(pid: int) -> tuple[float, float]:
