@@ -13,7 +13,7 @@ and prints one line of figures; with --runs N, also the medians.
   each attacking connection's time from its first frame to its close.
 - overload: CreateLease at concurrency 50 with 5 s deadlines (the capacity),
   then `--callers` callers with `--deadline-ms` deadlines (two load processes,
-  one connection per 100 callers; `--client h2`, the default, is the low-CPU
+  one connection per 100 callers, at least 8 per process; `--client h2`, the default, is the low-CPU
   HTTP/2 client of bench/_h2call.py, `--client grpcio` grpc.aio; callers are
   described in bench/_overload_load.py: a caller whose call failed calls again
   at once, after the server's grpc-retry-pushback-ms if it sent one); goodput
@@ -249,7 +249,9 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
     # The server's feed was built from the same clock moments ago: same keys unless a
     # day turned over in between (then the run fails loudly: unknown slots).
     slot_keys = [s.key for s in keys]
+    capacity_cpu = server.cpu_seconds() or 0.0
     capacity = _phase(server, slot_keys, 50, 5.0, 10.0, "cap", ns.client)
+    capacity_cpu = (server.cpu_seconds() or 0.0) - capacity_cpu
     held_before = _held(server.target, slot_keys)
     sampler = MemorySampler(server.process.pid)
     server_cpu = server.cpu_seconds() or 0.0  # the whole process tree
@@ -295,6 +297,10 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
         },
         # Cores used during the hostile phase: the load's own share is reported, not hidden.
         "server_cores": server_cpu / seconds,
+        # The server tree's CPU per call answered: at concurrency 50 (nearly all leases
+        # granted) and in the hostile phase (most calls refused at HEADERS).
+        "server_cpu_us_per_call_cap": capacity_cpu / max(capacity.calls, 1) * 1e6,
+        "server_cpu_us_per_call_over": server_cpu / max(hostile.calls, 1) * 1e6,
         "client_cores": hostile.client_cpu_s / seconds,
         "client_cpu_us_per_call": hostile.client_cpu_s / max(hostile.calls, 1) * 1e6,
         "client_lag_p50_ms": _percentile(hostile.client_lags, 50) * 1000,

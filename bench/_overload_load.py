@@ -25,6 +25,11 @@ from leasehold.proto.v2 import booking_pb2 as pb2
 CREATE_LEASE = "/ext.maps.booking.partner.v2.BookingService/CreateLease"
 PUSHBACK = "grpc-retry-pushback-ms"
 CALLERS_PER_CONNECTION = 100  # grpcio's: one connection of at most 100 streams
+# At least this many connections per load process: the kernel spreads connections, not
+# calls, over the gateway workers (README, "Processes"), so the capacity phase's 50
+# callers on one connection measured one worker's capacity, not the server's. With 8,
+# all on one of 2 workers happens 1 time in 128.
+MIN_CONNECTIONS = 8
 CLIENTS = ("h2", "grpcio")
 # Leases live past the run, so every spot a phase took is still held when counted.
 LEASE_TTL_S = 600
@@ -102,7 +107,7 @@ async def run_callers(
     seconds: float,
     tag: str,
 ) -> PhaseResult:
-    connections = max(1, callers // CALLERS_PER_CONNECTION)
+    connections = max(MIN_CONNECTIONS, callers // CALLERS_PER_CONNECTION)
     opened = await (_h2_calls if client == "h2" else _grpcio_calls)(target, connections)
     call, close = opened
     cpu_before = time.process_time()  # every thread's: grpcio's own included
