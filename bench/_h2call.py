@@ -43,6 +43,21 @@ class _Stream:
     data: bytearray = field(default_factory=bytearray)
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    stream_id: int
+    block: bytes
+    message: bytes
+    deadline: float  # loop time
+
+    def frames(self, now: float) -> bytes:
+        """HEADERS with the time left at `now` as grpc-timeout, then the DATA."""
+        headers = self.block + w.grpc_timeout(self.deadline - now)
+        return w.frame(FrameType.HEADERS, w.END_HEADERS, self.stream_id, headers) + w.frame(
+            FrameType.DATA, w.END_STREAM, self.stream_id, self.message
+        )
+
+
 class H2Channel(asyncio.Protocol):
     """One HTTP/2 connection to a gRPC server; `await call(...)` sends a unary call."""
 
@@ -59,7 +74,9 @@ class H2Channel(asyncio.Protocol):
         self._stream_window = 65_535  # each new stream's, from the server's SETTINGS
         self._unacked = 0  # DATA bytes received and not yet given back by WINDOW_UPDATE
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._out: list[bytes] = []
+        # Frames to write, in order; a request is kept as _Request until the write, so
+        # that its grpc-timeout is the time left then (as grpc-core does), not at call().
+        self._out: list[bytes | _Request] = []
         self._paused = False  # the transport's buffer is over its high-water mark
         self._continuing: tuple[int, bytearray, bool] | None = None  # (stream, block, end)
         self._closed: str | None = None  # why new calls are refused
@@ -130,9 +147,7 @@ class H2Channel(asyncio.Protocol):
         self._next_id += 2
         if self._next_id > w.MAX_STREAM_ID:
             self._closed = "client: stream ids used up on this connection"
-        headers = block + w.grpc_timeout(deadline - self._loop.time())
-        self._send(w.frame(FrameType.HEADERS, w.END_HEADERS, stream_id, headers))
-        self._send(w.frame(FrameType.DATA, w.END_STREAM, stream_id, message))
+        self._send(_Request(stream_id, block, message, deadline))
         self._send_window -= len(message)
         stream = _Stream(self._loop.create_future())
         stream.timer = self._loop.call_at(deadline, self._expire, stream_id)
@@ -181,7 +196,7 @@ class H2Channel(asyncio.Protocol):
 
     # --- writing ------------------------------------------------------------------------
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes | _Request) -> None:
         """Queued; written once per loop iteration, for every call started in it."""
         if not self._out:
             self._loop.call_soon(self._flush)
@@ -189,7 +204,10 @@ class H2Channel(asyncio.Protocol):
 
     def _flush(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(b"".join(self._out))
+            now = self._loop.time()
+            self._transport.write(
+                b"".join(x if isinstance(x, bytes) else x.frames(now) for x in self._out)
+            )
         self._out.clear()
 
     def pause_writing(self) -> None:

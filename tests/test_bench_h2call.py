@@ -120,6 +120,22 @@ def test_ok_refusal_with_pushback_and_reset_streams_become_grpc_replies() -> Non
     run(body)
 
 
+def test_grpc_timeout_is_the_time_left_when_the_request_is_written() -> None:
+    async def body() -> None:
+        async with scripted_server() as (port, seen):
+            channel = await H2Channel.connect("127.0.0.1", port)
+            pending = asyncio.ensure_future(channel.call(w.request_block("/t/ok", "x"), b"", 5.0))
+            # The call is made, then the loop is held up 300 ms before it writes (a busy
+            # or starved client): the server must be told the time left then, not 5 s.
+            asyncio.get_running_loop().call_soon(time.sleep, 0.3)
+            assert (await pending).code == w.OK
+            timeout = float(seen.headers[1]["grpc-timeout"].rstrip("m")) / 1000
+            assert 4.0 < timeout <= 4.7
+            channel.close()
+
+    run(body)
+
+
 def test_a_deadline_ends_the_call_on_the_client_and_cancels_the_stream() -> None:
     async def body() -> None:
         async with scripted_server() as (port, seen):
