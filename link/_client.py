@@ -92,8 +92,7 @@ class ShardLink:
         request_id = self._fresh_id()
         future: asyncio.Future[Delivered] = self._loop.create_future()
         self._pending[request_id] = (future, type(command))
-        deadline_s = None if remaining_s is None else time.monotonic() + remaining_s
-        message = request(request_id, shard_id, deadline_s, encode_command(command))
+        message = request(request_id, shard_id, remaining_s, encode_command(command))
         self._outbox.append((request_id, message))
         if not self._flushing:
             self._flushing = True

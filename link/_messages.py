@@ -15,30 +15,28 @@ MAX_REQUEST_ID = (1 << 31) - 1
 class Request:
     request_id: int
     shard_id: int
-    # The caller's deadline on CLOCK_MONOTONIC (time.monotonic()), which the processes of
-    # one machine share: the shard process counts the time the request spent on the link
-    # too, unlike a "seconds left" taken at send (issue 15). None: no deadline.
-    deadline_s: float | None
+    # Seconds the caller had left when the gateway sent it; None: no deadline.
+    remaining_s: float | None
     command: object  # still encoded: shards' codec decodes it
 
 
 def request(
-    request_id: int, shard_id: int, deadline_s: float | None, command: object
+    request_id: int, shard_id: int, remaining_s: float | None, command: object
 ) -> tuple[object, ...]:
-    return (Kind.REQUEST, request_id, shard_id, deadline_s, command)
+    return (Kind.REQUEST, request_id, shard_id, remaining_s, command)
 
 
 def parse_request(message: tuple[object, ...]) -> Request:
     if len(message) != 5:
         raise LinkProtocolError("a request is not an array of 5")
-    _, request_id, shard_id, deadline, command = message
+    _, request_id, shard_id, remaining, command = message
     if type(request_id) is not int or not 0 <= request_id <= MAX_REQUEST_ID:
         raise LinkProtocolError("a request's id is not a request id")
     if type(shard_id) is not int or shard_id < 0:
         raise LinkProtocolError("a request's shard is not a shard id")
-    if deadline is not None and (type(deadline) is not float or math.isnan(deadline)):
-        raise LinkProtocolError("a request's deadline is not seconds")
-    return Request(request_id, shard_id, deadline, command)
+    if remaining is not None and (type(remaining) is not float or math.isnan(remaining)):
+        raise LinkProtocolError("a request's remaining time is not seconds")
+    return Request(request_id, shard_id, remaining, command)
 
 
 def parse_reply(message: tuple[object, ...]) -> tuple[int, object]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import resource
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -161,8 +160,8 @@ class _Connection:
         if self._in_flight >= self._max_in_flight:
             self._answer(request.request_id, ShardFault.OVERLOADED)  # the gateway bounds it too
             return
-        left = None if request.deadline_s is None else request.deadline_s - time.monotonic()
-        deadline = math.inf if left is None else trio.current_time() + left
+        remaining = request.remaining_s
+        deadline = math.inf if remaining is None else trio.current_time() + remaining
         request_id = request.request_id
 
         def reply(result: Reply) -> None:
