@@ -5,22 +5,25 @@
     leasehold bench attack big-frames [--connections 40]
 
 Each run starts its own server (`--spawn` style, on a fresh data dir and feed),
-sends the attack from client processes at nice 10, samples the server's RSS
-from /proc, and prints one line of figures; with --runs N, also the medians.
+sends the attack from client processes at nice 10, samples the memory of the
+server's process tree from /proc (RSS summed, and PSS summed: bench/_memory.py),
+and prints one line of figures; with --runs N, also the medians.
 - rapid-reset: HEADERS + RST_STREAM(CANCEL) pairs at full speed, reconnecting
   whenever the server closes; a health Check every 10 ms meanwhile (p99), and
   each attacking connection's time from its first frame to its close.
 - overload: CreateLease at concurrency 50 with 5 s deadlines (the capacity),
-  then `--callers` callers with `--deadline-ms` deadlines (two processes of
-  asyncio grpcio callers, one connection per 100; a caller whose call failed
-  calls again at once, after the server's grpc-retry-pushback-ms if it sent
-  one); goodput against capacity, p99 of successes, and the spots held by
-  leases whose creating call failed (spots taken during the phase, from
-  CheckAvailability, less the leases granted to callers, out of all spots
-  taken). Also the cores used by the server and by the load processes, how
-  late the load processes' event loops run (a starved client delays its sends
-  and its reading of replies: client-side latency includes it), and the load
-  average. LEASEHOLD_ATTACK_VERBOSE=1 prints every kind of refusal.
+  then `--callers` callers with `--deadline-ms` deadlines (two load processes,
+  one connection per 100 callers, at least 8 per process; `--client h2`, the default, is the low-CPU
+  HTTP/2 client of bench/_h2call.py, `--client grpcio` grpc.aio; callers are
+  described in bench/_overload_load.py: a caller whose call failed calls again
+  at once, after the server's grpc-retry-pushback-ms if it sent one); goodput
+  against capacity, p99 of successes, and the spots held by leases whose
+  creating call failed (spots taken during the phase, from CheckAvailability,
+  less the leases granted to callers, out of all spots taken). Also the cores
+  used by the server and by the load processes (and the load's CPU per call),
+  how late the load processes' event loops run (a starved client delays its
+  sends and its reading of replies: client-side latency includes it), and the
+  load average. LEASEHOLD_ATTACK_VERBOSE=1 prints every kind of refusal.
 - big-frames: connections that each declare a 16 MiB frame and send its body.
 """
 
@@ -29,18 +32,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import multiprocessing
 import os
 import queue
-import resource
 import socket
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -48,20 +47,25 @@ from typing import Any
 import grpc
 
 from leasehold.bench._feed import SlotGroup, build_slots, write_feed
-from leasehold.bench._server import SpawnedServer, children_of, serve_command
-from leasehold.core import NANOS_PER_SECOND, SlotKey
+from leasehold.bench._memory import ROLES, MemorySampler, TreeMemory
+from leasehold.bench._overload_load import (
+    CLIENTS,
+    PUSHBACK,
+    SPOTS_PER_SLOT,
+    PhaseResult,
+    lease_request,
+    run_callers,
+)
+from leasehold.bench._server import SpawnedServer, serve_command
+from leasehold.core import SlotKey
 from leasehold.proto.v2 import booking_pb2 as pb2
 
 CLIENT_NICE = 10
 _NICE_ENV = "LEASEHOLD_ATTACK_NICE"  # how the spawned load processes learn --client-nice
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
-CREATE_LEASE = "/ext.maps.booking.partner.v2.BookingService/CreateLease"
 CHECK_AVAILABILITY = "/ext.maps.booking.partner.v2.BookingService/CheckAvailability"
-PUSHBACK = "grpc-retry-pushback-ms"
-# Leases live past the run, so every spot a phase took is still held when counted.
-LEASE_TTL_S = 600
 # Enough spots that a slot never runs out in a 30 s run at the server's capacity.
-SLOT_COUNT, SPOTS_PER_SLOT = 400, 1000
+SLOT_COUNT = 400
 
 
 def main(argv: Sequence[str]) -> int:
@@ -72,6 +76,9 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--callers", type=int, default=1000)
     parser.add_argument("--deadline-ms", type=float, default=100.0)
     parser.add_argument("--connections", type=int, default=40)
+    parser.add_argument(
+        "--client", choices=CLIENTS, default="h2", help="overload: the callers' gRPC client"
+    )
     parser.add_argument(
         "--client-nice", type=int, default=CLIENT_NICE, help="nice increment of the load processes"
     )
@@ -106,42 +113,15 @@ def _server(serve_flags: list[str]) -> Iterator[SpawnedServer]:
             server.stop()
 
 
-def rss_mb(pid: int) -> float:
-    """The RSS of the server's whole process tree (a multi-process server's supervisor and
-    children), from /proc."""
-    return sum(_own_rss_mb(p) for p in [pid, *children_of(pid)])
-
-
-def _own_rss_mb(pid: int) -> float:
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0  # exited between listing and reading
-    for line in lines:
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class RssSampler:
-    """The server's RSS every 100 ms, in a thread; `peak` since start."""
-
-    def __init__(self, pid: int) -> None:
-        self._pid = pid
-        self.before = rss_mb(pid)
-        self.peak = self.before
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            self.peak = max(self.peak, rss_mb(self._pid))
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return rss_mb(self._pid)
+def _memory_growth(before: TreeMemory, peak: TreeMemory, after: TreeMemory) -> dict[str, float]:
+    return {
+        "rss_before_mb": before.rss_mb,
+        "rss_growth_peak_mb": peak.rss_mb - before.rss_mb,
+        "rss_growth_after_mb": after.rss_mb - before.rss_mb,
+        "pss_before_mb": before.pss_mb,
+        "pss_growth_peak_mb": peak.pss_mb - before.pss_mb,
+        "pss_growth_after_mb": after.pss_mb - before.pss_mb,
+    }
 
 
 def _in_child(target: Callable[..., None], *args: Any) -> tuple[Any, Any]:
@@ -169,7 +149,7 @@ def _collect(processes: list[tuple[Any, Any]], timeout_s: float) -> list[Any]:
 
 def rapid_reset(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
     seconds = ns.seconds or 10.0
-    sampler = RssSampler(server.process.pid)
+    sampler = MemorySampler(server.process.pid)
     attacker = _in_child(_reset_attacker, server.port, seconds)
     latencies, failures = _health_probe(server.target, seconds)
     [(pairs, closes)] = _collect([attacker], timeout_s=seconds + 30)
@@ -182,9 +162,7 @@ def rapid_reset(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, floa
         "connections": len(closes),
         "close_median_s": statistics.median(closes) if closes else float("nan"),
         "close_max_s": max(closes) if closes else float("nan"),
-        "rss_before_mb": sampler.before,
-        "rss_growth_peak_mb": sampler.peak - sampler.before,
-        "rss_growth_after_mb": after - sampler.before,
+        **_memory_growth(sampler.before, sampler.peak, after),
     }
 
 
@@ -265,30 +243,20 @@ def _closed_by_peer(sock: socket.socket) -> bool:
 # --- overload ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PhaseResult:
-    granted: int  # leases granted to their callers
-    latencies: list[float]  # of the granted calls
-    codes: dict[str, int]
-    client_cpu_s: float = 0.0  # user + system CPU of the load processes
-    # How late the load processes' event loops woke from 10 ms sleeps: their own backlog,
-    # which delays sends and the reading of replies alike (the server cannot see it).
-    client_lags: list[float] = dataclasses.field(default_factory=list)
-
-
 def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
     seconds = ns.seconds or 30.0
     keys = build_slots([SlotGroup("attack", SLOT_COUNT, SPOTS_PER_SLOT)], int(time.time()))
     # The server's feed was built from the same clock moments ago: same keys unless a
     # day turned over in between (then the run fails loudly: unknown slots).
     slot_keys = [s.key for s in keys]
-    capacity = _phase(server, slot_keys, callers=50, deadline_s=5.0, seconds=10.0, tag="cap")
+    capacity_cpu = server.cpu_seconds() or 0.0
+    capacity = _phase(server, slot_keys, 50, 5.0, 10.0, "cap", ns.client)
+    capacity_cpu = (server.cpu_seconds() or 0.0) - capacity_cpu
     held_before = _held(server.target, slot_keys)
-    sampler = RssSampler(server.process.pid)
+    sampler = MemorySampler(server.process.pid)
     server_cpu = server.cpu_seconds() or 0.0  # the whole process tree
-    hostile = _phase(
-        server, slot_keys, ns.callers, ns.deadline_ms / 1000, seconds, tag="over", processes=2
-    )
+    deadline_s = ns.deadline_ms / 1000
+    hostile = _phase(server, slot_keys, ns.callers, deadline_s, seconds, "over", ns.client, 2)
     server_cpu = (server.cpu_seconds() or 0.0) - server_cpu
     after = sampler.stop()
     time.sleep(1.2)  # the server's last summary line of refusals
@@ -310,12 +278,31 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
         "server_refused_behind": _summed(server.output, "calls refused RESOURCE_EXHAUSTED"),
         "phantom_spots": phantom,
         "phantom_share": phantom / max(hostile.granted + phantom, 1),
-        "rss_before_mb": sampler.before,
-        "rss_peak_mb": sampler.peak,
-        "rss_after_mb": after,
+        # (h2 client) OK replies that arrived after the client's deadline: phantoms seen
+        # from the client's side, and how late they came.
+        "client_late_ok": len(hostile.late_ok) if ns.client == "h2" else float("nan"),
+        "late_ok_p50_ms": _percentile(hostile.late_ok, 50) * 1000,
+        "late_ok_p99_ms": _percentile(hostile.late_ok, 99) * 1000,
+        "rss_before_mb": sampler.before.rss_mb,
+        "rss_peak_mb": sampler.peak.rss_mb,
+        "rss_after_mb": after.rss_mb,
+        "pss_before_mb": sampler.before.pss_mb,
+        "pss_peak_mb": sampler.peak.pss_mb,
+        "pss_after_mb": after.pss_mb,
+        # Where the growth is: each role's PSS after the phase, less before it.
+        **{
+            f"pss_growth_{role}s_mb": after.pss_by_role_mb.get(role, 0.0)
+            - sampler.before.pss_by_role_mb.get(role, 0.0)
+            for role in ROLES
+        },
         # Cores used during the hostile phase: the load's own share is reported, not hidden.
         "server_cores": server_cpu / seconds,
+        # The server tree's CPU per call answered: at concurrency 50 (nearly all leases
+        # granted) and in the hostile phase (most calls refused at HEADERS).
+        "server_cpu_us_per_call_cap": capacity_cpu / max(capacity.calls, 1) * 1e6,
+        "server_cpu_us_per_call_over": server_cpu / max(hostile.calls, 1) * 1e6,
         "client_cores": hostile.client_cpu_s / seconds,
+        "client_cpu_us_per_call": hostile.client_cpu_s / max(hostile.calls, 1) * 1e6,
         "client_lag_p50_ms": _percentile(hostile.client_lags, 50) * 1000,
         "client_lag_p99_ms": _percentile(hostile.client_lags, 99) * 1000,
         "load_avg_1m": os.getloadavg()[0],
@@ -329,11 +316,13 @@ def _phase(
     deadline_s: float,
     seconds: float,
     tag: str,
+    client: str,
     processes: int = 1,
 ) -> PhaseResult:
     children = [
         _in_child(
             _lease_callers,
+            client,
             server.target,
             keys,
             callers // processes,
@@ -354,76 +343,14 @@ def _phase(
         codes,
         sum(p.client_cpu_s for p in parts),
         [x for p in parts for x in p.client_lags],
+        [x for p in parts for x in p.late_ok],
     )
 
 
-def _lease_callers(
-    target: str,
-    keys: list[SlotKey],
-    callers: int,
-    deadline_s: float,
-    seconds: float,
-    tag: str,
-    results: Any,
-) -> None:
+def _lease_callers(client: str, *args: Any) -> None:
+    *call_args, results = args
     _be_nice()
-    result = asyncio.run(_callers(target, keys, callers, deadline_s, seconds, tag))
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    results.put(dataclasses.replace(result, client_cpu_s=usage.ru_utime + usage.ru_stime))
-
-
-async def _callers(
-    target: str, keys: list[SlotKey], callers: int, deadline_s: float, seconds: float, tag: str
-) -> PhaseResult:
-    # A grpcio channel is one connection of at most 100 streams: one per 100 callers.
-    channels = [
-        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-        for _ in range(max(1, callers // 100))
-    ]
-    latencies: list[float] = []
-    codes: dict[str, int] = {}
-    expiry_ns = (int(time.time()) + LEASE_TTL_S) * NANOS_PER_SECOND
-    end = time.monotonic() + seconds
-
-    async def caller(index: int) -> None:
-        call = channels[index % len(channels)].unary_unary(
-            CREATE_LEASE,
-            pb2.CreateLeaseRequest.SerializeToString,
-            pb2.CreateLeaseResponse.FromString,
-        )
-        n = 0
-        while time.monotonic() < end:
-            n += 1
-            key = keys[(index * 7919 + n) % len(keys)]
-            request = _lease_request(key, f"{tag}-{index}-{n}", expiry_ns)
-            started = time.monotonic()
-            pending = call(request, timeout=deadline_s)
-            try:
-                reply = await pending
-            except grpc.aio.AioRpcError as error:
-                name = error.code().name
-                codes[name] = codes.get(name, 0) + 1
-                pushback = dict(error.trailing_metadata() or ()).get(PUSHBACK)
-                if pushback is not None:
-                    await asyncio.sleep(int(pushback) / 1000)
-                continue
-            if reply.HasField("lease"):
-                latencies.append(time.monotonic() - started)
-            else:
-                codes["BOOKING_FAILURE"] = codes.get("BOOKING_FAILURE", 0) + 1
-
-    lags: list[float] = []
-
-    async def lag_monitor() -> None:
-        while time.monotonic() < end:
-            asleep = time.monotonic()
-            await asyncio.sleep(0.010)
-            lags.append(time.monotonic() - asleep - 0.010)
-
-    await asyncio.gather(lag_monitor(), *(caller(i) for i in range(callers)))
-    for channel in channels:
-        await channel.close()
-    return PhaseResult(len(latencies), latencies, codes, client_lags=lags)
+    results.put(asyncio.run(run_callers(client, *call_args)))
 
 
 _SUMMARY = "refused in the last second: "
@@ -447,17 +374,6 @@ def _summed(output: list[str], what: str) -> int:
     return sum(n for text, n in server_refusals(output).items() if text.startswith(what))
 
 
-def _lease_request(key: SlotKey, reference: str, expiry_ns: int) -> pb2.CreateLeaseRequest:
-    slot = pb2.Slot(merchant_id=key.merchant_id, service_id=key.service_id)
-    slot.start_time.seconds = key.start_sec
-    slot.duration.seconds = key.duration_sec
-    lease = pb2.Lease(slot=slot, user_reference=reference)
-    lease.lease_expiration_time.seconds, lease.lease_expiration_time.nanos = divmod(
-        expiry_ns, NANOS_PER_SECOND
-    )
-    return pb2.CreateLeaseRequest(lease=lease)
-
-
 def _held(target: str, keys: list[SlotKey]) -> int:
     """Spots taken now, over all the run's slots."""
     with grpc.insecure_channel(target) as channel:
@@ -468,7 +384,7 @@ def _held(target: str, keys: list[SlotKey]) -> int:
         )
         available = 0
         for key in keys:
-            request = pb2.CheckAvailabilityRequest(slot=_lease_request(key, "", 0).lease.slot)
+            request = pb2.CheckAvailabilityRequest(slot=lease_request(key, "", 0).lease.slot)
             reply = _with_retries(partial(check, request, timeout=10))
             available += reply.count_available
     return len(keys) * SPOTS_PER_SLOT - available
@@ -496,16 +412,14 @@ def _with_retries(call: Callable[[], Any], attempts: int = 20) -> Any:
 
 def big_frames(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
     seconds = ns.seconds or 5.0
-    sampler = RssSampler(server.process.pid)
+    sampler = MemorySampler(server.process.pid)
     child = _in_child(_frame_senders, server.port, ns.connections, seconds)
     [(closed, sent_mb)] = _collect([child], timeout_s=seconds + 30)
     after = sampler.stop()
     return {
         "connections_closed": closed,
         "sent_mb": sent_mb,
-        "rss_before_mb": sampler.before,
-        "rss_growth_peak_mb": sampler.peak - sampler.before,
-        "rss_growth_after_mb": after - sampler.before,
+        **_memory_growth(sampler.before, sampler.peak, after),
     }
 
 

@@ -51,6 +51,15 @@ def latency_summary(h: Any) -> dict[str, float]:
     return out
 
 
+def send_lag(ops: Iterable[Op]) -> dict[str, float]:
+    """Open loop: how late the clients sent (intended time to send). It is inside every
+    latency figure, and it is the clients' own wait (their loop, their CPU), not the
+    server's; an early send counts as 0."""
+    return latency_summary(
+        histogram(max(op.send_ns - op.intended_ns, 0) for op in ops if op.intended_ns)
+    )
+
+
 def counted(phase: PhaseOutcome) -> list[Op]:
     """The phase's requests that count in its figures."""
     return [op for op in phase.ops if phase.within(op.intended_ns or op.send_ns)]
@@ -115,6 +124,7 @@ def phase_summary(phase: PhaseOutcome) -> dict[str, Any]:
             else None
         ),
         "machine_busy": round(phase.machine_busy, 3),
+        "client_send_lag_ms": send_lag(ops) if phase.mode == "open" else {},
         "open_loop_held_back": phase.held_back,
         "rounds": len(phase.spans),
     }
@@ -270,6 +280,9 @@ def print_table(result: dict[str, Any], out: TextIO) -> None:
         )
         if phase.get("rounds", 1) > 1:
             mode += f", {phase['rounds']} rounds"
+        lag = phase.get("client_send_lag_ms")
+        if lag:
+            mode += f", sent late by p50 {lag['p50']:.2f} / p99 {lag['p99']:.2f} ms"
         w(
             f"{'':<10} ({mode}; client CPU {phase['client_cores']} cores, {cpu} us/call; "
             f"server CPU {_server_cpu(server, phase.get('server_cores'))}; "

@@ -1,7 +1,7 @@
 """A/B: the multi-process tree against `--workers 0`, driven by h2load (little client CPU).
 
     python -m leasehold.bench.tree_ab [--rounds 3] [--duration 8] [--connections 16]
-        [--streams 16] [--what lease|health] [-- serve flags for both ...]
+        [--streams 16] [--what lease|health] [--rate N] [-- serve flags for both ...]
 
 Alternates the two modes (A, B, A, B, ...) on fresh servers, each driven by
 h2load with a fixed gRPC body: a replay-heavy CreateLease (one reference, so the
@@ -67,7 +67,7 @@ def run_once(mode: str, o: argparse.Namespace, root: Path, data: Path) -> dict[s
         done = subprocess.run(
             [
                 "h2load", f"-D{o.duration}", f"-c{o.connections}", f"-m{o.streams}",
-                f"-t{o.threads}", "-d", str(root / "body.bin"),
+                f"-t{o.threads}", "-d", str(root / "body.bin"), *_rps(o),
                 "-H", "content-type: application/grpc", "-H", "te: trailers",
                 f"http://{server.target}{PATHS[o.what]}",
             ],
@@ -90,6 +90,11 @@ def run_once(mode: str, o: argparse.Namespace, root: Path, data: Path) -> dict[s
     }
 
 
+def _rps(o: argparse.Namespace) -> list[str]:
+    """h2load's --rps is per connection: the total --rate split over them."""
+    return [f"--rps={o.rate / o.connections:g}"] if o.rate else []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m leasehold.bench.tree_ab")
     parser.add_argument("--rounds", type=int, default=3)
@@ -97,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--streams", type=int, default=16, help="in flight per connection")
     parser.add_argument("--threads", type=int, default=1, help="h2load threads")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="calls per second in all (0: as fast as it goes)"
+    )
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--what", choices=list(PATHS), default="lease")
     parser.add_argument("serve", nargs="*", help="serve flags for both modes (after --)")

@@ -36,6 +36,7 @@ from grpclib.server import Handler as ConnectionHandler
 from grpclib.server import Stream
 
 from leasehold.gateway._concurrency import AdaptiveLimit, LimitSettings
+from leasehold.gateway._looplag import LoopLag
 from leasehold.gateway._refusals import Refusal, Refusals
 from leasehold.gateway._wire import read_message, read_request
 from leasehold.shards import RecentQuantile
@@ -123,6 +124,8 @@ class Admission:
         self.limit = AdaptiveLimit(settings.limit, settings.max_active, pushback_range_s)
         # Paths of server-streaming methods (guard_services fills it in).
         self.streaming_paths: set[str] = set()
+        # The caller's time lost before HEADERS were read: charged to every call's deadline.
+        self.loop_lag = LoopLag()
 
     def started(self, timeout_s: float | None) -> Callable[[object], None]:
         """Count a unary call's task as under way; the callback for when it is done."""
@@ -163,8 +166,9 @@ class Admission:
         waited = now - (stream._stream.created or now)
         if stream.deadline is not None:
             # grpclib starts the deadline's clock when the handler starts; the caller's
-            # started before the wait in our queue. What reaches the shards is the caller's.
-            left = stream.deadline.time_remaining() - waited
+            # started before the wait in our queue, and before the wait in the socket
+            # (gateway/_looplag.py). What reaches the shards is the caller's.
+            left = stream.deadline.time_remaining() - waited - self.loop_lag.seconds()
             stream.deadline = Deadline.from_timeout(left)
             if self.too_close(left):
                 self.limit.refused(now)
@@ -196,6 +200,9 @@ class Admission:
             try:
                 await func(stream)
             finally:
+                # The reader refers to the stream: left on it, each call's objects would form
+                # a cycle that only the collector frees (docs/performance.md).
+                delattr(stream, "recv_message")
                 if timed:
                     now = time.monotonic()
                     self.reply_times.observe(now - started, now)
@@ -244,6 +251,8 @@ class DroppingHandler(ConnectionHandler):
     ) -> None:
         admission = self._admission
         timeout = _timeout(headers)
+        if timeout is not None and timeout != _INVALID:
+            timeout = max(0.0, timeout - admission.loop_lag.seconds())
         counted = admission.counts(headers)
         if self.closing:
             # Server.close() has cancelled this connection's calls and nobody awaits a

@@ -39,6 +39,9 @@ class Refusal(enum.Enum):
     BAD_TIMEOUT = "calls refused INVALID_ARGUMENT for a malformed grpc-timeout"
     CALL_ENDED_EARLY = "calls that ended on a deadline, cancel or reset"
     LATE_REPLY = "replies finished after the caller's deadline"
+    # Its handler cancelled (the deadline, or the caller's reset) while the command was
+    # at a shard: the change may be applied and nobody told (a phantom hold, issue 15).
+    ABANDONED = "calls ended by deadline or reset while their command was at a shard"
     LOG_SUPPRESSED = "log records held back (at most one a second is written)"
 
 

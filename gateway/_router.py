@@ -14,6 +14,7 @@ from grpclib.metadata import Deadline
 
 from leasehold.core import BOOKING_ID_PREFIX, LEASE_ID_PREFIX, Command, SlotKey
 from leasehold.gateway._bridge import call_shard
+from leasehold.gateway._refusals import Refusal, Refusals
 from leasehold.gateway._status import fault_error
 from leasehold.shards import RecentQuantile, Reply, ShardFault, ShardUnavailable
 
@@ -65,7 +66,12 @@ class ReplyLag:
 
 
 class Router:
-    def __init__(self, shard_set: ShardRoutes, call: ShardCaller = call_shard) -> None:
+    def __init__(
+        self,
+        shard_set: ShardRoutes,
+        call: ShardCaller = call_shard,
+        refusals: Refusals | None = None,
+    ) -> None:
         self.shard_set = shard_set
         # How a command reaches its shard: in-process (_bridge) or over the link.
         self._call = call
@@ -77,6 +83,7 @@ class Router:
         self._idle = asyncio.Event()
         self._idle.set()
         self.reply_lag = ReplyLag()
+        self._refusals = refusals
 
     def for_slot(self, key: SlotKey) -> Handle:
         return self.shard_set.for_key(key.merchant_id, key.service_id)
@@ -124,6 +131,10 @@ class Router:
             )
         except ShardUnavailable as unavailable:
             raise fault_error(unavailable.fault) from None
+        except asyncio.CancelledError:
+            if self._refusals is not None:
+                self._refusals.count(Refusal.ABANDONED)
+            raise
         finally:
             self.in_flight -= 1
             if not self.in_flight:

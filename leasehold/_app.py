@@ -147,8 +147,8 @@ async def serve(
     side, guest = await start_trio_side(config)
     # The one waiter on the trio run's outcome: an outcome can be unwrapped only once.
     ended = asyncio.ensure_future(guest.wait_done())
-    router = Router(side.shard_set)
     refusals = Refusals()
+    router = Router(side.shard_set, refusals=refusals)
     admission = Admission(config.admission, refusals)
     services = build_services(router, config.slots, admission)
     server = CoalescingServer(services, limits=config.limits, admission=admission)

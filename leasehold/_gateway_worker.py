@@ -96,8 +96,9 @@ async def serve_gateway_worker(
     running = [asyncio.ensure_future(link.run()) for link in links]
     try:
         await _wait_connected(links, config.link_wait_s)
-        router = Router(LinkedShards(links, config.shard_count, config.slots), call=call_linked)
         refusals = Refusals()
+        shard_set = LinkedShards(links, config.shard_count, config.slots)
+        router = Router(shard_set, call=call_linked, refusals=refusals)
         admission = Admission(config.admission, refusals)
         services = build_services(router, config.slots, admission)
         server = CoalescingServer(services, limits=config.limits, admission=admission)

@@ -206,3 +206,26 @@ def test_latency_counts_from_the_earlier_of_intended_and_sent(
 ) -> None:
     op = dataclasses.replace(lease(1, "L1", send_ms), intended_ns=intended_ms * MS)
     assert op.latency_ns == latency_ms * MS
+
+
+def test_an_open_loop_phase_reports_how_late_its_clients_sent() -> None:
+    # Sent 0, 3 and 9 ms after their intended times (one early: 0); a follow-up request
+    # of an arrival has no intended time and is left out.
+    sends = [(100, 100), (200, 203), (300, 309), (400, 399)]
+    ops = [
+        dataclasses.replace(timed(i, Kind.LEASE, send, send + 2), intended_ns=intended * MS)
+        for i, (intended, send) in enumerate(sends)
+    ]
+    ops.append(timed(9, Kind.BOOK, 500, 502))
+    open_loop = dataclasses.replace(phase("half-load", ops), mode="open", rate=4.0)
+    lag = phase_summary(open_loop)["client_send_lag_ms"]
+    assert lag["max"] == pytest.approx(9.0, rel=1e-3)
+    assert lag["p50"] == pytest.approx(0.0, abs=0.01)
+    assert phase_summary(phase("measure", ops))["client_send_lag_ms"] == {}  # closed loop
+    result = {"scenario": "contention", "target": "127.0.0.1:1", "clients": 1}
+    result |= {"client_nice": 10, "phases": [phase_summary(open_loop)], "extra": {}}
+    checker = {"ok": True, "operations": 5, "reads_checked": 0, "unknown_outcomes": 0}
+    result |= {"checker": checker | {"slack_ms": 1.0}, "files": {"json": "r/result.json"}}
+    out = io.StringIO()
+    print_table(result, out)
+    assert "sent late by p50 0.00 / p99 9.01 ms" in out.getvalue()  # HDR: 3 digits
