@@ -16,7 +16,9 @@ from pathlib import Path
 
 from leasehold.bench._server import children_of
 
-ROLES = ("gateway", "shard")  # a child's role, from its command line (leasehold._child)
+# A child's role, from the entry module on its command line (`python -P -m MODULE ...`).
+ENTRY_ROLES = {"leasehold._gateway_main": "gateway", "leasehold._shard_main": "shard"}
+ROLES = tuple(ENTRY_ROLES.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +54,9 @@ def _role(pid: int) -> str:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return "other"
-    for role in ROLES:
-        if role.encode() in args and b"leasehold._child" in args:
+    for arg in args:
+        role = ENTRY_ROLES.get(arg.decode(errors="replace"))
+        if role is not None:
             return role
     return "other"
 

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from leasehold._supervisor import ENTRY_MODULES
 from leasehold.bench._memory import _own_memory_mb, tree_memory
 
 
@@ -40,7 +41,8 @@ def test_a_process_gone_counts_nothing() -> None:
 @pytest.mark.timeout(30)
 def test_children_are_summed_by_their_role_in_the_tree() -> None:
     script = "import time; print('ready', flush=True); time.sleep(20)"
-    command = [sys.executable, "-c", script, "leasehold._child", "gateway", "0"]
+    # The command line the supervisor gives a gateway worker (its entry module, then args).
+    command = [sys.executable, "-c", script, ENTRY_MODULES["gateway"], "0", "/tmp/runtime"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
         try:
             assert child.stdout is not None
