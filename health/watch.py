@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import signal
 import ssl
 import time
 from collections import deque
@@ -107,7 +108,9 @@ async def open_watch(
                     await ws.aclose()  # 1000: we are done
                 nursery.cancel_scope.cancel()
     finally:
-        with trio.CancelScope(shield=True):
+        # Shielded from the cancel that brought us here, but bounded: a TLS close_notify
+        # to a peer that no longer reads must not keep the watcher from exiting.
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + CONNECT_TIMEOUT_S):
             await stream.aclose()
 
 
@@ -399,6 +402,30 @@ async def run_watch(
         delay = min(delay * 2, RECONNECT_MAX_S)
 
 
+async def watch_until_interrupted(
+    state: WatchState, connect: Connect, on_change: Callable[[WatchState], None]
+) -> None:
+    """run_watch until Ctrl-C, which cancels it as any trio cancellation does.
+
+    Raised as KeyboardInterrupt instead, Ctrl-C lands in whichever task reaches a
+    checkpoint, trio-websocket's own tasks included, and its cleanup could hang there
+    (a watcher that did not exit within 10 s, now and then under load). A signal that
+    arrives before the receiver is open is still a KeyboardInterrupt (watch_main).
+    """
+    with _lone_exception_as_itself():  # a WatchRefused reaches watch_main as itself
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_on_interrupt, nursery.cancel_scope)
+            await run_watch(state, connect, on_change)
+            nursery.cancel_scope.cancel()
+
+
+async def _cancel_on_interrupt(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
+
+
 def _describe(problem: BaseException) -> str:
     if isinstance(problem, OSError) and problem.strerror:
         return problem.strerror.lower()
@@ -436,7 +463,7 @@ def watch_main(
         if console.is_terminal:
             with Live(render(state), console=console, auto_refresh=False) as live:
                 trio.run(
-                    run_watch,
+                    watch_until_interrupted,
                     state,
                     connect,
                     lambda s: live.update(render(s), refresh=True),
@@ -444,7 +471,7 @@ def watch_main(
                 )
         else:  # piped: one plain snapshot per change, for logs
             trio.run(
-                run_watch,
+                watch_until_interrupted,
                 state,
                 connect,
                 partial_print(console),
