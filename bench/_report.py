@@ -166,7 +166,8 @@ def timeline(phases: Sequence[PhaseOutcome]) -> dict[str, Any]:
 
 
 def ceiling_figures(phases: Sequence[PhaseOutcome]) -> dict[str, Any] | None:
-    """CreateLease (and all requests) per second as a fraction of health Checks per second.
+    """CreateLease (and all requests) per second as a fraction of health Checks per second,
+    each counting the calls served: refusals (TURNED_AWAY) are counted apart.
 
     Phases that ran in rounds count over all of them (merge_rounds).
     """
@@ -174,13 +175,16 @@ def ceiling_figures(phases: Sequence[PhaseOutcome]) -> dict[str, Any] | None:
     ceiling, measure = by_name.get("ceiling"), by_name.get("measure")
     if ceiling is None or measure is None:
         return None
-    health = sum(1 for op in ceiling.answered() if op.kind is Kind.HEALTH) / ceiling.seconds
-    leases = sum(1 for op in measure.answered() if op.kind is Kind.LEASE) / measure.seconds
-    everything = len(measure.answered()) / measure.seconds
+    health = sum(1 for op in ceiling.served() if op.kind is Kind.HEALTH) / ceiling.seconds
+    leases = sum(1 for op in measure.served() if op.kind is Kind.LEASE) / measure.seconds
+    everything = len(measure.served()) / measure.seconds
     return {
         "health_check_per_s": round(health, 1),
         "create_lease_per_s": round(leases, 1),
         "all_requests_per_s": round(everything, 1),
+        # Turned away (RESOURCE_EXHAUSTED and the like): not in the rates above.
+        "health_check_turned_away": len(ceiling.answered()) - len(ceiling.served()),
+        "measure_turned_away": len(measure.answered()) - len(measure.served()),
         "create_lease_fraction_of_ceiling": round(leases / health, 3) if health else None,
         "all_requests_fraction_of_ceiling": round(everything / health, 3) if health else None,
         "rounds": len(ceiling.spans),
@@ -294,7 +298,9 @@ def print_table(result: dict[str, Any], out: TextIO) -> None:
             f"\nceiling: health Check {ceiling['health_check_per_s']:.0f}/s; CreateLease "
             f"{ceiling['create_lease_per_s']:.0f}/s = "
             f"{ceiling['create_lease_fraction_of_ceiling']:.0%} of it "
-            f"(all requests {ceiling['all_requests_fraction_of_ceiling']:.0%})\n"
+            f"(all requests {ceiling['all_requests_fraction_of_ceiling']:.0%}); served "
+            f"calls only, turned away: {ceiling['health_check_turned_away']} Checks, "
+            f"{ceiling['measure_turned_away']} measured requests\n"
         )
     for key, value in result.get("extra", {}).items():
         w(f"{key}: {value}\n")

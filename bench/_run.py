@@ -25,7 +25,16 @@ from typing import Any, TextIO
 import grpc
 
 from leasehold.bench._client import Client
-from leasehold.bench._history import BenchSlot, Op, Outcome
+from leasehold.bench._history import (
+    CANCELLED,
+    DEADLINE_EXCEEDED,
+    NO_STATUS,
+    RESOURCE_EXHAUSTED,
+    UNAVAILABLE,
+    BenchSlot,
+    Op,
+    Outcome,
+)
 from leasehold.bench._loadgen import (
     NANOS,
     READY,
@@ -34,6 +43,9 @@ from leasehold.bench._loadgen import (
     Progress,
     worker_main,
 )
+
+# Answers that turn a request away (or never came): not work the server did for it.
+TURNED_AWAY = frozenset({RESOURCE_EXHAUSTED, UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, NO_STATUS})
 
 START_DELAY_S = 0.5
 # How long the client processes may take to start and connect (spawn, imports) on a
@@ -87,6 +99,11 @@ class PhaseOutcome:
         with whatever a stall has queued.
         """
         return [op for op in self.ops if self.within(op.recv_ns)]
+
+    def served(self) -> list[Op]:
+        """Answered, less those turned away (TURNED_AWAY): a server shedding load answers
+        fast, and counting its refusals as throughput would flatter it."""
+        return [op for op in self.answered() if op.status not in TURNED_AWAY]
 
 
 def merge_rounds(phases: Sequence[PhaseOutcome]) -> list[PhaseOutcome]:

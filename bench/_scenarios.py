@@ -239,7 +239,8 @@ def _contention(runner: Runner, o: Options, run: ScenarioRun) -> None:
     measure = _measure(runner, o, run, "contention", params)
     if not o.half_load or o.rate:
         return
-    leases = [op for op in measure.answered() if op.kind is Kind.LEASE]
+    # Served ones only: a shedding server's fast refusals are no measure of its pace.
+    leases = [op for op in measure.served() if op.kind is Kind.LEASE]
     per_second = len(leases) / measure.seconds
     # Each arrival is one attempt: one CreateLease (replays of granted ones are rare).
     rate = 0.5 * per_second

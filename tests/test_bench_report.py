@@ -8,7 +8,7 @@ import io
 import pytest
 
 from leasehold.bench._checker import ViolationKind, check_history
-from leasehold.bench._history import BenchSlot, Kind, Op
+from leasehold.bench._history import RESOURCE_EXHAUSTED, BenchSlot, Kind, Op
 from leasehold.bench._report import (
     ceiling_figures,
     describe_op,
@@ -153,15 +153,24 @@ def test_throughput_counts_answers_inside_the_phase_and_latency_requests_sent_in
     assert spawned["server_cpu_us_per_call"] == pytest.approx(0.9 / len(ops) * 1e6, abs=0.1)
 
 
-def test_the_ceiling_fraction_compares_answers_per_second() -> None:
+def refused(op_id: int, kind: Kind, send_ms: int, recv_ms: int) -> Op:
+    return dataclasses.replace(timed(op_id, kind, send_ms, recv_ms), status=RESOURCE_EXHAUSTED)
+
+
+def test_the_ceiling_fraction_compares_calls_served_per_second() -> None:
     health = [timed(i, Kind.HEALTH, 10 * i, 10 * i + 5) for i in range(10)]
     health += [timed(50 + i, Kind.HEALTH, 990, 1500) for i in range(100)]  # in flight at end
     leases = [timed(200 + i, Kind.LEASE, 20 * i, 20 * i + 5) for i in range(8)]
+    # Refusals answer fast: counted apart, not as calls served.
+    health += [refused(100 + i, Kind.HEALTH, 10 * i, 10 * i + 1) for i in range(30)]
+    leases += [refused(300 + i, Kind.LEASE, 20 * i, 20 * i + 1) for i in range(5)]
     figures = ceiling_figures([phase("ceiling", health), phase("measure", leases)])
     assert figures is not None
     assert figures["health_check_per_s"] == 10.0
     assert figures["create_lease_per_s"] == 8.0
     assert figures["create_lease_fraction_of_ceiling"] == 0.8
+    assert figures["health_check_turned_away"] == 30
+    assert figures["measure_turned_away"] == 5
 
 
 def test_rounds_of_a_phase_count_together_over_their_own_windows() -> None:
