@@ -224,9 +224,10 @@ def _flow(runner: Runner, o: Options, run: ScenarioRun) -> None:
     _measure(runner, o, run, "flow", params)
 
 
-def _contention(runner: Runner, o: Options, run: ScenarioRun) -> None:
-    params = {
-        "slots": _indexes(runner.slots, "race"),
+def _race_params(o: Options, slots: list[int]) -> dict[str, Any]:
+    """The contention workload's settings: the contention and inventory-churn runs share it."""
+    return {
+        "slots": slots,
         "lease_ttl_s": o.lease_ttl_s or 2.0,
         "book_share": o.book_share,
         "think_s": o.think_s,
@@ -234,6 +235,10 @@ def _contention(runner: Runner, o: Options, run: ScenarioRun) -> None:
         "late_share": o.late_share,
         "replay_share": o.replay_share,
     }
+
+
+def _contention(runner: Runner, o: Options, run: ScenarioRun) -> None:
+    params = _race_params(o, _indexes(runner.slots, "race"))
     if o.warmup_s > 0:
         _load(runner, o, run, "warmup", "contention", params, duration_s=o.warmup_s, measured=False)
     measure = _measure(runner, o, run, "contention", params)
@@ -275,13 +280,7 @@ def _inventory_churn(runner: Runner, o: Options, run: ScenarioRun) -> None:
         raise RunError("inventory-churn needs the admin API: --spawn, or --admin-target")
     slots = _indexes(runner.slots, "churn")
     params = {
-        "slots": slots,
-        "lease_ttl_s": o.lease_ttl_s or 2.0,
-        "book_share": o.book_share,
-        "think_s": o.think_s,
-        "hold_s": o.hold_s,
-        "late_share": o.late_share,
-        "replay_share": o.replay_share,
+        **_race_params(o, slots),
         "spots": {str(i): runner.slots[i].spots for i in slots},
         # Capacities walk over 1..2K-1 around the start capacity K, so the churn phase
         # offers about as many spots as the steady one (a fair comparison of latency).
