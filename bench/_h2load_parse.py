@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import math
 import re
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# A gRPC length-prefixed message: compressed flag (0), then its length, 4 bytes big-endian.
-_PREFIX = struct.Struct(">BI")
+from leasehold.bench._h2wire import grpc_message
+
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # grpclib's default receive limit: larger is refused anyway
 # Latency histogram bucket width: percentiles are reported within 1 % of the true value.
 _BUCKET_RATIO = 1.01
@@ -33,7 +32,7 @@ def grpc_frame(message: bytes) -> bytes:
     """One uncompressed gRPC message as sent on the wire: 5-byte prefix, then the bytes."""
     if len(message) > MAX_MESSAGE_BYTES:
         raise ValueError(f"a {len(message)}-byte message is over {MAX_MESSAGE_BYTES} bytes")
-    return _PREFIX.pack(0, len(message)) + message
+    return grpc_message(message)
 
 
 @dataclass(frozen=True, slots=True)
