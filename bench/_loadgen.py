@@ -228,7 +228,8 @@ async def _h2_channels(
     host, port = target.rsplit(":", 1)
     channels = []
     for _ in range(CONNECTIONS_PER_CLIENT["h2"]):
-        channel = await H2Channel.connect(host, int(port), timeout_s)
+        # "[::1]:PORT" names an IPv6 host; the socket wants it without the brackets.
+        channel = await H2Channel.connect(host.strip("[]"), int(port), timeout_s)
         stack.callback(channel.close)
         channels.append(channel)
     return channels

@@ -5,6 +5,7 @@ and against a spawned Leasehold server (statuses and trailers)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from leasehold.bench import _h2wire as w
 from leasehold.bench._client import _H2Method
 from leasehold.bench._feed import SlotGroup, build_slots, write_feed
 from leasehold.bench._h2call import H2Channel
+from leasehold.bench._loadgen import CONNECTIONS_PER_CLIENT, _h2_channels
 from leasehold.bench._overload_load import CREATE_LEASE, LeaseBodies, lease_request
 from leasehold.core import NANOS_PER_SECOND, SlotKey
 from leasehold.proto.v2 import booking_pb2 as pb2
@@ -279,3 +281,19 @@ def test_a_load_method_gives_the_status_and_the_parsed_reply_as_grpcio_would() -
     assert garbled == (w.INTERNAL, None)
     # One call per connection in turn, each sent as the request serialized.
     assert [c.bodies for c in channels] == [[request.SerializeToString()]] * 3
+
+
+def test_the_load_processes_connect_to_an_ipv6_loopback_target_in_brackets() -> None:
+    async def body() -> None:
+        async with (
+            scripted_server(host="::1") as (port, _),
+            contextlib.AsyncExitStack() as stack,
+        ):
+            channels = await _h2_channels(stack, f"[::1]:{port}", 5.0)
+            assert len(channels) == CONNECTIONS_PER_CLIENT["h2"]
+            ok = await channels[0].call(w.request_block("/t/ok", "x"), b"v6", 5.0)
+            assert (ok.code, ok.body) == (w.OK, ECHO_PREFIX + b"v6")
+        # The stack closed them (their transports close, or are gone already).
+        assert all(c._transport is None or c._transport.is_closing() for c in channels)
+
+    run(body)
