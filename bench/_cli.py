@@ -32,6 +32,7 @@ from leasehold.bench._checker import CheckResult, check_history
 from leasehold.bench._compare import comparison, mode_row, parse_modes, print_comparison
 from leasehold.bench._feed import build_slots, feed_document, read_feed, write_feed
 from leasehold.bench._history import FIELD_NAMES, BenchSlot, Kind, Op, Outcome
+from leasehold.bench._loadgen import LOAD_CLIENTS
 from leasehold.bench._run import RunError, Runner
 from leasehold.bench._scenarios import (
     DEFAULT_MIX,
@@ -124,6 +125,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"client processes run at this nice increment (default {CLIENT_NICE}): on a "
         "machine shared with the server, the server gets a free core first; 0: compete equally",
+    )
+    run.add_argument(
+        "--load-client",
+        choices=LOAD_CLIENTS,
+        default=LOAD_CLIENTS[0],
+        help="the client processes' gRPC client: h2 (default), the low-CPU HTTP/2 client of "
+        "bench/_h2call.py, or grpcio (grpc.aio, several times the CPU per call)",
     )
     run.add_argument("--concurrency", type=int, help="closed-loop callers (all clients)")
     run.add_argument("--rate", type=float, help="open loop: arrivals per second instead")
@@ -367,6 +375,7 @@ def _run(
         server_cpu=server.cpu_seconds if server else lambda: None,
         out=log,
         client_nice=ns.client_nice,
+        load_client=ns.load_client,
     ) as runner:
         wait = ns.preflight_wait
         if wait is None:
@@ -462,6 +471,7 @@ def _result(
         "target": target,
         "clients": ns.clients,
         "client_nice": ns.client_nice,
+        "load_client": ns.load_client,
         "settings": dataclasses.asdict(o),
         "slots": len(slots),
         "spots": sum(s.spots for s in slots),

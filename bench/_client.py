@@ -1,11 +1,14 @@
 """The load generator's gRPC client: one method per RPC, each returning the `Op` it recorded.
 
-grpcio's asyncio API (grpc.aio) is used, not grpclib: grpcio is an independent
-implementation from the server's (a shared bug cannot hide itself), its C core
-cost the least client CPU per call of the clients measured (docs/benchmarks.md),
-and asyncio gives open-loop scheduling and thousands of concurrent callers per
-process. Every method catches the call's failure and
-records its status; none raises for a gRPC error.
+Calls go over either of two clients, both independent of the server's grpclib:
+the low-CPU HTTP/2 client of bench/_h2call.py (the load processes' default) or
+grpcio's asyncio API (grpc.aio; the coordinator's own reads, the admin calls,
+and `--load-client grpcio`). grpcio spent 135-186 us of CPU per call at full
+load and 400-600 at half load, so on a 2-core machine its load processes
+queued for a core and sent late and read replies late, counted as the server's
+latency (docs/performance.md, "Half-load latency"). asyncio gives open-loop
+scheduling and thousands of concurrent callers per process. Every method
+catches the call's failure and records its status; none raises for a gRPC error.
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from grpclib.health.v1 import health_pb2
 
+from leasehold.bench import _h2wire as w
+from leasehold.bench._h2call import H2Channel
 from leasehold.bench._history import NO_STATUS, OK, Kind, Op
 from leasehold.core import NANOS_PER_SECOND, SlotKey
 from leasehold.proto.v0 import booking_pb2 as pb0
@@ -32,30 +37,66 @@ HEALTH = "/grpc.health.v1.Health/Check"
 _ID_BITS = 40
 
 
-def _method(
-    channel: grpc.aio.Channel | Sequence[grpc.aio.Channel], path: str, response: type[Message]
-) -> grpc.aio.UnaryUnaryMultiCallable[Any, Any]:
+# What one call gives back: its status (OK = 0) and the reply message if OK.
+Answer = tuple[int, Any]
+Channels = grpc.aio.Channel | Sequence[grpc.aio.Channel] | Sequence[H2Channel]
+
+
+class _Method(Protocol):
+    async def __call__(self, request: Message, timeout_s: float) -> Answer: ...
+
+
+def _method(channel: Channels, path: str, response: type[Message]) -> _Method:
     channels = [channel] if isinstance(channel, grpc.aio.Channel) else list(channel)
-    methods: list[grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = [
-        c.unary_unary(
-            path,
-            request_serializer=lambda message: message.SerializeToString(),
-            response_deserializer=response.FromString,
-        )
-        for c in channels
-    ]
-    return methods[0] if len(methods) == 1 else _RoundRobin(methods)  # type: ignore[return-value]
+    if channels and all(isinstance(c, H2Channel) for c in channels):
+        return _H2Method([c for c in channels if isinstance(c, H2Channel)], path, response)
+    return _GrpcioMethod([c for c in channels if isinstance(c, grpc.aio.Channel)], path, response)
 
 
-class _RoundRobin:
+class _GrpcioMethod:
     """Calls spread over several channels (connections): a multi-process server's kernel
     spreads connections, not calls, over its gateway workers."""
 
-    def __init__(self, methods: list[grpc.aio.UnaryUnaryMultiCallable[Any, Any]]) -> None:
+    def __init__(
+        self, channels: list[grpc.aio.Channel], path: str, response: type[Message]
+    ) -> None:
+        methods: list[grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = [
+            c.unary_unary(
+                path,
+                request_serializer=lambda message: message.SerializeToString(),
+                response_deserializer=response.FromString,
+            )
+            for c in channels
+        ]
         self._methods = itertools.cycle(methods)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return next(self._methods)(*args, **kwargs)
+    async def __call__(self, request: Message, timeout_s: float) -> Answer:
+        try:
+            reply = await next(self._methods)(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as error:
+            return int(error.code().value[0]), None
+        except grpc.RpcError:
+            return NO_STATUS, None
+        return OK, reply
+
+
+class _H2Method:
+    """The same over bench/_h2call.py's connections, one after another."""
+
+    def __init__(self, channels: list[H2Channel], path: str, response: type[Message]) -> None:
+        self._calls = itertools.cycle([(c, w.request_block(path, c.authority)) for c in channels])
+        self._response = response
+
+    async def __call__(self, request: Message, timeout_s: float) -> Answer:
+        channel, block = next(self._calls)
+        reply = await channel.call(block, request.SerializeToString(), timeout_s)
+        if reply.code != w.OK:
+            return reply.code, None
+        try:
+            return OK, self._response.FromString(reply.body)
+        except DecodeError:
+            # What grpcio answers for a reply it cannot parse.
+            return w.INTERNAL, None
 
 
 def _ns(timestamp: Any) -> int:
@@ -67,7 +108,7 @@ class Client:
 
     def __init__(
         self,
-        channel: grpc.aio.Channel | Sequence[grpc.aio.Channel],
+        channel: Channels,
         slots: Sequence[SlotKey],
         *,
         worker: int,
@@ -108,17 +149,12 @@ class Client:
         return self._keys[slot]
 
     async def _call(
-        self, method: grpc.aio.UnaryUnaryMultiCallable[Any, Any], request: Message, intended: int
+        self, method: _Method, request: Message, intended: int
     ) -> tuple[int, Any, int, int, int]:
         """(status, reply or None, intended_ns, send_ns, recv_ns)."""
         send = self._clock()
-        try:
-            reply = await method(request, timeout=self.timeout_s)
-        except grpc.aio.AioRpcError as error:
-            return int(error.code().value[0]), None, intended, send, self._clock()
-        except grpc.RpcError:
-            return NO_STATUS, None, intended, send, self._clock()
-        return OK, reply, intended, send, self._clock()
+        status, reply = await method(request, self.timeout_s)
+        return status, reply, intended, send, self._clock()
 
     def _op(self, kind: Kind, call: tuple[int, Any, int, int, int], **fields: Any) -> Op:
         status, _, intended, send, recv = call

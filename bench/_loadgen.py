@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import grpc
 
 from leasehold.bench._client import Client
+from leasehold.bench._h2call import H2Channel
 from leasehold.bench._history import OK, Op, Outcome
 from leasehold.core import SlotKey
 
@@ -47,9 +48,12 @@ MAX_OPEN_IN_FLIGHT = 20_000
 # one sent late still from its intended time.
 EARLY_WAKE_NS = 1_000_000
 GRACE_S = 5.0
+# The load processes' gRPC clients (bench/_client.py): the low-CPU HTTP/2 one first.
+LOAD_CLIENTS = ("h2", "grpcio")
 # Connections each client process opens (README, "Processes": the kernel spreads
-# connections, not calls, over a multi-process server's gateway workers).
-CONNECTIONS_PER_CLIENT = 4
+# connections, not calls, over a multi-process server's gateway workers). grpcio's 4
+# per process, 8 in all, once split 7 to 1 over 2 workers; h2's cost little, so 8.
+CONNECTIONS_PER_CLIENT = {"h2": 8, "grpcio": 4}
 # What a client process sends once, when it is connected and waits for its first phase.
 READY = "ready"
 
@@ -161,6 +165,7 @@ def worker_main(
     conn: multiprocessing.connection.Connection,
     progress: Any,
     nice: int = 0,
+    load_client: str = "h2",
 ) -> None:
     """A client process: run each PhaseSpec received on `conn`; None ends it."""
     from leasehold.bench._behaviours import behaviour_for  # the worker's own import, after spawn
@@ -169,7 +174,8 @@ def worker_main(
         # Below the server on a shared machine: see --client-nice.
         os.nice(nice)
     keys = [SlotKey(*row) for row in key_rows]
-    asyncio.run(_serve(index, target, keys, timeout_s, conn, progress, behaviour_for))
+    opener = _h2_channels if load_client == "h2" else _grpcio_channels
+    asyncio.run(_serve(index, target, keys, timeout_s, conn, progress, behaviour_for, opener))
 
 
 async def _serve(
@@ -180,17 +186,11 @@ async def _serve(
     conn: multiprocessing.connection.Connection,
     progress: Any,
     factory: BehaviourFactory,
+    opener: Opener,
 ) -> None:
     loop = asyncio.get_running_loop()
-    # A connection per channel (no shared subchannel pool): the server's kernel spreads
-    # connections over its gateway workers, so each client opens several.
-    options = [("grpc.so_reuseport", 0), ("grpc.use_local_subchannel_pool", 1)]
     async with contextlib.AsyncExitStack() as stack:
-        channels = [
-            await stack.enter_async_context(grpc.aio.insecure_channel(target, options=options))
-            for _ in range(CONNECTIONS_PER_CLIENT)
-        ]
-        await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), timeout_s)
+        channels = await opener(stack, target, timeout_s)
         conn.send(READY)  # the coordinator starts no phase before every client says so
         client = Client(channels, keys, worker=index, timeout_s=timeout_s)
         while True:
@@ -200,6 +200,39 @@ async def _serve(
             with _collector_paused():
                 result = await run_phase(client, spec, factory(spec, keys), progress.put)
             conn.send(result)
+
+
+Opener = Callable[
+    [contextlib.AsyncExitStack, str, float],
+    Awaitable[list[grpc.aio.Channel] | list[H2Channel]],
+]
+
+
+async def _grpcio_channels(
+    stack: contextlib.AsyncExitStack, target: str, timeout_s: float
+) -> list[grpc.aio.Channel]:
+    # A connection per channel (no shared subchannel pool): the server's kernel spreads
+    # connections over its gateway workers, so each client opens several.
+    options = [("grpc.so_reuseport", 0), ("grpc.use_local_subchannel_pool", 1)]
+    channels = [
+        await stack.enter_async_context(grpc.aio.insecure_channel(target, options=options))
+        for _ in range(CONNECTIONS_PER_CLIENT["grpcio"])
+    ]
+    await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), timeout_s)
+    return channels
+
+
+async def _h2_channels(
+    stack: contextlib.AsyncExitStack, target: str, timeout_s: float
+) -> list[H2Channel]:
+    host, port = target.rsplit(":", 1)
+    channels = []
+    for _ in range(CONNECTIONS_PER_CLIENT["h2"]):
+        # "[::1]:PORT" names an IPv6 host; the socket wants it without the brackets.
+        channel = await H2Channel.connect(host.strip("[]"), int(port), timeout_s)
+        stack.callback(channel.close)
+        channels.append(channel)
+    return channels
 
 
 @contextlib.contextmanager

@@ -257,7 +257,8 @@ def print_table(result: dict[str, Any], out: TextIO) -> None:
     w = out.write
     w(f"\nleasehold bench {result['scenario']}  ({result['target']}")
     nice = result.get("client_nice", 0)
-    w(f", {result['clients']} client processes{f' at nice {nice}' if nice else ''})\n")
+    client = result.get("load_client", "grpcio")  # results from before the h2 client: grpcio
+    w(f", {result['clients']} {client} client processes{f' at nice {nice}' if nice else ''})\n")
     head = f"{'phase':<10} {'requests':<14} {'n':>8} {'per s':>9} "
     head += " ".join(f"{'p' + format(p, 'g'):>8}" for p in PERCENTILES)
     head += f" {'max':>8}  answers\n"

@@ -52,6 +52,8 @@ START_DELAY_S = 0.5
 # loaded machine, beyond the call timeout they wait for the channel.
 CLIENT_START_S = 60.0
 READ_CONCURRENCY = 32
+# How long the preflight asks again for slots whose reads were turned away.
+PREFLIGHT_REFUSED_S = 10.0
 
 
 class RunError(Exception):
@@ -156,6 +158,7 @@ class Runner:
         server_cpu: Callable[[], float | None] = lambda: None,
         out: TextIO = sys.stderr,
         client_nice: int = 0,
+        load_client: str = "h2",
     ) -> None:
         self.target = target
         self.slots = list(slots)
@@ -167,6 +170,7 @@ class Runner:
         self.server_cpu = server_cpu
         self.out = out
         self.client_nice = client_nice
+        self.load_client = load_client
         self._context = multiprocessing.get_context("spawn")
         self._progress: Any = self._context.Queue()
         self._conns: list[multiprocessing.connection.Connection] = []
@@ -188,6 +192,7 @@ class Runner:
                     theirs,
                     self._progress,
                     self.client_nice,
+                    self.load_client,
                 ),
                 name=f"bench-client-{index}",
                 daemon=True,
@@ -370,8 +375,14 @@ class Runner:
         return renumbered
 
     def wait_until_free(self, wait_s: float) -> None:
-        """Raise RunError unless every slot shows all its spots open (within `wait_s`)."""
-        give_up = time.monotonic() + wait_s
+        """Raise RunError unless every slot shows all its spots open (within `wait_s`).
+
+        A read the server turned away (TURNED_AWAY: shed while the client processes
+        start beside it, say) says nothing of its slot: those are asked again for up to
+        PREFLIGHT_REFUSED_S, whatever `wait_s`.
+        """
+        started = time.monotonic()
+        give_up = started + wait_s
         while True:
             reads = self.read_all("preflight")
             busy = [
@@ -381,6 +392,10 @@ class Runner:
             ]
             if not busy:
                 return
+            refused_only = all(op.status in TURNED_AWAY for _, op in busy)
+            if refused_only and time.monotonic() < started + PREFLIGHT_REFUSED_S:
+                time.sleep(0.5)
+                continue
             if time.monotonic() >= give_up:
                 slot, op = busy[0]
                 raise RunError(

@@ -127,11 +127,13 @@ class ScriptedServer(asyncio.Protocol):
 
 
 @asynccontextmanager
-async def scripted_server(max_streams: int = 100) -> AsyncIterator[tuple[int, Seen]]:
+async def scripted_server(
+    max_streams: int = 100, host: str = "127.0.0.1"
+) -> AsyncIterator[tuple[int, Seen]]:
     """(port, what the server saw) of a server on a free loopback port."""
     seen = Seen()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: ScriptedServer(seen, max_streams), "127.0.0.1", 0)
+    server = await loop.create_server(lambda: ScriptedServer(seen, max_streams), host, 0)
     try:
         yield server.sockets[0].getsockname()[1], seen
     finally:

@@ -5,6 +5,7 @@ and against a spawned Leasehold server (statuses and trailers)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -16,8 +17,10 @@ from _h2_script_server import ECHO_PREFIX, scripted_server
 from _server_process import running_server
 
 from leasehold.bench import _h2wire as w
+from leasehold.bench._client import _H2Method
 from leasehold.bench._feed import SlotGroup, build_slots, write_feed
 from leasehold.bench._h2call import H2Channel
+from leasehold.bench._loadgen import CONNECTIONS_PER_CLIENT, _h2_channels
 from leasehold.bench._overload_load import CREATE_LEASE, LeaseBodies, lease_request
 from leasehold.core import NANOS_PER_SECOND, SlotKey
 from leasehold.proto.v2 import booking_pb2 as pb2
@@ -236,5 +239,61 @@ def test_leasehold_grants_a_lease_and_names_a_bad_body_and_an_unknown_method(
         )
         assert {r.code_name for r in many} <= {"OK"}
         channel.close()
+
+    run(body)
+
+
+# --- the load processes' methods over it (bench/_client.py) ----------------------------
+
+
+class _Answering:
+    """Stands in for an H2Channel: answers every call with `reply`, keeps the bodies."""
+
+    authority = "127.0.0.1:1"
+
+    def __init__(self, reply: w.Reply) -> None:
+        self.reply = reply
+        self.bodies: list[bytes] = []
+
+    async def call(self, block: bytes, body: bytes, timeout_s: float) -> w.Reply:
+        self.bodies.append(body)
+        return self.reply
+
+
+def test_a_load_method_gives_the_status_and_the_parsed_reply_as_grpcio_would() -> None:
+    request = pb2.CreateLeaseRequest(lease=pb2.Lease(user_reference="r-1"))
+    granted = pb2.CreateLeaseResponse(lease=pb2.Lease(lease_id="L1"))
+    answers = [
+        w.Reply(w.OK, body=granted.SerializeToString()),
+        w.Reply(w.RESOURCE_EXHAUSTED, "shed"),
+        w.Reply(w.OK, body=b"\xff\xff"),  # no CreateLeaseResponse: grpcio says INTERNAL
+    ]
+    channels = [_Answering(reply) for reply in answers]
+    method = _H2Method(channels, CREATE_LEASE, pb2.CreateLeaseResponse)  # type: ignore[arg-type]
+
+    async def body() -> list[tuple[int, object]]:
+        return [await method(request, 1.0) for _ in answers]
+
+    (ok, reply), shed, garbled = run(body)
+    assert ok == w.OK
+    assert reply == granted
+    assert shed == (w.RESOURCE_EXHAUSTED, None)
+    assert garbled == (w.INTERNAL, None)
+    # One call per connection in turn, each sent as the request serialized.
+    assert [c.bodies for c in channels] == [[request.SerializeToString()]] * 3
+
+
+def test_the_load_processes_connect_to_an_ipv6_loopback_target_in_brackets() -> None:
+    async def body() -> None:
+        async with (
+            scripted_server(host="::1") as (port, _),
+            contextlib.AsyncExitStack() as stack,
+        ):
+            channels = await _h2_channels(stack, f"[::1]:{port}", 5.0)
+            assert len(channels) == CONNECTIONS_PER_CLIENT["h2"]
+            ok = await channels[0].call(w.request_block("/t/ok", "x"), b"v6", 5.0)
+            assert (ok.code, ok.body) == (w.OK, ECHO_PREFIX + b"v6")
+        # The stack closed them (their transports close, or are gone already).
+        assert all(c._transport is None or c._transport.is_closing() for c in channels)
 
     run(body)

@@ -98,7 +98,7 @@ def test_the_table_lists_violations_with_their_operations() -> None:
     print_table(result, out)
     text = out.getvalue()
     assert "VIOLATIONS" in text
-    assert "2 client processes at nice 10)" in text
+    assert "2 grpcio client processes at nice 10)" in text  # no load_client: from before h2
     assert "over_capacity" in text
     assert "#8 lease" in text
     assert "every operation: r/history.jsonl" in text
@@ -233,8 +233,10 @@ def test_an_open_loop_phase_reports_how_late_its_clients_sent() -> None:
     assert phase_summary(phase("measure", ops))["client_send_lag_ms"] == {}  # closed loop
     result = {"scenario": "contention", "target": "127.0.0.1:1", "clients": 1}
     result |= {"client_nice": 10, "phases": [phase_summary(open_loop)], "extra": {}}
+    result |= {"load_client": "h2"}
     checker = {"ok": True, "operations": 5, "reads_checked": 0, "unknown_outcomes": 0}
     result |= {"checker": checker | {"slack_ms": 1.0}, "files": {"json": "r/result.json"}}
     out = io.StringIO()
     print_table(result, out)
     assert "sent late by p50 0.00 / p99 9.01 ms" in out.getvalue()  # HDR: 3 digits
+    assert "1 h2 client processes at nice 10)" in out.getvalue()

@@ -67,6 +67,7 @@ def test_a_tiny_run_is_made_and_checked(tmp_path: Path, scenario: str) -> None:
     result = json.loads((out / "result.json").read_text())
     assert {"scenario", "phases", "checker", "timeline", "server", "settings"} <= set(result)
     assert result["scenario"] == scenario
+    assert result["load_client"] == "h2"  # the default
     assert result["checker"]["ok"], result["checker"]["violations"]
     assert result["checker"]["operations"] > 0
     assert result["checker"]["reads_checked"] >= result["slots"]  # the final read, at least
@@ -99,6 +100,35 @@ def test_a_tiny_run_is_made_and_checked(tmp_path: Path, scenario: str) -> None:
     if scenario == "mixed":  # open loop (--rate), but the ceiling is closed loop
         modes = {p["name"]: p["mode"] for p in result["phases"]}
         assert modes == {"warmup": "open", "ceiling": "closed", "measure": "open"}
+
+
+def test_the_grpcio_load_client_runs_and_is_recorded(tmp_path: Path) -> None:
+    out = tmp_path / "result"
+    done = run_bench(
+        tmp_path,
+        "contention",
+        "--spawn",
+        "--shards",
+        "2",
+        "--duration",
+        "1.5",
+        "--warmup",
+        "0.5",
+        "--out",
+        str(out),
+        "--no-charts",
+        "--load-client",
+        "grpcio",
+        "--concurrency",
+        "20",
+        "--slots",
+        "2",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["load_client"] == "grpcio"
+    assert result["checker"]["ok"], result["checker"]["violations"]
+    assert result["checker"]["operations"] > 0
 
 
 def check_churn(result: dict[str, Any]) -> None:
