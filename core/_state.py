@@ -800,6 +800,15 @@ class ShardState:
         """Apply one event (of a command's outcome, or read back from the journal)."""
         self._apply(event, None)
 
+    def apply_granted(self, lease: Lease) -> None:
+        """`apply(LeaseGranted(lease))` without building the event: a journal's replay
+        applies one per record (shards._replay)."""
+        self._apply_granted(lease, None)
+
+    def apply_booked(self, booking: Booking, idempotency_token: str) -> None:
+        """`apply(BookingCreated(booking, idempotency_token))` without building the event."""
+        self._book(booking, None, idempotency_token)
+
     def _apply(self, event: Event, slot: SlotAccount | None) -> None:
         """`apply`, with the slot a command's decision named (see Decision), if any."""
         # The commonest kinds first: each test is a call.
