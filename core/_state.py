@@ -302,10 +302,10 @@ class ShardState:
             booking, slot = self._placed(stored)
             if booking.status is BookingStatus.CONFIRMED:
                 self._take_restored(slot)
-                self._book(booking, slot, "", new=False)
+                self._book(booking, slot, "", new=False)  # (indexes it by user too)
             else:
                 self._bookings[booking.booking_id] = booking
-            self._by_user.add(booking.person.user_id, booking.booking_id)
+                self._by_user.add(booking.person.user_id, booking.booking_id)
         for merchant_id, service_id, token, booking in snapshot.tokens:
             self._tokens.remember((merchant_id, service_id, token), booking)
         self._granted_total, self._expired_total, self._booked_total = snapshot.totals
@@ -324,7 +324,8 @@ class ShardState:
             slot.expiring_ids = [lease_id for _, lease_id in entries]
 
     def _restore_lease(self, lease: Lease) -> None:
-        slot = self._account(lease.slot.key)
+        key = lease.slot.key
+        slot = self._slot_by_key_id.get(id(key)) or self._account(key)
         if self._is_known_lease(lease.lease_id):
             raise ValueError(f"the snapshot holds lease {lease.lease_id!r} twice")
         kept = keep(lease, slot)
@@ -955,6 +956,9 @@ class ShardState:
         """`stored` (from the journal, a snapshot or the table) on its inventory slot's own
         key objects, with that slot (removed or not)."""
         key = stored.slot.key
+        slot = self._slot_by_key_id.get(id(key))
+        if slot is not None:  # (on the inventory's own key already: the common case)
+            return stored, slot
         slot = self._account(key)
         if key is not slot.spec.key:
             stored = replace(stored, slot=slot.canonical(stored.slot))
