@@ -4,10 +4,11 @@ A restart replays up to millions of records, nearly all of them one lease grant
 or one booking (a command's single event). For those this decodes the event's
 fields and hands them to the state's own entry points (ShardState.apply_granted,
 apply_booked) without the record's event objects and the per-kind dispatch
-(docs/performance.md, "Restart"). The checks are the codec's own: its lease and
-booking decoders. A record that is anything else, or not quite so, goes through
-`decode_events` whole, which accepts it or says what is wrong with it: this never
-accepts a record that `decode_events` refuses, and applies nothing of one.
+(docs/performance.md, "Restart, third pass"). The checks are the codec's own:
+its lease and booking decoders. A record that is anything else, or not quite so,
+goes through `decode_events` whole, which accepts it or says what is wrong with
+it: this never accepts a record that `decode_events` refuses, and applies
+nothing of one.
 """
 
 from __future__ import annotations
