@@ -302,10 +302,10 @@ class ShardState:
             booking, slot = self._placed(stored)
             if booking.status is BookingStatus.CONFIRMED:
                 self._take_restored(slot)
-                self._book(booking, slot, "", new=False)
+                self._book(booking, slot, "", new=False)  # (indexes it by user too)
             else:
                 self._bookings[booking.booking_id] = booking
-            self._by_user.add(booking.person.user_id, booking.booking_id)
+                self._by_user.add(booking.person.user_id, booking.booking_id)
         for merchant_id, service_id, token, booking in snapshot.tokens:
             self._tokens.remember((merchant_id, service_id, token), booking)
         self._granted_total, self._expired_total, self._booked_total = snapshot.totals
@@ -324,7 +324,8 @@ class ShardState:
             slot.expiring_ids = [lease_id for _, lease_id in entries]
 
     def _restore_lease(self, lease: Lease) -> None:
-        slot = self._account(lease.slot.key)
+        key = lease.slot.key
+        slot = self._slot_by_key_id.get(id(key)) or self._account(key)
         if self._is_known_lease(lease.lease_id):
             raise ValueError(f"the snapshot holds lease {lease.lease_id!r} twice")
         kept = keep(lease, slot)
@@ -800,6 +801,15 @@ class ShardState:
         """Apply one event (of a command's outcome, or read back from the journal)."""
         self._apply(event, None)
 
+    def apply_granted(self, lease: Lease) -> None:
+        """`apply(LeaseGranted(lease))` without building the event: a journal's replay
+        applies one per record (shards._replay)."""
+        self._apply_granted(lease, None)
+
+    def apply_booked(self, booking: Booking, idempotency_token: str) -> None:
+        """`apply(BookingCreated(booking, idempotency_token))` without building the event."""
+        self._book(booking, None, idempotency_token)
+
     def _apply(self, event: Event, slot: SlotAccount | None) -> None:
         """`apply`, with the slot a command's decision named (see Decision), if any."""
         # The commonest kinds first: each test is a call.
@@ -897,15 +907,18 @@ class ShardState:
         self._inventory_changed = True
 
     def _apply_granted(self, lease: Lease, slot: SlotAccount | None) -> None:
+        # (Fields read once, the slot by identity first: a restart replays this per grant.)
+        lease_id, expires_ns = lease.lease_id, lease.expires_ns
         if slot is None:
-            slot = self._slot(lease.slot.key) or _not_in_inventory(lease.slot.key)
-        if self._is_known_lease(lease.lease_id):
-            raise ValueError(f"event grants lease {lease.lease_id!r} twice")
+            key = lease.slot.key
+            slot = self._slot_by_key_id.get(id(key)) or self._slot(key) or _not_in_inventory(key)
+        if lease_id in self._live or lease_id in self._lapsed or lease_id in self._consumed:
+            raise ValueError(f"event grants lease {lease_id!r} twice")
         self._take(slot)  # (raises before any change, as the check above)
-        self._live[lease.lease_id] = keep(lease, slot)
-        slot.refs[lease.version][lease.reference] = lease.lease_id
-        self._deadlines.add(lease.expires_ns, lease.lease_id)
-        slot.note_live(lease.expires_ns, lease.lease_id)
+        self._live[lease_id] = keep(lease, slot)
+        slot.refs[lease.version][lease.reference] = lease_id
+        self._deadlines.add(expires_ns, lease_id)
+        slot.note_live(expires_ns, lease_id)
         self._live_leases += 1
         self._granted_total += 1
 
@@ -943,6 +956,9 @@ class ShardState:
         """`stored` (from the journal, a snapshot or the table) on its inventory slot's own
         key objects, with that slot (removed or not)."""
         key = stored.slot.key
+        slot = self._slot_by_key_id.get(id(key))
+        if slot is not None:  # (on the inventory's own key already: the common case)
+            return stored, slot
         slot = self._account(key)
         if key is not slot.spec.key:
             stored = replace(stored, slot=slot.canonical(stored.slot))
@@ -974,7 +990,11 @@ class ShardState:
         one, and counts as created; a restored or moved one (not new) has its spot.
         """
         if slot is None:
-            booking, slot = self._placed(booking)
+            # By key identity first (decoders hand over the inventory's own key objects):
+            # then the booking is on them already. Else _placed makes it so.
+            slot = self._slot_by_key_id.get(id(booking.slot.key))
+            if slot is None:
+                booking, slot = self._placed(booking)
         booking_id = booking.booking_id
         if new:
             lease_id = booking.lease_id
@@ -988,20 +1008,25 @@ class ShardState:
                 raise ValueError(f"event books lease {lease_id!r} that is not usable")
             self._booked_total += 1
         person = booking.person
+        user_id, email, telephone = person.user_id, person.email, person.telephone
         self._bookings[booking_id] = booking
         self._confirmed += 1
         if slot.removed:
             self._orphaned += 1
-        self._by_user.add(person.user_id, booking_id)
+        self._by_user.add(user_id, booking_id)
         users = slot.booker_users
-        users[person.user_id] = users.get(person.user_id, 0) + 1
-        if person.email:
-            emails = slot.booker_emails = slot.booker_emails or {}
-            email = person.email.lower()
+        users[user_id] = users.get(user_id, 0) + 1
+        if email:
+            emails = slot.booker_emails
+            if emails is None:
+                emails = slot.booker_emails = {}
+            email = email.lower()
             emails[email] = emails.get(email, 0) + 1
-        if person.telephone:
-            phones = slot.booker_phones = slot.booker_phones or {}
-            phones[person.telephone] = phones.get(person.telephone, 0) + 1
+        if telephone:
+            phones = slot.booker_phones
+            if phones is None:
+                phones = slot.booker_phones = {}
+            phones[telephone] = phones.get(telephone, 0) + 1
         if token:
             key = slot.spec.key
             self._tokens.remember((key.merchant_id, key.service_id, token), booking)

@@ -22,9 +22,22 @@ One import namespace for the whole project. Its packages and who may import whom
 Outside a package, import only its `__init__` face, never its `_private` modules.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("leasehold")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+__version__: str  # looked up when first asked for (below)
+
+
+def __getattr__(name: str) -> str:
+    """`__version__`, from the installed package's metadata on first use: importing
+    importlib.metadata (and the email package it uses) cost each process of the tree
+    ~10 ms of CPU at its start, and a shard process never asks for the version."""
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("leasehold")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        found = "0+unknown"
+    globals()["__version__"] = found
+    return found

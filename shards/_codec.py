@@ -113,7 +113,7 @@ def decode_events(data: bytes, refs: SlotRefs | None = None) -> tuple[Event, ...
     Pass one `refs` for many records (recovery) to share their slots' refs.
     """
     try:
-        record = msgpack.unpackb(data, raw=False, use_list=False)
+        record = unpack_record(data)
     except _UNPACK_ERRORS as problem:
         # (StackError, for nesting too deep, has no message.)
         detail = str(problem) or type(problem).__name__
@@ -132,6 +132,11 @@ def decode_events(data: bytes, refs: SlotRefs | None = None) -> tuple[Event, ...
     if len(events) == 1:  # most records: one command, one event
         return (_decode_event(events[0], 0, refs),)
     return tuple(_decode_event(event, index, refs) for index, event in enumerate(events))
+
+
+def unpack_record(data: bytes) -> object:
+    """The msgpack value of a record's bytes (arrays as tuples); _UNPACK_ERRORS if none."""
+    return msgpack.unpackb(data, raw=False, use_list=False)
 
 
 # Encoding: plain tuples, which msgpack writes as arrays.
@@ -349,8 +354,8 @@ _STATUSES = {member.value: member for member in BookingStatus}
 
 def _decode_lease(value: object, refs: SlotRefs) -> Lease:
     if type(value) is tuple and tuple(map(type, value)) == _LEASE_TYPES:
-        fields = cast(tuple[str, str, object, str, int, str, str], value)
-        lease_id, version, slot, reference, expires_ns, state, booking_id = fields
+        # (No typing.cast to name the fields' types: it is a call, and this runs per lease.)
+        lease_id, version, slot, reference, expires_ns, state, booking_id = value
         known_version, known_state = _VERSIONS.get(version), _LEASE_STATES.get(state)
         if known_version is not None and known_state is not None:
             ref = refs.decode(slot)
@@ -375,8 +380,7 @@ def _lease_field_by_field(value: object, refs: SlotRefs) -> Lease:
 
 def _decode_booking(value: object, refs: SlotRefs) -> Booking:
     if type(value) is tuple and tuple(map(type, value)) == _BOOKING_TYPES:
-        fields = cast(tuple[str, object, object, str, str], value)
-        booking_id, slot, person, status, lease_id = fields
+        booking_id, slot, person, status, lease_id = value
         known_status = _STATUSES.get(status)
         if known_status is not None:
             ref = refs.decode(slot)
@@ -401,8 +405,7 @@ def _decode_person(value: object) -> Person:
         and len(value) == 7
         and tuple(map(type, value[:6])) == _PERSON_NAME_TYPES
     ):
-        fields = cast(tuple[str, str, str, str, str, str, object], value)
-        user_id, given, family, telephone, email, language, address = fields
+        user_id, given, family, telephone, email, language, address = value
         return Person(
             user_id,
             given,

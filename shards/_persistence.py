@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leasehold.core import ShardState, StateSnapshot
-from leasehold.shards._codec import CorruptRecord, SlotRefs, decode_events
+from leasehold.shards._codec import CorruptRecord, SlotRefs
 from leasehold.shards._datadir import EMPTY_MANIFEST, ShardManifest
 from leasehold.shards._journal import (
     HEADER,
@@ -34,6 +34,7 @@ from leasehold.shards._journal import (
     read_journal,
     segment_name,
 )
+from leasehold.shards._replay import apply_record
 from leasehold.shards._snapshots import (
     LoadedSnapshot,
     SnapshotCorrupt,
@@ -183,9 +184,7 @@ def _replay(state: ShardState, scan: JournalScan, start: int, refs: SlotRefs) ->
     for segment in scan.segments:
         for seq, offset, payload in segment.payloads(start):
             try:
-                decoded = decode_events(payload, refs)
-                for event in decoded:
-                    state.apply(event)
+                applied = apply_record(state, payload, refs)
             except CorruptRecord as problem:
                 raise RecoveryError(
                     f"{segment.path}: at byte offset {offset}: record {seq}: {problem}"
@@ -196,7 +195,7 @@ def _replay(state: ShardState, scan: JournalScan, start: int, refs: SlotRefs) ->
                     f"this inventory ({problem}); start with the feed the data dir was built from"
                 ) from problem
             records += 1
-            events += len(decoded)
+            events += applied
     return records, events
 
 

@@ -192,9 +192,17 @@ def _tuple(value: object) -> tuple[object, ...]:
     return cast(tuple[object, ...], value)
 
 
+# A token whose response is the booking of this id in the snapshot (format 2 and later).
+_TOKEN_BY_ID_TYPES = (str, str, str, str)
+
+
 def _token(
     value: object, refs: c.SlotRefs, by_id: dict[str, Booking]
 ) -> tuple[str, str, str, Booking]:
+    if type(value) is tuple and tuple(map(type, value)) == _TOKEN_BY_ID_TYPES:
+        original = by_id.get(value[3])  # (the common case, checked in one comparison)
+        if original is not None:
+            return value[0], value[1], value[2], original
     merchant, service, token, booking = c._array(value, 4, "token")
     if type(booking) is str:
         original = by_id.get(booking)

@@ -28,6 +28,8 @@ SHARD_NEVER = (
     "leasehold._app",
     "leasehold._run",
     "leasehold._serve_cmd",
+    # Only for leasehold.__version__, which a shard process never reads (~10 ms at start).
+    "importlib.metadata",
 )
 # Never in a gateway worker: the shard process's own modules. (It still imports the
 # health stream and the supervisor's modules, through leasehold._app and _serve_cmd.)

@@ -296,3 +296,19 @@ async def test_a_snapshot_renamed_to_another_seq_is_refused(tmp_path: Path) -> N
     path.rename(tmp_path / "snapshot-000000000008.msgpack")
     with pytest.raises(SnapshotCorrupt, match="name says 8"):
         load_latest(tmp_path)
+
+
+@pytest.mark.parametrize(("index", "field"), [(0, "merchant_id"), (1, "service_id"), (2, "token")])
+async def test_a_token_with_a_field_of_the_wrong_type_is_corrupt(
+    tmp_path: Path, index: int, field: str
+) -> None:
+    """Also where its response names a booking of the snapshot by id (the common case)."""
+    rec = await busy_history(tmp_path)
+    document = list(
+        msgpack.unpackb(encode_snapshot(7, rec.state.snapshot())[HEADER_BYTES:], use_list=False)
+    )
+    token = next(list(t) for t in document[5] if type(t[3]) is str)
+    token[index] = 7
+    document[5] = [tuple(token)]
+    with pytest.raises(SnapshotCorrupt, match=rf"token\.{field} is int 7, not a string"):
+        decode_snapshot(msgpack.packb(document), tmp_path)
