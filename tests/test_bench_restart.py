@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from _server_process import leasehold_executable
 
-from leasehold.bench._restart import Plan, build
+from leasehold.bench._restart import Plan, build, warm_bytecode
 from leasehold.core import ShardState
 from leasehold.core._feed import parse_feed_json
 from leasehold.shards._datadir import read_meta, shard_dir
@@ -90,3 +90,20 @@ def test_the_bench_restarts_the_server_on_each_layout(tmp_path: Path) -> None:
             # What the server holds after recovery, from its health stream.
             assert (run["confirmed_bookings"], run["live_leases"]) == (1000, 0)
             assert run["seconds"] > 0
+
+
+def test_the_runs_start_from_a_warm_bytecode_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server that ran before has its bytecode cached; with PYTHONDONTWRITEBYTECODE and
+    # no cache, every process of the tree would compile its modules on every timed start.
+    import importlib.util
+    import os
+
+    import leasehold.shards._replay as module
+
+    cached = Path(importlib.util.cache_from_source(module.__file__))
+    if not os.access(cached.parent.parent, os.W_OK):
+        pytest.skip(f"{cached.parent.parent} is not writable: no cache can be written there")
+    cached.unlink(missing_ok=True)
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    warm_bytecode()
+    assert cached.exists()
