@@ -2,8 +2,9 @@
 
 A call registers a future under a fresh request id and appends its request to
 the outbox; the outbox is written once per loop iteration (`call_soon`), so the
-requests of one iteration leave in one write. Replies resolve the futures as
-they arrive. While the connection is down (the shard process died and is being
+requests of one iteration leave in one write, each with the time its caller
+has left at the write, not at the call. Replies resolve the futures as they
+arrive. While the connection is down (the shard process died and is being
 restarted) calls for its shards are answered UNAVAILABLE at once, only those;
 calls in flight when it drops are answered UNAVAILABLE too (they may have been
 applied: that is why CreateLease and CreateBooking are idempotent on replay).
@@ -42,6 +43,9 @@ RECONNECT_DELAYS_S = (0.02, 0.2)
 # A reply with when it arrived (perf_counter): the router learns the loop's backlog from it.
 Delivered = tuple[Reply, float]
 _Pending = tuple[asyncio.Future[Delivered], type[Command]]
+# (request id, shard id, seconds left when queued, encoded command, when queued)
+_Queued = tuple[int, int, float | None, object, float]
+_Message = tuple[object, ...]
 
 
 class ShardLink:
@@ -57,7 +61,7 @@ class ShardLink:
         self._decoder = FrameDecoder()
         # Invariant: at most max_in_flight entries; each is answered exactly once.
         self._pending: dict[int, _Pending] = {}
-        self._outbox: list[tuple[int, tuple[object, ...]]] = []
+        self._outbox: list[_Queued] = []
         self._flushing = False
         self._next_id = 0
         self._connected = asyncio.Event()
@@ -92,8 +96,8 @@ class ShardLink:
         request_id = self._fresh_id()
         future: asyncio.Future[Delivered] = self._loop.create_future()
         self._pending[request_id] = (future, type(command))
-        message = request(request_id, shard_id, remaining_s, encode_command(command))
-        self._outbox.append((request_id, message))
+        queued = (request_id, shard_id, remaining_s, encode_command(command), time.perf_counter())
+        self._outbox.append(queued)
         if not self._flushing:
             self._flushing = True
             self._loop.call_soon(self._flush)
@@ -146,13 +150,37 @@ class ShardLink:
 
     def _flush(self) -> None:
         self._flushing = False
-        batch, self._outbox = self._outbox, []
-        if self._transport is None or not batch:
+        queued, self._outbox = self._outbox, []
+        if self._transport is None or not queued:
             return
+        batch = self._still_wanted(queued, time.perf_counter())
         data, too_large = encode_sendable([message for _, message in batch])
         for position in too_large:  # a command larger than a frame: refused, never sent
             self._fail(batch[position][0], ShardFault.UNAVAILABLE)
         self._transport.write(data)
+
+    def _still_wanted(self, queued: list[_Queued], now: float) -> list[tuple[int, _Message]]:
+        """The requests worth sending, each with the time its caller has left now.
+
+        A caller gone while its request waited (its deadline, or its reset) is not
+        sent for; one whose time ran out while queued is answered DEADLINE_EXCEEDED
+        unsent: either, applied, would be a change nobody hears of (issue 15).
+        """
+        batch = []
+        for request_id, shard_id, remaining_s, command, queued_at in queued:
+            entry = self._pending.get(request_id)
+            if entry is None or entry[0].done():
+                self._pending.pop(request_id, None)
+                continue
+            future = entry[0]
+            if remaining_s is not None:
+                remaining_s -= now - queued_at
+                if remaining_s <= 0:
+                    del self._pending[request_id]
+                    future.set_result((ShardFault.DEADLINE_EXCEEDED, now))
+                    continue
+            batch.append((request_id, request(request_id, shard_id, remaining_s, command)))
+        return batch
 
     def _fail(self, request_id: int, fault: ShardFault) -> None:
         entry = self._pending.pop(request_id, None)
