@@ -1,16 +1,19 @@
 """How long a reply takes, once the gateway has it, to be written to its caller's socket.
 
 A command must not be applied when its reply cannot reach the caller in time
-(issue 15). The shard keeps its own margin (the journal commit); what follows
-its reply in the gateway is measured here, per call: from the moment the reply
-arrives (read from the link, or delivered in-process) to the end of the
-handler's task, which comes after grpclib has written the reply's frames, and
-is seen one loop iteration later, after the coalesced send of those frames
-(gateway/_coalesce.py). That is the handler's resume, the encode, the h2
-write and the socket send in one figure: its QUANTILE over the last WINDOW_S
-is taken off the time a shard is given, once (docs/operations.md, the
-deadline rule). One quantile of the whole return path, not a high percentile
-of each step added up: the steps' tails seldom coincide.
+(issue 15). The shard keeps its own margin (the journal commit) and counts the
+time it is given from its own receipt; the rest of a call's trip after its
+request is written to the shard is measured here, per call: the request's and
+the reply's time on the link (in the tree: sent to arrived, less the time the
+shard process says it held the request; none in-process), then from the
+reply's arrival to the end of the handler's task, which comes after grpclib
+has written the reply's frames, and is seen one loop iteration later, after
+the coalesced send of those frames (gateway/_coalesce.py). The link both ways,
+the handler's resume, the encode, the h2 write and the socket send in one
+figure: its QUANTILE over the last WINDOW_S is taken off the time a shard is
+given, once (docs/operations.md, the deadline rule). One quantile of the whole
+path, not a high percentile of each step added up: the steps' tails seldom
+coincide.
 
 Only calls that reach their reply are measured; one cancelled before it (its
 deadline, or the caller's reset) says nothing of how long its reply would
@@ -55,8 +58,9 @@ class ReturnPath:
         self._recent.observe(seconds, self._clock())
 
     def received(self, waited_s: float) -> None:
-        """A reply reached the current call `waited_s` ago (perf_counter seconds); the
-        time to its write is measured when the call's handler task ends."""
+        """The current call has spent `waited_s` outside its shard so far (on the link,
+        and since its reply arrived); the rest, to its write, is measured when the call's
+        handler task ends."""
         task = HANDLER_TASK.get() or asyncio.current_task()
         if task is None:
             return

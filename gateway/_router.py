@@ -37,8 +37,8 @@ class ShardRoutes(Protocol):
     def handles(self) -> Sequence[Handle]: ...
 
 
-# (handle, command, remaining seconds, the awaited replies, told how long ago the reply
-# came) -> reply.
+# (handle, command, remaining seconds, the awaited replies, told the time the call has
+# spent outside the shard so far: link transit and the wait since its reply) -> reply.
 ShardCaller = Callable[..., Awaitable[Reply]]
 
 

@@ -40,9 +40,11 @@ HELLO_TIMEOUT_S = 5.0
 # Reconnection back-off: from the first to the second, doubling.
 RECONNECT_DELAYS_S = (0.02, 0.2)
 
-# A reply with when it arrived (perf_counter): the router learns the loop's backlog from it.
-Delivered = tuple[Reply, float]
-_Pending = tuple[asyncio.Future[Delivered], type[Command]]
+# A reply, when it arrived (perf_counter), and the seconds its request and it spent on the
+# link (sent to arrived, less the time held in the shard process): the router's return path.
+Delivered = tuple[Reply, float, float]
+# (the reply's future, the command's type, when the request was written; 0.0 until then)
+_Pending = tuple[asyncio.Future[Delivered], type[Command], float]
 # (request id, shard id, seconds left when queued, encoded command, when queued)
 _Queued = tuple[int, int, float | None, object, float]
 _Message = tuple[object, ...]
@@ -95,7 +97,7 @@ class ShardLink:
             raise ShardUnavailable(ShardFault.OVERLOADED)
         request_id = self._fresh_id()
         future: asyncio.Future[Delivered] = self._loop.create_future()
-        self._pending[request_id] = (future, type(command))
+        self._pending[request_id] = (future, type(command), 0.0)
         queued = (request_id, shard_id, remaining_s, encode_command(command), time.perf_counter())
         self._outbox.append(queued)
         if not self._flushing:
@@ -177,8 +179,9 @@ class ShardLink:
                 remaining_s -= now - queued_at
                 if remaining_s <= 0:
                     del self._pending[request_id]
-                    future.set_result((ShardFault.DEADLINE_EXCEEDED, now))
+                    future.set_result((ShardFault.DEADLINE_EXCEEDED, now, 0.0))
                     continue
+            self._pending[request_id] = (future, entry[1], now)
             batch.append((request_id, request(request_id, shard_id, remaining_s, command)))
         return batch
 
@@ -190,17 +193,19 @@ class ShardLink:
     def _on_data(self, data: bytes) -> None:
         for message in self._decoder.feed(data):
             if message[0] == Kind.REPLY and self._ready:
-                request_id, encoded = parse_reply(message)
-                entry = self._pending.pop(request_id, None)
-                if entry is None:
+                request_id, encoded, held_s = parse_reply(message)
+                entry = self._pending.get(request_id)
+                if entry is None or not entry[2]:
                     raise LinkProtocolError(f"a reply to request {request_id}, never sent")
-                future, command_type = entry
+                del self._pending[request_id]
+                future, command_type, sent_at = entry
                 try:
                     reply = decode_reply(command_type, encoded)
                 except CorruptRecord as problem:
                     raise LinkProtocolError(f"reply {request_id}: {problem}") from None
                 if not future.done():  # a caller cancelled by its deadline left it cancelled
-                    future.set_result((reply, time.perf_counter()))
+                    now = time.perf_counter()
+                    future.set_result((reply, now, max(0.0, now - sent_at - held_s)))
             elif self._hello is not None and not self._hello.done():
                 check_hello(message)
                 self._hello.set_result(None)
@@ -253,10 +258,11 @@ async def call_over_link(
     if waiting is not None:
         waiting.add(future)
     try:
-        reply, delivered_at = await future
+        reply, delivered_at, on_link_s = await future
     finally:
         if waiting is not None:
             waiting.discard(future)
     if resumed_after is not None:
-        resumed_after(time.perf_counter() - delivered_at)
+        # The time the call has spent outside the shard since its request was written.
+        resumed_after(time.perf_counter() - delivered_at + on_link_s)
     return reply
