@@ -15,9 +15,11 @@ given, once (docs/operations.md, the deadline rule). One quantile of the whole
 path, not a high percentile of each step added up: the steps' tails seldom
 coincide.
 
-Only calls that reach their reply are measured; one cancelled before it (its
-deadline, or the caller's reset) says nothing of how long its reply would
-have taken.
+A call cancelled before its reply came (its deadline, or the caller's reset)
+counts as a return path as long as it had waited since its request left: at
+least that long, and the slowest are the ones that matter. Measured only once
+answered, the slow calls would go unseen, and a window of nothing but
+abandoned calls would read 0 (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ class ReturnPath:
 
     def seconds(self) -> float:
         return self._recent.value(self._clock())
+
+    def now(self) -> float:
+        return self._clock()
+
+    def abandoned(self, sent_at: float) -> None:
+        """The current call was cancelled while waiting for its shard's reply, sent at
+        `sent_at` (now()): its return path was at least as long as it waited."""
+        self.observe(self._clock() - sent_at)
 
     def observe(self, seconds: float) -> None:
         self._recent.observe(seconds, self._clock())

@@ -103,6 +103,7 @@ class Router:
                 )
         self.in_flight += 1
         self._idle.clear()
+        sent_at = self.return_path.now()
         try:
             reply = await self._call(
                 handle, command, remaining, self._waiting, self.return_path.received
@@ -110,6 +111,7 @@ class Router:
         except ShardUnavailable as unavailable:
             raise fault_error(unavailable.fault) from None
         except asyncio.CancelledError:
+            self.return_path.abandoned(sent_at)
             if self._refusals is not None:
                 self._refusals.count(Refusal.ABANDONED)
             raise

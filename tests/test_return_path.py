@@ -132,3 +132,28 @@ def test_a_shard_is_given_the_time_left_less_the_return_path() -> None:
     run(body())
     assert 4.9 < given[0] <= 5.0
     assert 4.9 < given[1] <= 5.0 - 0.030
+
+
+@pytest.mark.timeout(30)
+def test_a_call_cancelled_while_its_shard_had_it_counts_as_long_as_it_waited() -> None:
+    """Measured only once answered, a window of abandoned calls would read 0 and the
+    next calls would be given their whole time."""
+    clock = FakeClock()
+
+    async def never_answered(*_: object) -> object:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def body() -> float:
+        router = Router(_Shards(), call=never_answered)
+        router.return_path = ReturnPath(clock)
+        call = asyncio.create_task(router.call(_Handle(), COMMAND, Deadline.from_timeout(0.1)))
+        await asyncio.sleep(0)
+        clock.now += 0.120  # the caller's deadline passed, and then some
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        clock.now += 1.0
+        return router.return_path.seconds()
+
+    assert run(body()) == pytest.approx(0.120)
