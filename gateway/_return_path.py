@@ -1,4 +1,4 @@
-"""How long a reply takes, once the gateway has it, to be written to its caller's socket.
+"""The return path: how long a call spends outside its shard once its request has left.
 
 A command must not be applied when its reply cannot reach the caller in time
 (issue 15). The shard keeps its own margin (the journal commit) and counts the
@@ -40,7 +40,7 @@ HANDLER_TASK: contextvars.ContextVar[asyncio.Task[object] | None] = contextvars.
 
 
 class ReturnPath:
-    """`seconds()`: the recent QUANTILE of reply-received-to-written times (0 when none)."""
+    """`seconds()`: the recent QUANTILE of calls' times outside their shard (0 when none)."""
 
     QUANTILE = 0.9
     WINDOW_S = 2.0

@@ -59,7 +59,7 @@ class Router:
         self._waiting: set[asyncio.Future[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
-        # From a reply's arrival to its write to the caller: kept off the shard's time.
+        # A call's time outside its shard (link, reply to written): kept off the shard's.
         self.return_path = ReturnPath()
         self._refusals = refusals
 
