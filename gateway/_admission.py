@@ -21,6 +21,7 @@ health and reflection all get the same treatment:
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -38,6 +39,7 @@ from grpclib.server import Stream
 from leasehold.gateway._concurrency import AdaptiveLimit, LimitSettings
 from leasehold.gateway._looplag import LoopLag
 from leasehold.gateway._refusals import Refusal, Refusals
+from leasehold.gateway._return_path import HANDLER_TASK
 from leasehold.gateway._wire import read_message, read_request
 from leasehold.shards import RecentQuantile
 
@@ -194,6 +196,7 @@ class Admission:
             if await self.refuse(stream):
                 return
             started = time.monotonic()
+            HANDLER_TASK.set(asyncio.current_task())  # (the return path's measure, per call)
             # Health and reflection read with stream.recv_message(): bound it the same way.
             reader = partial(read, stream) if read else partial(read_request, stream, request_type)
             setattr(stream, "recv_message", reader)  # noqa: B010 (a method, set on one instance)

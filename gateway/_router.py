@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -15,8 +14,9 @@ from grpclib.metadata import Deadline
 from leasehold.core import BOOKING_ID_PREFIX, LEASE_ID_PREFIX, Command, SlotKey
 from leasehold.gateway._bridge import call_shard
 from leasehold.gateway._refusals import Refusal, Refusals
+from leasehold.gateway._return_path import ReturnPath
 from leasehold.gateway._status import fault_error
-from leasehold.shards import RecentQuantile, Reply, ShardFault, ShardUnavailable
+from leasehold.shards import Reply, ShardFault, ShardUnavailable
 
 
 class Handle(Protocol):
@@ -37,32 +37,9 @@ class ShardRoutes(Protocol):
     def handles(self) -> Sequence[Handle]: ...
 
 
-# (handle, command, remaining seconds, the awaited replies, told the resume lag) -> reply.
+# (handle, command, remaining seconds, the awaited replies, told the time the call has
+# spent outside the shard so far: link transit and the wait since its reply) -> reply.
 ShardCaller = Callable[..., Awaitable[Reply]]
-
-
-class ReplyLag:
-    """How long a handler waits, after its shard replied, to resume: the 99th percentile
-    over the last WINDOW_S.
-
-    Under load the reply waits in the event loop's backlog; the deadline handed to a
-    shard is shortened by this, so that a command is not applied when its reply
-    could not reach the caller in time (docs/operations.md, the deadline rule).
-    """
-
-    QUANTILE = 0.99
-    WINDOW_S = 2.0
-    MAX_SAMPLES = 2048
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._recent = RecentQuantile(self.QUANTILE, self.WINDOW_S, self.MAX_SAMPLES)
-
-    def observe(self, seconds: float) -> None:
-        self._recent.observe(seconds, self._clock())
-
-    def seconds(self) -> float:
-        return self._recent.value(self._clock())
 
 
 class Router:
@@ -82,7 +59,8 @@ class Router:
         self._waiting: set[asyncio.Future[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
-        self.reply_lag = ReplyLag()
+        # A call's time outside its shard (link, reply to written): kept off the shard's.
+        self.return_path = ReturnPath()
         self._refusals = refusals
 
     def for_slot(self, key: SlotKey) -> Handle:
@@ -117,21 +95,23 @@ class Router:
             raise fault_error(ShardFault.UNAVAILABLE)
         remaining = None if deadline is None else deadline.time_remaining()
         if remaining is not None:
-            # The shard must finish in time for the reply to cross back and be sent.
-            remaining -= self.reply_lag.seconds()
+            # The shard must finish in time for the reply to cross back and be written.
+            remaining -= self.return_path.seconds()
             if remaining <= 0:
                 raise GRPCError(
                     Status.DEADLINE_EXCEEDED, "deadline too close to be met; nothing was changed"
                 )
         self.in_flight += 1
         self._idle.clear()
+        sent_at = self.return_path.now()
         try:
             reply = await self._call(
-                handle, command, remaining, self._waiting, self.reply_lag.observe
+                handle, command, remaining, self._waiting, self.return_path.received
             )
         except ShardUnavailable as unavailable:
             raise fault_error(unavailable.fault) from None
         except asyncio.CancelledError:
+            self.return_path.abandoned(sent_at)
             if self._refusals is not None:
                 self._refusals.count(Refusal.ABANDONED)
             raise

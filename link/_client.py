@@ -2,8 +2,9 @@
 
 A call registers a future under a fresh request id and appends its request to
 the outbox; the outbox is written once per loop iteration (`call_soon`), so the
-requests of one iteration leave in one write. Replies resolve the futures as
-they arrive. While the connection is down (the shard process died and is being
+requests of one iteration leave in one write, each with the time its caller
+has left at the write, not at the call. Replies resolve the futures as they
+arrive. While the connection is down (the shard process died and is being
 restarted) calls for its shards are answered UNAVAILABLE at once, only those;
 calls in flight when it drops are answered UNAVAILABLE too (they may have been
 applied: that is why CreateLease and CreateBooking are idempotent on replay).
@@ -39,9 +40,14 @@ HELLO_TIMEOUT_S = 5.0
 # Reconnection back-off: from the first to the second, doubling.
 RECONNECT_DELAYS_S = (0.02, 0.2)
 
-# A reply with when it arrived (perf_counter): the router learns the loop's backlog from it.
-Delivered = tuple[Reply, float]
-_Pending = tuple[asyncio.Future[Delivered], type[Command]]
+# A reply, when it arrived (perf_counter), and the seconds its request and it spent on the
+# link (sent to arrived, less the time held in the shard process): the router's return path.
+Delivered = tuple[Reply, float, float]
+# (the reply's future, the command's type, when the request was written; 0.0 until then)
+_Pending = tuple[asyncio.Future[Delivered], type[Command], float]
+# (request id, shard id, seconds left when queued, encoded command, when queued)
+_Queued = tuple[int, int, float | None, object, float]
+_Message = tuple[object, ...]
 
 
 class ShardLink:
@@ -57,7 +63,7 @@ class ShardLink:
         self._decoder = FrameDecoder()
         # Invariant: at most max_in_flight entries; each is answered exactly once.
         self._pending: dict[int, _Pending] = {}
-        self._outbox: list[tuple[int, tuple[object, ...]]] = []
+        self._outbox: list[_Queued] = []
         self._flushing = False
         self._next_id = 0
         self._connected = asyncio.Event()
@@ -91,9 +97,9 @@ class ShardLink:
             raise ShardUnavailable(ShardFault.OVERLOADED)
         request_id = self._fresh_id()
         future: asyncio.Future[Delivered] = self._loop.create_future()
-        self._pending[request_id] = (future, type(command))
-        message = request(request_id, shard_id, remaining_s, encode_command(command))
-        self._outbox.append((request_id, message))
+        self._pending[request_id] = (future, type(command), 0.0)
+        queued = (request_id, shard_id, remaining_s, encode_command(command), time.perf_counter())
+        self._outbox.append(queued)
         if not self._flushing:
             self._flushing = True
             self._loop.call_soon(self._flush)
@@ -146,13 +152,38 @@ class ShardLink:
 
     def _flush(self) -> None:
         self._flushing = False
-        batch, self._outbox = self._outbox, []
-        if self._transport is None or not batch:
+        queued, self._outbox = self._outbox, []
+        if self._transport is None or not queued:
             return
+        batch = self._still_wanted(queued, time.perf_counter())
         data, too_large = encode_sendable([message for _, message in batch])
         for position in too_large:  # a command larger than a frame: refused, never sent
             self._fail(batch[position][0], ShardFault.UNAVAILABLE)
         self._transport.write(data)
+
+    def _still_wanted(self, queued: list[_Queued], now: float) -> list[tuple[int, _Message]]:
+        """The requests worth sending, each with the time its caller has left now.
+
+        A caller gone while its request waited (its deadline, or its reset) is not
+        sent for; one whose time ran out while queued is answered DEADLINE_EXCEEDED
+        unsent: either, applied, would be a change nobody hears of (issue 15).
+        """
+        batch = []
+        for request_id, shard_id, remaining_s, command, queued_at in queued:
+            entry = self._pending.get(request_id)
+            if entry is None or entry[0].done():
+                self._pending.pop(request_id, None)
+                continue
+            future = entry[0]
+            if remaining_s is not None:
+                remaining_s -= now - queued_at
+                if remaining_s <= 0:
+                    del self._pending[request_id]
+                    future.set_result((ShardFault.DEADLINE_EXCEEDED, now, 0.0))
+                    continue
+            self._pending[request_id] = (future, entry[1], now)
+            batch.append((request_id, request(request_id, shard_id, remaining_s, command)))
+        return batch
 
     def _fail(self, request_id: int, fault: ShardFault) -> None:
         entry = self._pending.pop(request_id, None)
@@ -162,17 +193,19 @@ class ShardLink:
     def _on_data(self, data: bytes) -> None:
         for message in self._decoder.feed(data):
             if message[0] == Kind.REPLY and self._ready:
-                request_id, encoded = parse_reply(message)
-                entry = self._pending.pop(request_id, None)
-                if entry is None:
+                request_id, encoded, held_s = parse_reply(message)
+                entry = self._pending.get(request_id)
+                if entry is None or not entry[2]:
                     raise LinkProtocolError(f"a reply to request {request_id}, never sent")
-                future, command_type = entry
+                del self._pending[request_id]
+                future, command_type, sent_at = entry
                 try:
                     reply = decode_reply(command_type, encoded)
                 except CorruptRecord as problem:
                     raise LinkProtocolError(f"reply {request_id}: {problem}") from None
                 if not future.done():  # a caller cancelled by its deadline left it cancelled
-                    future.set_result((reply, time.perf_counter()))
+                    now = time.perf_counter()
+                    future.set_result((reply, now, max(0.0, now - sent_at - held_s)))
             elif self._hello is not None and not self._hello.done():
                 check_hello(message)
                 self._hello.set_result(None)
@@ -225,10 +258,11 @@ async def call_over_link(
     if waiting is not None:
         waiting.add(future)
     try:
-        reply, delivered_at = await future
+        reply, delivered_at, on_link_s = await future
     finally:
         if waiting is not None:
             waiting.discard(future)
     if resumed_after is not None:
-        resumed_after(time.perf_counter() - delivered_at)
+        # The time the call has spent outside the shard since its request was written.
+        resumed_after(time.perf_counter() - delivered_at + on_link_s)
     return reply

@@ -22,7 +22,7 @@ import msgpack  # type: ignore[import-untyped]
 
 # Bumped on any change to the messages below; the hello carries it, a mismatch ends
 # the connection before any command crosses.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # Far above any command or reply the gateway's request-size bound lets through, and
 # small enough that a peer cannot make the other side buffer much.
 MAX_FRAME_BYTES = 4 << 20
@@ -33,7 +33,7 @@ _UNPACK_ERRORS = (ValueError, TypeError, msgpack.UnpackException)
 class Kind(enum.IntEnum):
     HELLO = 0  # [HELLO, FORMAT_VERSION, role]: each side's first message
     REQUEST = 1  # [REQUEST, id, shard_id, remaining_s | nil, command]
-    REPLY = 2  # [REPLY, id, reply]
+    REPLY = 2  # [REPLY, id, reply, held_s]: held_s, the request's time in the shard process
     STATS = 3  # [STATS, id]: the shard process's figures, asked for by the supervisor
     STATS_REPLY = 4  # [STATS_REPLY, id, process figures, [shard stats, ...], [max_s, ...]]
 

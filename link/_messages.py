@@ -39,10 +39,20 @@ def parse_request(message: tuple[object, ...]) -> Request:
     return Request(request_id, shard_id, remaining, command)
 
 
-def parse_reply(message: tuple[object, ...]) -> tuple[int, object]:
-    if len(message) != 3 or type(message[1]) is not int:
-        raise LinkProtocolError("a reply is not [REPLY, id, reply]")
-    return message[1], message[2]
+def reply(request_id: int, encoded: object, held_s: float) -> tuple[object, ...]:
+    """`held_s`: seconds from the request's receipt in the shard process to its reply,
+    so that the gateway can tell the time its call spent outside the shard (the link
+    carries durations, never one process's clock)."""
+    return (Kind.REPLY, request_id, encoded, held_s)
+
+
+def parse_reply(message: tuple[object, ...]) -> tuple[int, object, float]:
+    if len(message) != 4 or type(message[1]) is not int:
+        raise LinkProtocolError("a reply is not [REPLY, id, reply, held_s]")
+    held = message[3]
+    if type(held) is not float or not 0.0 <= held < math.inf:
+        raise LinkProtocolError("a reply's held time is not seconds")
+    return message[1], message[2], held
 
 
 def parse_stats_request(message: tuple[object, ...]) -> int:

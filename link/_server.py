@@ -28,7 +28,7 @@ from leasehold.link._framing import (
     encode_sendable,
     hello,
 )
-from leasehold.link._messages import parse_request, parse_stats_request
+from leasehold.link._messages import parse_request, parse_stats_request, reply
 from leasehold.shards import (
     CorruptRecord,
     Reply,
@@ -141,8 +141,8 @@ class _Connection:
             try:
                 data, too_large = encode_sendable(batch)
                 for position in too_large:  # a reply larger than a frame: a fault instead
-                    request_id = cast(tuple[object, ...], batch[position])[1]
-                    fault = (Kind.REPLY, request_id, encode_reply(ShardFault.UNAVAILABLE))
+                    request_id = cast(int, cast(tuple[object, ...], batch[position])[1])
+                    fault = reply(request_id, encode_reply(ShardFault.UNAVAILABLE), 0.0)
                     data += encode_frames([fault])
                 await self._stream.send_all(data)
             finally:
@@ -161,33 +161,34 @@ class _Connection:
             self._answer(request.request_id, ShardFault.OVERLOADED)  # the gateway bounds it too
             return
         remaining = request.remaining_s
-        deadline = math.inf if remaining is None else trio.current_time() + remaining
+        received_at = trio.current_time()
+        deadline = math.inf if remaining is None else received_at + remaining
         request_id = request.request_id
 
-        def reply(result: Reply) -> None:
+        def deliver(result: Reply) -> None:
             if not self._open:
                 return  # the connection ended; close() already uncounted this request
             self._in_flight -= 1
             self._counters.in_flight -= 1
-            self._answer(request_id, result)
+            self._answer(request_id, result, trio.current_time() - received_at)
 
         try:
-            handle.submit(ShardRequest(command, reply, deadline))
+            handle.submit(ShardRequest(command, deliver, deadline))
         except ShardUnavailable as refused:
             self._answer(request_id, refused.fault)
             return
         self._in_flight += 1
         self._counters.in_flight += 1
 
-    def _answer(self, request_id: int, reply: Reply) -> None:
+    def _answer(self, request_id: int, result: Reply, held_s: float = 0.0) -> None:
         try:
-            encoded = encode_reply(reply)
+            encoded = encode_reply(result)
         except (TypeError, ValueError):
             # A result of a type the codec cannot carry (a bug): the caller hears a fault,
             # the shard (whose reply callback this is) keeps serving.
             self._counters.unencodable += 1
             encoded = encode_reply(ShardFault.UNAVAILABLE)
-        self.queue((Kind.REPLY, request_id, encoded))
+        self.queue(reply(request_id, encoded, max(held_s, 0.0)))
 
     def close(self) -> None:
         self._open = False
@@ -274,7 +275,7 @@ def _dispatch(
         request_id = parse_stats_request(message)
         process, shard_stats, maxima = stats()
         figures = [encode_value(s) for s in shard_stats]
-        reply = (Kind.STATS_REPLY, request_id, encode_value(process), figures, maxima)
-        connection.queue(reply)
+        answer = (Kind.STATS_REPLY, request_id, encode_value(process), figures, maxima)
+        connection.queue(answer)
     else:
         raise LinkProtocolError(f"unexpected message kind {kind}")

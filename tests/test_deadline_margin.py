@@ -9,7 +9,6 @@ import trio
 
 from leasehold import core
 from leasehold.core import ApiVersion, CheckAvailability, CreateLease, SlotKey, SlotRef, SlotSpec
-from leasehold.gateway._router import ReplyLag
 from leasehold.shards import ShardFault, ShardSet, call, run_shards
 from leasehold.shards._shard import ReplyMargin
 
@@ -65,14 +64,3 @@ def test_the_margin_is_the_recent_99th_percentile_of_commits_above_its_floor() -
         margin.observe(0.080, now=0.6)
     assert margin.seconds(now=0.7) == pytest.approx(ReplyMargin.FLOOR_S + 0.080)
     assert margin.seconds(now=0.6 + ReplyMargin.WINDOW_S + 0.1) == ReplyMargin.FLOOR_S
-
-
-def test_the_gateway_reply_lag_is_the_recent_99th_percentile() -> None:
-    now = [100.0]
-    lag = ReplyLag(clock=lambda: now[0])
-    lag.observe(0.040)
-    for _ in range(50):
-        lag.observe(0.001)  # short lags do not hide the recent long one
-    assert lag.seconds() == pytest.approx(0.040)
-    now[0] += ReplyLag.WINDOW_S + 0.1
-    assert lag.seconds() == 0.0
