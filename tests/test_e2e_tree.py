@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 import pytest
@@ -43,6 +44,7 @@ SPOTS = 50
 SHARDS, SHARD_PROCESSES, WORKERS = 4, 2, 2
 TREE = ["--shards", "4", "--shard-processes", "2", "--workers", "2"]
 T = 10.0
+R = TypeVar("R")
 
 
 def process_of(key: SlotKey) -> int:
@@ -154,17 +156,33 @@ class Load:
         self._pool.shutdown()
 
 
+def retry_unavailable(call: Callable[[], R]) -> R:
+    """`call()`, again while it is answered UNAVAILABLE (for up to T seconds), as a client
+    retries that status: a gateway whose link to a restarted shard process has not yet
+    reconnected answers it (allowed; never a wrong answer)."""
+    give_up = time.monotonic() + T
+    while True:
+        try:
+            return call()
+        except grpc.RpcError as error:
+            if error.code() is not grpc.StatusCode.UNAVAILABLE or time.monotonic() > give_up:
+                raise
+        time.sleep(0.05)
+
+
 def check_acknowledged(target: str, acked: dict[tuple[SlotKey, str], pb2.Lease]) -> None:
     """Every acknowledged lease replays its answer; no slot holds more than its spots."""
     holders = dict.fromkeys(SLOTS, 0)
     with grpc.insecure_channel(target) as channel:
         stub = grpc2.BookingServiceStub(channel)
         for (key, ref), lease in acked.items():
-            assert stub.CreateLease(lease_v2(key, ref), timeout=T).lease == lease, ref
+            reply = retry_unavailable(partial(stub.CreateLease, lease_v2(key, ref), timeout=T))
+            assert reply.lease == lease, ref
             holders[key] += 1
         for key in SLOTS:
             request = pb2.CheckAvailabilityRequest(slot=slot_v2(key))
-            open_now = stub.CheckAvailability(request, timeout=T).count_available
+            check = retry_unavailable(partial(stub.CheckAvailability, request, timeout=T))
+            open_now = check.count_available
             assert 0 <= open_now <= SPOTS - holders[key], (key, open_now, holders[key])
 
 
