@@ -66,7 +66,11 @@ class AdmissionSettings:
     # The smallest time left before a deadline that a call is started with.
     min_margin_s: float = 0.002
     pushback_min_ms: int = 50
-    pushback_max_ms: int = 1000
+    # High enough to hold back a crowd: N callers refused at R/s keep R near N / pushback,
+    # so 1,000 callers against ~2,000 admissions/s need 2 s or more to bring refusals to
+    # the quarter of admissions the adaptive pushback aims at. At 1 s refusals stayed at
+    # half of admissions (~940/s) and took a third of the server's CPU (docs/performance.md).
+    pushback_max_ms: int = 4000
     # Unary calls accepted and not yet answered, server-wide: the most the adaptive
     # limit may grow to (without a bound, 100 per connection times the connection cap).
     max_active: int = 1024
