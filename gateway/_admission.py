@@ -67,8 +67,8 @@ class AdmissionSettings:
     min_margin_s: float = 0.002
     pushback_min_ms: int = 50
     # High enough to hold back a crowd: N callers refused at R/s keep R near N / pushback,
-    # so 1,000 callers against ~2,000 admissions/s need 2 s or more to bring refusals to
-    # the quarter of admissions the adaptive pushback aims at. At 1 s refusals stayed at
+    # so 1,000 callers against ~2,000 admissions/s need 4 s to bring refusals to the
+    # eighth of admissions the adaptive pushback aims at. At 1 s refusals stayed at
     # half of admissions (~940/s) and took a third of the server's CPU (docs/performance.md).
     pushback_max_ms: int = 4000
     # Unary calls accepted and not yet answered, server-wide: the most the adaptive

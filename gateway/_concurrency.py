@@ -19,8 +19,8 @@ most halved per window); under it, and if the limit was reached in the window
 or doubles when p is under 0.5. It starts at its maximum: a fresh server admits
 what its latency allows, and 256 closed-loop callers with 5 s deadlines are
 never refused (from 128 up, the bench's own setups were).
-The pushback refused callers are told grows while refusals are over a quarter of
-the admissions and shrinks when under an eighth, so that callers honouring it come
+The pushback refused callers are told grows while refusals are over an eighth of
+the admissions and shrinks when under a sixteenth, so that callers honouring it come
 back a little faster than the server admits: a refusal costs about what a success
 does, so each one spared is CPU for a success.
 """
@@ -114,10 +114,11 @@ class AdaptiveLimit:
     def _adapt_pushback(self) -> None:
         refused, admitted = self._refused, max(self._admitted, 1)
         # A refusal costs the server about what a success does (HTTP/2 and HPACK work):
-        # aim for one refusal per 4-8 admissions.
-        if refused > admitted / 4:
-            self.pushback_s *= min(2.0, 4 * refused / admitted)
-        elif refused < admitted / 8:
+        # aim for one refusal per 8-16 admissions (at one per 4-8, a third more refusals
+        # and less goodput in the overload probe: docs/performance.md).
+        if refused > admitted / 8:
+            self.pushback_s *= min(2.0, 8 * refused / admitted)
+        elif refused < admitted / 16:
             self.pushback_s *= 0.8
         low, high = self._pushback_range_s
         self.pushback_s = min(max(self.pushback_s, low), high)

@@ -95,8 +95,8 @@ def test_pushback_grows_while_refusals_outnumber_admissions_and_shrinks_after() 
     assert limit.pushback_s == PUSHBACK_RANGE[0]
 
 
-def test_pushback_grows_while_refusals_are_over_a_quarter_of_admissions() -> None:
-    # One refusal per two admissions: refusals cost about what successes do, so the
+def test_pushback_grows_while_refusals_are_over_an_eighth_of_admissions() -> None:
+    # Two refusals per eleven admissions: refusals cost about what successes do, so the
     # pushback still grows (spreading callers out) until they are fewer.
     limit = AdaptiveLimit(SETTINGS, 1024, PUSHBACK_RANGE)
     now = 0.0
@@ -104,16 +104,15 @@ def test_pushback_grows_while_refusals_are_over_a_quarter_of_admissions() -> Non
     for _ in range(3):
         for _ in range(10):
             limit.observe(0.001, 0.020, now)
-        for _ in range(5):
-            limit.refused(now)
+        limit.refused(now)
+        limit.refused(now)
         now += SETTINGS.window_s
         limit.observe(0.001, 0.020, now)
     assert limit.pushback_s > PUSHBACK_RANGE[0]
     grown = limit.pushback_s
-    for _ in range(3):  # two refusals per eleven admissions: between the lines, unchanged
+    for _ in range(3):  # one refusal per eleven admissions: between the lines, unchanged
         for _ in range(10):
             limit.observe(0.001, 0.020, now)
-        limit.refused(now)
         limit.refused(now)
         now += SETTINGS.window_s
         limit.observe(0.001, 0.020, now)
