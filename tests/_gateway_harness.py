@@ -58,3 +58,20 @@ def run(body: Callable[[], Awaitable[None]]) -> None:
         await asyncio.wait_for(body(), TEST_TIMEOUT_S)
 
     asyncio.run(bounded())
+
+
+@dataclass(frozen=True)
+class FakeHandle:
+    shard_id: int = 0
+
+
+class OneShard:
+    """Routes to one shard that is never reached: a test's call function stands for it."""
+
+    handles: Sequence[FakeHandle] = (FakeHandle(),)
+
+    def for_key(self, merchant_id: str, service_id: str) -> FakeHandle:
+        return self.handles[0]
+
+    def for_id(self, prefix: str, some_id: str) -> FakeHandle:
+        return self.handles[0]

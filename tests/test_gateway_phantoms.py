@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from _gateway_harness import FakeHandle, OneShard
 
 from leasehold.core import ListBookings
 from leasehold.gateway import Refusal, Refusals, Router
@@ -59,23 +58,6 @@ def test_the_ticking_stops_when_no_call_arrives_and_starts_again_with_one() -> N
     assert run(body()) == (True, True, True)
 
 
-@dataclass(frozen=True)
-class _Handle:
-    shard_id: int = 0
-
-
-class _Shards:
-    """One shard, never reached: the test's call function stands for the link."""
-
-    handles: Sequence[_Handle] = (_Handle(),)
-
-    def for_key(self, merchant_id: str, service_id: str) -> _Handle:
-        return self.handles[0]
-
-    def for_id(self, prefix: str, some_id: str) -> _Handle:
-        return self.handles[0]
-
-
 @pytest.mark.timeout(30)
 def test_a_call_cancelled_while_its_command_is_at_a_shard_is_counted() -> None:
     refusals = Refusals()
@@ -85,8 +67,8 @@ def test_a_call_cancelled_while_its_command_is_at_a_shard_is_counted() -> None:
         raise AssertionError("unreachable")
 
     async def body() -> None:
-        router = Router(_Shards(), call=never_answered, refusals=refusals)
-        call = asyncio.ensure_future(router.call(_Handle(), COMMAND, None))
+        router = Router(OneShard(), call=never_answered, refusals=refusals)
+        call = asyncio.ensure_future(router.call(FakeHandle(), COMMAND, None))
         await asyncio.sleep(0.01)
         call.cancel()  # grpclib's deadline, or the caller's RST_STREAM
         with pytest.raises(asyncio.CancelledError):

@@ -4,11 +4,10 @@ end of its handler's task, and the router handing a shard the time left less it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from _gateway_harness import FakeHandle, OneShard
 from grpclib.metadata import Deadline
 
 from leasehold.core import ListBookings
@@ -90,21 +89,6 @@ def test_replies_awaited_in_child_tasks_are_measured_to_the_handlers_end() -> No
     assert run(body()) == pytest.approx(0.020)  # one sample, from the handler's end
 
 
-@dataclass(frozen=True)
-class _Handle:
-    shard_id: int = 0
-
-
-class _Shards:
-    handles: Sequence[_Handle] = (_Handle(),)
-
-    def for_key(self, merchant_id: str, service_id: str) -> _Handle:
-        return self.handles[0]
-
-    def for_id(self, prefix: str, some_id: str) -> _Handle:
-        return self.handles[0]
-
-
 @pytest.mark.timeout(30)
 def test_a_shard_is_given_the_time_left_less_the_return_path() -> None:
     """The old rule took off only how long handlers waited to resume after a reply (0
@@ -118,11 +102,11 @@ def test_a_shard_is_given_the_time_left_less_the_return_path() -> None:
         return ()
 
     async def handler(router: Router) -> None:
-        await router.call(_Handle(), COMMAND, Deadline.from_timeout(5.0))
+        await router.call(FakeHandle(), COMMAND, Deadline.from_timeout(5.0))
         clock.now += 0.030  # ...and takes 30 ms to write its answer
 
     async def body() -> None:
-        router = Router(_Shards(), call=shard)
+        router = Router(OneShard(), call=shard)
         router.return_path = ReturnPath(clock)
         await asyncio.create_task(handler(router))
         await asyncio.sleep(0)
@@ -145,9 +129,9 @@ def test_a_call_cancelled_while_its_shard_had_it_counts_as_long_as_it_waited() -
         raise AssertionError("unreachable")
 
     async def body() -> float:
-        router = Router(_Shards(), call=never_answered)
+        router = Router(OneShard(), call=never_answered)
         router.return_path = ReturnPath(clock)
-        call = asyncio.create_task(router.call(_Handle(), COMMAND, Deadline.from_timeout(0.1)))
+        call = asyncio.create_task(router.call(FakeHandle(), COMMAND, Deadline.from_timeout(0.1)))
         await asyncio.sleep(0)
         clock.now += 0.120  # the caller's deadline passed, and then some
         call.cancel()
