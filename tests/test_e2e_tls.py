@@ -136,13 +136,16 @@ def test_connections_in_their_tls_handshake_count_against_the_cap(
         for _ in range(4):
             with grpc.insecure_channel(server.target) as plain:
                 assert check(plain) is grpc.StatusCode.UNAVAILABLE
-        silent = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in "ab"]
-        started = time.monotonic()
-        assert refused_while_full(server.target, ca, timeout_s=5)
-        for sock in silent:  # closed by the server at its handshake timeout
-            assert sock.recv(1024) == b""
-            sock.close()
-        assert time.monotonic() - started < 8
+        with contextlib.ExitStack() as open_sockets:  # closed here too if an assert fails
+            silent = [
+                open_sockets.enter_context(socket.create_connection(("127.0.0.1", server.port), 10))
+                for _ in "ab"
+            ]
+            started = time.monotonic()
+            assert refused_while_full(server.target, ca, timeout_s=5)
+            for sock in silent:  # closed by the server at its handshake timeout
+                assert sock.recv(1024) == b""
+            assert time.monotonic() - started < 8
         with secure(server.target, ca) as channel:
             assert check(channel) is grpc.StatusCode.OK
         assert not any("Traceback" in line for line in server.output), "".join(server.output)
