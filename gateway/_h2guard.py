@@ -35,7 +35,7 @@ from typing import Any, cast
 from grpclib.config import Configuration
 from grpclib.protocol import AbstractHandler, Connection, EventsProcessor, H2Protocol
 from h2.config import H2Configuration
-from h2.connection import H2Connection, _decode_headers
+from h2.connection import _decode_headers
 from h2.errors import ErrorCodes
 from h2.events import Event as H2Event
 from h2.events import RemoteSettingsChanged, RequestReceived, StreamReset
@@ -45,6 +45,7 @@ from h2.settings import SettingCodes
 from h2.stream import StreamClosedBy
 from hyperframe.frame import Frame, HeadersFrame, RstStreamFrame
 
+from leasehold.gateway._h2quiet import QuietH2Connection
 from leasehold.gateway._refusals import Refusal, Refusals
 
 _FRAME_HEADER = 9
@@ -115,7 +116,7 @@ class _HeaderFirstFrameBuffer(FrameBuffer):
         return super().__next__()
 
 
-class GuardedH2Connection(H2Connection):
+class GuardedH2Connection(QuietH2Connection):
     """h2's server connection with stream budgets and REFUSED_STREAM past the limit."""
 
     def __init__(
