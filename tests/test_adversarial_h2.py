@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -121,10 +122,28 @@ def test_the_101st_stream_is_refused_and_the_other_100_complete(server: ServerPr
         assert set(answered) <= {"0", "8"}, answered
         assert answered.count("0") >= 1
         assert not client.closed
-        # The connection lives on: a new stream on it is served.
+        # The connection lives on: a new stream on it is served (after a pushback or
+        # two if the burst above left admission control shedding, as on a starved machine).
+        assert _served_on(client, within_s=10)
+
+
+def _has_status(events: list[Event], stream_id: int) -> bool:
+    return grpc_status(events, stream_id) is not None
+
+
+def _served_on(client: RawH2, within_s: float) -> bool:
+    """Whether a health Check on `client`'s connection is served within `within_s`,
+    retrying each RESOURCE_EXHAUSTED answer after a short pause, as a client would."""
+    give_up = time.monotonic() + within_s
+    while time.monotonic() < give_up:
         again = client.call(HEALTH_CHECK)
-        client.events_until(lambda evs: grpc_status(evs, again) is not None, timeout_s=5)
-        assert grpc_status(client.events, again) == "0"
+        client.events_until(partial(_has_status, stream_id=again), timeout_s=5)
+        status = grpc_status(client.events, again)
+        assert status in ("0", "8"), status
+        if status == "0":
+            return True
+        time.sleep(0.2)
+    return False
 
 
 @pytest.mark.parametrize("path", [HEALTH_CHECK, "/grpc.health.v1.Health/Watch"])
