@@ -98,6 +98,7 @@ from leasehold.core._scope import Scope
 from leasehold.core._slots import (
     KEPT_EXPIRES_NS,
     KEPT_NUMBER,
+    VERSION_CODE,
     VERSION_OF,
     Kept,
     SlotAccount,
@@ -191,8 +192,12 @@ class ShardState:
         self._lapsed: dict[str, Kept] = {}
         # CONSUMED leases, each with the booking that took over its spot.
         self._consumed: dict[str, tuple[Kept, str]] = {}
-        # Invariant: every LIVE lease is listed at its expiry.
+        # Invariant: every LIVE lease is listed at its expiry (in _deadlines and its slot's
+        # lists), or is in _unlisted, which any reader of those lists empties first.
         self._deadlines = Deadlines()
+        # Leases granted by replay_granted, not listed yet, each with its Kept (see
+        # _list_unlisted).
+        self._unlisted: list[tuple[str, Kept]] = []
         # Invariant: the keys of _lapsed, in expiry order, oldest first (the forgetting order).
         self._expired: deque[str] = deque()
         # Kept as objects, GC-tracked (a try at keeping them as tuples did not pay: see
@@ -222,6 +227,8 @@ class ShardState:
 
     def next_deadline_ns(self) -> int | None:
         """When the earliest LIVE lease expires (or a little earlier: never later)."""
+        if self._unlisted:
+            self._list_unlisted()
         return self._deadlines.next_ns()
 
     def slot_specs(self) -> Iterable[SlotSpec]:
@@ -356,6 +363,8 @@ class ShardState:
         reads (see _slot).
         """
         events: list[Event] = []
+        if self._unlisted:
+            self._list_unlisted()
         next_ns = self._deadlines.next_ns()
         if next_ns is not None and next_ns <= now_ns:
             due = self._deadlines.pop_due(now_ns, self._live_expiry, limit)
@@ -459,6 +468,8 @@ class ShardState:
 
         (`decide` is a bound method taking the command: no closure per command.)
         """
+        if self._unlisted:  # (after a recovery: once)
+            self._list_unlisted()
         # (Most commands find nothing remembered, so nothing to forget.)
         forgotten = self._forget_due(now_ns) if self._expired else ()
         answer: R | BookingError
@@ -799,12 +810,61 @@ class ShardState:
 
     def apply(self, event: Event) -> None:
         """Apply one event (of a command's outcome, or read back from the journal)."""
+        if self._unlisted:
+            self._list_unlisted()
         self._apply(event, None)
 
     def apply_granted(self, lease: Lease) -> None:
-        """`apply(LeaseGranted(lease))` without building the event: a journal's replay
-        applies one per record (shards._replay)."""
+        """`apply(LeaseGranted(lease))` without building the event."""
+        if self._unlisted:
+            self._list_unlisted()
         self._apply_granted(lease, None)
+
+    def replay_granted(
+        self,
+        lease_id: str,
+        version: ApiVersion,
+        ref: SlotRef,
+        reference: str,
+        expires_ns: int,
+        list_later: bool = False,
+    ) -> None:
+        """`apply_granted` of this lease (LIVE), without a Lease object: a journal's replay
+        applies one per grant record (shards._replay).
+
+        `list_later`: its expiry is listed when next needed (_list_unlisted), not now: most
+        grants a recovery replays are consumed by a later record, and then they are never
+        listed (apply_granted lists them, stale entries from their consumption on).
+        """
+        key = ref.key
+        slot = self._slot_by_key_id.get(id(key)) or self._slot(key) or _not_in_inventory(key)
+        live = self._live
+        if lease_id in live or lease_id in self._lapsed or lease_id in self._consumed:
+            raise ValueError(f"event grants lease {lease_id!r} twice")
+        self._take(slot)  # (raises before any change, as the check above)
+        kept = (VERSION_CODE[version], slot.number, ref.availability_tag, reference, expires_ns)
+        live[lease_id] = kept
+        slot.refs[version][reference] = lease_id
+        if list_later:
+            self._unlisted.append((lease_id, kept))
+        else:
+            if self._unlisted:  # (the grant order: those first)
+                self._list_unlisted()
+            self._deadlines.add(expires_ns, lease_id)
+            slot.note_live(expires_ns, lease_id)
+        self._live_leases += 1
+        self._granted_total += 1
+
+    def _list_unlisted(self) -> None:
+        """List the expiries of replay_granted's leases that are still LIVE, in grant order
+        (the order apply_granted lists them in); the others would be stale entries."""
+        unlisted, self._unlisted = self._unlisted, []
+        live, slots, deadline = self._live, self._slot_list, self._deadlines.add
+        for lease_id, kept in unlisted:
+            if live.get(lease_id) is kept:  # (the very grant: not one consumed, or expired)
+                expires_ns = kept[KEPT_EXPIRES_NS]
+                deadline(expires_ns, lease_id)
+                slots[kept[KEPT_NUMBER]].note_live(expires_ns, lease_id)
 
     def apply_booked(self, booking: Booking, idempotency_token: str) -> None:
         """`apply(BookingCreated(booking, idempotency_token))` without building the event."""

@@ -451,18 +451,34 @@ def _scan_segment(path: Path, *, last: bool, durable_before: int = 0) -> _Scanne
             f"written in {newer} (journal format {version}; this Leasehold reads format "
             f"{FORMAT_VERSION}): upgrade Leasehold, or use another --data-dir",
         )
-    position = len(HEADER)
-    bounds = array("q", [position])
+    bounds = array("q", [len(HEADER)])
     with memoryview(data) as view:
-        while position < len(data):
-            end = _intact_frame_end(data, view, position)
-            if end is None:
-                _refuse_cutting_durable(path, data, position, len(bounds) - 1, durable_before)
-                repair = _cut_damaged_tail(path, data, position, last=last)
-                return _Scanned(data, bounds, repair)
-            bounds.append(end)
-            position = end
+        position = _intact_frames(data, view, bounds)
+    if position < len(data):
+        _refuse_cutting_durable(path, data, position, len(bounds) - 1, durable_before)
+        repair = _cut_damaged_tail(path, data, position, last=last)
+        return _Scanned(data, bounds, repair)
     return _Scanned(data, bounds, None)
+
+
+def _intact_frames(data: bytes, view: memoryview, bounds: array[int]) -> int:
+    """Append to `bounds` the end of each intact frame from its last element on; return
+    where the first frame that is not intact starts (or the end of `data`).
+
+    The checks of _intact_frame_end, in one loop: a call per frame was a third of the
+    scan (docs/performance.md, restart, fourth pass).
+    """
+    position, size = bounds[-1], len(data)
+    unpack, crc32, append = _FRAME.unpack_from, zlib.crc32, bounds.append
+    while position + FRAME_OVERHEAD <= size:
+        length, crc = unpack(data, position)
+        start = position + FRAME_OVERHEAD
+        end = start + length
+        if not 0 < length <= MAX_PAYLOAD or end > size or crc32(view[start:end]) != crc:
+            break
+        append(end)
+        position = end
+    return position
 
 
 def _refuse_cutting_durable(

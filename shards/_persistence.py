@@ -10,7 +10,8 @@ there: its journal segment with a durable header, its records below `durable_seq
 missing snapshot may be replaced by an older intact one (or none) when the journal
 reaches back to it; the report's `notes` say so.
 Leases get their timers back from their wall-clock expiry: the state's deadline
-heap is rebuilt by restore/apply, and the first command or timer expires every
+heap is rebuilt by restore/apply (a replayed grant's entry once the state next reads
+the heap, so only if still live then), and the first command or timer expires every
 lease that lapsed while the server was down.
 
 How long a restart takes: `leasehold bench restart` (README, Benchmarks).
@@ -184,7 +185,7 @@ def _replay(state: ShardState, scan: JournalScan, start: int, refs: SlotRefs) ->
     for segment in scan.segments:
         for seq, offset, payload in segment.payloads(start):
             try:
-                applied = apply_record(state, payload, refs)
+                applied = apply_record(state, payload, refs, list_later=True)
             except CorruptRecord as problem:
                 raise RecoveryError(
                     f"{segment.path}: at byte offset {offset}: record {seq}: {problem}"
