@@ -57,8 +57,8 @@ def main(argv: list[str]) -> int:
     try:
         asyncio.run(_serve(_config(start), start))
     except BaseExceptionGroup as group:
-        # What the one-process mode's _app._plain keeps of a group, of what a worker
-        # (no shards, journal or health stream here) can raise: an OSError.
+        # As the one-process mode's _app._plain, for what a worker can raise: it runs no
+        # shards, journal or health stream, so an OSError is the one known failure.
         known, _ = group.split(OSError)
         if known is None:
             raise
