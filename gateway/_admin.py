@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from grpclib import Status
@@ -22,25 +21,17 @@ from grpclib.server import Stream
 
 from leasehold.core import END_OF_TIME, ListInventory
 from leasehold.gateway import _admin_codec as codec
-from leasehold.gateway._admission import Admission, AdmissionSettings, guard_services
+from leasehold.gateway._admission import Admission, guard_services
 from leasehold.gateway._inventory import Changes, list_inventory
 from leasehold.gateway._refusals import Refusals
 from leasehold.gateway._router import Router
+from leasehold.gateway._settings import AdminSettings, AdmissionSettings
 from leasehold.gateway._wire import read_request
 from leasehold.proto.admin.v1 import inventory_grpc
 from leasehold.proto.admin.v1 import inventory_pb2 as pb
 
 if TYPE_CHECKING:
     from grpclib._typing import IServable
-
-DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class AdminSettings:
-    # None: no token is asked for (the port is loopback by default; see docs/inventory.md).
-    token: str | None = None
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
 
 
 class InventoryService(inventory_grpc.InventoryServiceBase):

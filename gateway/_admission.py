@@ -25,7 +25,6 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -36,10 +35,11 @@ from grpclib.protocol import Stream as H2Stream
 from grpclib.server import Handler as ConnectionHandler
 from grpclib.server import Stream
 
-from leasehold.gateway._concurrency import AdaptiveLimit, LimitSettings
+from leasehold.gateway._concurrency import AdaptiveLimit
 from leasehold.gateway._looplag import LoopLag
 from leasehold.gateway._refusals import Refusal, Refusals
 from leasehold.gateway._return_path import HANDLER_TASK
+from leasehold.gateway._settings import AdmissionSettings
 from leasehold.gateway._wire import read_message, read_request
 from leasehold.shards import RecentQuantile
 
@@ -54,27 +54,6 @@ _BEHIND = "the server is behind; retry after the pushback"
 _BAD_TIMEOUT = "grpc-timeout header is not valid (at most 8 digits and a unit of H M S m u n)"
 # The gRPC spec's TimeoutValue is at most 8 digits; grpc-go refuses a longer one too.
 _TIMEOUT_DIGITS = 8
-
-
-@dataclass(frozen=True, slots=True)
-class AdmissionSettings:
-    # CoDel's target wait. Fail at Scale's 5 ms is under one event-loop batch here: 64
-    # closed-loop callers at saturation wait 10-20 ms, which is a busy server, not one
-    # behind (the bench's storm setup was refused at 5 ms).
-    target_s: float = 0.020
-    interval_s: float = 0.100  # waits above target this long: the server is behind
-    # The smallest time left before a deadline that a call is started with.
-    min_margin_s: float = 0.002
-    pushback_min_ms: int = 50
-    # High enough to hold back a crowd: N callers refused at R/s keep R near N / pushback,
-    # so 1,000 callers against ~2,000 admissions/s need 4 s to bring refusals to the
-    # eighth of admissions the adaptive pushback aims at. At 1 s refusals stayed at
-    # half of admissions (~940/s) and took a third of the server's CPU (docs/performance.md).
-    pushback_max_ms: int = 4000
-    # Unary calls accepted and not yet answered, server-wide: the most the adaptive
-    # limit may grow to (without a bound, 100 per connection times the connection cap).
-    max_active: int = 1024
-    limit: LimitSettings = field(default_factory=LimitSettings)
 
 
 class QueueDelayGate:

@@ -25,15 +25,11 @@ from typing import TYPE_CHECKING, Any
 from grpclib.protocol import H2Protocol
 from grpclib.server import Server
 
-from leasehold.gateway._admission import Admission, AdmissionSettings, DroppingHandler
-from leasehold.gateway._h2guard import (
-    ConnectionTracker,
-    CountedTLSProtocol,
-    GuardedH2Protocol,
-    GuardLimits,
-    flow_control_config,
-)
+from leasehold.gateway._admission import Admission, DroppingHandler
+from leasehold.gateway._h2guard import CountedTLSProtocol, GuardedH2Protocol, flow_control_config
+from leasehold.gateway._limits import ConnectionTracker, GuardLimits
 from leasehold.gateway._refusals import Refusals
+from leasehold.gateway._settings import AdmissionSettings
 
 if TYPE_CHECKING:
     from grpclib._typing import IServable

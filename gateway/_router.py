@@ -12,7 +12,6 @@ from grpclib.exceptions import GRPCError
 from grpclib.metadata import Deadline
 
 from leasehold.core import BOOKING_ID_PREFIX, LEASE_ID_PREFIX, Command, SlotKey
-from leasehold.gateway._bridge import call_shard
 from leasehold.gateway._refusals import Refusal, Refusals
 from leasehold.gateway._return_path import ReturnPath
 from leasehold.gateway._status import fault_error
@@ -46,12 +45,12 @@ class Router:
     def __init__(
         self,
         shard_set: ShardRoutes,
-        call: ShardCaller = call_shard,
+        call: ShardCaller | None = None,
         refusals: Refusals | None = None,
     ) -> None:
         self.shard_set = shard_set
-        # How a command reaches its shard: in-process (_bridge) or over the link.
-        self._call = call
+        # How a command reaches its shard: in-process (_bridge, the default) or over the link.
+        self._call = call if call is not None else _in_process_caller()
         # Set when the server starts stopping: new calls are answered UNAVAILABLE.
         self.draining = False
         self.in_flight = 0
@@ -122,3 +121,11 @@ class Router:
         if isinstance(reply, ShardFault):
             raise fault_error(reply)
         return reply
+
+
+def _in_process_caller() -> ShardCaller:
+    """The in-process join to trio shards, imported only when used: a gateway worker
+    routes over the link and imports no trio."""
+    from leasehold.gateway._bridge import call_shard
+
+    return call_shard

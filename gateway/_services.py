@@ -9,11 +9,12 @@ from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 
 from leasehold.core import SlotSpec
-from leasehold.gateway._admission import Admission, AdmissionSettings, guard_services
+from leasehold.gateway._admission import Admission, guard_services
 from leasehold.gateway._refusals import Refusals
 from leasehold.gateway._router import Router
 from leasehold.gateway._service_v0 import BookingServiceV0
 from leasehold.gateway._service_v2 import BookingServiceV2
+from leasehold.gateway._settings import AdmissionSettings
 
 if TYPE_CHECKING:
     from grpclib._typing import IServable

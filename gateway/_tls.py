@@ -12,12 +12,10 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from grpclib import Status
-from grpclib.events import RecvRequest, listen
-from grpclib.exceptions import GRPCError
-from grpclib.server import Server
+if TYPE_CHECKING:
+    from grpclib.server import Server
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +42,10 @@ def server_context(settings: TlsSettings) -> ssl.SSLContext:
 
 def pin_client_name(server: Server, name: str) -> None:
     """Answer UNAUTHENTICATED to calls whose client certificate does not carry `name`."""
+    # Here, not at the top: the supervisor makes the TLS context and serves no gRPC.
+    from grpclib import Status
+    from grpclib.events import RecvRequest, listen
+    from grpclib.exceptions import GRPCError
 
     async def check(event: RecvRequest) -> None:
         if name not in certificate_names(event.peer.cert()):

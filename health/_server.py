@@ -37,7 +37,6 @@ import contextlib
 import enum
 import hmac
 import os
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
 from leasehold.health._admission import PendingGate
+from leasehold.health._config import HealthConfig, HealthListenError
 from leasehold.health._http import HEAD_TIMEOUT_S, Replayed, answer, is_upgrade, read_head
 from leasehold.health._metrics import build_version, scrape, take_snapshot
 from leasehold.health._source import ShardSource
@@ -63,7 +63,6 @@ from leasehold.health.frames import (
 )
 from leasehold.shards import ShardStats, percentile
 
-DEFAULT_PORT = 50052
 MIN_INTERVAL_S = 0.1
 MAX_INTERVAL_S = 60.0
 # Granted intervals are whole multiples of this, so watchers share few groups.
@@ -90,34 +89,6 @@ class CloseCode(enum.IntEnum):
     POLICY_VIOLATION = 1008  # bad/missing subscribe, wrong token, unexpected message
     MESSAGE_TOO_BIG = 1009  # sent by trio-websocket itself (max_message_size)
     TRY_AGAIN_LATER = 1013  # too many connections
-
-
-@dataclass(frozen=True, slots=True)
-class HealthConfig:
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT  # 0: any free port
-    # None: no token needed. Otherwise a watcher's subscribe must carry exactly this.
-    token: str | None = None
-    default_interval_s: float = 1.0
-    # Frames a watcher may have waiting to be written before new ones are dropped for it.
-    buffer_frames: int = 4
-    # Subscribed watchers; one more is closed with 1013.
-    max_watchers: int = 256
-    # Connections not yet subscribed (health._admission); beyond it the oldest is dropped.
-    max_pending: int = 32
-    # wss:// with this context (the gRPC port's: same certificate, same client CA).
-    ssl_context: ssl.SSLContext | None = None
-    # With mutual TLS: whether a client certificate (getpeercert()) may watch.
-    client_cert_ok: Callable[[dict[str, Any] | None], bool] | None = None
-
-
-class HealthListenError(Exception):
-    """The health stream's port could not be bound (the gRPC port is not involved)."""
-
-    def __init__(self, host: str, port: int, cause: OSError) -> None:
-        super().__init__(f"cannot listen for the health stream on {host}:{port}: {cause.strerror}")
-        self.host = host
-        self.port = port
 
 
 # ---- pure: figures from snapshots -------------------------------------------------

@@ -23,20 +23,24 @@ from functools import partial
 from typing import Any
 
 import trio
-from grpclib.server import Server
 
-from leasehold.core import InventoryReport, LeaseSettings, SlotSpec, whole_inventory
+from leasehold._grpc_parts import admin_server, apply_feed_change, bound_port, open_connections
+from leasehold._serve_settings import (
+    DEFAULT_ADMISSION,
+    DEFAULT_LEASE_SETTINGS,
+    DEFAULT_LIMITS,
+    AdminConfig,
+    ServerFailed,
+)
+from leasehold.core import InventoryReport, LeaseSettings, SlotSpec
 from leasehold.gateway import (
-    AdminSettings,
     Admission,
     AdmissionSettings,
-    Changes,
     CoalescingServer,
     GuardLimits,
     Refusals,
     Router,
     TrioGuest,
-    build_admin_services,
     build_services,
     pin_client_name,
     quiet_floods,
@@ -51,26 +55,6 @@ from leasehold.shards import (
     buffered_entropy,
     run_shards,
 )
-
-DEFAULT_LEASE_SETTINGS = LeaseSettings()
-DEFAULT_LIMITS = GuardLimits()
-DEFAULT_ADMISSION = AdmissionSettings()
-DEFAULT_ADMIN_SETTINGS = AdminSettings()
-# The admin port serves operators, not partners: a few connections are plenty.
-ADMIN_LIMITS = GuardLimits(max_connections=16)
-
-
-@dataclass(frozen=True, slots=True)
-class AdminConfig:
-    """The inventory admin service's own port (docs/inventory.md)."""
-
-    host: str = "127.0.0.1"
-    port: int = 0
-    settings: AdminSettings = DEFAULT_ADMIN_SETTINGS
-
-
-class ServerFailed(Exception):
-    """The shards stopped while serving (a journal write failed); the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +141,7 @@ async def serve(
         if each is not None and config.tls_client_name is not None:
             pin_client_name(each, config.tls_client_name)
     if side.health is not None:
-        side.health.stream.grpc_connections = partial(_open_connections, server)
+        side.health.stream.grpc_connections = partial(open_connections, server)
     started: list[CoalescingServer] = []
     try:
         feed_change = await _apply_feed_change(config, router)
@@ -174,11 +158,11 @@ async def serve(
         raise
     try:
         health_port = None if side.health is None else side.health.port
-        admin_port = None if admin is None else _bound_port(admin)
+        admin_port = None if admin is None else bound_port(admin)
         on_ready(
             Ready(
                 config.host,
-                _bound_port(server),
+                bound_port(server),
                 router,
                 health_port,
                 refusals,
@@ -208,15 +192,6 @@ async def serve(
     await _outcome(ended)  # a failure while stopping
 
 
-def admin_server(admin: AdminConfig | None, router: Router) -> CoalescingServer | None:
-    """The inventory admin service's server (not started); None when it is not served."""
-    if admin is None:
-        return None
-    admission = Admission(AdmissionSettings(), Refusals())
-    services = build_admin_services(router, admin.settings, admission)
-    return CoalescingServer(services, limits=ADMIN_LIMITS, admission=admission)
-
-
 async def _apply_feed_change(
     config: ServeConfig, router: Router
 ) -> dict[int, InventoryReport] | None:
@@ -224,13 +199,6 @@ async def _apply_feed_change(
     if config.feed_change is None:
         return None
     return await apply_feed_change(router, config.feed_change)
-
-
-async def apply_feed_change(
-    router: Router, slots: Sequence[SlotSpec]
-) -> dict[int, InventoryReport]:
-    """A whole feed applied to the shards' state as one change (what it omits is removed)."""
-    return await Changes(router).apply([whole_inventory(slots)], dry_run=False)
 
 
 async def start_shards(config: ServeConfig) -> tuple[ShardSet, TrioGuest]:
@@ -328,16 +296,3 @@ def _first_leaf(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
     return error
-
-
-def _open_connections(server: Server) -> int:
-    """gRPC connections open now: grpclib keeps a handler per connection, marked on close."""
-    return sum(not handler.closing for handler in server._handlers)
-
-
-def _bound_port(server: Server) -> int:
-    """The port actually bound (the config may say 0: any free port)."""
-    listener = server._server  # grpclib keeps its asyncio server here
-    if not isinstance(listener, asyncio.base_events.Server) or not listener.sockets:
-        raise RuntimeError("the gRPC server is not listening")
-    return int(listener.sockets[0].getsockname()[1])

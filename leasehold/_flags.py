@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 
 from leasehold import __version__
-from leasehold._feed_cmd import add_parsers as add_feed_parsers
+from leasehold._announce import health_url
+from leasehold._feed_flags import add_parsers as add_feed_parsers
 from leasehold._logging import FORMATS as LOG_FORMATS
 from leasehold._logging import LEVELS as LOG_LEVELS
 from leasehold._process_flags import add_process_flags
-from leasehold._run import health_url
 from leasehold._slots import add_parser as add_slots_parser
 from leasehold.gateway import DEFAULT_ADMIN_MAX_REQUEST_BYTES, GuardLimits
 from leasehold.health import DEFAULT_PORT as DEFAULT_HEALTH_PORT

@@ -1,7 +1,9 @@
 """`python -m leasehold._gateway_main INDEX RUNTIME_DIR`: a gateway worker of the tree.
 
-grpclib on asyncio; it imports no journal or recovery code of its own (the shards
-package comes with the link's codec).
+grpclib on asyncio. It imports what a gateway worker runs and no more: no trio,
+health stream, Prometheus client or shard runtime (of the shards package only the
+link's codec), tests/test_child_imports.py pins it; the idle tree's memory is mostly
+what its processes imported (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ from pathlib import Path
 
 from grpclib.exceptions import GRPCError
 
-from leasehold._app import DEFAULT_ADMISSION, AdminConfig, ServerFailed, _plain
-from leasehold._child import ChildStart, begin, failed
+from leasehold._child import ChildStart, begin, failed, first_leaf
 from leasehold._gateway_worker import (
     ADMIN_WORKER,
     LINK_WAIT_S,
@@ -27,7 +28,14 @@ from leasehold._gateway_worker import (
     WorkerReady,
     serve_gateway_worker,
 )
-from leasehold._serve_cmd import _admin_config, _ssl_context, guard_limits
+from leasehold._serve_settings import (
+    DEFAULT_ADMISSION,
+    AdminConfig,
+    ServerFailed,
+    admin_config,
+    guard_limits,
+    ssl_context,
+)
 from leasehold._tree import (
     APPLY_CHANGE_ENV,
     LINK_WAIT_ENV,
@@ -49,10 +57,12 @@ def main(argv: list[str]) -> int:
     try:
         asyncio.run(_serve(_config(start), start))
     except BaseExceptionGroup as group:
-        problem = _plain(group)
-        if problem is group:
+        # As the one-process mode's _app._plain, for what a worker can raise: it runs no
+        # shards, journal or health stream, so an OSError is the one known failure.
+        known, _ = group.split(OSError)
+        if known is None:
             raise
-        return failed(_one_line(problem, args, port))
+        return failed(_one_line(first_leaf(known), args, port))
     except (ServerFailed, OSError) as problem:
         return failed(_one_line(problem, args, port))
     except GRPCError as refused:  # the --feed change, refused by a shard
@@ -80,7 +90,7 @@ def _config(start: ChildStart) -> GatewayWorkerConfig:
         socket_paths=[shard_socket(start.runtime_dir, i) for i in range(spec.shard_processes)],
         host=args.host,
         port=spec.port,
-        ssl_context=_ssl_context(args),
+        ssl_context=ssl_context(args),
         tls_client_name=args.tls_client_name,
         limits=guard_limits(args),
         admission=DEFAULT_ADMISSION,
@@ -92,7 +102,7 @@ def _config(start: ChildStart) -> GatewayWorkerConfig:
 
 
 def _admin_of_worker(index: int, spec: TreeSpec, args: argparse.Namespace) -> AdminConfig | None:
-    admin = _admin_config(args)
+    admin = admin_config(args)
     if index != ADMIN_WORKER or admin is None or spec.admin_port is None:
         return None
     return dataclasses.replace(admin, port=spec.admin_port)

@@ -23,14 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from leasehold._app import (
-    DEFAULT_ADMISSION,
-    DEFAULT_LIMITS,
-    AdminConfig,
-    _bound_port,
-    admin_server,
-    apply_feed_change,
-)
+from leasehold._grpc_parts import admin_server, apply_feed_change, bound_port
+from leasehold._serve_settings import DEFAULT_ADMISSION, DEFAULT_LIMITS, AdminConfig
 from leasehold._shared_connections import SharedConnectionTracker
 from leasehold.core import InventoryReport, SlotSpec
 from leasehold.gateway import (
@@ -114,7 +108,7 @@ async def serve_gateway_worker(
             changed = await apply_feed_change(router, config.feed_change)
         servers = await _start(config, server, admin)
         try:
-            on_ready(WorkerReady(_bound_port(server), changed))
+            on_ready(WorkerReady(bound_port(server), changed))
             with quiet_floods(refusals):
                 await stop.wait()
         finally:

@@ -11,19 +11,24 @@ import asyncio
 import json
 import logging
 import signal
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from leasehold import __version__
+from leasehold._announce import (
+    SHED_SUMMARY_PERIOD_S,
+    admin_event,
+    feed_change_event,
+    feed_recorded_event,
+    health_url,
+    recovery_summary,
+)
 from leasehold._app import Ready, ServeConfig, serve
 from leasehold._logging import ShedSummary, event
 from leasehold._recovery_log import recovery_warnings
 from leasehold._slot_json import example_slot
-from leasehold.core import Feed, InventoryReport
+from leasehold.core import Feed
 from leasehold.shards import RecoveryReport, ShardSet
-
-# Shedding is summed over this period: at most one warning per period, however many calls.
-SHED_SUMMARY_PERIOD_S = 10.0
 
 
 async def serve_until_signal(
@@ -106,41 +111,6 @@ def _local_shards(ready: Ready) -> ShardSet:
     return shard_set
 
 
-def feed_recorded_event(recorded_in: Path) -> None:
-    event(
-        logging.INFO,
-        "feed_recorded",
-        f"the feed is the one recorded in {recorded_in}, with the inventory changes "
-        "its journal holds (--feed applies a new one over them)",
-        data_dir=str(recorded_in),
-    )
-
-
-def admin_event(host: str, port: int) -> None:
-    target = f"{host}:{port}"
-    text = f"inventory admin service on {target} (leasehold feed apply FILE --target {target})"
-    event(logging.INFO, "admin_service", text, host=host, port=port)
-
-
-def feed_change_event(path: Path, parts: Iterable[InventoryReport]) -> None:
-    parts = tuple(parts)
-    added, changed, removed, kept = (
-        sum(getattr(p, name) for p in parts)
-        for name in ("added", "changed", "removed", "kept_booked")
-    )
-    event(
-        logging.INFO,
-        "feed_applied",
-        f"applied --feed {path} over the stored state as a whole-feed change: {added} added, "
-        f"{changed} changed, {removed} removed ({kept} kept because booked)",
-        feed=str(path),
-        added=added,
-        changed=changed,
-        removed=removed,
-        kept_booked=kept,
-    )
-
-
 def _recovery_events(reports: Sequence[RecoveryReport]) -> None:
     if not reports:
         return
@@ -151,19 +121,6 @@ def _recovery_events(reports: Sequence[RecoveryReport]) -> None:
     recovery_warnings(reports)
 
 
-def recovery_summary(shards: int, snapshots: int, records: int, seconds: float) -> None:
-    event(
-        logging.INFO,
-        "recovered",
-        f"recovered {shards} shards: {snapshots} snapshots, {records} journal "
-        f"records replayed, in {seconds:.2f} s",
-        shards=shards,
-        snapshots=snapshots,
-        records_replayed=records,
-        seconds=round(seconds, 3),
-    )
-
-
 async def _summarise_shedding(shard_set: ShardSet, period_s: float) -> None:
     stats = shard_set.statistics()
     summary = ShedSummary([s.shed for s in stats], [s.deadline_dropped for s in stats])
@@ -171,8 +128,3 @@ async def _summarise_shedding(shard_set: ShardSet, period_s: float) -> None:
         await asyncio.sleep(period_s)
         stats = shard_set.statistics()
         summary.update([s.shed for s in stats], [s.deadline_dropped for s in stats], period_s)
-
-
-def health_url(host: str, port: int, *, secure: bool = False) -> str:
-    scheme = "wss" if secure else "ws"
-    return f"{scheme}://[{host}]:{port}/" if ":" in host else f"{scheme}://{host}:{port}/"

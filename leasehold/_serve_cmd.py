@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import resource
@@ -13,38 +12,31 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from leasehold._app import AdminConfig, ServeConfig, ServerFailed
 from leasehold._exits import EXIT_FAILURE, EXIT_USAGE, fail
 from leasehold._logging import configure as configure_logging
 from leasehold._logging import event
-from leasehold._run import serve_until_signal
+from leasehold._serve_settings import AdminConfig, ServerFailed, admin_config, guard_limits
+from leasehold._serve_settings import ssl_context as make_ssl_context
 from leasehold._tree_run import TreeStart, run_tree
 from leasehold.core import (
     NANOS_PER_SECOND,
+    Feed,
     FeedError,
     LeaseSettings,
     demo_feed,
     parse_feed_json,
 )
-from leasehold.gateway import (
-    AdminSettings,
-    GuardLimits,
-    TlsSettings,
-    certificate_names,
-    server_context,
-)
+from leasehold.gateway import certificate_names
 from leasehold.health import HealthConfig, HealthListenError
 from leasehold.shards import (
     DataDirError,
     Durability,
     Persistence,
-    RecoveryError,
     lock,
     prepare,
     read_meta,
     recorded_feed,
 )
-from leasehold.tuning import tune_for_long_lived_state, tune_thread_handoffs
 
 # How long a start waits for the data dir's lock (a killed server's children exit
 # a few milliseconds after it).
@@ -64,7 +56,7 @@ def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     if files_problem:
         return fail(files_problem, EXIT_USAGE)
     try:
-        ssl_context = _ssl_context(args)
+        ssl_context = make_ssl_context(args)
     except (OSError, ssl.SSLError) as problem:
         return fail(f"cannot use the TLS files: {problem}", EXIT_USAGE)
     durability = Durability(args.durability)
@@ -95,6 +87,64 @@ def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
             )
     except (OSError, DataDirError) as problem:
         return fail(f"cannot use --data-dir {args.data_dir}: {problem}", EXIT_USAGE)
+    health = HealthConfig(
+        host=args.health_host,
+        port=health_port_for(args.port, args.health_port),
+        token=args.health_token,
+        default_interval_s=args.health_interval,
+        # wss:// with the gRPC port's certificate and client-certificate rule.
+        ssl_context=ssl_context,
+        client_cert_ok=_client_cert_check(args.tls_client_name),
+    )
+    admin = admin_config(args)
+    configure_logging(args.log_format, args.log_level)
+    if args.workers > 0:
+        try:
+            recorded_in = args.data_dir if recorded else None
+            lock_fd = None if held is None else held.fileno()
+            start = TreeStart(
+                health,
+                feed,
+                feed_text,
+                recorded_in,
+                lock_fd,
+                admin,
+                change_text,
+                change,
+                args.feed if change is not None else None,
+            )
+            return run_tree(args, start)
+        finally:
+            if held is not None:
+                held.close()
+    try:
+        return _serve_one_process(
+            args, feed, change, recorded, ssl_context, durability, health, admin
+        )
+    finally:
+        if held is not None:
+            held.close()
+
+
+def _serve_one_process(
+    args: argparse.Namespace,
+    feed: Feed,
+    change: Feed | None,
+    recorded: bool,
+    ssl_context: ssl.SSLContext | None,
+    durability: Durability,
+    health: HealthConfig,
+    admin: AdminConfig | None,
+) -> int:
+    """`--workers 0`: shards, health stream and gRPC in this process (asyncio with trio as
+    its guest). Imported here, not at the top: the tree's supervisor runs none of it."""
+    import asyncio
+
+    from leasehold._app import ServeConfig
+    from leasehold._run import serve_until_signal
+    from leasehold.shards import RecoveryError
+    from leasehold.tuning import tune_for_long_lived_state, tune_thread_handoffs
+
     config = ServeConfig(
         slots=feed.slots,
         host=args.host,
@@ -110,39 +160,11 @@ def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         persistence=Persistence(
             args.data_dir, durability, args.snapshot_every, args.snapshot_interval
         ),
-        health=HealthConfig(
-            host=args.health_host,
-            port=health_port_for(args.port, args.health_port),
-            token=args.health_token,
-            default_interval_s=args.health_interval,
-            # wss:// with the gRPC port's certificate and client-certificate rule.
-            ssl_context=ssl_context,
-            client_cert_ok=_client_cert_check(args.tls_client_name),
-        ),
+        health=health,
         limits=guard_limits(args),
-        admin=_admin_config(args),
+        admin=admin,
         feed_change=None if change is None else change.slots,
     )
-    configure_logging(args.log_format, args.log_level)
-    if args.workers > 0:
-        try:
-            recorded_in = args.data_dir if recorded else None
-            lock_fd = None if held is None else held.fileno()
-            start = TreeStart(
-                config.health,
-                feed,
-                feed_text,
-                recorded_in,
-                lock_fd,
-                config.admin,
-                change_text,
-                change,
-                args.feed if change is not None else None,
-            )
-            return run_tree(args, start)
-        finally:
-            if held is not None:
-                held.close()
     try:
         tune_for_long_lived_state()
         tune_thread_handoffs()
@@ -161,33 +183,7 @@ def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         return fail(f"stopped: {problem}", EXIT_FAILURE)
     except OSError as problem:
         return fail(f"cannot listen on {args.host}:{args.port}: {problem.strerror}", EXIT_FAILURE)
-    finally:
-        if held is not None:
-            held.close()
     return 0
-
-
-def _admin_config(args: argparse.Namespace) -> AdminConfig | None:
-    if args.no_admin:
-        return None
-    settings = AdminSettings(token=args.admin_token, max_request_bytes=args.admin_max_request)
-    return AdminConfig(args.admin_host, admin_port_for(args.port, args.admin_port), settings)
-
-
-def admin_port_for(grpc_port: int, given: int | None) -> int:
-    """The admin port: the one given, else two above the gRPC port (0 follows 0), as the
-    health port's rule (one above)."""
-    if given is not None:
-        return given
-    return 0 if grpc_port == 0 or grpc_port > 65533 else grpc_port + 2
-
-
-def guard_limits(args: argparse.Namespace) -> GuardLimits:
-    return GuardLimits(
-        max_connections=args.max_connections,
-        handshake_timeout_s=args.handshake_timeout,
-        idle_timeout_s=args.idle_timeout,
-    )
 
 
 def raise_open_file_limit(max_connections: int) -> str | None:
@@ -230,14 +226,6 @@ def _client_cert_check(name: str | None) -> Callable[[dict[str, Any] | None], bo
     if name is None:
         return None
     return lambda cert: name in certificate_names(cert)
-
-
-def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
-    if args.tls_cert is None:
-        return None
-    return server_context(
-        TlsSettings(args.tls_cert, args.tls_key, args.tls_client_ca, args.tls_client_name)
-    )
 
 
 def _feed_texts(

@@ -1,9 +1,9 @@
 """`python -m leasehold._shard_main INDEX RUNTIME_DIR`: a shard process of the tree.
 
 It imports what a shard process runs and no more (trio, msgpack, core, shards,
-link; tests/test_child_imports.py pins it): each of the tree's processes starts
-at once on a machine's few cores, and what one imports is CPU the others'
-recovery waits for.
+the link's server side; no asyncio: tests/test_child_imports.py pins it): each of
+the tree's processes starts at once on a machine's few cores, and what one imports
+is CPU the others' recovery waits for, and memory held while it serves.
 """
 
 from __future__ import annotations

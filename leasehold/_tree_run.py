@@ -17,10 +17,7 @@ from typing import Any
 import trio
 
 from leasehold import __version__
-from leasehold._app import AdminConfig
-from leasehold._exits import EXIT_FAILURE, fail
-from leasehold._logging import ShedSummary, event
-from leasehold._run import (
+from leasehold._announce import (
     SHED_SUMMARY_PERIOD_S,
     admin_event,
     feed_change_event,
@@ -28,6 +25,9 @@ from leasehold._run import (
     health_url,
     recovery_summary,
 )
+from leasehold._exits import EXIT_FAILURE, fail
+from leasehold._logging import ShedSummary, event
+from leasehold._serve_settings import AdminConfig
 from leasehold._shared_connections import create_counts
 from leasehold._slot_json import ordered_example
 from leasehold._supervisor import (

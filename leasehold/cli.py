@@ -18,12 +18,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from leasehold import health
+from leasehold._announce import health_url
 from leasehold._exits import EXIT_FAILURE, EXIT_USAGE, fail
-from leasehold._feed_cmd import feed_main, inventory_main
 from leasehold._flags import build_parser
-from leasehold._run import health_url
-from leasehold._serve_cmd import serve_command
-from leasehold._slots import SlotsError, slots_main
 from leasehold.core import (
     demo_feed,
 )
@@ -60,9 +57,15 @@ def _main(argv: list[str]) -> int:
         return _bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Each subcommand imports its own modules when chosen: `serve`'s supervisor holds
+    # no gRPC client, `feed demo` loads no server.
     if args.command == "feed" and args.feed_command != "demo":
+        from leasehold._feed_cmd import feed_main
+
         return feed_main(args)
     if args.command == "inventory":
+        from leasehold._feed_cmd import inventory_main
+
         return inventory_main(args)
     if args.command == "feed":
         json.dump(demo_feed(int(time.time())), sys.stdout, indent=1)
@@ -74,10 +77,14 @@ def _main(argv: list[str]) -> int:
     if args.command == "dashboard":
         return _dashboard(args.url, args.open)
     if args.command == "slots":
+        from leasehold._slots import SlotsError, slots_main
+
         try:
             return slots_main(args)
         except SlotsError as problem:
             return fail(str(problem), EXIT_FAILURE)
+    from leasehold._serve_cmd import serve_command
+
     return serve_command(parser, args)
 
 

@@ -14,7 +14,7 @@ import os
 import resource
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import trio
 
@@ -33,7 +33,6 @@ from leasehold.shards import (
     CorruptRecord,
     Reply,
     ShardFault,
-    ShardHandle,
     ShardRequest,
     ShardStats,
     ShardUnavailable,
@@ -41,6 +40,9 @@ from leasehold.shards import (
     encode_reply,
     encode_value,
 )
+
+if TYPE_CHECKING:
+    from leasehold.shards import ShardHandle  # the shard actor: only its type, here
 
 # A peer that has not said hello by then is not one of ours.
 HELLO_TIMEOUT_S = 5.0

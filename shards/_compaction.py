@@ -18,6 +18,7 @@ import trio
 from leasehold.core import ShardState
 from leasehold.shards._datadir import DataDirError, ManifestKeeper
 from leasehold.shards._durable_sink import JournalSink
+from leasehold.shards._settings import DEFAULT_EVERY_RECORDS, DEFAULT_INTERVAL_S
 from leasehold.shards._snapshots import (
     encode_snapshot,
     remove_covered,
@@ -25,9 +26,6 @@ from leasehold.shards._snapshots import (
     snapshot_name,
     write_snapshot,
 )
-
-DEFAULT_EVERY_RECORDS = 100_000
-DEFAULT_INTERVAL_S = 1.0
 
 
 class Compactor:

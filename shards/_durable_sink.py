@@ -32,7 +32,6 @@ checked and a torn one cut (see shards._journal).
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -44,18 +43,13 @@ from leasehold.core import Event
 from leasehold.shards._codec import encode_events
 from leasehold.shards._journal import JournalWriter
 from leasehold.shards._messages import JournalFigures
+from leasehold.shards._settings import Durability
 from leasehold.shards._shard import EventSink
 
 FLUSH_INTERVAL_S = 0.010
 
 # A queued reply whose command wrote nothing (see JournalSink._waiting).
 _READ_ONLY = object()
-
-
-class Durability(enum.Enum):
-    SYNC = "sync"
-    ASYNC = "async"
-    NONE = "none"
 
 
 class JournalFailed(Exception):

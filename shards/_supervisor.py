@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -12,7 +11,7 @@ from leasehold.core import LeaseSettings, ShardState, SlotSpec, bucket_of_id, sh
 from leasehold.core import routing_bucket as _bucket
 from leasehold.shards._clock import AnchoredClock
 from leasehold.shards._collector import collector_paused_then_frozen
-from leasehold.shards._compaction import DEFAULT_EVERY_RECORDS, DEFAULT_INTERVAL_S, Compactor
+from leasehold.shards._compaction import Compactor
 from leasehold.shards._datadir import (
     EMPTY_MANIFEST,
     MANIFEST_FORMAT,
@@ -23,10 +22,11 @@ from leasehold.shards._datadir import (
     read_meta,
     shard_dir,
 )
-from leasehold.shards._durable_sink import Durability, JournalSink
+from leasehold.shards._durable_sink import JournalSink
 from leasehold.shards._journal import JournalWriter
 from leasehold.shards._messages import ShardStats
 from leasehold.shards._persistence import RecoveryError, RecoveryReport, recover
+from leasehold.shards._settings import Durability, Persistence
 from leasehold.shards._shard import EventSink, Shard, ShardHandle
 
 
@@ -79,18 +79,6 @@ class ShardSet:
     def close(self) -> None:
         for shard in self.shards:
             shard.close()
-
-
-@dataclass(frozen=True, slots=True)
-class Persistence:
-    """Where and how durably the shards keep their state (None in run_shards: memory only)."""
-
-    data_dir: Path
-    durability: Durability
-    # A shard snapshots (and drops the journal before it) after this many records.
-    snapshot_every: int = DEFAULT_EVERY_RECORDS
-    # How often a shard checks whether `snapshot_every` records have accumulated.
-    snapshot_interval_s: float = DEFAULT_INTERVAL_S
 
 
 async def run_shards(

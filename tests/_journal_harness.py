@@ -22,9 +22,10 @@ from leasehold import core
 from leasehold.core import ApiVersion, CreateLease, ShardState, SlotKey, SlotRef, SlotSpec
 from leasehold.shards import AnchoredClock, Reply, Shard, ShardRequest
 from leasehold.shards._datadir import EMPTY_MANIFEST, read_manifest
-from leasehold.shards._durable_sink import Durability, JournalSink
+from leasehold.shards._durable_sink import JournalSink
 from leasehold.shards._journal import JournalWriter
 from leasehold.shards._persistence import RecoveryReport, recover
+from leasehold.shards._settings import Durability
 
 ANCHOR_NS = 1_767_225_600 * core.NANOS_PER_SECOND
 KEY = SlotKey("m1", "haircut", 1_767_254_400, 1800)

@@ -29,7 +29,8 @@ from leasehold.gateway import (
     Refusals,
 )
 from leasehold.gateway._admission import QueueDelayGate, guard_services
-from leasehold.gateway._h2guard import GuardLimits, StreamBudget
+from leasehold.gateway._h2guard import StreamBudget
+from leasehold.gateway._limits import GuardLimits
 from leasehold.gateway._refusals import QuietFlood
 from leasehold.proto.v2 import booking_grpc as grpc2
 from leasehold.proto.v2 import booking_pb2 as pb2

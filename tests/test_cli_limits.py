@@ -7,8 +7,8 @@ import resource
 import pytest
 
 from leasehold._flags import build_parser as _parser
-from leasehold._serve_cmd import guard_limits as _guard_limits
 from leasehold._serve_cmd import raise_open_file_limit as _raise_open_file_limit
+from leasehold._serve_settings import guard_limits as _guard_limits
 
 
 def test_the_limit_flags_reach_the_guard_limits() -> None:

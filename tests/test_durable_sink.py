@@ -20,8 +20,9 @@ from _journal_harness import GatedFsync, RecordingFsync
 
 from leasehold.core import BookingCancelled, Event, ExpiredLeasesForgotten, LeaseExpiredEvent
 from leasehold.shards._codec import decode_events
-from leasehold.shards._durable_sink import Durability, JournalFailed, JournalSink, JournalStats
+from leasehold.shards._durable_sink import JournalFailed, JournalSink, JournalStats
 from leasehold.shards._journal import JournalWriter, read_journal, segment_name
+from leasehold.shards._settings import Durability
 
 pytestmark = pytest.mark.timeout(30)
 

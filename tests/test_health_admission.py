@@ -22,9 +22,9 @@ from trio_websocket import WebSocketConnection, wrap_client_stream
 
 from leasehold.core import SlotKey, SlotSpec
 from leasehold.gateway import TlsSettings, certificate_names, server_context
+from leasehold.health._config import HealthConfig
 from leasehold.health._server import (
     HANDSHAKE_TIMEOUT_S,
-    HealthConfig,
     HealthServer,
     HealthStream,
     serve_health,

@@ -27,13 +27,12 @@ from trio_websocket import (
 
 from leasehold import __version__, core
 from leasehold.core import ApiVersion, CreateLease, Lease, SlotKey, SlotRef, SlotSpec
+from leasehold.health._config import HealthConfig, HealthListenError
 from leasehold.health._server import (
     LAG_TICK_S,
     MAX_CLIENT_MESSAGE_BYTES,
     SUBSCRIBE_TIMEOUT_S,
     CloseCode,
-    HealthConfig,
-    HealthListenError,
     HealthServer,
     HealthStream,
     serve_health,

@@ -18,9 +18,10 @@ import pytest
 from _api import lease_v2
 from _server_process import leasehold_executable, write_feed
 
-from leasehold._app import ServerFailed, _plain
+from leasehold._app import _plain
 from leasehold._logging import ShedSummary, configure, event
 from leasehold._run import _summarise_shedding
+from leasehold._serve_settings import ServerFailed
 from leasehold.core import SlotKey
 from leasehold.proto.v2 import booking_pb2_grpc
 from leasehold.shards import JournalFailed, ShardSet

@@ -26,7 +26,7 @@ from rich.table import Table
 from trio_websocket import WebSocketConnection
 
 from leasehold.core import ApiVersion, CreateLease, Lease, SlotKey, SlotRef, SlotSpec
-from leasehold.health._server import HealthConfig, HealthServer, serve_health
+from leasehold.health import HealthConfig, HealthServer, serve_health
 from leasehold.health.frames import Health, Hello, ProcessFigures, ProcessRow, ShardFigures
 from leasehold.health.watch import (
     RECONNECT_FIRST_S,
