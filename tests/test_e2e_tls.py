@@ -133,24 +133,70 @@ def test_connections_in_their_tls_handshake_count_against_the_cap(
     limits = ["--max-connections", "2", "--handshake-timeout", "3"]
     with tls_server(tmp_path, files, *limits) as server:
         # Silent connections first, on a server nothing else has reached: a connection
-        # the server has just closed holds its place until the server notices, and one
-        # more silent socket would then be refused at the cap instead of holding it.
+        # the server has just closed holds its place until the server notices.
         with contextlib.ExitStack() as open_sockets:  # closed here too if an assert fails
-            silent = [
-                open_sockets.enter_context(socket.create_connection(("127.0.0.1", server.port), 10))
-                for _ in "ab"
-            ]
-            started = time.monotonic()
-            assert refused_while_full(server.target, ca, timeout_s=5)
-            for sock in silent:  # closed by the server at its handshake timeout
+            silent = SilentClients(server.port, open_sockets)
+            assert refused_while_full(server.target, ca, silent, timeout_s=5)
+            for sock in silent.held:  # closed by the server at its handshake timeout
                 assert sock.recv(1024) == b""
-            assert time.monotonic() - started < 8
+            assert time.monotonic() - silent.newest < 8
         # Failed handshakes (plaintext HTTP/2 to a TLS port) give their places back.
         for _ in range(4):
             with grpc.insecure_channel(server.target) as plain:
                 assert check(plain) is grpc.StatusCode.UNAVAILABLE
         assert both_served_at_once(server.target, ca, timeout_s=5)
         assert not any("Traceback" in line for line in server.output), "".join(server.output)
+
+
+class SilentClients:
+    """Two connections that never start their TLS handshake, the whole cap of 2.
+
+    Each gateway worker accepts on its own: a client that reached a worker before a
+    silent socket queued at a slower one can take the place first, and the silent
+    socket is then refused at the cap. `replace_refused` opens another in its place.
+    """
+
+    def __init__(self, port: int, stack: contextlib.ExitStack) -> None:
+        self._port = port
+        self._stack = stack
+        self.newest = 0.0
+        self.held = [self._open(), self._open()]
+
+    def _open(self) -> socket.socket:
+        self.newest = time.monotonic()
+        return self._stack.enter_context(socket.create_connection(("127.0.0.1", self._port), 10))
+
+    def replace_refused(self) -> None:
+        self.held = [self._open() if _closed_by_server(s) else s for s in self.held]
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Has the server closed `sock`? (Nothing is sent on it, so any read is the end.)"""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionError:
+        return True
+    finally:
+        sock.settimeout(10)
+
+
+def refused_while_full(
+    target: str, ca: trustme.CA, silent: SilentClients, timeout_s: float
+) -> bool:
+    """Whether a new TLS connection is refused, while `silent` hold the cap, within
+    `timeout_s`."""
+    give_up = time.monotonic() + timeout_s
+    while True:
+        with secure(target, ca) as over_the_cap:
+            if check(over_the_cap) is grpc.StatusCode.UNAVAILABLE:
+                return True
+        if time.monotonic() >= give_up:
+            return False
+        silent.replace_refused()
+        time.sleep(0.05)
 
 
 def both_served_at_once(target: str, ca: trustme.CA, timeout_s: float) -> bool:
@@ -161,20 +207,6 @@ def both_served_at_once(target: str, ca: trustme.CA, timeout_s: float) -> bool:
     while True:
         with secure(target, ca) as first, secure(target, ca) as second:
             if check(first) is grpc.StatusCode.OK and check(second) is grpc.StatusCode.OK:
-                return True
-        if time.monotonic() >= give_up:
-            return False
-        time.sleep(0.05)
-
-
-def refused_while_full(target: str, ca: trustme.CA, timeout_s: float) -> bool:
-    """Whether a new TLS connection is refused within `timeout_s`. The gateway workers
-    accept side by side: until each has accepted its part of the connections already
-    made, one more may still find room (one process accepts in arrival order)."""
-    give_up = time.monotonic() + timeout_s
-    while True:
-        with secure(target, ca) as over_the_cap:
-            if check(over_the_cap) is grpc.StatusCode.UNAVAILABLE:
                 return True
         if time.monotonic() >= give_up:
             return False
