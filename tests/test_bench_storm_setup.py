@@ -12,6 +12,7 @@ import pytest
 from leasehold.bench._behaviours import StormSetup
 from leasehold.bench._history import OK, RESOURCE_EXHAUSTED, Kind, Op
 from leasehold.bench._loadgen import Ctx
+from leasehold.bench._scenarios import storm_setup_window
 
 
 class _Server:
@@ -52,3 +53,9 @@ def test_a_shed_lease_is_asked_for_again_and_not_counted() -> None:
     assert server.asked == [10, 11, 11, 11, 12]  # the shed slot's lease asked again
     assert [op.lease_id for op in ops if op.lease_id] == ["L1", "L4", "L5"]
     assert setup.left == 0
+
+
+def test_the_storm_setup_window_leaves_room_for_half_the_calibrated_rate() -> None:
+    assert storm_setup_window(300, 587.0) == pytest.approx(300 / 293.5 + 5.0)
+    assert storm_setup_window(10, 10_000.0) == 5.0 + 10 / 5_000
+    assert storm_setup_window(100, 0.5) == 105.0  # a rate under 1 a second counts as 1
