@@ -21,6 +21,7 @@ from leasehold.core import SlotKey
 
 # How long a storm setup caller waits before asking again for a lease the server shed.
 SHED_RETRY_S = 0.05
+SLOT_UNAVAILABLE = "SLOT_UNAVAILABLE"  # the BookingFailure cause of a full slot
 
 
 def behaviour_for(spec: PhaseSpec, keys: list[SlotKey]) -> Behaviour:
@@ -140,7 +141,11 @@ class Churn(Contention):
 
 
 class StormSetup(_Base):
-    """Grant `per_worker` leases over the storm slots, all expiring at `expiry_ns`."""
+    """Grant `per_worker` leases over the storm slots, all expiring at `expiry_ns`.
+
+    The worker's callers run side by side: each claims a lease of the count and a slot
+    before it asks, so they never ask for more than the count, nor crowd one slot.
+    """
 
     def __init__(self, params: dict[str, Any], keys: list[SlotKey]) -> None:
         super().__init__(params, keys)
@@ -149,16 +154,27 @@ class StormSetup(_Base):
 
     async def caller(self, ctx: Ctx, index: int) -> None:
         while ctx.running() and self.left > 0:
-            slot = self.slots[self.next % len(self.slots)]
-            expiry = int(self.params["expiry_ns"])
+            self.left -= 1
+            await self._grant(ctx, self._claim_slot())
+
+    def _claim_slot(self) -> int:
+        slot = self.slots[self.next % len(self.slots)]
+        self.next += 1
+        return slot
+
+    async def _grant(self, ctx: Ctx, slot: int) -> None:
+        """Ask for one lease until it is granted or answered otherwise for good."""
+        expiry = int(self.params["expiry_ns"])
+        while ctx.running():
             op = await ctx.call(ctx.client.lease(slot, ctx.name("s"), expiry))
             if op.status == RESOURCE_EXHAUSTED:
                 # Shed or refused while the server was behind: nothing was applied, so
                 # the same lease is asked for again after a pause, not counted as made.
                 await _pause(ctx, SHED_RETRY_S)
-                continue
-            self.left -= 1
-            self.next += 1
+            elif op.cause == SLOT_UNAVAILABLE:
+                slot = self._claim_slot()  # that slot is full: the next one
+            else:
+                return  # granted, or an answer asking again would not change
 
     async def arrival(self, ctx: Ctx, index: int, intended_ns: int) -> None:
         raise NotImplementedError("storm setup is closed-loop")

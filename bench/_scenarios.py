@@ -237,13 +237,6 @@ def _race_params(o: Options, slots: list[int]) -> dict[str, Any]:
     }
 
 
-def storm_setup_window(leases: int, grants_per_s: float) -> float:
-    """Seconds for the storm's setup to grant `leases`, given the rate a calibration
-    measured just before: at half that rate, and 5 s more. (At 3/4 and 3 s, a loaded
-    machine's setup fell a few leases short now and then: 237-297 of 300.)"""
-    return max(5.0, leases / max(0.5 * grants_per_s, 1.0) + 5.0)
-
-
 def _contention(runner: Runner, o: Options, run: ScenarioRun) -> None:
     params = _race_params(o, _indexes(runner.slots, "race"))
     if o.warmup_s > 0:
@@ -367,7 +360,7 @@ def _expiry_storm(runner: Runner, o: Options, run: ScenarioRun) -> None:
     if o.ceiling:
         _ceiling(runner, o, run, o.duration_s)
     # All leases expire at one instant, fixed before the first is asked for: far enough
-    # ahead for the setup to finish (storm_setup_window).
+    # ahead for the setup to finish at 3/4 of the grant rate measured just before it.
     setup_s = o.storm_setup_s
     if setup_s is None:
         calibrate = runner.phase(
@@ -384,7 +377,7 @@ def _expiry_storm(runner: Runner, o: Options, run: ScenarioRun) -> None:
         if rate == 0:
             # Sizing the setup from no grants at all would plan a window of hours.
             raise RunError(f"calibration granted no lease: {_answers(calibrate)}")
-        setup_s = storm_setup_window(o.leases, rate)
+        setup_s = max(5.0, o.leases / max(0.75 * rate, 1.0) + 3.0)
     instant = time.time_ns() + round((setup_s + 1.0) * NANOS)
     workers = runner.clients
     setup = runner.phase(
@@ -404,7 +397,10 @@ def _expiry_storm(runner: Runner, o: Options, run: ScenarioRun) -> None:
     run.extra["storm_leases_granted"] = granted
     run.extra["storm_instant_ns"] = instant
     if granted < o.leases:
-        raise RunError(f"the storm setup granted {granted} of {o.leases} leases in {setup_s:.0f} s")
+        raise RunError(
+            f"the storm setup granted {granted} of {o.leases} leases in {setup_s:.0f} s "
+            f"({_answers(setup)})"
+        )
     after = max(o.duration_s, 1.0)
     load = runner.phase(
         "storm",

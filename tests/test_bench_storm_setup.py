@@ -1,4 +1,5 @@
-"""The expiry-storm setup asks again for a lease the server shed, and counts only answers."""
+"""The expiry-storm setup asks again for a lease the server shed, moves on from a full slot,
+and its callers side by side ask for no more than their count."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import pytest
 from leasehold.bench._behaviours import StormSetup
 from leasehold.bench._history import OK, RESOURCE_EXHAUSTED, Kind, Op
 from leasehold.bench._loadgen import Ctx
-from leasehold.bench._scenarios import storm_setup_window
 
 
 class _Server:
@@ -55,7 +55,50 @@ def test_a_shed_lease_is_asked_for_again_and_not_counted() -> None:
     assert setup.left == 0
 
 
-def test_the_storm_setup_window_leaves_room_for_half_the_calibrated_rate() -> None:
-    assert storm_setup_window(300, 587.0) == pytest.approx(300 / 293.5 + 5.0)
-    assert storm_setup_window(10, 10_000.0) == 5.0 + 10 / 5_000
-    assert storm_setup_window(100, 0.5) == 105.0  # a rate under 1 a second counts as 1
+class _FullSlots:
+    """Grants while a slot has spots left, else answers SLOT_UNAVAILABLE; each answer
+    after the others asked at the same time (all callers await at once)."""
+
+    def __init__(self, spots: dict[int, int]) -> None:
+        self.spots = spots
+        self.asked: list[int] = []
+
+    async def lease(self, slot: int, reference: str, expiry_ns: int) -> Op:
+        self.asked.append(slot)
+        await asyncio.sleep(0)  # let every caller ask before any is answered
+        if self.spots[slot] == 0:
+            return Op(len(self.asked), Kind.LEASE, "setup", 0, slot=slot, cause="SLOT_UNAVAILABLE")
+        self.spots[slot] -= 1
+        return Op(
+            len(self.asked), Kind.LEASE, "setup", 0, slot=slot, lease_id=f"L{len(self.asked)}"
+        )
+
+
+@pytest.mark.timeout(10)
+def test_callers_side_by_side_ask_for_their_count_over_the_slots_with_room() -> None:
+    server = _FullSlots({10: 1, 11: 2, 12: 2})
+    granted: list[Op] = []
+
+    async def call(request: Any) -> Op:
+        op = cast(Op, await request)
+        if op.lease_id:
+            granted.append(op)
+        return op
+
+    ctx = SimpleNamespace(
+        running=lambda: True,
+        call=call,
+        client=server,
+        name=lambda prefix: f"{prefix}-{len(server.asked)}",
+        spec=SimpleNamespace(end_ns=time.time_ns() + 5 * 10**9),
+    )
+    setup = StormSetup({"slots": [10, 11, 12], "per_worker": 4, "expiry_ns": 1}, [])
+
+    async def eight_callers() -> None:
+        await asyncio.gather(*(setup.caller(cast(Ctx, ctx), i) for i in range(8)))
+
+    asyncio.run(eight_callers())
+    assert len(granted) == 4  # the count, not one per caller
+    assert setup.left == 0
+    assert server.asked[:4] == [10, 11, 12, 10]  # one slot each, then on round
+    assert sorted(op.slot for op in granted) == [10, 11, 11, 12]  # the full 10 passed over
