@@ -31,25 +31,32 @@ class _Server:
         )
 
 
-@pytest.mark.timeout(10)
-def test_a_shed_lease_is_asked_for_again_and_not_counted() -> None:
-    server = _Server([OK, RESOURCE_EXHAUSTED, RESOURCE_EXHAUSTED, OK, OK])
-    ops: list[Op] = []
+def _ctx(server: object, ops: list[Op]) -> Ctx:
+    """A load generator's context around `server`, noting every answer in `ops`."""
 
     async def call(request: Any) -> Op:
         op = cast(Op, await request)
         ops.append(op)
         return op
 
-    ctx = SimpleNamespace(
-        running=lambda: True,
-        call=call,
-        client=server,
-        name=lambda prefix: f"{prefix}-{len(ops)}",
-        spec=SimpleNamespace(end_ns=time.time_ns() + 5 * 10**9),
+    return cast(
+        Ctx,
+        SimpleNamespace(
+            running=lambda: True,
+            call=call,
+            client=server,
+            name=lambda prefix: f"{prefix}-{len(ops)}",
+            spec=SimpleNamespace(end_ns=time.time_ns() + 5 * 10**9),
+        ),
     )
+
+
+@pytest.mark.timeout(10)
+def test_a_shed_lease_is_asked_for_again_and_not_counted() -> None:
+    server = _Server([OK, RESOURCE_EXHAUSTED, RESOURCE_EXHAUSTED, OK, OK])
+    ops: list[Op] = []
     setup = StormSetup({"slots": [10, 11, 12], "per_worker": 3, "expiry_ns": 1}, [])
-    asyncio.run(setup.caller(cast(Ctx, ctx), 0))
+    asyncio.run(setup.caller(_ctx(server, ops), 0))
     assert server.asked == [10, 11, 11, 11, 12]  # the shed slot's lease asked again
     assert [op.lease_id for op in ops if op.lease_id] == ["L1", "L4", "L5"]
     assert setup.left == 0
@@ -77,27 +84,15 @@ class _FullSlots:
 @pytest.mark.timeout(10)
 def test_callers_side_by_side_ask_for_their_count_over_the_slots_with_room() -> None:
     server = _FullSlots({10: 1, 11: 2, 12: 2})
-    granted: list[Op] = []
-
-    async def call(request: Any) -> Op:
-        op = cast(Op, await request)
-        if op.lease_id:
-            granted.append(op)
-        return op
-
-    ctx = SimpleNamespace(
-        running=lambda: True,
-        call=call,
-        client=server,
-        name=lambda prefix: f"{prefix}-{len(server.asked)}",
-        spec=SimpleNamespace(end_ns=time.time_ns() + 5 * 10**9),
-    )
+    ops: list[Op] = []
     setup = StormSetup({"slots": [10, 11, 12], "per_worker": 4, "expiry_ns": 1}, [])
+    ctx = _ctx(server, ops)
 
     async def eight_callers() -> None:
-        await asyncio.gather(*(setup.caller(cast(Ctx, ctx), i) for i in range(8)))
+        await asyncio.gather(*(setup.caller(ctx, i) for i in range(8)))
 
     asyncio.run(eight_callers())
+    granted = [op for op in ops if op.lease_id]
     assert len(granted) == 4  # the count, not one per caller
     assert setup.left == 0
     assert server.asked[:4] == [10, 11, 12, 10]  # one slot each, then on round
