@@ -215,7 +215,7 @@ def _reset_attacker(port: int, seconds: float, results: Any) -> None:
                     conn.reset_stream(stream_id, ErrorCodes.CANCEL)
                 sock.sendall(conn.data_to_send())
                 pairs += 100
-                if _closed_by_peer(sock):
+                if closed_by_peer(sock):
                     raise ConnectionResetError
         except OSError:
             closes.append(time.monotonic() - started)
@@ -224,7 +224,7 @@ def _reset_attacker(port: int, seconds: float, results: Any) -> None:
     results.put((pairs, closes))
 
 
-def _closed_by_peer(sock: socket.socket) -> bool:
+def closed_by_peer(sock: socket.socket) -> bool:
     """Read what the server sent, without waiting; True once it has closed."""
     timeout = sock.gettimeout()
     sock.setblocking(False)
@@ -451,7 +451,7 @@ def _frame_senders(port: int, connections: int, seconds: float, results: Any) ->
             except OSError:
                 open_.discard(i)
                 continue
-            if _closed_by_peer(socks[i]):
+            if closed_by_peer(socks[i]):
                 open_.discard(i)
         time.sleep(0.001)
     for sock in socks:

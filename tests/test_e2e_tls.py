@@ -8,7 +8,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -17,6 +17,7 @@ import trustme
 from _api import slot_v2
 from _server_process import ServerProcess, leasehold_executable, running_server, write_feed
 
+from leasehold.bench._attacks import closed_by_peer
 from leasehold.core import SlotKey
 from leasehold.proto.v2 import booking_pb2 as pb2
 from leasehold.proto.v2 import booking_pb2_grpc as grpc2
@@ -167,20 +168,7 @@ class SilentClients:
         return self._stack.enter_context(socket.create_connection(("127.0.0.1", self._port), 10))
 
     def replace_refused(self) -> None:
-        self.held = [self._open() if _closed_by_server(s) else s for s in self.held]
-
-
-def _closed_by_server(sock: socket.socket) -> bool:
-    """Has the server closed `sock`? (Nothing is sent on it, so any read is the end.)"""
-    sock.setblocking(False)
-    try:
-        return sock.recv(1) == b""
-    except BlockingIOError:
-        return False
-    except ConnectionError:
-        return True
-    finally:
-        sock.settimeout(10)
+        self.held = [self._open() if closed_by_peer(s) else s for s in self.held]
 
 
 def refused_while_full(
@@ -188,29 +176,38 @@ def refused_while_full(
 ) -> bool:
     """Whether a new TLS connection is refused, while `silent` hold the cap, within
     `timeout_s`."""
-    give_up = time.monotonic() + timeout_s
-    while True:
+
+    def refused() -> bool:
         with secure(target, ca) as over_the_cap:
-            if check(over_the_cap) is grpc.StatusCode.UNAVAILABLE:
-                return True
-        if time.monotonic() >= give_up:
-            return False
-        silent.replace_refused()
-        time.sleep(0.05)
+            return check(over_the_cap) is grpc.StatusCode.UNAVAILABLE
+
+    return _within(timeout_s, refused, between=silent.replace_refused)
 
 
 def both_served_at_once(target: str, ca: trustme.CA, timeout_s: float) -> bool:
     """Whether two TLS connections are held and served side by side (the whole cap of 2)
     within `timeout_s`: the places of connections just closed come back once the
     server has seen them close."""
-    give_up = time.monotonic() + timeout_s
-    while True:
+
+    def both_served() -> bool:
         with secure(target, ca) as first, secure(target, ca) as second:
-            if check(first) is grpc.StatusCode.OK and check(second) is grpc.StatusCode.OK:
-                return True
+            return check(first) is grpc.StatusCode.OK and check(second) is grpc.StatusCode.OK
+
+    return _within(timeout_s, both_served)
+
+
+def _within(
+    timeout_s: float, attempt: Callable[[], bool], between: Callable[[], None] = lambda: None
+) -> bool:
+    """Whether `attempt()` is True once in `timeout_s`, tried again 50 ms apart (after
+    `between()`)."""
+    give_up = time.monotonic() + timeout_s
+    while not attempt():
         if time.monotonic() >= give_up:
             return False
+        between()
         time.sleep(0.05)
+    return True
 
 
 def test_unreadable_tls_files_are_one_clear_line(tmp_path: Path, files: dict[str, Path]) -> None:
