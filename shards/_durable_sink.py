@@ -19,9 +19,10 @@ Durability (`--durability`):
 
 Running it: `await nursery.start(sink.run)` before the shard starts, in the
 same nursery or an outer one; the sink's blocking writes and fsyncs run in
-worker threads, never on the event loop. To stop: close the shard and let it
-finish, then `await sink.aclose()`; or cancel `run()`. Either way the sink
-writes and fsyncs what is pending, delivers those replies, and closes the file.
+the process's disk thread (shards._disk_thread), never on the event loop. To
+stop: close the shard and let it finish, then `await sink.aclose()`; or cancel
+`run()`. Either way the sink writes and fsyncs what is pending, delivers those
+replies, and closes the file.
 
 A failed write or fsync (OSError): the sink withholds every reply not yet
 delivered, `run()` raises JournalFailed and every later `commit()` raises it

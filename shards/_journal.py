@@ -26,9 +26,10 @@ bad record skipped. The price of the rule: if the storage persisted the pages
 of one crashed write out of order (a later page kept, an earlier one lost), the
 start is refused and an operator decides (the error says where to truncate).
 
-Threads: JournalWriter's blocking writes and fsyncs run in trio worker threads,
-so they never block the event loop; its constructor and `read_journal` do
-blocking I/O at start-up, before the shard serves.
+Threads: JournalWriter's blocking writes and fsyncs run in the process's disk
+thread (shards._disk_thread), so they never block the event loop; its
+constructor and `read_journal` do blocking I/O at start-up, before the shard
+serves.
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ import zlib
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import trio
 
 from leasehold.shards._datadir import fsync_dir
+from leasehold.shards._disk_thread import DISK
 from leasehold.shards._metrics import LatencyHistogram
 
 MAGIC = b"LHJ1"
@@ -214,7 +217,7 @@ class JournalWriter:
     """Appends records to the last segment of the journal in `directory`.
 
     One task drives it: `append` buffers in memory (cheap, synchronous) and
-    `flush` writes the buffer, and fsyncs it if asked, in a worker thread.
+    `flush` writes the buffer, and fsyncs it if asked, in the disk thread.
     After a failed write or fsync the writer is broken: every later call
     raises, because what reached the disk is unknown (and after a failed fsync
     Linux may have dropped the dirty pages: retrying could report success for
@@ -315,8 +318,8 @@ class JournalWriter:
         self._busy = True
         try:
             with trio.CancelScope(shield=True):
-                fsync_s = await trio.to_thread.run_sync(
-                    _write_and_sync, self._fd, data, self._fsync if do_sync else None
+                fsync_s = await DISK.run(
+                    partial(_write_and_sync, self._fd, data, self._fsync if do_sync else None)
                 )
         except BaseException as problem:
             self._broken = problem

@@ -34,16 +34,17 @@ SPECS = [SlotSpec(KEY, spots=100, spots_total=100), SlotSpec(OTHER, spots=100, s
 
 
 class GatedFsync:
-    """An fsync that tells the test it has started, then waits (in its worker thread) for a
-    permit from `allow`."""
+    """An fsync that tells the test it has started, then waits (in the disk thread) for a
+    permit from `allow`. Made in the trio run whose shards it gates."""
 
     def __init__(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
         self.calls = 0
         self._entered = trio.Event()
         self._permits = threading.Semaphore(0)
 
     def __call__(self, fd: int) -> None:
-        trio.from_thread.run_sync(self._enter)
+        trio.from_thread.run_sync(self._enter, trio_token=self._token)
         if not self._permits.acquire(timeout=20):
             raise TimeoutError("the test never let this fsync through")
         os.fsync(fd)
