@@ -24,26 +24,29 @@ class RecentQuantile:
         self._quantile = quantile
         self._window_s = window_s
         self._refresh_s = refresh_s
-        # (when observed, duration); Invariant: at most max_samples, oldest first.
-        self._samples: collections.deque[tuple[float, float]] = collections.deque(
-            maxlen=max_samples
-        )
+        # When each duration was observed, and the durations, in two deques so that the
+        # sort takes the durations as they are (a generator over pairs cost a third
+        # more). Invariant: equal lengths, at most max_samples, oldest first.
+        self._times: collections.deque[float] = collections.deque(maxlen=max_samples)
+        self._durations: collections.deque[float] = collections.deque(maxlen=max_samples)
         self._value = 0.0
         self._refresh_at = -float("inf")
 
     def observe(self, seconds: float, now: float) -> None:
-        self._samples.append((now, seconds))
+        self._times.append(now)
+        self._durations.append(seconds)
 
     def __len__(self) -> int:
-        return len(self._samples)
+        return len(self._times)
 
     def value(self, now: float) -> float:
         """Recomputed at most every refresh_s (a sort of at most max_samples)."""
         if now >= self._refresh_at:
-            samples = self._samples
-            while samples and samples[0][0] < now - self._window_s:
-                samples.popleft()
-            ordered = sorted(seconds for _, seconds in samples)
+            times, durations, oldest = self._times, self._durations, now - self._window_s
+            while times and times[0] < oldest:
+                times.popleft()
+                durations.popleft()
+            ordered = sorted(durations)
             self._value = ordered[int(len(ordered) * self._quantile)] if ordered else 0.0
             self._refresh_at = now + self._refresh_s
         return self._value
