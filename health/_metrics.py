@@ -4,7 +4,7 @@ A scrape takes one `MetricsSnapshot` on the trio thread (the shards' frozen
 `statistics()`, as a health frame does), then renders it in a worker thread, so a
 scrape costs the shards one snapshot and nothing else. Every metric is a
 cumulative counter or a gauge read from the snapshot; nothing is kept between
-scrapes. Names and meanings are listed in the README (Metrics).
+scrapes. Names and meanings are listed in docs/health-stream.md (Metrics).
 """
 
 from __future__ import annotations
