@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import trio
+from trio.testing import MemoryReceiveStream
 
 from leasehold._figures_line import MAX_LINE_BYTES, FiguresSender, LineSplitter, figures_line
 from leasehold._figures_reader import STALE_S, WorkerFigures
+from leasehold._supervisor import Tree
+from leasehold._tree_figures import TreeFigures
 from leasehold.health.frames import GatewayFigures
 
 GATEWAY = GatewayFigures({"OVERLOADED": 5, "DEADLINE": 1}, 16, 9, 250.0, 1.5, 0.75)
@@ -98,3 +102,29 @@ def _fill(fd: int) -> None:
                 os.write(fd, b"\0" * size)
             except BlockingIOError:
                 break
+
+
+class _Process:
+    """What the supervisor's rows read of a child's process."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.returncode: int | None = None
+
+
+async def test_only_a_live_worker_shows_its_figures(tmp_path: Path) -> None:
+    tree = Tree(tmp_path, workers=1, shard_processes=0)
+    try:
+        figures = TreeFigures(tree, shard_count=0)
+        worker, process = tree.gateways[0], _Process()
+        worker.process = process  # type: ignore[assignment]
+        now = [0.0]
+        line = figures_line(GATEWAY.to_map(), 0)
+        worker.figures = WorkerFigures(MemoryReceiveStream(), line, clock=lambda: now[0])
+        await figures.poll()
+        assert figures.processes()[-1].gateway == GATEWAY
+        process.returncode = -9  # killed: not yet reaped by its watcher
+        await figures.poll()
+        assert figures.processes()[-1].gateway is None
+    finally:
+        tree.close()
