@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from leasehold.gateway._admission import PUSHBACK_TRAILER, Admission
     from leasehold.gateway._bridge import TrioGuest
     from leasehold.gateway._coalesce import CoalescingServer
+    from leasehold.gateway._figures import AdmissionFigures
     from leasehold.gateway._inventory import Changes
     from leasehold.gateway._limits import ConnectionTracker, GuardLimits
     from leasehold.gateway._refusals import Refusal, Refusals, RefusalStats, quiet_floods
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "AdminSettings": ("_settings", "AdminSettings"),
     "Admission": ("_admission", "Admission"),
+    "AdmissionFigures": ("_figures", "AdmissionFigures"),
     "AdmissionSettings": ("_settings", "AdmissionSettings"),
     "Changes": ("_inventory", "Changes"),
     "CoalescingServer": ("_coalesce", "CoalescingServer"),
@@ -65,6 +67,7 @@ __all__ = [
     "PUSHBACK_TRAILER",
     "AdminSettings",
     "Admission",
+    "AdmissionFigures",
     "AdmissionSettings",
     "Changes",
     "CoalescingServer",

@@ -16,6 +16,7 @@ WINDOW_S. It ticks only while calls arrive: an idle gateway is not woken.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from leasehold.shards import RecentQuantile
 
@@ -42,6 +43,11 @@ class LoopLag:
         if self._timer is None:
             self._timer = loop.call_at(now + self.PERIOD_S, self._tick, loop, now + self.PERIOD_S)
         return self._recent.value(now)
+
+    def recent_seconds(self) -> float:
+        """The same figure, read without starting the ticking (for the health stream);
+        asyncio's loop.time() is time.monotonic()."""
+        return self._recent.value(time.monotonic())
 
     def _tick(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
         now = loop.time()

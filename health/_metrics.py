@@ -4,7 +4,7 @@ A scrape takes one `MetricsSnapshot` on the trio thread (the shards' frozen
 `statistics()`, as a health frame does), then renders it in a worker thread, so a
 scrape costs the shards one snapshot and nothing else. Every metric is a
 cumulative counter or a gauge read from the snapshot; nothing is kept between
-scrapes. Names and meanings are listed in the README (Metrics).
+scrapes. Names and meanings are listed in docs/health-stream.md (Metrics).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from prometheus_client.metrics_core import (
 )
 
 from leasehold.health._source import ShardSource
+from leasehold.health.frames import GatewayFigures, ProcessRow
 from leasehold.shards import SERVICE_TIME_BOUNDS_S, HistogramSnapshot, ShardStats
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ class MetricsSnapshot:
     watchers: int
     frames_dropped: int
     grpc_connections: int | None
+    # (worker label, figures) per gateway (worker) that sent figures: "0" in one process.
+    gateways: tuple[tuple[str, GatewayFigures], ...] = ()
 
 
 def take_snapshot(shard_set: ShardSource, stream: HealthStream) -> MetricsSnapshot:
@@ -57,7 +60,17 @@ def take_snapshot(shard_set: ShardSource, stream: HealthStream) -> MetricsSnapsh
         watchers=stream.watcher_count,
         frames_dropped=stream.frames_dropped,
         grpc_connections=stream.grpc_connections(),
+        gateways=gateways_of(stream.gateway(), stream.processes()),
     )
+
+
+def gateways_of(
+    own: GatewayFigures | None, rows: Sequence[ProcessRow]
+) -> tuple[tuple[str, GatewayFigures], ...]:
+    """The one-process gateway's figures as worker "0", or each live worker's by index."""
+    if own is not None:
+        return (("0", own),)
+    return tuple((str(r.index), r.gateway) for r in rows if r.gateway is not None)
 
 
 async def scrape(take: Callable[[], MetricsSnapshot]) -> bytes:
@@ -110,6 +123,7 @@ class _Collector:
         yield from _request_families(self.snapshot.shards)
         yield from _shard_families(self.snapshot.shards)
         yield from _journal_families(self.snapshot.shards)
+        yield from _gateway_families(self.snapshot.gateways)
 
 
 def _process_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
@@ -243,3 +257,48 @@ def _journal_families(shards: Sequence[ShardStats]) -> Iterator[Metric]:
         fsync.add_metric([shard], buckets(journal.fsync_times), journal.fsync_times.sum_s)
     yield written
     yield fsync
+
+
+# (name, help, the figure in the metric's unit): one gauge labelled by worker each.
+_PER_GATEWAY: tuple[tuple[str, str, Callable[[GatewayFigures], float]], ...] = (
+    ("leasehold_gateway_calls_in_flight", "Calls under way", lambda g: g.in_flight),
+    (
+        "leasehold_gateway_concurrency_limit",
+        "Adaptive limit on calls under way",
+        lambda g: g.limit,
+    ),
+    (
+        "leasehold_gateway_pushback_seconds",
+        "Pushback base: a refused call is told to wait at least this (jittered)",
+        lambda g: g.pushback_ms / 1000,
+    ),
+    (
+        "leasehold_gateway_loop_lag_seconds",
+        "Loop-lag charge taken off each call's deadline (p90)",
+        lambda g: g.loop_lag_ms / 1000,
+    ),
+    (
+        "leasehold_gateway_return_path_seconds",
+        "Return path taken off the time a shard is given (p90)",
+        lambda g: g.return_path_ms / 1000,
+    ),
+)
+
+
+def _gateway_families(gateways: Sequence[tuple[str, GatewayFigures]]) -> Iterator[Metric]:
+    if not gateways:
+        return  # no gateway figures (a stream without a gRPC server): no gateway metrics
+    refusals = CounterMetricFamily(
+        "leasehold_gateway_refusals",
+        "Calls, streams and connections the gateway refused or dropped, by reason",
+        labels=["worker", "reason"],
+    )
+    for worker, figures in gateways:
+        for reason, count in sorted(figures.refusals.items()):
+            refusals.add_metric([worker, reason], count)
+    yield refusals
+    for name, text, figure in _PER_GATEWAY:
+        metric = GaugeMetricFamily(name, text, labels=["worker"])
+        for worker, figures in gateways:
+            metric.add_metric([worker], figure(figures))
+        yield metric

@@ -53,6 +53,7 @@ from leasehold.health._metrics import build_version, scrape, take_snapshot
 from leasehold.health._source import ShardSource
 from leasehold.health.frames import (
     FrameError,
+    GatewayFigures,
     Health,
     Hello,
     ProcessFigures,
@@ -215,6 +216,8 @@ class HealthStream:
         # Set by a multi-process server's supervisor: a row per process of its tree, and
         # a refresh of its copies of the shard figures, awaited before a metrics scrape.
         self.processes: Callable[[], tuple[ProcessRow, ...]] = tuple
+        # Set by a one-process server: its gateway's figures (a tree's are in its rows).
+        self.gateway: Callable[[], GatewayFigures | None] = lambda: None
         self.refresh: Callable[[], Awaitable[None]] = _nothing_to_refresh
         # Invariant: keyed by interval in ms; a group is here exactly while its task runs.
         self._groups: dict[int, _Group] = {}
@@ -488,6 +491,7 @@ class HealthStream:
                 frames_dropped=self.frames_dropped,
             ),
             processes=self.processes(),
+            gateway=self.gateway(),
         )
         group.previous, group.previous_at = current, now
         group.service_max_s = [0.0] * len(group.service_max_s)

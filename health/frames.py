@@ -185,6 +185,48 @@ class ProcessFigures:
         )
 
 
+# Refusal kinds a gateway may report: a bound on the map's size, not a list of names.
+MAX_REFUSAL_KINDS: Final = 64
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayFigures:
+    """What a gateway (worker) refuses and its adaptive limit, now (docs/operations.md)."""
+
+    # Counts since start by refusal kind ("OVERLOADED", "DEADLINE", ...; gateway.Refusal).
+    refusals: dict[str, int]
+    limit: int  # the adaptive limit on calls under way
+    in_flight: int  # calls under way
+    pushback_ms: float  # the pushback base
+    loop_lag_ms: float  # the loop-lag charge (p90)
+    return_path_ms: float  # the return path (p90)
+
+    def to_map(self) -> dict[str, object]:
+        return {
+            "refusals": dict(self.refusals),
+            "limit": self.limit,
+            "in_flight": self.in_flight,
+            "pushback_ms": self.pushback_ms,
+            "loop_lag_ms": self.loop_lag_ms,
+            "return_path_ms": self.return_path_ms,
+        }
+
+    @classmethod
+    def from_map(cls, m: Mapping[str, object], where: str) -> GatewayFigures:
+        counts = _map(m, "refusals", where)
+        if len(counts) > MAX_REFUSAL_KINDS:
+            raise FrameError(f"{where}.refusals has over {MAX_REFUSAL_KINDS} kinds")
+        at = f"{where}.refusals"
+        return cls(
+            refusals={_key(k, at): _count(counts, k, at) for k in counts},
+            limit=_count(m, "limit", where),
+            in_flight=_count(m, "in_flight", where),
+            pushback_ms=_duration(m, "pushback_ms", where),
+            loop_lag_ms=_duration(m, "loop_lag_ms", where),
+            return_path_ms=_duration(m, "return_path_ms", where),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessRow:
     """One process of a multi-process server (--workers N): its role and what it uses."""
@@ -198,9 +240,12 @@ class ProcessRow:
     rss_bytes: int | None
     # Requests sent over its links and not yet answered (shard processes; None: not known).
     link_in_flight: int | None
+    # A live gateway worker's refusals and limit (added in place: None from older servers,
+    # from other roles, and while a worker has sent none since it started).
+    gateway: GatewayFigures | None = None
 
     def to_map(self) -> dict[str, object]:
-        return {
+        m: dict[str, object] = {
             "role": self.role,
             "index": self.index,
             "pid": self.pid,
@@ -210,6 +255,9 @@ class ProcessRow:
             "rss_bytes": self.rss_bytes,
             "link_in_flight": self.link_in_flight,
         }
+        if self.gateway is not None:
+            m["gateway"] = self.gateway.to_map()
+        return m
 
     @classmethod
     def from_map(cls, m: Mapping[str, object], where: str) -> ProcessRow:
@@ -228,6 +276,7 @@ class ProcessRow:
             cpu_share=_optional_number(m, "cpu_share", where),
             rss_bytes=_optional_int(m, "rss_bytes", where),
             link_in_flight=_optional_int(m, "link_in_flight", where),
+            gateway=_optional_gateway(m, where),
         )
 
 
@@ -241,6 +290,9 @@ class Health:
     process: ProcessFigures
     # Every process of a multi-process server; empty (and not sent) in the one-process mode.
     processes: tuple[ProcessRow, ...] = ()
+    # The one-process mode's gateway (a multi-process server's are in `processes`); None:
+    # not sent (an older server, or a stream without a gRPC server).
+    gateway: GatewayFigures | None = None
     v: int = FRAME_VERSION
     type: Literal["health"] = field(default="health", init=False)
 
@@ -256,6 +308,8 @@ class Health:
         }
         if self.processes:
             m["processes"] = [p.to_map() for p in self.processes]
+        if self.gateway is not None:
+            m["gateway"] = self.gateway.to_map()
         return _pack(m)
 
 
@@ -304,6 +358,7 @@ def decode(data: bytes) -> Frame:
                     _list(top, "processes", "health") if "processes" in top else []
                 )
             ),
+            gateway=_optional_gateway(top, "health"),
         )
     raise FrameError(f"unknown frame type {kind!r}")
 
@@ -347,6 +402,26 @@ def _optional_count(m: Mapping[str, object], key: str, where: str) -> int | None
     if value is not None and value < 0:
         raise FrameError(f"{where}.{key} must not be negative, not {value!r}")
     return value
+
+
+def _count(m: Mapping[str, object], key: str, where: str) -> int:
+    value = _int(m, key, where)
+    if value < 0:
+        raise FrameError(f"{where}.{key} must not be negative, not {value!r}")
+    return value
+
+
+def _duration(m: Mapping[str, object], key: str, where: str) -> float:
+    value = _number(m, key, where)
+    if value < 0:
+        raise FrameError(f"{where}.{key} must not be negative, not {value!r}")
+    return value
+
+
+def _optional_gateway(m: Mapping[str, object], where: str) -> GatewayFigures | None:
+    if m.get("gateway") is None:
+        return None
+    return GatewayFigures.from_map(_map(m, "gateway", where), f"{where}.gateway")
 
 
 def _optional_number(m: Mapping[str, object], key: str, where: str) -> float | None:

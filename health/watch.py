@@ -31,6 +31,7 @@ from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 from leasehold.health.frames import (
     MAX_FRAME_BYTES,
     FrameError,
+    GatewayFigures,
     Health,
     Hello,
     ShardFigures,
@@ -231,7 +232,46 @@ def render(state: WatchState) -> RenderableType:
     parts: list[RenderableType] = [head, Text("  ".join(facts), style="dim"), spark]
     if frame.processes:
         parts.append(process_table(frame))
+    gateways = gateway_figures(frame)
+    if gateways:
+        parts.append(gateway_table(gateways))
     return Group(*parts, shard_table(frame))
+
+
+def gateway_figures(frame: Health) -> list[tuple[str, GatewayFigures]]:
+    """(name, figures) of the one-process gateway, or of each gateway worker that sent some."""
+    if frame.gateway is not None:
+        return [("gateway", frame.gateway)]
+    return [(f"gateway {r.index}", r.gateway) for r in frame.processes if r.gateway is not None]
+
+
+# Refusal kinds with a column of their own; the rest are summed in "other".
+_OWN_COLUMNS = ("OVERLOADED", "DEADLINE")
+
+
+def gateway_table(gateways: Sequence[tuple[str, GatewayFigures]]) -> Table:
+    """What each gateway refuses (counts since start) and its adaptive limit."""
+    table = Table(header_style="bold")
+    table.add_column("gateway")
+    table.add_column("in flight/limit", justify="right")
+    table.add_column("pushback", justify="right")
+    table.add_column("loop lag", justify="right")
+    table.add_column("return path", justify="right")
+    for kind in _OWN_COLUMNS:
+        table.add_column(kind.lower(), justify="right")
+    table.add_column("other refused", justify="right")
+    for name, g in gateways:
+        at_limit = g.in_flight >= g.limit
+        table.add_row(
+            name,
+            Text(f"{g.in_flight}/{g.limit}", "bold red" if at_limit else ""),
+            _seconds(g.pushback_ms / 1000),
+            _seconds(g.loop_lag_ms / 1000),
+            _seconds(g.return_path_ms / 1000),
+            *(f"{g.refusals.get(kind, 0):,}" for kind in _OWN_COLUMNS),
+            f"{sum(n for k, n in g.refusals.items() if k not in _OWN_COLUMNS):,}",
+        )
+    return table
 
 
 def process_table(frame: Health) -> Table:

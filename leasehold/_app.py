@@ -35,6 +35,7 @@ from leasehold._serve_settings import (
 from leasehold.core import InventoryReport, LeaseSettings, SlotSpec
 from leasehold.gateway import (
     Admission,
+    AdmissionFigures,
     AdmissionSettings,
     CoalescingServer,
     GuardLimits,
@@ -46,6 +47,7 @@ from leasehold.gateway import (
     quiet_floods,
 )
 from leasehold.health import HealthConfig, HealthListenError, HealthServer, serve_health
+from leasehold.health.frames import GatewayFigures
 from leasehold.shards import (
     DataDirError,
     JournalFailed,
@@ -142,6 +144,7 @@ async def serve(
             pin_client_name(each, config.tls_client_name)
     if side.health is not None:
         side.health.stream.grpc_connections = partial(open_connections, server)
+        side.health.stream.gateway = partial(_gateway_figures, admission, router)
     started: list[CoalescingServer] = []
     try:
         feed_change = await _apply_feed_change(config, router)
@@ -190,6 +193,12 @@ async def serve(
         side.stop()
         await asyncio.wait({ended})
     await _outcome(ended)  # a failure while stopping
+
+
+def _gateway_figures(admission: Admission, router: Router) -> GatewayFigures:
+    """The health stream's gateway figures, as a gateway worker sends them (validated)."""
+    figures = AdmissionFigures.of(admission, router.return_path)
+    return GatewayFigures.from_map(figures.to_map(), "gateway")
 
 
 async def _apply_feed_change(

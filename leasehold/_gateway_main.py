@@ -21,6 +21,7 @@ from pathlib import Path
 from grpclib.exceptions import GRPCError
 
 from leasehold._child import ChildStart, begin, failed, first_leaf
+from leasehold._figures_line import FiguresSender
 from leasehold._gateway_worker import (
     ADMIN_WORKER,
     LINK_WAIT_S,
@@ -126,17 +127,23 @@ async def _serve(config: GatewayWorkerConfig, start: ChildStart) -> None:
     if hold_fd is not None and not await _released(hold_fd, stop):
         return  # stopped while held: nothing was served
 
+    # The ready pipe, kept open: the worker's figures follow its ready line.
+    figures = FiguresSender()
+
     def ready(worker: WorkerReady) -> None:
         gc.freeze()  # what start-up made stays: no collection scans it again
-        if worker.feed_change is None:
-            say_ready(start.timings())
-            return
-        names = ("added", "changed", "removed", "kept_booked")
-        parts = worker.feed_change.values()
-        change = {n: sum(getattr(p, n) for p in parts) for n in names}
-        say_ready({"feed_change": change, **start.timings()})
+        facts: dict[str, object] = start.timings()
+        if worker.feed_change is not None:
+            names = ("added", "changed", "removed", "kept_booked")
+            parts = worker.feed_change.values()
+            change = {n: sum(getattr(p, n) for p in parts) for n in names}
+            facts = {"feed_change": change, **facts}
+        figures.attach(say_ready(facts, keep_open=True))
 
-    await serve_gateway_worker(config, stop, ready)
+    try:
+        await serve_gateway_worker(config, stop, ready, lambda f: figures.send(f.to_map()))
+    finally:
+        figures.close()
 
 
 async def _released(hold_fd: int, stop: asyncio.Event) -> bool:

@@ -21,6 +21,7 @@ import contextlib
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from leasehold._grpc_parts import admin_server, apply_feed_change, bound_port
@@ -29,6 +30,7 @@ from leasehold._shared_connections import SharedConnectionTracker
 from leasehold.core import InventoryReport, SlotSpec
 from leasehold.gateway import (
     Admission,
+    AdmissionFigures,
     AdmissionSettings,
     CoalescingServer,
     GuardLimits,
@@ -48,6 +50,8 @@ DEFAULT_LINK_IN_FLIGHT = 4096
 LINK_WAIT_S = 10.0
 # The worker that serves the admin port and applies a --feed change.
 ADMIN_WORKER = 0
+# How often a worker reports its admission figures (the health stream's gateway row).
+FIGURES_PERIOD_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +86,14 @@ class WorkerReady:
 
 
 async def serve_gateway_worker(
-    config: GatewayWorkerConfig, stop: asyncio.Event, on_ready: Callable[[WorkerReady], None]
+    config: GatewayWorkerConfig,
+    stop: asyncio.Event,
+    on_ready: Callable[[WorkerReady], None],
+    report: Callable[[AdmissionFigures], None] = lambda figures: None,
 ) -> None:
-    """Serve until `stop` is set; `on_ready` once the ports are bound. OSError if one
-    cannot be bound; a GRPCError if the feed change is refused by a shard."""
+    """Serve until `stop` is set; `on_ready` once the ports are bound, then `report` the
+    admission figures every FIGURES_PERIOD_S. OSError if a port cannot be bound; a
+    GRPCError if the feed change is refused by a shard."""
     links = [ShardLink(str(p), max_in_flight=config.max_in_flight) for p in config.socket_paths]
     running = [asyncio.ensure_future(link.run()) for link in links]
     try:
@@ -107,11 +115,16 @@ async def serve_gateway_worker(
         if config.feed_change is not None:
             changed = await apply_feed_change(router, config.feed_change)
         servers = await _start(config, server, admin)
+        figures = partial(AdmissionFigures.of, admission, router.return_path)
+        reporting: asyncio.Future[None] | None = None
         try:
             on_ready(WorkerReady(bound_port(server), changed))
+            reporting = asyncio.ensure_future(_report_every(figures, report))
             with quiet_floods(refusals):
                 await stop.wait()
         finally:
+            if reporting is not None:
+                reporting.cancel()
             refusals.close()
             await router.drain(config.drain_seconds)
             for each in servers:
@@ -143,6 +156,14 @@ async def _start(
         server.close()
         raise
     return [server, admin]
+
+
+async def _report_every(
+    figures: Callable[[], AdmissionFigures], report: Callable[[AdmissionFigures], None]
+) -> None:
+    while True:
+        await asyncio.sleep(FIGURES_PERIOD_S)
+        report(figures())
 
 
 async def _wait_connected(links: Sequence[ShardLink], timeout_s: float) -> None:

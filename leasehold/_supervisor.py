@@ -27,6 +27,7 @@ from pathlib import Path
 
 import trio
 
+from leasehold._figures_reader import WorkerFigures
 from leasehold._logging import event
 from leasehold._tree import (
     APPLY_CHANGE_ENV,
@@ -74,6 +75,8 @@ class Child:
     deaths: list[float] = field(default_factory=list)  # trio times of recent deaths
     # What it said when it last became ready (a shard process: its recovery figures).
     facts: dict[str, object] = field(default_factory=dict)
+    # A gateway worker's figures, read from its ready pipe while it lives; else None.
+    figures: WorkerFigures | None = None
 
     @property
     def name(self) -> str:
@@ -195,9 +198,16 @@ class Tree:
             )
         finally:
             os.close(write_end)
-        async with trio.lowlevel.FdStream(read_end) as ready:
+        ready = trio.lowlevel.FdStream(read_end)
+        try:
             with trio.move_on_after(timeout_s) as timer:
-                said = await _read_line(ready)
+                said, rest = await _read_line(ready)
+            if child.role == "gateway" and said.startswith(b"ready "):
+                # Kept open: the worker's figures follow (leasehold._figures_line).
+                child.figures = WorkerFigures(ready, rest)
+        finally:
+            if child.figures is None or child.figures.stream is not ready:
+                await trio.aclose_forcefully(ready)
         if timer.cancelled_caught:
             child.process.kill()
             await child.process.wait()
@@ -232,8 +242,7 @@ class Tree:
     async def watch(self, child: Child) -> None:
         """Restart `child` whenever it dies, until the tree stops or gives up on it."""
         while True:
-            assert child.process is not None
-            code = await child.process.wait()
+            code = await self._life(child)
             if self.stopping:
                 return
             now = trio.current_time()
@@ -265,6 +274,23 @@ class Tree:
                 continue  # counted as another death by the next wait
             child.restarts += 1
 
+    async def _life(self, child: Child) -> int:
+        """Wait for `child` to exit, reading its figures meanwhile; its exit code."""
+        assert child.process is not None
+        figures = child.figures
+        if figures is None:
+            return await child.process.wait()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(figures.read_until_closed)
+                code = await child.process.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            if child.figures is figures:  # a dead worker's figures are not live
+                child.figures = None
+            await figures.aclose()
+        return code
+
     def _stopping(self) -> bool:
         # A method, not the attribute: mypy narrows the attribute and cannot see that
         # stop() may set it while this task sleeps.
@@ -281,6 +307,9 @@ class Tree:
             if child.process is not None and child.process.returncode is None:
                 child.process.kill()
                 await child.process.wait()
+            if child.figures is not None:  # never watched (the tree failed as it started)
+                await child.figures.aclose()
+                child.figures = None
 
 
 async def _terminate_all(children: list[Child]) -> None:
@@ -292,15 +321,17 @@ async def _terminate_all(children: list[Child]) -> None:
                 nursery.start_soon(process.wait)
 
 
-async def _read_line(stream: trio.lowlevel.FdStream, limit: int = 4096) -> bytes:
-    """One line (or what came before end-of-file), at most `limit` bytes."""
+async def _read_line(stream: trio.lowlevel.FdStream, limit: int = 4096) -> tuple[bytes, bytes]:
+    """One line (or what came before end-of-file), at most `limit` bytes, and what was
+    read after it (the start of a gateway worker's figures)."""
     said = b""
-    while not said.endswith(b"\n") and len(said) < limit:
+    while b"\n" not in said and len(said) < limit:
         chunk = await stream.receive_some(limit - len(said))
         if not chunk:
             break
         said += chunk
-    return said
+    end = said.find(b"\n") + 1 or len(said)
+    return said[:end], said[end:]
 
 
 def _facts(text: bytes) -> dict[str, object]:

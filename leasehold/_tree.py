@@ -112,25 +112,38 @@ def take_hold_fd() -> int | None:
     return None if fd is None else int(fd)
 
 
-def say_ready(facts: dict[str, object] | None = None) -> None:
+def say_ready(facts: dict[str, object] | None = None, *, keep_open: bool = False) -> int | None:
     """Tell the supervisor this child serves: one line on the pipe it gave, "ready" and
-    what the supervisor reports for it (a shard process's recovery) as JSON."""
-    _say(b"ready " + json.dumps(facts or {}).encode())
+    what the supervisor reports for it (a shard process's recovery) as JSON. With
+    `keep_open` (a gateway worker: its figures follow, leasehold._figures_line) the
+    pipe's fd is returned open; otherwise it is closed and None returned."""
+    fd = _write_line(b"ready " + json.dumps(facts or {}).encode())
+    if fd is not None and not keep_open:
+        os.close(fd)
+        return None
+    return fd
 
 
 def say_failed(line: str) -> bool:
     """Tell the supervisor why this child cannot serve (the line it prints); False if the
     child said it was ready already (the pipe is closed then)."""
-    return _say(b"failed " + line.replace("\n", " ").encode())
-
-
-def _say(text: bytes) -> bool:
-    fd = os.environ.pop(READY_FD_ENV, None)
+    fd = _write_line(b"failed " + line.replace("\n", " ").encode())
     if fd is None:
         return False
-    try:
-        os.write(int(fd), text + b"\n")
-        os.close(int(fd))
-    except OSError:
-        return False  # the supervisor is gone: the lifeline ends this process
+    os.close(fd)
     return True
+
+
+def _write_line(text: bytes) -> int | None:
+    """The pipe's fd (open) once `text` is written on it; None if there is no pipe, or the
+    supervisor is gone (the lifeline ends this process)."""
+    fd_text = os.environ.pop(READY_FD_ENV, None)
+    if fd_text is None:
+        return None
+    fd = int(fd_text)
+    try:
+        os.write(fd, text + b"\n")
+    except OSError:
+        os.close(fd)
+        return None
+    return fd

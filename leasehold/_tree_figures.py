@@ -1,13 +1,15 @@
 """The supervisor's one view of its tree, for the health stream.
 
 Every POLL_S it asks each shard process for its shards' figures over the link
-(StatsLink) and samples every process's CPU and RSS from /proc. The health
+(StatsLink) and samples every process's CPU and RSS from /proc; each gateway
+worker's admission figures are its own, sent once a second (Child.figures). The health
 stream reads the latest copies (`statistics()`, `processes()`), so a frame never
 waits for a child; a shard process that cannot answer keeps its last figures.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -100,7 +102,9 @@ class TreeFigures:
         process = child.process
         alive = process is not None and process.returncode is None
         in_flight = self._in_flight[child.index] if child.role == "shard" else None
-        return _row(child.role, child.index, child.pid, alive, child.restarts, in_flight, self._cpu)
+        row = _row(child.role, child.index, child.pid, alive, child.restarts, in_flight, self._cpu)
+        figures = child.figures.current() if alive and child.figures is not None else None
+        return row if figures is None else dataclasses.replace(row, gateway=figures)
 
 
 def _row(

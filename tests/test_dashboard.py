@@ -46,7 +46,7 @@ from leasehold import __version__
 from leasehold.bench._admin import window_request
 from leasehold.core import SlotKey
 from leasehold.health.frames import Health, ShardFigures, Subscribe, decode
-from leasehold.health.watch import Condition, condition, open_watch
+from leasehold.health.watch import Condition, condition, gateway_figures, open_watch
 from leasehold.proto.admin.v1 import inventory_pb2_grpc
 from leasehold.proto.v2 import booking_pb2_grpc as grpc2
 
@@ -94,6 +94,17 @@ PROCESS_TEXT = {
     "frames_dropped": (1, 0),
 }
 
+GATEWAY_TEXT = {
+    "in_flight": (1, 0),
+    "limit": (1, 0),
+    "pushback_ms": (1, 1),
+    "loop_lag_ms": (1, 2),
+    "return_path_ms": (1, 2),
+    "overloaded": (1, 0),
+    "deadline": (1, 0),
+    "other_refused": (1, 0),
+}
+
 # Everything the page shows, read in one evaluation: the page updates its DOM for a
 # frame in one task, so this snapshot never mixes two frames.
 READ_PAGE = """(() => {
@@ -116,6 +127,8 @@ READ_PAGE = """(() => {
     version: document.getElementById("version").dataset.value,
     conditions: [...document.querySelectorAll("#conditions [data-condition]")]
       .map((e) => e.dataset.condition),
+    gateways: [...document.querySelectorAll("#gateways tbody tr")]
+      .map((r) => ({ name: r.dataset.gateway, cells: read(r) })),
   };
 })()"""
 
@@ -393,9 +406,33 @@ def check_page(shown: dict[str, Any], frame: Health) -> None:
         assert charts["p99_s"] == pytest.approx(figures.p99_s * 1000, rel=1e-12)
         assert (charts["live_leases"], charts["shed"]) == (figures.live_leases, figures.shed)
     check_totals(shown["totals"], frame.shards, seq)
+    check_gateways(shown["gateways"], frame, seq)
     process = vars_of(frame)
     for name, (scale, decimals) in PROCESS_TEXT.items():
         check_figure(shown["process"][name], process[name], scale, decimals, where=f"{seq}/{name}")
+
+
+def check_gateways(shown: list[dict[str, Any]], frame: Health, seq: str) -> None:
+    """A row per gateway the frame has figures for, as `leasehold watch` names them."""
+    expected = gateway_figures(frame)
+    assert expected, "the server sent no gateway figures"
+    rows = {row["name"]: row["cells"] for row in shown}
+    assert set(rows) == {name for name, _ in expected}
+    for name, g in expected:
+        others = sum(n for kind, n in g.refusals.items() if kind not in ("OVERLOADED", "DEADLINE"))
+        values = {
+            "in_flight": g.in_flight,
+            "limit": g.limit,
+            "pushback_ms": g.pushback_ms,
+            "loop_lag_ms": g.loop_lag_ms,
+            "return_path_ms": g.return_path_ms,
+            "overloaded": g.refusals.get("OVERLOADED", 0),
+            "deadline": g.refusals.get("DEADLINE", 0),
+            "other_refused": others,
+        }
+        assert set(rows[name]) == set(values)
+        for field, value in values.items():
+            check_figure(rows[name][field], value, *GATEWAY_TEXT[field], where=f"{seq}/{field}")
 
 
 def vars_of(frame: Health) -> dict[str, object]:

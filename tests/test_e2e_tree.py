@@ -224,14 +224,18 @@ def test_a_killed_gateway_worker_is_restarted_while_the_other_serves(tree: Serve
     finally:
         load.finish()
     check_acknowledged(tree.target, load.acked)
-    # The supervisor counts a restart once the new worker serves; frames sample it.
-    rows = trio.run(health_rows, tree, gateway_0_restarted)
+    # The supervisor counts a restart once the new worker serves; frames sample it. The
+    # restarted worker's figures follow its first second (its old life's are gone).
+    rows = trio.run(health_rows, tree, gateway_0_restarted_and_reporting)
     by_name = {(r.role, r.index): r for r in rows}
     assert set(by_name) == {("supervisor", 0), ("shard", 0), ("shard", 1), *GATEWAYS}
     assert by_name[("gateway", 0)].restarts == 1
     assert by_name[("gateway", 0)].pid == children(tree)["gateway 0"]
     assert all(r.alive and r.rss_bytes for r in rows)
     assert all(r.link_in_flight is not None for r in rows if r.role == "shard")
+    restarted_figures = by_name[("gateway", 0)].gateway
+    assert restarted_figures is not None
+    assert restarted_figures.limit >= 1
 
 
 GATEWAYS = {("gateway", 0), ("gateway", 1)}
@@ -261,6 +265,11 @@ def test_kill_rounds_of_every_child_lose_nothing_acknowledged(tree: ServerProces
 
 def gateway_0_restarted(rows: tuple[ProcessRow, ...]) -> bool:
     return any(r.role == "gateway" and r.index == 0 and r.restarts for r in rows)
+
+
+def gateway_0_restarted_and_reporting(rows: tuple[ProcessRow, ...]) -> bool:
+    gateways = [r for r in rows if r.role == "gateway"]
+    return gateway_0_restarted(rows) and all(r.gateway is not None for r in gateways)
 
 
 async def health_rows(

@@ -9,6 +9,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from leasehold.health._metrics import MetricsSnapshot, render
+from leasehold.health.frames import GatewayFigures
 from leasehold.shards import SERVICE_TIME_BOUNDS_S, HistogramSnapshot, JournalFigures, ShardStats
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json"
@@ -35,7 +36,8 @@ def exported_names() -> set[str]:
         journal=JournalFigures(0.0, 0.0, 0, HistogramSnapshot(EMPTY, 0.0)),
         service_times_by_kind={"CreateLease": HistogramSnapshot(EMPTY, 0.0)},
     )
-    text = render(MetricsSnapshot((shard,), 0, 0, 0)).decode()
+    gateway = GatewayFigures({"OVERLOADED": 1}, 16, 0, 50.0, 0.0, 0.0)
+    text = render(MetricsSnapshot((shard,), 0, 0, 0, (("0", gateway),))).decode()
     return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
 
 

@@ -13,6 +13,7 @@ from leasehold.health.frames import (
     FRAME_VERSION,
     MAX_FRAME_BYTES,
     FrameError,
+    GatewayFigures,
     Health,
     Hello,
     ProcessFigures,
@@ -64,10 +65,29 @@ def health_map() -> dict[str, Any]:
 
 
 ROW = ProcessRow("gateway", 0, 7, True, 0, 0.5, 1, None).to_map()
+GATEWAY = GatewayFigures(
+    refusals={"OVERLOADED": 40, "DEADLINE": 2, "BAD_TIMEOUT": 0},
+    limit=16,
+    in_flight=15,
+    pushback_ms=800.0,
+    loop_lag_ms=3.5,
+    return_path_ms=1.25,
+)
 
 
 def test_a_one_process_frame_sends_no_process_rows() -> None:
     assert "processes" not in health_map()
+
+
+def test_a_frame_without_gateway_figures_sends_none_and_decodes() -> None:
+    # As an older server's frames: no `gateway` anywhere, and a row without one.
+    document = {**health_map(), "processes": [ROW]}
+    assert "gateway" not in document
+    assert "gateway" not in ROW
+    frame = decode(packed(document))
+    assert isinstance(frame, Health)
+    assert frame.gateway is None
+    assert frame.processes[0].gateway is None
 
 
 @pytest.mark.parametrize(
@@ -98,6 +118,15 @@ def test_a_one_process_frame_sends_no_process_rows() -> None:
                 ProcessRow("shard", 1, None, False, 3, None, None, None),
             ),
         ),
+        Health(
+            seq=4,
+            at=0.0,
+            interval_s=1.0,
+            shards=(FIGURES,),
+            process=PROCESS,
+            processes=(ProcessRow("gateway", 1, 12, True, 0, 0.9, 1 << 20, None, GATEWAY),),
+        ),
+        Health(seq=5, at=0.0, interval_s=1.0, shards=(), process=PROCESS, gateway=GATEWAY),
         Health(
             seq=3,
             at=0.0,
@@ -184,6 +213,38 @@ def test_integers_are_accepted_where_numbers_are_expected() -> None:
         (lambda d: d.update(processes=[{"role": "shard"}]), "processes[0].alive is missing"),
         (lambda d: d.update(processes=[{**ROW, "alive": 1}]), "processes[0].alive must be true"),
         (lambda d: d.update(processes=[{**ROW, "restarts": "2"}]), "processes[0].restarts must"),
+        (
+            lambda d: d.update(processes=[{**ROW, "gateway": {**GATEWAY.to_map(), "limit": -1}}]),
+            "processes[0].gateway.limit must not be negative",
+        ),
+        (
+            lambda d: d.update(processes=[{**ROW, "gateway": []}]),
+            "processes[0].gateway must be a map",
+        ),
+        (
+            lambda d: d.update(gateway={**GATEWAY.to_map(), "refusals": {"OVERLOADED": 1.5}}),
+            "health.gateway.refusals.OVERLOADED must be an integer",
+        ),
+        (
+            lambda d: d.update(gateway={**GATEWAY.to_map(), "refusals": {b"OVERLOADED": 2}}),
+            "health.gateway.refusals keys must be strings",
+        ),
+        (
+            lambda d: d.update(gateway={**GATEWAY.to_map(), "pushback_ms": float("nan")}),
+            "health.gateway.pushback_ms must be a finite number",
+        ),
+        (
+            lambda d: d.update(
+                gateway={**GATEWAY.to_map(), "refusals": {str(i): 0 for i in range(65)}}
+            ),
+            "health.gateway.refusals has over 64 kinds",
+        ),
+        (
+            lambda d: d.update(
+                gateway={k: v for k, v in GATEWAY.to_map().items() if k != "in_flight"}
+            ),
+            "health.gateway.in_flight is missing",
+        ),
     ],
 )
 def test_malformed_frames_are_refused_naming_the_field(change: Any, message: str) -> None:

@@ -17,7 +17,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from leasehold import __version__
 from leasehold.core import SlotKey
 from leasehold.health._http import answer, is_upgrade
-from leasehold.health._metrics import MetricsSnapshot, answer_name, buckets, render
+from leasehold.health._metrics import (
+    MetricsSnapshot,
+    answer_name,
+    buckets,
+    gateways_of,
+    render,
+)
+from leasehold.health.frames import GatewayFigures, ProcessRow
 from leasehold.proto.v2 import booking_pb2_grpc
 from leasehold.shards import SERVICE_TIME_BOUNDS_S, HistogramSnapshot, JournalFigures, ShardStats
 
@@ -56,6 +63,36 @@ def test_buckets_are_cumulative_at_every_fourth_bound() -> None:
 def test_refusal_names_become_answer_labels() -> None:
     assert answer_name("SlotUnavailable") == "SLOT_UNAVAILABLE"
     assert answer_name("NotFound") == "NOT_FOUND"
+
+
+GATEWAY = GatewayFigures({"OVERLOADED": 12, "DEADLINE": 3}, 16, 15, 800.0, 2.5, 1.25)
+
+
+def test_gateway_figures_render_by_worker() -> None:
+    gateways = (("0", GATEWAY), ("1", GatewayFigures({"OVERLOADED": 1}, 64, 0, 5.0, 0.0, 0.5)))
+    found = samples(render(MetricsSnapshot((), 0, 0, None, gateways)).decode())
+    refusals = "leasehold_gateway_refusals_total"
+    assert value(found, refusals, worker="0", reason="OVERLOADED") == 12
+    assert value(found, refusals, worker="0", reason="DEADLINE") == 3
+    assert value(found, refusals, worker="1", reason="OVERLOADED") == 1
+    assert value(found, "leasehold_gateway_concurrency_limit", worker="0") == 16
+    assert value(found, "leasehold_gateway_calls_in_flight", worker="0") == 15
+    assert value(found, "leasehold_gateway_pushback_seconds", worker="0") == 0.8
+    assert value(found, "leasehold_gateway_loop_lag_seconds", worker="0") == 0.0025
+    assert value(found, "leasehold_gateway_return_path_seconds", worker="1") == 0.0005
+
+
+def test_no_gateway_figures_no_gateway_metrics() -> None:
+    text = render(MetricsSnapshot((), 0, 0, None)).decode()
+    assert "leasehold_gateway_" not in text
+
+
+def test_gateway_figures_come_from_the_one_gateway_or_the_live_workers_rows() -> None:
+    supervisor = ProcessRow("supervisor", 0, 1, True, 0, None, None, None)
+    live = ProcessRow("gateway", 1, 3, True, 0, None, None, None, GATEWAY)
+    silent = ProcessRow("gateway", 0, None, False, 1, None, None, None)
+    assert gateways_of(None, (supervisor, silent, live)) == (("1", GATEWAY),)
+    assert gateways_of(GATEWAY, ()) == (("0", GATEWAY),)
 
 
 def shard(shard_id: int, journal: JournalFigures | None) -> ShardStats:
@@ -195,7 +232,9 @@ def promtool_check(promtool: str, text: str) -> str:
 
 def test_promtool_accepts_the_rendered_text(promtool: str) -> None:
     journal = JournalFigures(0.001, 0.002, 4096, HistogramSnapshot(EMPTY, 0.0))
-    text = render(MetricsSnapshot((shard(0, journal), shard(1, None)), 3, 9, 2)).decode()
+    shards = (shard(0, journal), shard(1, None))
+    text = render(MetricsSnapshot(shards, 3, 9, 2, (("0", GATEWAY), ("1", GATEWAY)))).decode()
+    assert "leasehold_gateway_refusals_total" in text
     assert promtool_check(promtool, text) == ""
 
 

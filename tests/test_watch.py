@@ -27,7 +27,14 @@ from trio_websocket import WebSocketConnection
 
 from leasehold.core import ApiVersion, CreateLease, Lease, SlotKey, SlotRef, SlotSpec
 from leasehold.health import HealthConfig, HealthServer, serve_health
-from leasehold.health.frames import Health, Hello, ProcessFigures, ProcessRow, ShardFigures
+from leasehold.health.frames import (
+    GatewayFigures,
+    Health,
+    Hello,
+    ProcessFigures,
+    ProcessRow,
+    ShardFigures,
+)
 from leasehold.health.watch import (
     RECONNECT_FIRST_S,
     RECONNECT_MAX_S,
@@ -250,6 +257,27 @@ def test_a_multi_process_server_shows_a_row_per_process() -> None:
     assert "process" in text_of(render(state)).split("shard ")[0]  # the process table first
     state.on_frame(health(2, shard(0)))  # a one-process server: no process table
     assert "restarts" not in text_of(render(state))
+
+
+def test_each_gateway_worker_shows_its_limit_pushback_and_refusals() -> None:
+    state = WatchState(URL)
+    refusals = {"OVERLOADED": 1234, "DEADLINE": 7, "BAD_TIMEOUT": 2, "LATE_REPLY": 3}
+    pinned = GatewayFigures(refusals, 16, 16, 800.0, 3.5, 1.25)
+    rows = (
+        ProcessRow("gateway", 0, 101, True, 0, 0.85, 40 << 20, None, pinned),
+        ProcessRow("gateway", 1, None, False, 1, None, None, None),  # down: no figures
+    )
+    state.on_frame(replace(health(1, shard(0)), processes=rows))
+    screen = text_of(render(state))
+    gateway_rows = [line for line in screen.splitlines() if "16/16" in line]
+    assert len(gateway_rows) == 1
+    for shown in ("gateway 0", "800.0ms", "3.5ms", "1.2ms", "1,234", " 7 ", " 5 "):
+        assert shown in gateway_rows[0], shown
+    # A one-process server's own gateway, at the top level of the frame.
+    state.on_frame(replace(health(2, shard(0)), gateway=pinned))
+    assert "16/16" in text_of(render(state))
+    state.on_frame(health(3, shard(0)))  # an older server: no gateway table
+    assert "in flight/limit" not in text_of(render(state))
 
 
 # ---- the loop: backoff in virtual time ----
