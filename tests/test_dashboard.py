@@ -48,6 +48,7 @@ from leasehold.core import SlotKey
 from leasehold.health.frames import Health, ShardFigures, Subscribe, decode
 from leasehold.health.watch import Condition, condition, gateway_figures, open_watch
 from leasehold.proto.admin.v1 import inventory_pb2_grpc
+from leasehold.proto.v2 import booking_pb2 as pb2
 from leasehold.proto.v2 import booking_pb2_grpc as grpc2
 
 INTERVAL_S = 0.5
@@ -186,9 +187,10 @@ def load(server: ServerProcess) -> Iterator[None]:
             with grpc.insecure_channel(server.target) as channel:
                 stub = grpc2.BookingServiceStub(channel)
                 count = 0
-                while not stop.wait(0.002):  # a few hundred calls a second: enough to show
+                pause_s = 0.002  # a few hundred calls a second: enough to show
+                while not stop.wait(pause_s):
                     key = KEYS[count % len(KEYS)]
-                    stub.CreateLease(lease_v2(key, f"load-{count}"), timeout=10)
+                    pause_s = _pushback_s(stub, lease_v2(key, f"load-{count}")) or 0.002
                     count += 1
         except BaseException as problem:  # reported by the fixture, not lost in the thread
             failures.append(problem)
@@ -202,6 +204,19 @@ def load(server: ServerProcess) -> Iterator[None]:
         thread.join(timeout=15)
     assert not thread.is_alive(), "the load thread did not stop"
     assert not failures, f"the load failed: {failures[0]!r}"
+
+
+def _pushback_s(stub: grpc2.BookingServiceStub, request: pb2.CreateLeaseRequest) -> float | None:
+    """Make one call; None if answered, or the pushback of a RESOURCE_EXHAUSTED refusal
+    (a busy machine's server may shed a call: a caller that honours it is served later)."""
+    try:
+        stub.CreateLease(request, timeout=10)
+    except grpc.RpcError as refused:
+        if refused.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+            raise
+        trailers = {str(m.key): str(m.value) for m in refused.trailing_metadata() or ()}
+        return int(trailers.get("grpc-retry-pushback-ms", "50")) / 1000
+    return None
 
 
 def health_url(server: ServerProcess) -> str:
