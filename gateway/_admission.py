@@ -251,7 +251,7 @@ class DroppingHandler(ConnectionHandler):
         elif timeout is not None and admission.too_close(timeout):
             _answer_now(stream, Status.DEADLINE_EXCEEDED, _TOO_CLOSE, admission.pushed_back())
         elif admission.gate.behind(time.monotonic()) or (
-            counted and not admission.limit.allows(admission.active)
+            counted and not admission.limit.allows(admission.active, timeout)
         ):
             admission.refusals.count(Refusal.OVERLOADED)
             _answer_now(stream, Status.RESOURCE_EXHAUSTED, _BEHIND, admission.pushed_back())

@@ -23,15 +23,32 @@ The pushback refused callers are told grows while refusals are over an eighth of
 the admissions and shrinks when under a sixteenth, so that callers honouring it come
 back a little faster than the server admits: a refusal costs about what a success
 does, so each one spared is CPU for a success.
+
+The limit learns per window, from calls that finished: too late for a crowd that
+arrives at once. 1,000 callers with 100 ms deadlines arriving after a calm spell
+(limit at its maximum) were all admitted in one read, the loop ran a second
+late, and hardly a call succeeded for 1-5 s. So each call with a deadline also
+passes a work-ahead check as its HEADERS arrive: the calls under way, it
+included, times the process's CPU per call answered (finished or refused,
+measured per window) must fit in twice its latency target. It refuses only what the
+process could not finish in time even with the CPU to itself, so a calm
+server's callers with long deadlines are not refused; never below the limit's
+floor.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # Latency / target ratios kept per window for its percentile: bounded, whatever the rate.
 _SAMPLES_PER_WINDOW = 256
+# The work-ahead check refuses what would take over twice a call's target: it is there
+# for crowds the limit has not learnt yet, not to second-guess it (at 1x it also capped
+# steady overload, and cost goodput: docs/performance.md).
+WORK_AHEAD_SLACK = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +63,29 @@ class LimitSettings:
     # Not lower: on a shared machine latency is often the scheduler's, not the queue's,
     # and a loop serving fewer calls a batch does less per wake-up.
     minimum: int = 16
+    # The work-ahead check's CPU per call is taken from a window in which at least this
+    # many calls were answered (finished or refused), and that lasted at most twice
+    # window_s (one spanning an idle spell would charge the spell's CPU to its few calls).
+    cost_min_calls: int = 8
 
 
 class AdaptiveLimit:
     """The bound on calls under way; `observe` each finished call, `refused` each refusal."""
 
     def __init__(
-        self, settings: LimitSettings, maximum: int, pushback_range_s: tuple[float, float]
+        self,
+        settings: LimitSettings,
+        maximum: int,
+        pushback_range_s: tuple[float, float],
+        cpu_clock: Callable[[], float] = time.process_time,
     ) -> None:
         self._settings = settings
+        self._cpu_clock = cpu_clock
+        # CPU seconds per call answered, from the last window with enough calls; None
+        # until one: the work-ahead check then admits what the limit does.
+        self.cost_s: float | None = None
+        self._window_cpu = cpu_clock()
+        self._window_start = -math.inf
         self._maximum = maximum
         self._pushback_range_s = pushback_range_s
         # Invariant: settings.minimum <= limit <= maximum (when maximum >= minimum).
@@ -67,10 +98,15 @@ class AdaptiveLimit:
         self._refused = 0
         self._peak_active = 0
 
-    def allows(self, active: int) -> bool:
-        """May one more call start with `active` under way?"""
+    def allows(self, active: int, timeout_s: float | None = None) -> bool:
+        """May one more call, with `timeout_s` left, start with `active` under way?"""
         self._peak_active = max(self._peak_active, active + 1)
-        return active < self.limit
+        if active >= self.limit:
+            return False
+        cost = self.cost_s
+        if cost is None or timeout_s is None or active < self._settings.minimum:
+            return True
+        return (active + 1) * cost <= WORK_AHEAD_SLACK * self.target_s(timeout_s)
 
     def target_s(self, timeout_s: float | None) -> float:
         """The latency a call that arrived with `timeout_s` left should be answered in."""
@@ -95,8 +131,10 @@ class AdaptiveLimit:
     def _adapt(self, now: float) -> None:
         s = self._settings
         if self._window_end == -math.inf:  # the first call: the first window starts
-            self._window_end = now + s.window_s
+            self._admitted = self._refused = self._peak_active = 0
+            self._start_window(now)
             return
+        self._measure_cost(now)
         if self._samples:
             ordered = sorted(self._samples)
             p90 = ordered[int(len(ordered) * 0.9)]  # of latency / target
@@ -109,7 +147,18 @@ class AdaptiveLimit:
         self._adapt_pushback()
         self._samples.clear()
         self._admitted = self._refused = self._peak_active = 0
-        self._window_end = now + s.window_s
+        self._start_window(now)
+
+    def _start_window(self, now: float) -> None:
+        self._window_start = now
+        self._window_end = now + self._settings.window_s
+        self._window_cpu = self._cpu_clock()
+
+    def _measure_cost(self, now: float) -> None:
+        s = self._settings
+        answered = self._admitted + self._refused  # a refusal's CPU is a call's too
+        if answered >= s.cost_min_calls and now - self._window_start <= 2 * s.window_s:
+            self.cost_s = (self._cpu_clock() - self._window_cpu) / answered
 
     def _adapt_pushback(self) -> None:
         refused, admitted = self._refused, max(self._admitted, 1)

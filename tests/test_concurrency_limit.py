@@ -125,3 +125,61 @@ def test_a_window_keeps_a_bounded_number_of_samples() -> None:
     for _ in range(100_000):
         limit.observe(0.001, 0.020, 0.05)
     assert len(limit._samples) <= 256
+
+
+class FakeCpu:
+    """A process CPU clock the test moves."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+def limit_after_a_window(calls: int, cpu_s: float, window_s: float) -> AdaptiveLimit:
+    """A limit at its maximum after one window of `window_s` in which `calls` were
+    answered and the process used `cpu_s`."""
+    cpu = FakeCpu()
+    limit = AdaptiveLimit(LimitSettings(minimum=8), 1024, PUSHBACK_RANGE, cpu_clock=cpu)
+    target = limit.target_s(5.0)  # fast calls for their deadline: the limit stays put
+    limit.refused(now=0.0)  # the first window starts
+    for i in range(1, calls + 1):  # the last call ends the window
+        cpu.seconds += cpu_s / calls
+        limit.observe(0.001, target, now=window_s * i / calls)
+    return limit
+
+
+def test_a_crowd_is_admitted_only_as_far_as_the_cpu_per_call_lets_it_finish_in_time() -> None:
+    limit = limit_after_a_window(calls=10, cpu_s=0.012, window_s=0.100)
+    assert limit.limit == 1024
+    assert limit.cost_s == pytest.approx(0.0012)
+    # 100 ms left: twice the 25 ms target is 41 calls at 1.2 ms, this one included.
+    assert limit.allows(40, timeout_s=0.100)
+    assert not limit.allows(41, timeout_s=0.100)
+    assert limit.allows(415, timeout_s=1.0)  # twice 250 ms: 416 calls
+    assert not limit.allows(416, timeout_s=1.0)
+    assert limit.allows(1000, timeout_s=5.0)
+    assert limit.allows(500, timeout_s=None)  # no deadline: only the limit
+    assert limit.allows(7, timeout_s=0.001)  # under the floor: always
+
+
+def test_no_cpu_per_call_is_learnt_from_too_few_calls_or_across_an_idle_spell() -> None:
+    assert limit_after_a_window(calls=7, cpu_s=0.012, window_s=0.100).cost_s is None
+    idle = limit_after_a_window(calls=10, cpu_s=0.500, window_s=10.0)
+    assert idle.cost_s is None
+    assert idle.allows(500, timeout_s=0.100)  # nothing known: the limit alone decides
+
+
+def test_refused_calls_count_among_the_calls_the_cpu_was_spent_on() -> None:
+    cpu = FakeCpu()
+    limit = AdaptiveLimit(LimitSettings(minimum=8), 1024, PUSHBACK_RANGE, cpu_clock=cpu)
+    target = limit.target_s(5.0)
+    limit.refused(now=0.0)  # the first window starts
+    for i in range(1, 5):
+        cpu.seconds += 0.0012
+        limit.observe(0.001, target, now=i / 100)
+    for i in range(5, 11):  # the last refusal ends the window
+        cpu.seconds += 0.0012
+        limit.refused(now=i / 100)
+    assert limit.cost_s == pytest.approx(0.0012)
