@@ -84,7 +84,7 @@ class AdaptiveLimit:
         # CPU seconds per call answered, from the last window with enough calls; None
         # until one: the work-ahead check then admits what the limit does.
         self.cost_s: float | None = None
-        self._window_cpu = cpu_clock()
+        self._window_cpu = 0.0  # set as each window starts (the first call starts one)
         self._window_start = -math.inf
         self._maximum = maximum
         self._pushback_range_s = pushback_range_s
@@ -131,7 +131,6 @@ class AdaptiveLimit:
     def _adapt(self, now: float) -> None:
         s = self._settings
         if self._window_end == -math.inf:  # the first call: the first window starts
-            self._admitted = self._refused = self._peak_active = 0
             self._start_window(now)
             return
         self._measure_cost(now)
@@ -146,10 +145,10 @@ class AdaptiveLimit:
             self.limit = min(max(self.limit, float(s.minimum)), float(self._maximum))
         self._adapt_pushback()
         self._samples.clear()
-        self._admitted = self._refused = self._peak_active = 0
         self._start_window(now)
 
     def _start_window(self, now: float) -> None:
+        self._admitted = self._refused = self._peak_active = 0
         self._window_start = now
         self._window_end = now + self._settings.window_s
         self._window_cpu = self._cpu_clock()

@@ -45,6 +45,7 @@ from trio_websocket import WebSocketConnection, wrap_client_stream
 from leasehold import __version__
 from leasehold.bench._admin import window_request
 from leasehold.core import SlotKey
+from leasehold.gateway import PUSHBACK_TRAILER
 from leasehold.health.frames import Health, ShardFigures, Subscribe, decode
 from leasehold.health.watch import Condition, condition, gateway_figures, open_watch
 from leasehold.proto.admin.v1 import inventory_pb2_grpc
@@ -215,7 +216,7 @@ def _pushback_s(stub: grpc2.BookingServiceStub, request: pb2.CreateLeaseRequest)
         if refused.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
             raise
         trailers = {str(m.key): str(m.value) for m in refused.trailing_metadata() or ()}
-        return int(trailers.get("grpc-retry-pushback-ms", "50")) / 1000
+        return int(trailers.get(PUSHBACK_TRAILER, "50")) / 1000
     return None
 
 
