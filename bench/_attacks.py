@@ -13,24 +13,26 @@ and prints one line of figures; with --runs N, also the medians.
   each attacking connection's time from its first frame to its close.
 - overload: CreateLease at concurrency 50 with 5 s deadlines (the capacity),
   then `--callers` callers with `--deadline-ms` deadlines (two load processes,
-  one connection per 100 callers, at least 8 per process; `--client h2`, the default, is the low-CPU
-  HTTP/2 client of bench/_h2call.py, `--client grpcio` grpc.aio; callers are
-  described in bench/_overload_load.py: a caller whose call failed calls again
-  at once, after the server's grpc-retry-pushback-ms if it sent one); goodput
-  against capacity, p99 of successes, and the spots held by leases whose
-  creating call failed (spots taken during the phase, from CheckAvailability,
-  less the leases granted to callers, out of all spots taken). Also the cores
-  used by the server and by the load processes (and the load's CPU per call),
-  how late the load processes' event loops run (a starved client delays its
-  sends and its reading of replies: client-side latency includes it), and the
-  load average. LEASEHOLD_ATTACK_VERBOSE=1 prints every kind of refusal.
+  one connection per 100 callers, at least 8 per process; `--client h2`, the
+  default, is the low-CPU HTTP/2 client of bench/_h2call.py, on uvloop when it
+  is installed; `--client grpcio` grpc.aio; callers are described in
+  bench/_overload_load.py: a caller whose call failed calls again at once,
+  after the server's grpc-retry-pushback-ms if it sent one); goodput against
+  capacity, p99 of successes (to the moment the client had the reply;
+  `p99_ok_resumed_ms` adds the wait for the caller's coroutine to run), and the
+  spots held by leases whose creating call failed (spots taken during the
+  phase, from CheckAvailability, less the leases granted to callers, out of all
+  spots taken). Also the cores used by the server and by the load processes
+  (and the load's CPU per call), how late the load processes' event loops run
+  (a starved client delays its sends and its reading of replies: client-side
+  latency includes it), and the load average. LEASEHOLD_ATTACK_VERBOSE=1
+  prints every kind of refusal.
 - big-frames: connections that each declare a 16 MiB frame and send its body.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import multiprocessing
 import os
@@ -46,6 +48,7 @@ from typing import Any
 
 import grpc
 
+from leasehold.bench._fastloop import run as run_loop
 from leasehold.bench._feed import SlotGroup, build_slots, write_feed
 from leasehold.bench._memory import ROLES, MemorySampler, TreeMemory
 from leasehold.bench._overload_load import (
@@ -271,6 +274,8 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
         "goodput_per_s": goodput,
         "goodput_share": goodput / capacity_per_s if capacity_per_s else 0.0,
         "p99_ok_ms": _percentile(hostile.latencies, 99) * 1000,
+        # The same calls timed to their callers' resuming: adds the load processes' lag.
+        "p99_ok_resumed_ms": _percentile(hostile.resumed, 99) * 1000,
         "resource_exhausted": hostile.codes.get("RESOURCE_EXHAUSTED", 0),
         "deadline_exceeded": hostile.codes.get("DEADLINE_EXCEEDED", 0),
         "server_late_replies": _summed(server.output, "replies finished after"),
@@ -344,13 +349,14 @@ def _phase(
         sum(p.client_cpu_s for p in parts),
         [x for p in parts for x in p.client_lags],
         [x for p in parts for x in p.late_ok],
+        [x for p in parts for x in p.resumed],
     )
 
 
 def _lease_callers(client: str, *args: Any) -> None:
     *call_args, results = args
     _be_nice()
-    results.put(asyncio.run(run_callers(client, *call_args)))
+    results.put(run_loop(run_callers(client, *call_args), fast=client == "h2"))
 
 
 _SUMMARY = "refused in the last second: "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -220,8 +221,9 @@ class H2Channel(asyncio.Protocol):
     # --- reading ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # asyncio's transports are asyncio.Transport; uvloop's (the load processes' loop
+        # when installed) have the same methods without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
         preface = w.settings({Setting.ENABLE_PUSH: 0, Setting.INITIAL_WINDOW_SIZE: RECEIVE_WINDOW})
         self._send(w.PREFACE + preface + w.window_update(0, RECEIVE_WINDOW - 65_535))
 
@@ -283,7 +285,7 @@ class H2Channel(asyncio.Protocol):
             self._cancel(f.stream_id)
             self._finish(stream, Reply(w.RESOURCE_EXHAUSTED, "client: reply over 1 MiB"))
         elif f.flags & w.END_STREAM:
-            self._end(f.stream_id, w.reply_from(stream.headers, bytes(stream.data)))
+            self._end(f.stream_id, _reply(stream))
 
     def _on_header_fragment(self, f: Frame) -> None:
         if f.type == FrameType.HEADERS:
@@ -313,7 +315,7 @@ class H2Channel(asyncio.Protocol):
             return
         stream.headers.update(headers)
         if end:
-            self._end(stream_id, w.reply_from(stream.headers, bytes(stream.data)))
+            self._end(stream_id, _reply(stream))
 
     def _on_settings(self, f: Frame) -> None:
         if f.flags & w.ACK:
@@ -331,3 +333,8 @@ class H2Channel(asyncio.Protocol):
         for stream_id in [s for s in self._streams if s > last_stream_id]:
             self._end(stream_id, Reply(w.UNAVAILABLE, "server: GOAWAY before this stream"))
         self._wake()
+
+
+def _reply(stream: _Stream) -> Reply:
+    """The stream's reply, complete now."""
+    return w.reply_from(stream.headers, bytes(stream.data), time.monotonic())

@@ -11,6 +11,7 @@ frames are two 9-byte headers around the bytes. Replies are read by `FrameReader
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import struct
 from collections.abc import Iterator
@@ -235,14 +236,21 @@ class Reply:
     message: str = ""
     body: bytes = b""
     trailers: dict[str, str] | None = None
+    # When the client had the whole reply (time.monotonic()); 0.0 if none came (a
+    # refusal made on the client's side, such as its own deadline).
+    received_at: float = 0.0
 
     @property
     def code_name(self) -> str:
         return CODE_NAMES.get(self.code, str(self.code))
 
 
-def reply_from(headers: dict[str, str], data: bytes) -> Reply:
+def reply_from(headers: dict[str, str], data: bytes, received_at: float = 0.0) -> Reply:
     """The call's Reply from its response headers + trailers (merged) and DATA bytes."""
+    return dataclasses.replace(_reply_from(headers, data), received_at=received_at)
+
+
+def _reply_from(headers: dict[str, str], data: bytes) -> Reply:
     http = headers.get(":status", "200")
     if http != "200":
         code = UNAVAILABLE if http in ("502", "503", "504") else UNKNOWN

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import grpc
 
 from leasehold.bench._client import Client
+from leasehold.bench._fastloop import run as run_loop
 from leasehold.bench._h2call import H2Channel
 from leasehold.bench._history import OK, Op, Outcome
 from leasehold.core import SlotKey
@@ -175,7 +176,8 @@ def worker_main(
         os.nice(nice)
     keys = [SlotKey(*row) for row in key_rows]
     opener = _h2_channels if load_client == "h2" else _grpcio_channels
-    asyncio.run(_serve(index, target, keys, timeout_s, conn, progress, behaviour_for, opener))
+    serve = _serve(index, target, keys, timeout_s, conn, progress, behaviour_for, opener)
+    run_loop(serve, fast=load_client == "h2")
 
 
 async def _serve(

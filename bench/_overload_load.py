@@ -5,6 +5,12 @@ Each caller calls again as soon as its call ends, like a real client retrying at
 after a refusal that carries `grpc-retry-pushback-ms` it first sleeps that long, as
 gRPC's retry policy requires of a client honouring server pushback (gRFC A6). A
 caller's deadline is its own: the call fails DEADLINE_EXCEEDED on the client's clock.
+
+A granted call's latency runs from the caller's start to the moment the client had the
+whole reply (h2: as its last frame is decoded), as a gRPC client library's own figure
+does; the caller's coroutine may resume later, when the load process's loop gets to
+it, and that later moment is kept too (`resumed`): the load process's own lag, which
+the server does not cause (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ SPOTS_PER_SLOT = 1000  # the probe's feed: a slot never runs out in a 30 s run
 @dataclass(frozen=True, slots=True)
 class PhaseResult:
     granted: int  # leases granted to their callers
-    latencies: list[float]  # of the granted calls
+    latencies: list[float]  # of the granted calls, to the reply's receipt
     codes: dict[str, int]
     client_cpu_s: float = 0.0  # user + system CPU of the load processes
     # How late the load processes' event loops woke from 10 ms sleeps: their own backlog,
@@ -48,14 +54,17 @@ class PhaseResult:
     # h2 client only: OK replies that arrived after the call's deadline ended it on the
     # client, and by how much (seconds). Each is a lease the caller never heard of.
     late_ok: list[float] = dataclasses.field(default_factory=list)
+    # Of the granted calls, to the caller's coroutine resuming with the reply.
+    resumed: list[float] = dataclasses.field(default_factory=list)
 
     @property
     def calls(self) -> int:
         return self.granted + sum(self.codes.values())
 
 
-# A call's outcome: (status name, reply body or None, trailers); "OK" has a body.
-Outcome = tuple[str, bytes | None, dict[str, str]]
+# A call's outcome: (status name, reply body or None, trailers, when the reply was had
+# (time.monotonic(); 0.0 if none came)); "OK" has a body.
+Outcome = tuple[str, bytes | None, dict[str, str], float]
 CallFn = Callable[[int, bytes, float], Awaitable[Outcome]]
 # Closes the connections; returns the late OK replies seen (h2) or none (grpcio).
 CloseFn = Callable[[], Awaitable[list[float]]]
@@ -125,6 +134,7 @@ async def _closed_loop(
 ) -> PhaseResult:
     bodies = LeaseBodies(keys, (int(time.time()) + LEASE_TTL_S) * NANOS_PER_SECOND)
     latencies: list[float] = []
+    resumed: list[float] = []
     codes: dict[str, int] = {}
     end = time.monotonic() + seconds
 
@@ -134,10 +144,12 @@ async def _closed_loop(
             n += 1
             body = bodies.body((index * 7919 + n) % len(bodies), f"{tag}-{index}-{n}")
             started = time.monotonic()
-            code, reply, trailers = await call(index, body, deadline_s)
+            code, reply, trailers, received_at = await call(index, body, deadline_s)
             if code == "OK" and reply is not None:
                 if pb2.CreateLeaseResponse.FromString(reply).HasField("lease"):
-                    latencies.append(time.monotonic() - started)
+                    now = time.monotonic()
+                    latencies.append((received_at or now) - started)
+                    resumed.append(now - started)
                     continue
                 code = "BOOKING_FAILURE"
             codes[code] = codes.get(code, 0) + 1
@@ -154,7 +166,7 @@ async def _closed_loop(
             lags.append(time.monotonic() - asleep - 0.010)
 
     await asyncio.gather(lag_monitor(), *(caller(i) for i in range(callers)))
-    return PhaseResult(len(latencies), latencies, codes, client_lags=lags)
+    return PhaseResult(len(latencies), latencies, codes, client_lags=lags, resumed=resumed)
 
 
 async def _h2_calls(target: str, connections: int) -> tuple[CallFn, CloseFn]:
@@ -164,7 +176,8 @@ async def _h2_calls(target: str, connections: int) -> tuple[CallFn, CloseFn]:
 
     async def call(index: int, body: bytes, timeout_s: float) -> Outcome:
         reply = await channels[index % len(channels)].call(block, body, timeout_s)
-        return reply.code_name, reply.body if reply.code == w.OK else None, reply.trailers or {}
+        body_ok = reply.body if reply.code == w.OK else None
+        return reply.code_name, body_ok, reply.trailers or {}, reply.received_at
 
     async def close() -> list[float]:
         for channel in channels:
@@ -184,8 +197,8 @@ async def _grpcio_calls(target: str, connections: int) -> tuple[CallFn, CloseFn]
             reply: bytes = await stubs[index % len(stubs)](body, timeout=timeout_s)
         except grpc.aio.AioRpcError as error:
             trailers = {str(k): str(v) for k, v in error.trailing_metadata() or ()}
-            return error.code().name, None, trailers
-        return "OK", reply, {}
+            return error.code().name, None, trailers, 0.0
+        return "OK", reply, {}, 0.0  # grpcio's own moment of receipt is not shown
 
     async def close() -> list[float]:
         for channel in channels:

@@ -18,6 +18,7 @@ from _server_process import running_server
 
 from leasehold.bench import _h2wire as w
 from leasehold.bench._client import _H2Method
+from leasehold.bench._fastloop import run as run_loop
 from leasehold.bench._feed import SlotGroup, build_slots, write_feed
 from leasehold.bench._h2call import H2Channel
 from leasehold.bench._loadgen import CONNECTIONS_PER_CLIENT, _h2_channels
@@ -121,6 +122,30 @@ def test_ok_refusal_with_pushback_and_reset_streams_become_grpc_replies() -> Non
             channel.close()
 
     run(body)
+
+
+@pytest.mark.timeout(60)  # also bounds the loop's close, outside the asyncio timeout
+@pytest.mark.parametrize("fast", [False, True], ids=["asyncio", "uvloop"])
+def test_a_reply_says_when_it_was_received_on_either_loop(fast: bool) -> None:
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        assert type(loop).__module__.startswith("uvloop") == fast
+        async with scripted_server() as (port, _seen):
+            channel = await H2Channel.connect("127.0.0.1", port)
+            started = time.monotonic()
+            ok = await channel.call(w.request_block("/t/ok", "x"), b"hello", 5.0)
+            assert (ok.code, ok.body) == (w.OK, ECHO_PREFIX + b"hello")
+            assert started < ok.received_at <= time.monotonic()
+            expired = await channel.call(w.request_block("/t/hang", "x"), b"", 0.05)
+            # The client's own refusal: no reply came.
+            assert (expired.code_name, expired.received_at) == ("DEADLINE_EXCEEDED", 0.0)
+            channel.close()
+
+    async def bounded() -> None:
+        async with asyncio.timeout(LIMIT_S):
+            await body()
+
+    run_loop(bounded(), fast=fast)
 
 
 def test_grpc_timeout_is_the_time_left_when_the_request_is_written() -> None:
