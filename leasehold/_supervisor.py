@@ -21,7 +21,6 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +35,7 @@ from leasehold._tree import (
     LINK_WAIT_ENV,
     READY_FD_ENV,
     TreeSpec,
-    shard_socket,
 )
-from leasehold.link import check_socket_path
 
 # Each role's own entry module: a child imports only what its role runs.
 ENTRY_MODULES = {"shard": "leasehold._shard_main", "gateway": "leasehold._gateway_main"}
@@ -85,16 +82,6 @@ class Child:
     @property
     def pid(self) -> int | None:
         return None if self.process is None else self.process.pid
-
-
-def make_runtime_dir() -> Path:
-    """A private directory for the link's sockets, short enough for any socket name."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    path = Path(
-        tempfile.mkdtemp(prefix="leasehold-", dir=base if os.access(base, os.W_OK) else None)
-    )
-    check_socket_path(shard_socket(path, 999))
-    return path
 
 
 def hold_port(host: str, port: int) -> socket.socket:

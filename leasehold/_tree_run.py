@@ -27,6 +27,7 @@ from leasehold._announce import (
 )
 from leasehold._exits import EXIT_FAILURE, fail
 from leasehold._logging import ShedSummary, event
+from leasehold._runtime_dir import make_runtime_dir
 from leasehold._serve_settings import AdminConfig
 from leasehold._shared_connections import create_counts
 from leasehold._slot_json import ordered_example
@@ -34,7 +35,6 @@ from leasehold._supervisor import (
     Tree,
     TreeFailed,
     hold_port,
-    make_runtime_dir,
     spec_for,
 )
 from leasehold._tree import connections_file, served_file, write_spec
