@@ -17,7 +17,9 @@ and prints one line of figures; with --runs N, also the medians.
   default, is the low-CPU HTTP/2 client of bench/_h2call.py, on uvloop when it
   is installed; `--client grpcio` grpc.aio; callers are described in
   bench/_overload_load.py: a caller whose call failed calls again at once,
-  after the server's grpc-retry-pushback-ms if it sent one); goodput against
+  after the server's grpc-retry-pushback-ms if it sent one, or after a
+  randomized exponential backoff if its deadline expired in the client; `--retry
+  at-once` drops that backoff); goodput against
   capacity, p99 of successes (to the moment the client had the reply;
   `p99_ok_resumed_ms` adds the wait for the caller's coroutine to run), and the
   spots held by leases whose creating call failed (spots taken during the
@@ -54,6 +56,7 @@ from leasehold.bench._memory import ROLES, MemorySampler, TreeMemory
 from leasehold.bench._overload_load import (
     CLIENTS,
     PUSHBACK,
+    RETRY_MODES,
     SPOTS_PER_SLOT,
     PhaseResult,
     lease_request,
@@ -81,6 +84,12 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--connections", type=int, default=40)
     parser.add_argument(
         "--client", choices=CLIENTS, default="h2", help="overload: the callers' gRPC client"
+    )
+    parser.add_argument(
+        "--retry",
+        choices=RETRY_MODES,
+        default="backoff",
+        help="overload: after a deadline that expired in the client, back off or call again",
     )
     parser.add_argument(
         "--client-nice", type=int, default=CLIENT_NICE, help="nice increment of the load processes"
@@ -259,7 +268,9 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
     sampler = MemorySampler(server.process.pid)
     server_cpu = server.cpu_seconds() or 0.0  # the whole process tree
     deadline_s = ns.deadline_ms / 1000
-    hostile = _phase(server, slot_keys, ns.callers, deadline_s, seconds, "over", ns.client, 2)
+    hostile = _phase(
+        server, slot_keys, ns.callers, deadline_s, seconds, "over", ns.client, 2, ns.retry
+    )
     server_cpu = (server.cpu_seconds() or 0.0) - server_cpu
     after = sampler.stop()
     time.sleep(1.2)  # the server's last summary line of refusals
@@ -278,6 +289,7 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
         "p99_ok_resumed_ms": _percentile(hostile.resumed, 99) * 1000,
         "resource_exhausted": hostile.codes.get("RESOURCE_EXHAUSTED", 0),
         "deadline_exceeded": hostile.codes.get("DEADLINE_EXCEEDED", 0),
+        "client_backoffs": hostile.backoffs,  # after a deadline that expired in the client
         "server_late_replies": _summed(server.output, "replies finished after"),
         "server_dropped_too_close": _summed(server.output, "calls dropped: deadline too close"),
         "server_refused_behind": _summed(server.output, "calls refused RESOURCE_EXHAUSTED"),
@@ -323,6 +335,7 @@ def _phase(
     tag: str,
     client: str,
     processes: int = 1,
+    retry: str = "backoff",
 ) -> PhaseResult:
     children = [
         _in_child(
@@ -334,6 +347,7 @@ def _phase(
             deadline_s,
             seconds,
             f"{tag}{i}",
+            retry,
         )
         for i in range(processes)
     ]
@@ -350,6 +364,7 @@ def _phase(
         [x for p in parts for x in p.client_lags],
         [x for p in parts for x in p.late_ok],
         [x for p in parts for x in p.resumed],
+        sum(p.backoffs for p in parts),
     )
 
 

@@ -5,6 +5,13 @@ Each caller calls again as soon as its call ends, like a real client retrying at
 after a refusal that carries `grpc-retry-pushback-ms` it first sleeps that long, as
 gRPC's retry policy requires of a client honouring server pushback (gRFC A6). A
 caller's deadline is its own: the call fails DEADLINE_EXCEEDED on the client's clock.
+After such a deadline, which no server answer carried (so no pushback), the caller
+backs off first (`retry="backoff"`, the default): randomized and exponential, from one
+deadline up to MAX_BACKOFF_S, as every client library's retry policy and the SRE
+literature's advice on retries have it. Retrying those at once (`retry="at-once"`) lets
+a load process that fell behind retry what its own lag expired, which it then falls
+further behind on: on a shared 2-core machine its callers' deadlines expired 60,000-
+136,000 times in a run, in the client (docs/performance.md, "Overload, eighth pass").
 
 A granted call's latency runs from the caller's start to the moment the client had the
 whole reply (h2: as its last frame is decoded), as a gRPC client library's own figure
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -40,6 +48,8 @@ CLIENTS = ("h2", "grpcio")
 # Leases live past the run, so every spot a phase took is still held when counted.
 LEASE_TTL_S = 600
 SPOTS_PER_SLOT = 1000  # the probe's feed: a slot never runs out in a 30 s run
+RETRY_MODES = ("backoff", "at-once")  # after a deadline that expired in the client
+MAX_BACKOFF_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +66,7 @@ class PhaseResult:
     late_ok: list[float] = dataclasses.field(default_factory=list)
     # Of the granted calls, to the caller's coroutine resuming with the reply.
     resumed: list[float] = dataclasses.field(default_factory=list)
+    backoffs: int = 0  # sleeps after a deadline that expired in the client
 
     @property
     def calls(self) -> int:
@@ -115,13 +126,15 @@ async def run_callers(
     deadline_s: float,
     seconds: float,
     tag: str,
+    retry: str = "backoff",
 ) -> PhaseResult:
     connections = max(MIN_CONNECTIONS, callers // CALLERS_PER_CONNECTION)
     opened = await (_h2_calls if client == "h2" else _grpcio_calls)(target, connections)
     call, close = opened
     cpu_before = time.process_time()  # every thread's: grpcio's own included
     try:
-        result = await _closed_loop(call, keys, callers, deadline_s, seconds, tag)
+        loop = _closed_loop(call, keys, callers, deadline_s, seconds, tag, retry == "backoff")
+        result = await loop
         await asyncio.sleep(min(1.0, deadline_s))  # the last late replies
     finally:
         late_ok = await close()
@@ -129,8 +142,35 @@ async def run_callers(
     return dataclasses.replace(result, client_cpu_s=cpu_s, late_ok=late_ok)
 
 
+def backoff_s(deadline_s: float, expired_in_a_row: int) -> float:
+    """How long a caller waits after its `expired_in_a_row`-th client-side deadline in a
+    row: one deadline, doubling, at most MAX_BACKOFF_S; jittered by +-50 %."""
+    base: float = min(MAX_BACKOFF_S, deadline_s * 2.0 ** min(expired_in_a_row - 1, 30))
+    return base * random.uniform(0.5, 1.5)
+
+
+def pause_after(
+    outcome: Outcome, expired: int, deadline_s: float, backoff: bool
+) -> tuple[float, int]:
+    """(seconds to wait before the next call, client-side deadlines in a row now) after a
+    failed call, given the count before it."""
+    code, _, trailers, received_at = outcome
+    pushback = trailers.get(PUSHBACK)
+    if pushback is not None and pushback.isdigit():
+        return int(pushback) / 1000, 0
+    if backoff and code == "DEADLINE_EXCEEDED" and not received_at:
+        return backoff_s(deadline_s, expired + 1), expired + 1
+    return 0.0, 0
+
+
 async def _closed_loop(
-    call: CallFn, keys: list[SlotKey], callers: int, deadline_s: float, seconds: float, tag: str
+    call: CallFn,
+    keys: list[SlotKey],
+    callers: int,
+    deadline_s: float,
+    seconds: float,
+    tag: str,
+    backoff: bool,
 ) -> PhaseResult:
     bodies = LeaseBodies(keys, (int(time.time()) + LEASE_TTL_S) * NANOS_PER_SECOND)
     latencies: list[float] = []
@@ -138,8 +178,11 @@ async def _closed_loop(
     codes: dict[str, int] = {}
     end = time.monotonic() + seconds
 
+    backoffs = 0
+
     async def caller(index: int) -> None:
-        n = 0
+        nonlocal backoffs
+        n = expired = 0
         while time.monotonic() < end:
             n += 1
             body = bodies.body((index * 7919 + n) % len(bodies), f"{tag}-{index}-{n}")
@@ -150,12 +193,15 @@ async def _closed_loop(
                     now = time.monotonic()
                     latencies.append((received_at or now) - started)
                     resumed.append(now - started)
+                    expired = 0
                     continue
                 code = "BOOKING_FAILURE"
             codes[code] = codes.get(code, 0) + 1
-            pushback = trailers.get(PUSHBACK)
-            if pushback is not None and pushback.isdigit():
-                await asyncio.sleep(int(pushback) / 1000)
+            outcome: Outcome = (code, reply, trailers, received_at)
+            pause, expired = pause_after(outcome, expired, deadline_s, backoff)
+            if pause:
+                backoffs += expired > 0
+                await asyncio.sleep(pause)
 
     lags: list[float] = []
 
@@ -166,7 +212,9 @@ async def _closed_loop(
             lags.append(time.monotonic() - asleep - 0.010)
 
     await asyncio.gather(lag_monitor(), *(caller(i) for i in range(callers)))
-    return PhaseResult(len(latencies), latencies, codes, client_lags=lags, resumed=resumed)
+    return PhaseResult(
+        len(latencies), latencies, codes, client_lags=lags, resumed=resumed, backoffs=backoffs
+    )
 
 
 async def _h2_calls(target: str, connections: int) -> tuple[CallFn, CloseFn]:
