@@ -305,7 +305,8 @@ class ShardState:
         self._list_restored_expiries()
         self._expired.extend(snapshot.expired_order)
         self._restore_bookings(snapshot.bookings)
-        self._tokens.remember_all(((m, s, t), b) for m, s, t, b in snapshot.tokens)
+        tokens = snapshot.tokens
+        self._tokens.remember_all(zip(map(_TOKEN_KEY, tokens), map(_RESPONSE, tokens), strict=True))
         self._granted_total, self._expired_total, self._booked_total = snapshot.totals
 
     def _restore_bookings(self, bookings: Sequence[Booking]) -> None:
@@ -1144,6 +1145,10 @@ class ShardState:
         kept = self._live.get(lease_id)
         return None if kept is None else kept[KEPT_EXPIRES_NS]
 
+
+# A snapshot's token (merchant_id, service_id, token, response) as TokenMemory keeps it.
+_TOKEN_KEY = itemgetter(0, 1, 2)
+_RESPONSE = itemgetter(3)
 
 # What _live.get answers for a lease it does not hold: on no slot, expired at any time.
 _NO_LEASE: Kept = (0, -1, "", "", -(1 << 63))

@@ -1,4 +1,4 @@
-"""Snapshot format 4's leases and bookings: one array per field, their slots by number.
+"""Snapshot format 4's leases, bookings and tokens: one array per field, slots by number.
 
 A snapshot holds hundreds of thousands of leases and bookings on a few thousand
 slots. Format 3 wrote each as the journal's row, its slot's key and tag in full
@@ -15,6 +15,11 @@ pass").
     bookings = [[booking_id...], [slot number...], persons, [status...], [lease_id...]]
     persons  = [[user_id...], [given_name...], [family_name...], [telephone...],
                 [email...], [language_code...], [PostalAddress | nil...]]
+    tokens   = [[merchant_id...], [service_id...], [token...], [booking_id | Booking...]]
+
+A token's original response is the booking of that id in `bookings` when it is
+the very one (not cancelled or moved since), else the whole booking as the
+journal writes it (shards._codec, its slot in full).
 
 A slot number is an index into `slots`. Every column of a table has as many
 values as its first; each value's exact type is checked (enums by value), and
@@ -26,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from leasehold.core import Booking, Lease, Person, PostalAddress, SlotRef
+from leasehold.core import Booking, Lease, Person, PostalAddress, SlotRef, StateSnapshot
 from leasehold.shards import _codec as c
 
 Columns = tuple[list[object], ...]
@@ -90,6 +95,17 @@ def encode_bookings(bookings: Sequence[Booking], table: SlotTable) -> tuple[obje
     )
 
 
+def encode_tokens(snapshot: StateSnapshot) -> Columns:
+    current = {booking.booking_id: booking for booking in snapshot.bookings}
+    tokens = snapshot.tokens
+    return (
+        [m for m, _, _, _ in tokens],
+        [s for _, s, _, _ in tokens],
+        [t for _, _, t, _ in tokens],
+        [b.booking_id if current.get(b.booking_id) is b else c._booking(b) for *_, b in tokens],
+    )
+
+
 def decode_slot_table(value: object, refs: c.SlotRefs) -> list[SlotRef]:
     return [refs.decode(v) for v in _array(value, None, "slots")]
 
@@ -126,6 +142,49 @@ def decode_bookings(value: object, slots: list[SlotRef]) -> tuple[Booking, ...]:
     )
 
 
+Token = tuple[str, str, str, Booking]
+
+
+def decode_tokens(value: object, by_id: dict[str, Booking], refs: c.SlotRefs) -> tuple[Token, ...]:
+    """The tokens, their responses found by booking id in `by_id` (or decoded whole)."""
+    merchants, services, tokens, responses = _array(value, 4, "tokens")
+    n = len(_array(merchants, None, "token.merchant_id"))
+    return tuple(
+        zip(
+            _exactly(str, merchants, n, "token.merchant_id"),
+            _exactly(str, services, n, "token.service_id"),
+            _exactly(str, tokens, n, "token.token"),
+            _responses(responses, n, by_id, refs),
+            strict=True,
+        )
+    )
+
+
+def _responses(value: object, n: int, by_id: dict[str, Booking], refs: c.SlotRefs) -> list[Booking]:
+    column = _array(value, n, "token.booking")
+    if n and set(map(type, column)) == {str}:  # (the common case: all by id)
+        ids: tuple[str, ...] = column
+        found = [*map(by_id.get, ids)]
+        if all(found):  # (not `None in`: that would call Booking.__eq__ on each)
+            return cast(list[Booking], found)
+    return [_response(v, by_id, refs) for v in column]
+
+
+def _response(value: object, by_id: dict[str, Booking], refs: c.SlotRefs) -> Booking:
+    if type(value) is not str:
+        return c._decode_booking(value, refs)
+    original = by_id.get(value)
+    if original is None:
+        raise c.CorruptRecord(f"token names booking {value!r}, not in the snapshot")
+    return original
+
+
+def strings(value: object, what: str) -> tuple[str, ...]:
+    """An array of strings."""
+    column = _array(value, None, what)
+    return _exactly(str, column, len(column), what)
+
+
 def _persons(value: object, n: int) -> list[Person]:
     user_ids, given, family, telephones, emails, languages, addresses = _array(value, 7, "persons")
     return list(
@@ -154,8 +213,12 @@ def _exactly(kind: type, value: object, n: int, what: str) -> tuple[Any, ...]:
     column = _array(value, n, what)
     if n and set(map(type, column)) != {kind}:
         bad = next(v for v in column if type(v) is not kind)
-        raise c.CorruptRecord(f"{what} is {c._describe(bad)}, not a {kind.__name__}")
+        raise c.CorruptRecord(f"{what} is {c._describe(bad)}, not {_KINDS[kind]}")
     return column
+
+
+# As the journal codec names them (shards._codec._str, _int).
+_KINDS = {str: "a string", int: "an integer"}
 
 
 def _members(members: Mapping[str, object], value: object, n: int, what: str) -> list[Any]:
@@ -177,7 +240,7 @@ def _slots(slots: list[SlotRef], value: object, n: int, what: str) -> list[SlotR
     return list(map(slots.__getitem__, numbers))
 
 
-def _array(value: object, length: int | None, what: str) -> tuple[object, ...]:
+def _array(value: object, length: int | None, what: str) -> tuple[Any, ...]:
     if type(value) is not tuple or (length is not None and len(value) != length):
         wanted = "an array" if length is None else f"an array of {length}"
         raise c.CorruptRecord(f"{what} is {c._describe(value)}, not {wanted}")

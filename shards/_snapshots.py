@@ -9,11 +9,10 @@ records all precede S, and older snapshots, be removed.
     file     = header + snapshot
     header   = b"LHSN" + file format (4 bytes) + S (8 bytes) + snapshot length (8 bytes)
                + CRC-32 of the header's first 24 bytes and the snapshot (4 bytes), big-endian
-    snapshot = [SNAPSHOT_VERSION, S, leases, [expired lease id...], bookings,
-                [[merchant_id, service_id, token, Booking | booking_id]...],
+    snapshot = [SNAPSHOT_VERSION, S, leases, [expired lease id...], bookings, tokens,
                 [granted, expired, booked], inventory, slots]
     inventory = nil (the inventory the shard was built on) | [[SlotSpec, removed]...]
-    leases, bookings, slots: columns, slots by number (shards._snapshot_tables)
+    leases, bookings, tokens, slots: columns, slots by number (shards._snapshot_tables)
 
 The header makes damage visible: any single-bit flip, a cut, a file renamed to
 another sequence number all fail the checks before anything is decoded. Files
@@ -23,9 +22,10 @@ A token's original response is written as its booking_id when it is the very
 booking in the bookings list (not cancelled or moved since), else whole in the
 journal codec's layout (shards._codec): version 2. Version 1 always wrote the
 whole booking. Version 3 adds `inventory`, every slot account after live inventory
-changes (spec section 8). Versions 1-3 wrote leases and bookings as rows of the
-journal's layouts, [Lease...] and [Booking...]; version 4 writes them as columns,
-each slot once in the `slots` table. All four are read.
+changes (spec section 8). Versions 1-3 wrote leases, bookings and tokens as rows:
+[Lease...] and [Booking...] in the journal's layouts, [[merchant_id, service_id,
+token, Booking | booking_id]...]; version 4 writes them as columns, each slot
+once in the `slots` table. All four are read.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _encode_document(seq: int, snapshot: StateSnapshot) -> bytes:
         tables.encode_leases(snapshot.leases, slots),
         list(snapshot.expired_order),
         tables.encode_bookings(snapshot.bookings, slots),
-        _encode_tokens(snapshot),
+        tables.encode_tokens(snapshot),
         list(snapshot.totals),
         _encode_inventory(snapshot),
         slots.encoded(),
@@ -115,14 +115,6 @@ def _decode_inventory(value: object) -> tuple[tuple[SlotSpec, bool], ...] | None
             raise c.CorruptRecord("inventory slot: removed is not a boolean")
         decoded.append((c.decode_slot_spec(spec), removed))
     return tuple(decoded)
-
-
-def _encode_tokens(snapshot: StateSnapshot) -> list[tuple[str, str, str, object]]:
-    current = {booking.booking_id: booking for booking in snapshot.bookings}
-    return [
-        (m, s, t, b.booking_id if current.get(b.booking_id) is b else c._booking(b))
-        for m, s, t, b in snapshot.tokens
-    ]
 
 
 def decode_snapshot(data: bytes, path: Path, refs: c.SlotRefs | None = None) -> LoadedSnapshot:
@@ -181,11 +173,15 @@ def _decode_document(data: bytes, path: Path, refs: c.SlotRefs | None) -> Loaded
             decoded_leases = tuple(c._decode_lease(v, refs) for v in _tuple(leases))
             decoded_bookings = tuple(c._decode_booking(v, refs) for v in _tuple(bookings))
         by_id = {booking.booking_id: booking for booking in decoded_bookings}
+        if length == 9:
+            decoded_tokens = tables.decode_tokens(tokens, by_id, refs)
+        else:
+            decoded_tokens = tuple(_token(v, refs, by_id) for v in _tuple(tokens))
         state = StateSnapshot(
             leases=decoded_leases,
-            expired_order=tuple(c._str(v, "expired lease id") for v in _tuple(expired)),
+            expired_order=tables.strings(expired, "expired lease id"),
             bookings=decoded_bookings,
-            tokens=tuple(_token(v, refs, by_id) for v in _tuple(tokens)),
+            tokens=decoded_tokens,
             totals=(
                 c._int(granted, "totals.granted"),
                 c._int(expired_total, "totals.expired"),
@@ -206,7 +202,7 @@ def _tuple(value: object) -> tuple[object, ...]:
     return cast(tuple[object, ...], value)
 
 
-# A token whose response is the booking of this id in the snapshot (format 2 and later).
+# A token whose response is the booking of this id in the snapshot (formats 2 and 3).
 _TOKEN_BY_ID_TYPES = (str, str, str, str)
 
 

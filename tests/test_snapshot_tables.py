@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import msgpack  # type: ignore[import-untyped]  # no stubs; builds snapshot documents
@@ -42,7 +43,11 @@ SNAPSHOT = StateSnapshot(
     leases=LEASES,
     expired_order=("L-3",),
     bookings=BOOKINGS,
-    tokens=(("m1", "cut", "t1", BOOKINGS[0]),),
+    # t1's response is the booking as it is (written by id), t2's one since changed (whole).
+    tokens=(
+        ("m1", "cut", "t1", BOOKINGS[0]),
+        ("m1", "cut", "t2", dataclasses.replace(BOOKINGS[1], status=BookingStatus.CONFIRMED)),
+    ),
     totals=(3, 1, 2),
 )
 LEASE_FIELDS = ["lease_id", "version", "slot", "reference", "expires_ns", "state", "booking_id"]
@@ -63,6 +68,10 @@ def test_a_snapshot_writes_each_slot_once_and_reads_back_equal(tmp_path: Path) -
     slots = doc[8]
     assert isinstance(slots, list)
     assert len(slots) == 3  # KEYS[0] with tag t0 (twice), KEYS[1], KEYS[2] with tag x
+    tokens = doc[5]
+    assert isinstance(tokens, list)
+    assert tokens[3][0] == "B-1"  # (by id)
+    assert isinstance(tokens[3][1], list)  # (whole)
     assert decode(doc, tmp_path) == SNAPSHOT
 
 
@@ -75,14 +84,14 @@ def test_decoded_leases_and_bookings_share_one_ref_per_slot(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("lease_id", 7, "Lease.lease_id is int 7, not a str"),
+        ("lease_id", 7, "Lease.lease_id is int 7, not a string"),
         ("version", "v9", "Lease.version is str 'v9', not one of"),
         ("slot", 3, "Lease.slot is slot 3; the snapshot has 3"),
         ("slot", -1, "Lease.slot is slot -1; the snapshot has 3"),
-        ("slot", True, "Lease.slot is bool True, not a int"),
-        ("expires_ns", 1.5, "Lease.expires_ns is float 1.5, not a int"),
+        ("slot", True, "Lease.slot is bool True, not an integer"),
+        ("expires_ns", 1.5, "Lease.expires_ns is float 1.5, not an integer"),
         ("state", "gone", "Lease.state is str 'gone', not one of"),
-        ("booking_id", None, "Lease.booking_id is NoneType None, not a str"),
+        ("booking_id", None, "Lease.booking_id is NoneType None, not a string"),
     ],
 )
 def test_a_lease_column_value_of_the_wrong_kind_is_corrupt(
@@ -99,10 +108,10 @@ def test_a_lease_column_value_of_the_wrong_kind_is_corrupt(
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("booking_id", b"B", "Booking.booking_id is bytes b'B', not a str"),
+        ("booking_id", b"B", "Booking.booking_id is bytes b'B', not a string"),
         ("slot", 9, "Booking.slot is slot 9; the snapshot has 3"),
         ("status", "maybe", "Booking.status is str 'maybe', not one of"),
-        ("lease_id", 0, "Booking.lease_id is int 0, not a str"),
+        ("lease_id", 0, "Booking.lease_id is int 0, not a string"),
     ],
 )
 def test_a_booking_column_value_of_the_wrong_kind_is_corrupt(
@@ -119,8 +128,8 @@ def test_a_booking_column_value_of_the_wrong_kind_is_corrupt(
 @pytest.mark.parametrize(
     ("column", "value", "message"),
     [
-        (0, 1, "Person.user_id is int 1, not a str"),
-        (4, None, "Person.email is NoneType None, not a str"),
+        (0, 1, "Person.user_id is int 1, not a string"),
+        (4, None, "Person.email is NoneType None, not a string"),
         (6, "FR", "PostalAddress is str 'FR', not an array of 6"),
     ],
 )
@@ -135,7 +144,7 @@ def test_a_person_column_value_of_the_wrong_kind_is_corrupt(
         decode(doc, tmp_path)
 
 
-@pytest.mark.parametrize(("table", "column"), [(2, 6), (4, 4), (4, 0)])
+@pytest.mark.parametrize(("table", "column"), [(2, 6), (4, 4), (4, 0), (5, 3), (5, 0)])
 def test_columns_of_unequal_length_are_corrupt(tmp_path: Path, table: int, column: int) -> None:
     doc = document()
     columns = doc[table]
