@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from leasehold.core._model import Booking
 
@@ -42,6 +42,24 @@ class TokenMemory:
             order.append(key)
             if known >= self._capacity:
                 del responses[order.popleft()]
+
+    def remember_all(self, remembered: Iterable[tuple[TokenKey, Booking]]) -> None:
+        """`remember` each, in order, into an empty memory (a restore): in bulk when no
+        key repeats (a stored memory never has one), else one by one."""
+        items = list(remembered)
+        responses = self._responses
+        if responses:
+            raise ValueError("remember_all needs an empty memory")
+        responses.update(items)
+        if len(responses) != len(items):
+            responses.clear()
+            for key, response in items:
+                self.remember(key, response)
+            return
+        order = self._order
+        order.extend(key for key, _ in items)
+        while len(order) > self._capacity:
+            del responses[order.popleft()]
 
     def items(self) -> list[tuple[TokenKey, Booking]]:
         """Every remembered token with its response, oldest first (a copy)."""

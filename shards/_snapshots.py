@@ -9,20 +9,23 @@ records all precede S, and older snapshots, be removed.
     file     = header + snapshot
     header   = b"LHSN" + file format (4 bytes) + S (8 bytes) + snapshot length (8 bytes)
                + CRC-32 of the header's first 24 bytes and the snapshot (4 bytes), big-endian
-    snapshot = [SNAPSHOT_VERSION, S, [Lease...], [expired lease id...], [Booking...],
-                [[merchant_id, service_id, token, Booking | booking_id]...],
-                [granted, expired, booked], inventory]
+    snapshot = [SNAPSHOT_VERSION, S, leases, [expired lease id...], bookings, tokens,
+                [granted, expired, booked], inventory, slots]
     inventory = nil (the inventory the shard was built on) | [[SlotSpec, removed]...]
+    leases, bookings, tokens, slots: columns, slots by number (shards._snapshot_tables)
 
 The header makes damage visible: any single-bit flip, a cut, a file renamed to
 another sequence number all fail the checks before anything is decoded. Files
 written before the header (a bare snapshot document) are still read, unchecked.
 
-Leases and bookings use the journal codec's layouts (shards._codec). A token's
-original response is written as its booking_id when it is the very booking in
-the bookings list (not cancelled or moved since): version 2. Version 1 always
-wrote the whole booking. Version 3 adds `inventory`, every slot account after live
-inventory changes (spec section 8). All three are read.
+A token's original response is written as its booking_id when it is the very
+booking in the bookings list (not cancelled or moved since), else whole in the
+journal codec's layout (shards._codec): version 2. Version 1 always wrote the
+whole booking. Version 3 adds `inventory`, every slot account after live inventory
+changes (spec section 8). Versions 1-3 wrote leases, bookings and tokens as rows:
+[Lease...] and [Booking...] in the journal's layouts, [[merchant_id, service_id,
+token, Booking | booking_id]...]; version 4 writes them as columns, each slot
+once in the `slots` table. All four are read.
 """
 
 from __future__ import annotations
@@ -39,11 +42,14 @@ import msgpack  # type: ignore[import-untyped]
 
 from leasehold.core import Booking, SlotSpec, StateSnapshot
 from leasehold.shards import _codec as c
+from leasehold.shards import _snapshot_tables as tables
 from leasehold.shards._datadir import fsync_dir
 from leasehold.shards._journal import segment_files
 
-SNAPSHOT_VERSION = 3
-_READABLE_VERSIONS = (1, 2, 3)
+SNAPSHOT_VERSION = 4
+_READABLE_VERSIONS = (1, 2, 3, 4)
+# The document's fields by version (any other version: read as 7, then refused).
+_FIELDS = {3: 8, 4: 9}
 FILE_MAGIC = b"LHSN"
 FILE_FORMAT = 1
 _HEADER = struct.Struct(">4sIQQ")  # magic, file format, seq, snapshot length; then the CRC
@@ -78,15 +84,17 @@ def encode_snapshot(seq: int, snapshot: StateSnapshot) -> bytes:
 
 
 def _encode_document(seq: int, snapshot: StateSnapshot) -> bytes:
+    slots = tables.SlotTable()
     document = (
         SNAPSHOT_VERSION,
         seq,
-        [c._lease(lease) for lease in snapshot.leases],
+        tables.encode_leases(snapshot.leases, slots),
         list(snapshot.expired_order),
-        [c._booking(booking) for booking in snapshot.bookings],
-        _encode_tokens(snapshot),
+        tables.encode_bookings(snapshot.bookings, slots),
+        tables.encode_tokens(snapshot),
         list(snapshot.totals),
         _encode_inventory(snapshot),
+        slots.encoded(),
     )
     return cast(bytes, msgpack.packb(document))
 
@@ -107,14 +115,6 @@ def _decode_inventory(value: object) -> tuple[tuple[SlotSpec, bool], ...] | None
             raise c.CorruptRecord("inventory slot: removed is not a boolean")
         decoded.append((c.decode_slot_spec(spec), removed))
     return tuple(decoded)
-
-
-def _encode_tokens(snapshot: StateSnapshot) -> list[tuple[str, str, str, object]]:
-    current = {booking.booking_id: booking for booking in snapshot.bookings}
-    return [
-        (m, s, t, b.booking_id if current.get(b.booking_id) is b else c._booking(b))
-        for m, s, t, b in snapshot.tokens
-    ]
 
 
 def decode_snapshot(data: bytes, path: Path, refs: c.SlotRefs | None = None) -> LoadedSnapshot:
@@ -156,22 +156,32 @@ def _decode_document(data: bytes, path: Path, refs: c.SlotRefs | None) -> Loaded
     try:
         document = msgpack.unpackb(data, raw=False, use_list=False)
         version = document[0] if type(document) is tuple and document else None
-        length = 8 if version == 3 else 7
+        length = _FIELDS.get(version, 7) if type(version) is int else 7
         fields = c._array(document, length, "snapshot")
         version, seq, leases, expired, bookings, tokens, totals = fields[:7]
-        inventory = fields[7] if length == 8 else None
+        inventory = fields[7] if length >= 8 else None
         if version not in _READABLE_VERSIONS:
             raise SnapshotCorrupt(
                 path, f"snapshot format {version}; this version reads {_READABLE_VERSIONS}"
             )
         granted, expired_total, booked = c._array(totals, 3, "totals")
-        decoded_bookings = tuple(c._decode_booking(v, refs) for v in _tuple(bookings))
+        if length == 9:
+            slots = tables.decode_slot_table(fields[8], refs)
+            decoded_leases = tables.decode_leases(leases, slots)
+            decoded_bookings = tables.decode_bookings(bookings, slots)
+        else:
+            decoded_leases = tuple(c._decode_lease(v, refs) for v in _tuple(leases))
+            decoded_bookings = tuple(c._decode_booking(v, refs) for v in _tuple(bookings))
         by_id = {booking.booking_id: booking for booking in decoded_bookings}
+        if length == 9:
+            decoded_tokens = tables.decode_tokens(tokens, by_id, refs)
+        else:
+            decoded_tokens = tuple(_token(v, refs, by_id) for v in _tuple(tokens))
         state = StateSnapshot(
-            leases=tuple(c._decode_lease(v, refs) for v in _tuple(leases)),
-            expired_order=tuple(c._str(v, "expired lease id") for v in _tuple(expired)),
+            leases=decoded_leases,
+            expired_order=tables.strings(expired, "expired lease id"),
             bookings=decoded_bookings,
-            tokens=tuple(_token(v, refs, by_id) for v in _tuple(tokens)),
+            tokens=decoded_tokens,
             totals=(
                 c._int(granted, "totals.granted"),
                 c._int(expired_total, "totals.expired"),
@@ -192,7 +202,7 @@ def _tuple(value: object) -> tuple[object, ...]:
     return cast(tuple[object, ...], value)
 
 
-# A token whose response is the booking of this id in the snapshot (format 2 and later).
+# A token whose response is the booking of this id in the snapshot (formats 2 and 3).
 _TOKEN_BY_ID_TYPES = (str, str, str, str)
 
 

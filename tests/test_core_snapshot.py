@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 
@@ -123,3 +124,44 @@ def test_a_restored_slot_expires_leases_of_mixed_lifetimes_each_at_its_instant()
         at_instant = restored.check_availability(CheckAvailability(spec.key), seconds * S)
         assert at_instant.result == 5 - len([x for x in lifetimes if x > seconds])
         assert len(at_instant.events) == 1  # its own slot's one lease due, by the settle
+
+
+@pytest.mark.parametrize("state", [core.LeaseState.EXPIRED, core.LeaseState.CONSUMED])
+def test_restore_refuses_a_snapshot_holding_one_lease_twice(state: core.LeaseState) -> None:
+    """Once LIVE and once more in `state` (any two entries of one id: the checks agree)."""
+    snapshot = busy_state().snapshot()
+    live = next(lease for lease in snapshot.leases if lease.state is core.LeaseState.LIVE)
+    again = dataclasses.replace(live, state=state, booking_id="B-x")
+    doubled = dataclasses.replace(snapshot, leases=(*snapshot.leases, again))
+    with pytest.raises(ValueError, match=f"holds lease {live.lease_id!r} twice"):
+        ShardState(SPECS, entropy=entropy()).restore(doubled)
+
+
+def test_restore_refuses_a_live_lease_on_a_removed_slot() -> None:
+    snapshot = busy_state().snapshot()
+    live = next(lease for lease in snapshot.leases if lease.state is core.LeaseState.LIVE)
+    inventory = tuple((spec, spec.key == live.slot.key) for spec in SPECS)
+    with pytest.raises(ValueError, match=f"live lease {live.lease_id!r} on a removed slot"):
+        ShardState(SPECS, entropy=entropy()).restore(
+            dataclasses.replace(snapshot, inventory=inventory)
+        )
+
+
+def test_restored_tokens_keep_the_newest_up_to_the_memory_size() -> None:
+    original = busy_state()
+    snapshot = original.snapshot()
+    booking = snapshot.bookings[0]
+    tokens = tuple(("m1", "cut", f"t{i}", booking) for i in range(5))
+    small = ShardState(SPECS, entropy=entropy(), settings=LeaseSettings(max_tokens=3))
+    small.restore(dataclasses.replace(snapshot, tokens=tokens))
+    assert small.snapshot().tokens == tokens[2:]
+
+
+def test_restored_tokens_that_repeat_a_key_are_remembered_as_one_by_one() -> None:
+    snapshot = busy_state().snapshot()
+    first = snapshot.bookings[0]
+    second = dataclasses.replace(first, booking_id="B-other")
+    tokens = (("m1", "cut", "t0", first), ("m1", "cut", "t1", first), ("m1", "cut", "t0", second))
+    restored = ShardState(SPECS, entropy=entropy())
+    restored.restore(dataclasses.replace(snapshot, tokens=tokens))
+    assert restored.snapshot().tokens == (("m1", "cut", "t0", second), ("m1", "cut", "t1", first))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from leasehold.core import (
     SlotRef,
     SlotSpec,
 )
-from leasehold.shards import _codec
+from leasehold.shards import _codec, _snapshots
 from leasehold.shards._codec import encode_events
 from leasehold.shards._journal import JournalWriter, segment_name
 from leasehold.shards._persistence import RecoveryError, recover
@@ -225,19 +226,48 @@ async def test_snapshot_tokens_name_unchanged_bookings_by_id_and_keep_changed_on
     rec = await busy_history(tmp_path)  # t0's booking was cancelled since; t1's was not
     snapshot = rec.state.snapshot()
     document = msgpack.unpackb(encode_snapshot(7, snapshot)[HEADER_BYTES:], use_list=False)
-    originals = {token: original for _, _, token, original in document[5]}
+    _, _, tokens, originals_column = document[5]  # (format 4: one column per field)
+    originals = dict(zip(tokens, originals_column, strict=True))
     t1_booking = next(b for _, _, t, b in snapshot.tokens if t == "t1")
     assert originals["t1"] == t1_booking.booking_id
     assert isinstance(originals["t0"], tuple)  # the original CONFIRMED answer, in full
     assert decode_snapshot(encode_snapshot(7, snapshot), tmp_path).state == snapshot
 
 
+def version_3_document(seq: int, snapshot: core.StateSnapshot) -> list[object]:
+    """`snapshot` as format 3 wrote it: leases and bookings as rows of the journal's layouts.
+    (Format 4 writes them as columns, so older documents are built here, field by field,
+    where these tests once cut them from the current one.)"""
+    current = {booking.booking_id: booking for booking in snapshot.bookings}
+    return [
+        3,
+        seq,
+        [_codec._lease(lease) for lease in snapshot.leases],
+        list(snapshot.expired_order),
+        [_codec._booking(booking) for booking in snapshot.bookings],
+        [
+            (m, sv, t, b.booking_id if current.get(b.booking_id) is b else _codec._booking(b))
+            for m, sv, t, b in snapshot.tokens
+        ],
+        list(snapshot.totals),
+        _snapshots._encode_inventory(snapshot),
+    ]
+
+
+async def test_a_version_3_snapshot_with_an_inventory_is_still_read(tmp_path: Path) -> None:
+    rec = await busy_history(tmp_path)
+    changed = dataclasses.replace(
+        rec.state.snapshot(), inventory=tuple((spec, i == 3) for i, spec in enumerate(SPECS))
+    )
+    document = version_3_document(7, changed)
+    assert decode_snapshot(msgpack.packb(document), tmp_path).state == changed
+
+
 async def test_a_version_2_snapshot_without_an_inventory_is_still_read(tmp_path: Path) -> None:
     rec = await busy_history(tmp_path)
     snapshot = rec.state.snapshot()
     assert snapshot.inventory is None  # (no inventory change: the inventory as built)
-    document = list(msgpack.unpackb(encode_snapshot(7, snapshot)[HEADER_BYTES:], use_list=False))
-    assert document[0] == 3
+    document = version_3_document(7, snapshot)
     document = [2, *document[1:7]]  # version 2: no inventory field
     assert decode_snapshot(msgpack.packb(document), tmp_path).state == snapshot
 
@@ -248,18 +278,31 @@ async def test_a_version_1_snapshot_with_whole_token_bookings_is_still_read(
     rec = await busy_history(tmp_path)
     snapshot = rec.state.snapshot()
     tokens = [(m, sv, t, _codec._booking(b)) for m, sv, t, b in snapshot.tokens]
-    document = list(msgpack.unpackb(encode_snapshot(7, snapshot)[HEADER_BYTES:], use_list=False))
+    document = version_3_document(7, snapshot)
     document[0], document[5] = 1, tokens
     document = document[:7]  # (version 3 added the inventory)
     assert decode_snapshot(msgpack.packb(document), tmp_path).state == snapshot
 
 
-async def test_a_token_naming_a_booking_not_in_the_snapshot_is_corrupt(tmp_path: Path) -> None:
-    rec = await busy_history(tmp_path)
-    document = list(
-        msgpack.unpackb(encode_snapshot(7, rec.state.snapshot())[HEADER_BYTES:], use_list=False)
+def current_document(seq: int, snapshot: core.StateSnapshot) -> list[object]:
+    return list(msgpack.unpackb(encode_snapshot(seq, snapshot)[HEADER_BYTES:], use_list=False))
+
+
+def with_tokens(document: list[object], tokens: list[tuple[object, ...]]) -> list[object]:
+    """`document` holding these token rows, as its format writes tokens (3: rows, 4: columns)."""
+    changed = list(document)
+    changed[5] = (
+        tokens if document[0] == 3 else [list(column) for column in zip(*tokens, strict=True)]
     )
-    document[5] = [("m1", "cut", "t9", "B-nowhere")]
+    return changed
+
+
+@pytest.mark.parametrize("layout", [current_document, version_3_document])
+async def test_a_token_naming_a_booking_not_in_the_snapshot_is_corrupt(
+    tmp_path: Path, layout: Callable[[int, core.StateSnapshot], list[object]]
+) -> None:
+    rec = await busy_history(tmp_path)
+    document = with_tokens(layout(7, rec.state.snapshot()), [("m1", "cut", "t9", "B-nowhere")])
     with pytest.raises(SnapshotCorrupt, match="token names booking 'B-nowhere'"):
         decode_snapshot(msgpack.packb(document), tmp_path)
 
@@ -298,17 +341,24 @@ async def test_a_snapshot_renamed_to_another_seq_is_refused(tmp_path: Path) -> N
         load_latest(tmp_path)
 
 
+@pytest.mark.parametrize("layout", [current_document, version_3_document])
 @pytest.mark.parametrize(("index", "field"), [(0, "merchant_id"), (1, "service_id"), (2, "token")])
 async def test_a_token_with_a_field_of_the_wrong_type_is_corrupt(
-    tmp_path: Path, index: int, field: str
+    tmp_path: Path,
+    index: int,
+    field: str,
+    layout: Callable[[int, core.StateSnapshot], list[object]],
 ) -> None:
     """Also where its response names a booking of the snapshot by id (the common case)."""
     rec = await busy_history(tmp_path)
-    document = list(
-        msgpack.unpackb(encode_snapshot(7, rec.state.snapshot())[HEADER_BYTES:], use_list=False)
+    snapshot = rec.state.snapshot()
+    current = {booking.booking_id: booking for booking in snapshot.bookings}
+    token: list[object] = next(
+        [m, sv, t, b.booking_id]
+        for m, sv, t, b in snapshot.tokens
+        if current.get(b.booking_id) is b
     )
-    token = next(list(t) for t in document[5] if type(t[3]) is str)
     token[index] = 7
-    document[5] = [tuple(token)]
+    document = with_tokens(layout(7, snapshot), [tuple(token)])
     with pytest.raises(SnapshotCorrupt, match=rf"token\.{field} is int 7, not a string"):
         decode_snapshot(msgpack.packb(document), tmp_path)

@@ -173,8 +173,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "core/_state.py",
         (
             (
-                "            self._take_restored(slot)\n            self._live[lease.lease_id]",
-                "            self._live[lease.lease_id]",
+                "                slot.holders += 1  # (restored: capacity may since have been "
+                "lowered)\n                live[lease_id] = kept",
+                "                live[lease_id] = kept",
             ),
         ),
         (*SNAPSHOT, *MODEL),
@@ -265,7 +266,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "snapshot-drops-tokens",
         "shards/_snapshots.py",
-        (("        _encode_tokens(snapshot),\n", "        [],\n"),),
+        (("        tables.encode_tokens(snapshot),\n", "        ([], [], [], []),\n"),),
         ("tests/test_recovery.py", "tests/test_compaction.py"),
         "a snapshot forgets the idempotency tokens: a retry after a restart books twice",
     ),
