@@ -17,9 +17,9 @@ and prints one line of figures; with --runs N, also the medians.
   default, is the low-CPU HTTP/2 client of bench/_h2call.py, on uvloop when it
   is installed; `--client grpcio` grpc.aio; callers are described in
   bench/_overload_load.py: a caller whose call failed calls again at once,
-  after the server's grpc-retry-pushback-ms if it sent one, or after a
-  randomized exponential backoff if its deadline expired in the client; `--retry
-  at-once` drops that backoff); goodput against
+  after the server's grpc-retry-pushback-ms if it sent one; `--retry backoff`
+  adds a randomized exponential backoff after a deadline that expired in the
+  client, for a machine where the load processes collapse); goodput against
   capacity, p99 of successes (to the moment the client had the reply;
   `p99_ok_resumed_ms` adds the wait for the caller's coroutine to run), and the
   spots held by leases whose creating call failed (spots taken during the
@@ -88,8 +88,8 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--retry",
         choices=RETRY_MODES,
-        default="backoff",
-        help="overload: after a deadline that expired in the client, back off or call again",
+        default="at-once",
+        help="overload: after a deadline that expired in the client, call again or back off",
     )
     parser.add_argument(
         "--client-nice", type=int, default=CLIENT_NICE, help="nice increment of the load processes"
@@ -335,7 +335,7 @@ def _phase(
     tag: str,
     client: str,
     processes: int = 1,
-    retry: str = "backoff",
+    retry: str = "at-once",
 ) -> PhaseResult:
     children = [
         _in_child(

@@ -6,18 +6,20 @@ after a refusal that carries `grpc-retry-pushback-ms` it first sleeps that long,
 gRPC's retry policy requires of a client honouring server pushback (gRFC A6). A
 caller's deadline is its own: the call fails DEADLINE_EXCEEDED on the client's clock.
 After such a deadline, which no server answer carried (so no pushback), the caller
-backs off first (`retry="backoff"`, the default): randomized and exponential, from one
-deadline up to MAX_BACKOFF_S, as every client library's retry policy and the SRE
-literature's advice on retries have it. Retrying those at once (`retry="at-once"`) lets
-a load process that fell behind retry what its own lag expired, which it then falls
-further behind on: on a shared 2-core machine its callers' deadlines expired 60,000-
-136,000 times in a run, in the client (docs/performance.md, "Overload, eighth pass").
+calls again at once too (`retry="at-once"`, the default: the issue's crowd), or first
+backs off (`retry="backoff"`): randomized and exponential, from one deadline up to
+MAX_BACKOFF_S, as client libraries' retry policies do. At once, a load process that
+fell behind retries what its own lag expired and falls further behind: on a shared
+2-core machine its callers' deadlines expired 60,000-136,000 times in a run, in the
+client. The backoff keeps such a load process alive, and offers the server less: in
+runs that did not collapse it gave less goodput (docs/performance.md, "Overload,
+eighth pass").
 
 A granted call's latency runs from the caller's start to the moment the client had the
 whole reply (h2: as its last frame is decoded), as a gRPC client library's own figure
 does; the caller's coroutine may resume later, when the load process's loop gets to
 it, and that later moment is kept too (`resumed`): the load process's own lag, which
-the server does not cause (docs/benchmarks.md).
+the server does not cause.
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ async def run_callers(
     deadline_s: float,
     seconds: float,
     tag: str,
-    retry: str = "backoff",
+    retry: str = "at-once",
 ) -> PhaseResult:
     connections = max(MIN_CONNECTIONS, callers // CALLERS_PER_CONNECTION)
     opened = await (_h2_calls if client == "h2" else _grpcio_calls)(target, connections)
