@@ -27,7 +27,8 @@ and prints one line of figures; with --runs N, also the medians.
   spots taken). Also the cores used by the server and by the load processes
   (and the load's CPU per call), how late the load processes' event loops run
   (a starved client delays its sends and its reading of replies: client-side
-  latency includes it), and the load average. LEASEHOLD_ATTACK_VERBOSE=1
+  latency includes it; `load_collapsed` 1 when it lagged over 1.5 deadlines
+  at p99, a run that measured the load generator), and the load average. LEASEHOLD_ATTACK_VERBOSE=1
   prints every kind of refusal.
 - big-frames: connections that each declare a 16 MiB frame and send its body.
 """
@@ -322,8 +323,20 @@ def overload(server: SpawnedServer, ns: argparse.Namespace) -> dict[str, float]:
         "client_cpu_us_per_call": hostile.client_cpu_s / max(hostile.calls, 1) * 1e6,
         "client_lag_p50_ms": _percentile(hostile.client_lags, 50) * 1000,
         "client_lag_p99_ms": _percentile(hostile.client_lags, 99) * 1000,
+        # 1 when the load processes, not the server, decided the run (see load_collapsed).
+        "load_collapsed": float(load_collapsed(_percentile(hostile.client_lags, 99), deadline_s)),
         "load_avg_1m": os.getloadavg()[0],
     }
+
+
+def load_collapsed(client_lag_p99_s: float, deadline_s: float) -> bool:
+    """Did the load processes fall behind by more than 1.5 deadlines (p99 of their loop lag)?
+
+    Then their own lag expired their callers' deadlines, which they retried: the run
+    measured the load generator (docs/performance.md, "Overload, eighth pass"). Under
+    a 100 ms deadline, 30 s runs that did not collapse lagged 56-86 ms at p99 (a 5 s
+    run, its first second's crowd weighing more, 107 ms); collapsed ones 180-260 ms."""
+    return client_lag_p99_s > 1.5 * deadline_s
 
 
 def _phase(
