@@ -27,9 +27,9 @@ and prints one line of figures; with --runs N, also the medians.
   spots taken). Also the cores used by the server and by the load processes
   (and the load's CPU per call), how late the load processes' event loops run
   (a starved client delays its sends and its reading of replies: client-side
-  latency includes it; `load_collapsed` 1 when it lagged over 1.5 deadlines
-  at p99, a run that measured the load generator), and the load average. LEASEHOLD_ATTACK_VERBOSE=1
-  prints every kind of refusal.
+  latency includes it; `load_collapsed` 1 when it lagged over 1.5 deadlines at
+  p99, a run that measured the load generator), and the load average.
+  LEASEHOLD_ATTACK_VERBOSE=1 prints every kind of refusal.
 - big-frames: connections that each declare a 16 MiB frame and send its body.
 """
 

@@ -11,7 +11,6 @@ frames are two 9-byte headers around the bytes. Replies are read by `FrameReader
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import struct
 from collections.abc import Iterator
@@ -246,21 +245,21 @@ class Reply:
 
 
 def reply_from(headers: dict[str, str], data: bytes, received_at: float = 0.0) -> Reply:
-    """The call's Reply from its response headers + trailers (merged) and DATA bytes."""
-    return dataclasses.replace(_reply_from(headers, data), received_at=received_at)
-
-
-def _reply_from(headers: dict[str, str], data: bytes) -> Reply:
+    """The call's Reply from its response headers + trailers (merged) and DATA bytes, had
+    by the client at `received_at`."""
+    at = received_at
     http = headers.get(":status", "200")
     if http != "200":
         code = UNAVAILABLE if http in ("502", "503", "504") else UNKNOWN
-        return Reply(code, f"HTTP status {http}", trailers=headers)
+        return Reply(code, f"HTTP status {http}", trailers=headers, received_at=at)
     raw = headers.get("grpc-status")
     if raw is None or not raw.isdigit():
-        return Reply(UNKNOWN, f"grpc-status missing or malformed: {raw!r}", trailers=headers)
+        why = f"grpc-status missing or malformed: {raw!r}"
+        return Reply(UNKNOWN, why, trailers=headers, received_at=at)
     code, message = int(raw), unquote(headers.get("grpc-message", ""))
     if code != OK:
-        return Reply(code, message, trailers=headers)
+        return Reply(code, message, trailers=headers, received_at=at)
     if len(data) < 5 or data[0] != 0 or int.from_bytes(data[1:5], "big") != len(data) - 5:
-        return Reply(INTERNAL, f"reply body of {len(data)} bytes is not one gRPC message")
-    return Reply(OK, message, data[5:], headers)
+        why = f"reply body of {len(data)} bytes is not one gRPC message"
+        return Reply(INTERNAL, why, received_at=at)
+    return Reply(OK, message, data[5:], headers, received_at=at)

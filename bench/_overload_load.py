@@ -135,8 +135,8 @@ async def run_callers(
     call, close = opened
     cpu_before = time.process_time()  # every thread's: grpcio's own included
     try:
-        loop = _closed_loop(call, keys, callers, deadline_s, seconds, tag, retry == "backoff")
-        result = await loop
+        backoff = retry == "backoff"
+        result = await _closed_loop(call, keys, callers, deadline_s, seconds, tag, backoff)
         await asyncio.sleep(min(1.0, deadline_s))  # the last late replies
     finally:
         late_ok = await close()
@@ -202,7 +202,8 @@ async def _closed_loop(
             outcome: Outcome = (code, reply, trailers, received_at)
             pause, expired = pause_after(outcome, expired, deadline_s, backoff)
             if pause:
-                backoffs += expired > 0
+                if expired:  # a backoff, not the server's pushback
+                    backoffs += 1
                 await asyncio.sleep(pause)
 
     lags: list[float] = []
