@@ -1,8 +1,12 @@
-"""Small builders for v2/v0 requests used by the gateway and end-to-end tests."""
+"""Small builders for v2/v0 requests used by the gateway and end-to-end tests, and the
+pushback a refused call asks for."""
 
 from __future__ import annotations
 
+import grpc
+
 from leasehold.core import SlotKey
+from leasehold.gateway import PUSHBACK_TRAILER
 from leasehold.proto.v0 import booking_pb2 as pb0
 from leasehold.proto.v2 import booking_pb2 as pb2
 
@@ -58,3 +62,13 @@ def booking_v0(lease_id: str, email: str = "ann@example.com") -> pb0.CreateBooki
         lease_ref=pb0.LeaseReference(lease_id=lease_id),
         client_information=pb0.ClientInformation(given_name="Ann", email=email),
     )
+
+
+def pushback_s(error: grpc.RpcError) -> float | None:
+    """The wait a RESOURCE_EXHAUSTED refusal asks for (its pushback trailer, 50 ms if it
+    has none); None for any other error. A busy machine's server may shed a call: a
+    caller that honours the pushback is served later."""
+    if error.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    trailers = {str(m.key): str(m.value) for m in error.trailing_metadata() or ()}
+    return int(trailers.get(PUSHBACK_TRAILER, "50")) / 1000

@@ -37,7 +37,7 @@ import grpc
 import msgpack  # type: ignore[import-untyped]
 import pytest
 import trio
-from _api import lease_v2
+from _api import lease_v2, pushback_s
 from _installed import found_or_installed
 from _server_process import ServerProcess, leasehold_executable, running_server, write_feed
 from trio_websocket import WebSocketConnection, wrap_client_stream
@@ -45,7 +45,6 @@ from trio_websocket import WebSocketConnection, wrap_client_stream
 from leasehold import __version__
 from leasehold.bench._admin import window_request
 from leasehold.core import SlotKey
-from leasehold.gateway import PUSHBACK_TRAILER
 from leasehold.health.frames import Health, ShardFigures, Subscribe, decode
 from leasehold.health.watch import Condition, condition, gateway_figures, open_watch
 from leasehold.proto.admin.v1 import inventory_pb2_grpc
@@ -213,10 +212,10 @@ def _pushback_s(stub: grpc2.BookingServiceStub, request: pb2.CreateLeaseRequest)
     try:
         stub.CreateLease(request, timeout=10)
     except grpc.RpcError as refused:
-        if refused.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+        pause = pushback_s(refused)
+        if pause is None:
             raise
-        trailers = {str(m.key): str(m.value) for m in refused.trailing_metadata() or ()}
-        return int(trailers.get(PUSHBACK_TRAILER, "50")) / 1000
+        return pause
     return None
 
 

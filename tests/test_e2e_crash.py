@@ -26,12 +26,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from _api import booking_v2, lease_v2, slot_v2
+from _api import booking_v2, lease_v2, pushback_s, slot_v2
 from _server_process import running_server, write_feed
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from leasehold.core import SlotKey
-from leasehold.gateway import PUSHBACK_TRAILER
 from leasehold.proto.v2 import booking_pb2 as pb2
 from leasehold.proto.v2 import booking_pb2_grpc as grpc2
 from leasehold.shards import shard_dir
@@ -101,15 +100,6 @@ def client(target: str, name: str, worker: int, acked: Acked, stop: threading.Ev
                 if pause is None:
                     return  # the server was killed: what is unanswered is unknown
                 stop.wait(pause)  # shed (a busy machine, a fresh start): nothing was done
-
-
-def pushback_s(error: grpc.RpcError) -> float | None:
-    """The wait a RESOURCE_EXHAUSTED refusal asks for (its pushback trailer), else None."""
-    if error.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return None
-    trailers = {str(m.key): str(m.value) for m in error.trailing_metadata() or ()}
-    pushback = trailers.get(PUSHBACK_TRAILER, "")
-    return int(pushback) / 1000 if pushback.isdigit() else 0.05
 
 
 def cancel(booking_id: str) -> pb2.UpdateBookingRequest:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import msgpack  # type: ignore[import-untyped]  # no stubs; builds snapshot documents
 import pytest
@@ -58,6 +59,13 @@ def document() -> list[object]:
     return list(msgpack.unpackb(encode_snapshot(7, SNAPSHOT)[HEADER_BYTES:], use_list=True))
 
 
+def table(doc: list[object], index: int) -> list[Any]:
+    """The document's array at `index` (a table of columns, the slots, ...), to edit."""
+    value = doc[index]
+    assert isinstance(value, list)
+    return value
+
+
 def decode(doc: list[object], tmp_path: Path) -> StateSnapshot:
     return decode_snapshot(msgpack.packb(doc), tmp_path).state
 
@@ -65,11 +73,8 @@ def decode(doc: list[object], tmp_path: Path) -> StateSnapshot:
 def test_a_snapshot_writes_each_slot_once_and_reads_back_equal(tmp_path: Path) -> None:
     doc = document()
     assert doc[0] == SNAPSHOT_VERSION == 4
-    slots = doc[8]
-    assert isinstance(slots, list)
-    assert len(slots) == 3  # KEYS[0] with tag t0 (twice), KEYS[1], KEYS[2] with tag x
-    tokens = doc[5]
-    assert isinstance(tokens, list)
+    assert len(table(doc, 8)) == 3  # KEYS[0] with tag t0 (twice), KEYS[1], KEYS[2] with tag x
+    tokens = table(doc, 5)
     assert tokens[3][0] == "B-1"  # (by id)
     assert isinstance(tokens[3][1], list)  # (whole)
     assert decode(doc, tmp_path) == SNAPSHOT
@@ -98,9 +103,7 @@ def test_a_lease_column_value_of_the_wrong_kind_is_corrupt(
     tmp_path: Path, field: str, value: object, message: str
 ) -> None:
     doc = document()
-    columns = doc[2]
-    assert isinstance(columns, list)
-    columns[LEASE_FIELDS.index(field)][1] = value
+    table(doc, 2)[LEASE_FIELDS.index(field)][1] = value
     with pytest.raises(SnapshotCorrupt, match=message):
         decode(doc, tmp_path)
 
@@ -118,9 +121,7 @@ def test_a_booking_column_value_of_the_wrong_kind_is_corrupt(
     tmp_path: Path, field: str, value: object, message: str
 ) -> None:
     doc = document()
-    columns = doc[4]
-    assert isinstance(columns, list)
-    columns[BOOKING_FIELDS.index(field)][0] = value
+    table(doc, 4)[BOOKING_FIELDS.index(field)][0] = value
     with pytest.raises(SnapshotCorrupt, match=message):
         decode(doc, tmp_path)
 
@@ -137,28 +138,23 @@ def test_a_person_column_value_of_the_wrong_kind_is_corrupt(
     tmp_path: Path, column: int, value: object, message: str
 ) -> None:
     doc = document()
-    bookings = doc[4]
-    assert isinstance(bookings, list)
-    bookings[BOOKING_FIELDS.index("person")][column][0] = value
+    table(doc, 4)[BOOKING_FIELDS.index("person")][column][0] = value
     with pytest.raises(SnapshotCorrupt, match=message):
         decode(doc, tmp_path)
 
 
-@pytest.mark.parametrize(("table", "column"), [(2, 6), (4, 4), (4, 0), (5, 3), (5, 0)])
-def test_columns_of_unequal_length_are_corrupt(tmp_path: Path, table: int, column: int) -> None:
+@pytest.mark.parametrize(("index", "column"), [(2, 6), (4, 4), (4, 0), (5, 3), (5, 0)])
+def test_columns_of_unequal_length_are_corrupt(tmp_path: Path, index: int, column: int) -> None:
     doc = document()
-    columns = doc[table]
-    assert isinstance(columns, list)
-    columns[column].append(columns[column][0])
+    values = table(doc, index)[column]
+    values.append(values[0])
     with pytest.raises(SnapshotCorrupt, match="not an array of"):
         decode(doc, tmp_path)
 
 
 def test_a_slot_table_entry_that_is_not_a_slot_ref_is_corrupt(tmp_path: Path) -> None:
     doc = document()
-    slots = doc[8]
-    assert isinstance(slots, list)
-    slots[1] = ["m1", "cut"]
+    table(doc, 8)[1] = ["m1", "cut"]
     with pytest.raises(SnapshotCorrupt, match="SlotKey is str 'm1', not an array of 7"):
         decode(doc, tmp_path)
 
