@@ -9,8 +9,8 @@ socket buffers, so a queueing-delay gate (CoDel) measured inside the server
 stays quiet while deadlines expire before HEADERS are even read. A bound on
 calls in flight keeps each loop iteration's batch, and so that hidden wait, short.
 
-Each call's latency (HEADERS to reply) is measured against its own target: a
-third of the time its caller gave it (`grpc-timeout` at arrival), at least
+Each call's latency (HEADERS to reply) is measured against its own target: 0.4
+of the time its caller gave it (`grpc-timeout` at arrival), at least
 20 ms; 1 s without a deadline. A caller with a 5 s deadline is not refused for
 a 60 ms reply that a 100 ms caller could not wait for. Per window (100 ms), the
 90th percentile of latency / target is p: over 1, the limit is divided by p (at
@@ -54,10 +54,11 @@ WORK_AHEAD_SLACK = 2.0
 @dataclass(frozen=True, slots=True)
 class LimitSettings:
     target_s: float = 0.020  # the least latency target of a call
-    # A call's target: this share of its timeout, if more. A third leaves the reply's
-    # way back (socket buffers, the caller's own loop) the rest: at a quarter the limit
-    # sat at its floor and served less (docs/performance.md, "Overload, ninth pass").
-    deadline_share: float = 1 / 3
+    # A call's target: this share of its timeout, if more; the rest is the reply's way
+    # back (socket buffers, the caller's own loop). At a quarter the limit sat at its
+    # floor and served less, at a third less steadily (docs/performance.md, "Overload,
+    # ninth pass").
+    deadline_share: float = 0.4
     no_deadline_target_s: float = 1.0
     window_s: float = 0.100
     # None: start at the maximum. A fresh server, or one whose callers' deadlines are

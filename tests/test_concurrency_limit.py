@@ -37,9 +37,9 @@ def test_a_call_is_measured_against_a_share_of_its_own_deadline() -> None:
     assert limit.target_s(None) == SETTINGS.no_deadline_target_s
 
 
-def test_a_call_is_given_a_third_of_its_deadline_by_default() -> None:
+def test_a_call_is_given_four_tenths_of_its_deadline_by_default() -> None:
     limit = AdaptiveLimit(LimitSettings(), 1024, PUSHBACK_RANGE)
-    assert limit.target_s(0.100) == pytest.approx(0.100 / 3)
+    assert limit.target_s(0.100) == pytest.approx(0.040)
     assert limit.target_s(None) == 1.0
 
 
@@ -161,11 +161,11 @@ def test_a_crowd_is_admitted_only_as_far_as_the_cpu_per_call_lets_it_finish_in_t
     limit = limit_after_a_window(calls=10, cpu_s=0.012, window_s=0.100)
     assert limit.limit == 1024
     assert limit.cost_s == pytest.approx(0.0012)
-    # 100 ms left: twice the 33.3 ms target is 55 calls at 1.2 ms, this one included.
-    assert limit.allows(54, timeout_s=0.100)
-    assert not limit.allows(55, timeout_s=0.100)
-    assert limit.allows(554, timeout_s=1.0)  # twice 333.3 ms: 555 calls
-    assert not limit.allows(555, timeout_s=1.0)
+    # 100 ms left: twice the 40 ms target is 66 calls at 1.2 ms, this one included.
+    assert limit.allows(65, timeout_s=0.100)
+    assert not limit.allows(66, timeout_s=0.100)
+    assert limit.allows(665, timeout_s=1.0)  # twice 400 ms: 666 calls
+    assert not limit.allows(666, timeout_s=1.0)
     assert limit.allows(1000, timeout_s=5.0)
     assert limit.allows(500, timeout_s=None)  # no deadline: only the limit
     assert limit.allows(7, timeout_s=0.001)  # under the floor: always
