@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import IO
 
 # 3: journals may hold inventory changes, snapshots their inventory (spec section 8).
-FORMAT_VERSION = 3
+# 4: snapshots may be written as columns (snapshot format 4): a build that reads up to
+# 3 then refuses the whole directory as newer, instead of a snapshot as damaged.
+FORMAT_VERSION = 4
 # The first format whose shard directories each hold a manifest.
 MANIFEST_FORMAT = 2
 _META = "leasehold.json"

@@ -75,15 +75,26 @@ def test_a_directory_keeps_the_feed_its_state_was_built_on(tmp_path: Path) -> No
     assert recorded_feed(tmp_path) == "{}"
 
 
-def test_a_format_2_directory_becomes_format_3_keeping_its_feed(tmp_path: Path) -> None:
+def test_a_format_2_directory_becomes_the_current_format_keeping_its_feed(tmp_path: Path) -> None:
     prepare(tmp_path, shard_count=1, feed_text="{}")
     meta_path = tmp_path / "leasehold.json"
     document = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps(dict(document, format_version=2)))
     meta = prepare(tmp_path, shard_count=1, feed_text='{"b": 2}')
-    assert meta.format_version == FORMAT_VERSION == 3
+    assert meta.format_version == FORMAT_VERSION == 4
     assert read_meta(tmp_path) == meta
     assert recorded_feed(tmp_path) == "{}"
+
+
+def test_a_format_3_directory_is_marked_format_4_at_its_first_start(tmp_path: Path) -> None:
+    # From then on a build that reads up to format 3 refuses it whole, with the reason,
+    # rather than meeting a column snapshot it would take for damage.
+    prepare(tmp_path, shard_count=1, feed_text="{}")
+    meta_path = tmp_path / "leasehold.json"
+    document = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps(dict(document, format_version=3)))
+    assert prepare(tmp_path, shard_count=1, feed_text="{}").format_version == 4
+    assert json.loads(meta_path.read_text())["format_version"] == 4
 
 
 def test_a_newer_format_is_refused_not_misread(tmp_path: Path) -> None:
@@ -112,7 +123,7 @@ def test_a_second_process_is_refused_while_the_first_holds_the_dir(tmp_path: Pat
     lock(tmp_path).close()  # free again once released
 
 
-def test_a_format_1_directory_gets_manifests_of_its_files_then_format_3(tmp_path: Path) -> None:
+def test_a_format_1_directory_gets_manifests_then_the_current_format(tmp_path: Path) -> None:
     (tmp_path / "leasehold.json").write_text(
         json.dumps({"format_version": 1, "shard_count": 1, "feed_sha256": feed_digest("{}")})
     )
@@ -122,7 +133,7 @@ def test_a_format_1_directory_gets_manifests_of_its_files_then_format_3(tmp_path
         (shard / name).write_bytes(b"")
     (shard / "snapshot-000000000040.msgpack").write_bytes(b"")
     meta = prepare(tmp_path, shard_count=1, feed_text="{}")
-    assert meta.format_version == FORMAT_VERSION == 3
+    assert meta.format_version == FORMAT_VERSION == 4
     assert read_manifest(shard) == ShardManifest(40, 40, 0)
 
 
