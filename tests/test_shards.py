@@ -33,7 +33,7 @@ from leasehold.shards import (
     run_shards,
 )
 from leasehold.shards._dispatch import handled_commands
-from leasehold.shards._shard import EXPIRY_CHUNK
+from leasehold.shards._shard import EXPIRY_CHUNK, EXPIRY_COALESCE_S
 
 ANCHOR_NS = 1_767_225_600 * core.NANOS_PER_SECOND  # wall clock at trio time 0
 KEY = SlotKey("m1", "haircut", 1_767_254_400, 1800)
@@ -208,7 +208,7 @@ async def test_a_storm_is_expired_in_chunks_with_requests_served_between(
     for n in range(leases):
         granted = await call(handle, CreateLease(ApiVersion.V2, SlotRef(storm_key), f"s{n}", at_ns))
         assert isinstance(granted, Lease)
-    await trio.sleep_until(30)  # the timer is due now too
+    await trio.sleep_until(30 + EXPIRY_COALESCE_S)  # the timer's sweep is due now too
 
     # Ask about the other slot again and again while the timer sweeps the storm.
     expired_at_replies: list[int] = []
@@ -266,6 +266,25 @@ async def test_each_commit_names_the_scope_its_command_reached(
         ("", ("m1", "haircut")),
         ("", None),
     ]
+    shard.close()
+
+
+async def test_leases_due_close_together_expire_in_one_sweep_and_one_commit(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sink = RecordingSink()
+    state = core.ShardState([SlotSpec(KEY, 3, 3)], entropy=counting_entropy())
+    shard = Shard(0, state, AnchoredClock(ANCHOR_NS), mailbox_capacity=4, sink=sink)
+    await nursery.start(shard.run)
+    for ref, at_s in (("r1", 0.0), ("r2", 0.01), ("r3", 0.04)):  # due at 30, 30.01, 30.04
+        await trio.sleep_until(at_s)
+        assert isinstance(await call(shard.handle, lease_for(ref, 30)), Lease)
+    await trio.sleep_until(30 + EXPIRY_COALESCE_S - 0.001)
+    assert shard.statistics().expirations == 0  # the sweep waits for the ones due next
+    await trio.sleep_until(30 + EXPIRY_COALESCE_S + 0.001)
+    assert shard.statistics().expirations == 3
+    assert [name for name, _ in sink.scopes].count("LeaseExpired") == 1  # one commit
+    assert shard.statistics().last_expiry_lag_s == pytest.approx(0.0, abs=1e-6)
     shard.close()
 
 
