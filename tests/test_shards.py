@@ -250,13 +250,19 @@ class RecordingSink(EventSink):
         deliver()
 
 
+async def recording_shard(nursery: trio.Nursery, spots: int) -> tuple[Shard, RecordingSink]:
+    """A running shard of one slot with `spots`, whose commits a RecordingSink keeps."""
+    sink = RecordingSink()
+    state = core.ShardState([SlotSpec(KEY, spots, spots)], entropy=counting_entropy())
+    shard = Shard(0, state, AnchoredClock(ANCHOR_NS), mailbox_capacity=4, sink=sink)
+    await nursery.start(shard.run)
+    return shard, sink
+
+
 async def test_each_commit_names_the_scope_its_command_reached(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    sink = RecordingSink()
-    state = core.ShardState([SlotSpec(KEY, 1, 1)], entropy=counting_entropy())
-    shard = Shard(0, state, AnchoredClock(ANCHOR_NS), mailbox_capacity=4, sink=sink)
-    await nursery.start(shard.run)
+    shard, sink = await recording_shard(nursery, spots=1)
     granted = await call(shard.handle, lease_for("r1", 30))
     assert isinstance(granted, Lease)
     await call(shard.handle, lease_for("r2", 30))  # refused: the one spot is held
@@ -272,10 +278,7 @@ async def test_each_commit_names_the_scope_its_command_reached(
 async def test_leases_due_close_together_expire_in_one_sweep_and_one_commit(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    sink = RecordingSink()
-    state = core.ShardState([SlotSpec(KEY, 3, 3)], entropy=counting_entropy())
-    shard = Shard(0, state, AnchoredClock(ANCHOR_NS), mailbox_capacity=4, sink=sink)
-    await nursery.start(shard.run)
+    shard, sink = await recording_shard(nursery, spots=3)
     for ref, at_s in (("r1", 0.0), ("r2", 0.01), ("r3", 0.04)):  # due at 30, 30.01, 30.04
         await trio.sleep_until(at_s)
         assert isinstance(await call(shard.handle, lease_for(ref, 30)), Lease)
