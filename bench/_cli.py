@@ -372,7 +372,7 @@ def _run(
         timeout_s=ns.timeout,
         run_id=run_id,
         seed=ns.seed,
-        server_cpu=server.cpu_seconds if server else lambda: None,
+        server_cpu=server.cpu_by_role if server else lambda: None,
         out=log,
         client_nice=ns.client_nice,
         load_client=ns.load_client,

@@ -123,6 +123,11 @@ def phase_summary(phase: PhaseOutcome) -> dict[str, Any]:
             if phase.server_cpu_s is not None and calls
             else None
         ),
+        "server_cpu_us_per_call_by_role": (
+            {role: round(seconds / calls * 1e6, 1) for role, seconds in phase.server_cpu_by_role}
+            if calls
+            else {}
+        ),
         "machine_busy": round(phase.machine_busy, 3),
         "client_send_lag_ms": send_lag(ops) if phase.mode == "open" else {},
         "open_loop_held_back": phase.held_back,
@@ -253,6 +258,20 @@ def _server_cpu(us_per_call: float | None, cores: float | None) -> str:
     return f"{cores} cores, {us_per_call} us/call"
 
 
+# How the table names a multi-process server's roles (bench._server.cpu_by_role).
+_ROLE_NAMES = {"gateway": "gateway workers", "shard": "shard processes"}
+
+
+def _by_role(us_by_role: dict[str, float]) -> str:
+    """ " (gateway workers 404, shard processes 73, supervisor 1)": where a tree's CPU went;
+    empty for a one-process server (its one role is the whole figure)."""
+    if len(us_by_role) < 2:
+        return ""
+    order = [*_ROLE_NAMES, *sorted(set(us_by_role) - set(_ROLE_NAMES))]
+    parts = [f"{_ROLE_NAMES.get(r, r)} {us_by_role[r]:.0f}" for r in order if r in us_by_role]
+    return f" ({', '.join(parts)})"
+
+
 def print_table(result: dict[str, Any], out: TextIO) -> None:
     w = out.write
     w(f"\nleasehold bench {result['scenario']}  ({result['target']}")
@@ -290,7 +309,8 @@ def print_table(result: dict[str, Any], out: TextIO) -> None:
             mode += f", sent late by p50 {lag['p50']:.2f} / p99 {lag['p99']:.2f} ms"
         w(
             f"{'':<10} ({mode}; client CPU {phase['client_cores']} cores, {cpu} us/call; "
-            f"server CPU {_server_cpu(server, phase.get('server_cores'))}; "
+            f"server CPU {_server_cpu(server, phase.get('server_cores'))}"
+            f"{_by_role(phase.get('server_cpu_us_per_call_by_role', {}))}; "
             f"machine {phase['machine_busy']:.0%} busy)\n"
         )
     ceiling = result.get("ceiling")

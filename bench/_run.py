@@ -17,7 +17,7 @@ import multiprocessing.connection
 import queue
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -78,6 +78,9 @@ class PhaseOutcome:
     machine_busy: float
     wall_s: float
     held_back: int
+    # server_cpu_s by role (a multi-process server's gateway workers, shard processes,
+    # supervisor; bench._server.SpawnedServer.cpu_by_role), when measured.
+    server_cpu_by_role: tuple[tuple[str, float], ...] = ()
     # The time windows measured, when the phase ran in rounds (merge_rounds); empty: the
     # one window [start_ns, end_ns).
     windows: tuple[tuple[int, int], ...] = ()
@@ -139,8 +142,27 @@ def _merged(rounds: list[PhaseOutcome]) -> PhaseOutcome:
         machine_busy=sum(p.machine_busy * p.wall_s for p in rounds) / wall if wall else 0.0,
         wall_s=wall,
         held_back=sum(p.held_back for p in rounds),
+        server_cpu_by_role=_summed_roles(p.server_cpu_by_role for p in rounds),
         windows=tuple(span for p in rounds for span in p.spans),
     )
+
+
+def _summed_roles(
+    phases: Iterable[tuple[tuple[str, float], ...]],
+) -> tuple[tuple[str, float], ...]:
+    total: dict[str, float] = {}
+    for roles in phases:
+        for role, seconds in roles:
+            total[role] = total.get(role, 0.0) + seconds
+    return tuple(total.items())
+
+
+def _role_deltas(
+    before: Mapping[str, float] | None, after: Mapping[str, float] | None
+) -> tuple[tuple[str, float], ...]:
+    if before is None or after is None:
+        return ()
+    return tuple((role, seconds - before.get(role, 0.0)) for role, seconds in after.items())
 
 
 class Runner:
@@ -155,7 +177,7 @@ class Runner:
         timeout_s: float,
         run_id: str,
         seed: int,
-        server_cpu: Callable[[], float | None] = lambda: None,
+        server_cpu: Callable[[], Mapping[str, float] | None] = lambda: None,
         out: TextIO = sys.stderr,
         client_nice: int = 0,
         load_client: str = "h2",
@@ -263,6 +285,7 @@ class Runner:
         cpu0, busy0 = self.server_cpu(), _machine_ticks()
         results = self._collect(name, duration_s)
         cpu1, busy1 = self.server_cpu(), _machine_ticks()
+        by_role = _role_deltas(cpu0, cpu1)
         incomplete = [r.worker for r in results if r.incomplete]
         ops = [Op.from_row(row) for r in results for row in r.rows]
         if incomplete:
@@ -278,10 +301,11 @@ class Runner:
             end_ns=end_ns,
             ops=ops,
             client_cpu_s=sum(r.cpu_s for r in results),
-            server_cpu_s=None if cpu0 is None or cpu1 is None else cpu1 - cpu0,
+            server_cpu_s=sum(s for _, s in by_role) if by_role else None,
             machine_busy=_busy_fraction(busy0, busy1),
             wall_s=max(r.wall_s for r in results),
             held_back=sum(r.held_back for r in results),
+            server_cpu_by_role=by_role,
         )
 
     def _await_clients(self) -> None:

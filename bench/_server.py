@@ -17,6 +17,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from leasehold._tree import ENTRY_MODULES
+
 READY = re.compile(r"leasehold: serving .* on (?P<host>[\d.]+):(?P<port>\d+) ")
 HEALTH_URL = re.compile(r"health stream on (\S+)")
 ADMIN_AT = re.compile(r"admin service on (?P<host>[\d.]+):(?P<port>\d+)")
@@ -70,6 +72,24 @@ def children_of(parent: int) -> list[int]:
     return found
 
 
+SUPERVISOR = "supervisor"
+# A child's role, by the entry module its command line runs.
+ROLES = {module: role for role, module in ENTRY_MODULES.items()}
+
+
+def role_of(pid: int) -> str:
+    """The role of a server's child process (ROLES), or "other"."""
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "other"
+    for word in words:
+        role = ROLES.get(word.decode(errors="replace"))
+        if role is not None:
+            return role
+    return "other"
+
+
 class SpawnedServer:
     def __init__(self, command: list[str]) -> None:
         self.command = command
@@ -119,16 +139,25 @@ class SpawnedServer:
         """User + system CPU the server has used so far (Linux /proc): its whole process
         tree (a multi-process server's supervisor and children), children that exited and
         were waited for included."""
+        roles = self.cpu_by_role()
+        return None if roles is None else sum(roles.values())
+
+    def cpu_by_role(self) -> dict[str, float] | None:
+        """cpu_seconds() by role: "supervisor" (the process started, with the children it
+        has reaped: a child restarted in between moves its CPU there), and each live
+        child's role by its command line (ROLES), "other" if none matches."""
         own = _proc_stat(self.process.pid)
         if own is None:
             return None
+        tick = os.sysconf("SC_CLK_TCK")
         # utime, stime, cutime, cstime (fields 14-17): cutime/cstime cover reaped children.
-        ticks = sum(int(own[i]) for i in (11, 12, 13, 14))
+        roles = {SUPERVISOR: sum(int(own[i]) for i in (11, 12, 13, 14)) / tick}
         for pid in children_of(self.process.pid):
             fields = _proc_stat(pid)
             if fields is not None:
-                ticks += int(fields[11]) + int(fields[12])
-        return ticks / os.sysconf("SC_CLK_TCK")
+                role = role_of(pid)
+                roles[role] = roles.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        return roles
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         """Signal (SIGTERM), then wait; returns the exit code (a kill after the timeout: -9)."""

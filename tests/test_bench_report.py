@@ -153,6 +153,41 @@ def test_throughput_counts_answers_inside_the_phase_and_latency_requests_sent_in
     assert spawned["server_cpu_us_per_call"] == pytest.approx(0.9 / len(ops) * 1e6, abs=0.1)
 
 
+def test_a_multi_process_servers_cpu_is_split_by_role_and_rounds_add_up() -> None:
+    ops = [timed(i, Kind.LEASE, 100 * i, 100 * i + 50) for i in range(4)]
+    roles = (("supervisor", 0.004), ("gateway", 0.8), ("shard", 0.2))
+    tree = dataclasses.replace(phase("measure", ops), server_cpu_s=1.004, server_cpu_by_role=roles)
+    merged = merge_rounds([tree, dataclasses.replace(tree, start_ns=2000 * MS, end_ns=3000 * MS)])
+    assert dict(merged[0].server_cpu_by_role) == {"supervisor": 0.008, "gateway": 1.6, "shard": 0.4}
+    summary = phase_summary(merged[0])
+    assert summary["server_cpu_us_per_call_by_role"] == {
+        "supervisor": 1000.0,  # 8 ms over 8 calls
+        "gateway": 200_000.0,
+        "shard": 50_000.0,
+    }
+    table = io.StringIO()
+    print_table(table_result([summary]), table)
+    assert "(gateway workers 200000, shard processes 50000, supervisor 1000)" in table.getvalue()
+    # One process: its one role is the whole figure, nothing to split.
+    one = dataclasses.replace(tree, server_cpu_by_role=(("supervisor", 1.004),))
+    table = io.StringIO()
+    print_table(table_result([phase_summary(one)]), table)
+    assert "us/call; machine" in table.getvalue()
+    assert "supervisor" not in table.getvalue()
+
+
+def table_result(phases: list[dict[str, object]]) -> dict[str, object]:
+    checker = {"ok": True, "operations": 4, "reads_checked": 0, "unknown_outcomes": 0}
+    return {
+        "scenario": "contention",
+        "target": "spawned",
+        "clients": 2,
+        "phases": phases,
+        "checker": checker | {"slack_ms": 5},
+        "files": {"json": "r/result.json", "history": ""},
+    }
+
+
 def refused(op_id: int, kind: Kind, send_ms: int, recv_ms: int) -> Op:
     return dataclasses.replace(timed(op_id, kind, send_ms, recv_ms), status=RESOURCE_EXHAUSTED)
 

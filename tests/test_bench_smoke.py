@@ -82,6 +82,11 @@ def test_a_tiny_run_is_made_and_checked(tmp_path: Path, scenario: str) -> None:
     for phase in measured:
         assert {"p50", "p90", "p99", "p99.9", "max"} <= set(phase["latency_ms"])
         assert phase["client_cpu_s"] > 0
+        # The default tree's CPU, by role: the roles add up to the whole figure.
+        by_role = phase["server_cpu_us_per_call_by_role"]
+        assert {"supervisor", "gateway", "shard"} <= set(by_role)
+        assert sum(by_role.values()) == pytest.approx(phase["server_cpu_us_per_call"], abs=1)
+        assert by_role["gateway"] > 0
     assert "checker: OK" in done.stdout
     if scenario == "contention":
         names = [p["name"] for p in result["phases"]]
