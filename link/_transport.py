@@ -51,3 +51,41 @@ def _remove_stale(path: Path) -> None:
 
 async def connect_unix(path: Path) -> trio.SocketStream:
     return await trio.open_unix_socket(check_socket_path(path))
+
+
+class LeanStream:
+    """A connected socket's reads and writes with no checkpoint but their waits.
+
+    trio's SocketStream yields once more after every receive or send that did not
+    block: a scheduling round each, paid on every wake-up of a shard process that sleeps
+    between calls (docs/performance.md, "Shard process rounds per wake-up"). Here a read
+    first waits for the socket to be readable (always a checkpoint: a reader that finds
+    data waiting still lets the other tasks run) and then reads what is there; a write
+    writes at once and waits only while the socket is full. Errors are trio's:
+    BrokenResourceError for a connection the peer broke, ClosedResourceError once
+    closed.
+    """
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._fd = stream.socket.fileno()
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        """Up to `max_bytes` (b"" at the peer's end of stream)."""
+        while True:
+            await trio.lowlevel.wait_readable(self._fd)
+            try:
+                return os.read(self._fd, max_bytes)
+            except BlockingIOError:
+                continue  # readable, then taken: wait again
+            except OSError as broken:
+                raise trio.BrokenResourceError(broken) from broken
+
+    async def send_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self._fd)
+            except OSError as broken:
+                raise trio.BrokenResourceError(broken) from broken
