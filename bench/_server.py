@@ -17,8 +17,6 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from leasehold._tree import ENTRY_MODULES
-
 READY = re.compile(r"leasehold: serving .* on (?P<host>[\d.]+):(?P<port>\d+) ")
 HEALTH_URL = re.compile(r"health stream on (\S+)")
 ADMIN_AT = re.compile(r"admin service on (?P<host>[\d.]+):(?P<port>\d+)")
@@ -73,20 +71,21 @@ def children_of(parent: int) -> list[int]:
 
 
 SUPERVISOR = "supervisor"
-# A child's role, by the entry module its command line runs.
-ROLES = {module: role for role, module in ENTRY_MODULES.items()}
+# A child runs its role's entry module, `python -m leasehold._ROLE_main` (the supervisor's
+# ENTRY_MODULES): its role is read from its command line.
+_ENTRY_MODULE = re.compile(r"leasehold\._(\w+)_main")
 
 
 def role_of(pid: int) -> str:
-    """The role of a server's child process (ROLES), or "other"."""
+    """The role of a server's child process ("gateway", "shard"), or "other"."""
     try:
         words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return "other"
     for word in words:
-        role = ROLES.get(word.decode(errors="replace"))
-        if role is not None:
-            return role
+        entry = _ENTRY_MODULE.fullmatch(word.decode(errors="replace"))
+        if entry is not None:
+            return entry.group(1)
     return "other"
 
 
@@ -145,7 +144,7 @@ class SpawnedServer:
     def cpu_by_role(self) -> dict[str, float] | None:
         """cpu_seconds() by role: "supervisor" (the process started, with the children it
         has reaped: a child restarted in between moves its CPU there), and each live
-        child's role by its command line (ROLES), "other" if none matches."""
+        child's role by its command line (role_of)."""
         own = _proc_stat(self.process.pid)
         if own is None:
             return None

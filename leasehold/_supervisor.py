@@ -30,7 +30,6 @@ from leasehold._figures_reader import WorkerFigures
 from leasehold._logging import event
 from leasehold._tree import (
     APPLY_CHANGE_ENV,
-    ENTRY_MODULES,
     HOLD_FD_ENV,
     LIFELINE_FD_ENV,
     LINK_WAIT_ENV,
@@ -38,6 +37,8 @@ from leasehold._tree import (
     TreeSpec,
 )
 
+# Each role's own entry module: a child imports only what its role runs.
+ENTRY_MODULES = {"shard": "leasehold._shard_main", "gateway": "leasehold._gateway_main"}
 # A child that dies this many times within the window makes the supervisor give up.
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0

@@ -22,9 +22,6 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# Each role's own entry module: a child imports only what its role runs (and the bench
-# tells a child's role by it).
-ENTRY_MODULES = {"shard": "leasehold._shard_main", "gateway": "leasehold._gateway_main"}
 SPEC_FILE = "spec.json"
 FEED_FILE = "feed.json"
 # A --feed to apply over the stored state (as a whole-feed change), when there is one.

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from leasehold._tree import ENTRY_MODULES
+from leasehold._supervisor import ENTRY_MODULES
 from leasehold.bench._memory import _own_memory_mb, tree_memory
 
 

@@ -1,10 +1,17 @@
-"""How `--spawn` builds the `leasehold serve` command line (no server is started here)."""
+"""How `--spawn` builds the `leasehold serve` command line (no server is started here),
+and how it tells a server's children apart by role."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-from leasehold.bench._server import serve_command
+import pytest
+
+from leasehold._supervisor import ENTRY_MODULES
+from leasehold.bench._server import role_of, serve_command
 
 
 def flag_values(command: list[str], flag: str) -> list[str]:
@@ -30,3 +37,16 @@ def test_a_durability_mode_reaches_the_server() -> None:
     command = serve_command(Path("feed.json"), Path("data"), None, [], durability="async")
     assert flag_values(command, "--durability") == ["async"]
     assert "--durability" not in serve_command(Path("feed.json"), Path("data"), None, [])
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(("role", "module"), sorted(ENTRY_MODULES.items()))
+def test_a_childs_role_is_read_from_the_entry_module_it_runs(role: str, module: str) -> None:
+    # As the supervisor starts a child: its role's entry module, then its arguments.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", module, "0"])
+    try:
+        assert role_of(child.pid) == role
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    assert role_of(os.getpid()) == "other"
