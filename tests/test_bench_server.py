@@ -42,11 +42,15 @@ def test_a_durability_mode_reaches_the_server() -> None:
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize(("role", "module"), sorted(ENTRY_MODULES.items()))
 def test_a_childs_role_is_read_from_the_entry_module_it_runs(role: str, module: str) -> None:
-    # As the supervisor starts a child: its role's entry module, then its arguments.
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", module, "0"])
+    # As the supervisor starts a child: its role's entry module, then its arguments. Read
+    # once it runs (Popen can return before the kernel has set a new program's arguments).
+    code = "import time; print('up', flush=True); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", code, module, "0"], stdout=subprocess.PIPE)
     try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"up\n"
         assert role_of(child.pid) == role
     finally:
         child.kill()
-        child.wait(timeout=10)
+        child.communicate(timeout=10)
     assert role_of(os.getpid()) == "other"
