@@ -178,7 +178,7 @@ class GuardedH2Protocol(H2Protocol):
         self._quiet_since = 0.0  # monotonic time when no stream was last seen open
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)
         if self._tracker is not None and not self._tracker.admit():
             self._refusals.count(Refusal.CONNECTION_CAP)
             self.never_served()
@@ -336,7 +336,7 @@ class CountedTLSProtocol(SSLProtocol):
         self._counted = False  # Invariant: admitted by the tracker and not yet released
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)
         if not self._tracker.admit():
             self._refusals.count(Refusal.CONNECTION_CAP)
             self._guarded.never_served()

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import uvloop
 from grpclib.exceptions import GRPCError
 
 from leasehold._child import ChildStart, begin, failed, first_leaf
@@ -56,7 +57,10 @@ def main(argv: list[str]) -> int:
     start = begin(argv)
     args, port = start.args, start.spec.port
     try:
-        asyncio.run(_serve(_config(start), start))
+        # uvloop: asyncio's loop, transports and timers in C; a worker's CPU per call -5 %
+        # saturated and at half load (docs/performance.md, "uvloop in the gateway workers").
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(_config(start), start))
     except BaseExceptionGroup as group:
         # As the one-process mode's _app._plain, for what a worker can raise: it runs no
         # shards, journal or health stream, so an OSError is the one known failure.

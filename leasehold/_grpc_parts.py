@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import socket
 from collections.abc import Sequence
 
 from grpclib.server import Server
@@ -46,6 +46,8 @@ def open_connections(server: Server) -> int:
 def bound_port(server: Server) -> int:
     """The port actually bound (the config may say 0: any free port)."""
     listener = server._server  # grpclib keeps its asyncio server here
-    if not isinstance(listener, asyncio.base_events.Server) or not listener.sockets:
+    # asyncio's Server or uvloop's (the gateway workers'): both list their sockets.
+    sockets: Sequence[socket.socket] = getattr(listener, "sockets", None) or ()
+    if not sockets:
         raise RuntimeError("the gRPC server is not listening")
-    return int(listener.sockets[0].getsockname()[1])
+    return int(sockets[0].getsockname()[1])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import cast
 
 from leasehold.core import Command
 from leasehold.link._framing import (
@@ -231,7 +232,7 @@ class _Protocol(asyncio.Protocol):
         self._link = link
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         self._link._transport = transport
 

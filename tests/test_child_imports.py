@@ -122,7 +122,7 @@ def test_a_shard_process_imports_no_asyncio_grpc_protobuf_gateway_or_health() ->
 @pytest.mark.timeout(90)
 def test_a_gateway_worker_imports_no_trio_health_stream_or_shard_runtime() -> None:
     modules = _imported_by("leasehold._gateway_main")
-    assert {"asyncio", "grpclib", "leasehold.gateway", "leasehold.link"} <= modules
+    assert {"asyncio", "uvloop", "grpclib", "leasehold.gateway", "leasehold.link"} <= modules
     assert _found(modules, GATEWAY_NEVER) == []
 
 
