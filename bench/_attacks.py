@@ -53,7 +53,7 @@ import grpc
 
 from leasehold.bench._fastloop import run as run_loop
 from leasehold.bench._feed import SlotGroup, build_slots, write_feed
-from leasehold.bench._memory import ROLES, MemorySampler, TreeMemory
+from leasehold.bench._memory import MemorySampler, TreeMemory
 from leasehold.bench._overload_load import (
     CLIENTS,
     PUSHBACK,
@@ -63,7 +63,7 @@ from leasehold.bench._overload_load import (
     lease_request,
     run_callers,
 )
-from leasehold.bench._server import SpawnedServer, serve_command
+from leasehold.bench._server import ROLES, SpawnedServer, serve_command
 from leasehold.core import SlotKey
 from leasehold.proto.v2 import booking_pb2 as pb2
 

@@ -14,19 +14,15 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from leasehold.bench._server import children_of
-
-# A child's role, from the entry module on its command line (`python -P -m MODULE ...`).
-ENTRY_ROLES = {"leasehold._gateway_main": "gateway", "leasehold._shard_main": "shard"}
-ROLES = tuple(ENTRY_ROLES.values())
+from leasehold.bench._server import children_of, role_of
 
 
 @dataclass(frozen=True, slots=True)
 class TreeMemory:
     rss_mb: float  # summed over the tree's processes
     pss_mb: float
-    # PSS summed over the children of each role in ROLES ("other": the rest, supervisor
-    # or the one process of --workers 0).
+    # PSS summed over the children of each role (bench._server.ROLES; "other": the rest,
+    # supervisor or the one process of --workers 0).
     pss_by_role_mb: dict[str, float] = field(default_factory=dict)
 
     def max(self, other: TreeMemory) -> TreeMemory:
@@ -44,21 +40,9 @@ def tree_memory(pid: int) -> TreeMemory:
     for process in [pid, *children_of(pid)]:
         own_rss, own_pss = _own_memory_mb(process)
         rss, pss = rss + own_rss, pss + own_pss
-        role = _role(process)
+        role = role_of(process)
         by_role[role] = by_role.get(role, 0.0) + own_pss
     return TreeMemory(rss, pss, by_role)
-
-
-def _role(pid: int) -> str:
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return "other"
-    for arg in args:
-        role = ENTRY_ROLES.get(arg.decode(errors="replace"))
-        if role is not None:
-            return role
-    return "other"
 
 
 def _own_memory_mb(pid: int) -> tuple[float, float]:

@@ -71,21 +71,22 @@ def children_of(parent: int) -> list[int]:
 
 
 SUPERVISOR = "supervisor"
-# A child runs its role's entry module, `python -m leasehold._ROLE_main` (the supervisor's
-# ENTRY_MODULES): its role is read from its command line.
-_ENTRY_MODULE = re.compile(r"leasehold\._(\w+)_main")
+# A child's role, from the entry module on its command line (`python -P -m MODULE ...`,
+# the supervisor's ENTRY_MODULES; tests/test_bench_server.py keeps the two alike).
+ENTRY_ROLES = {"leasehold._gateway_main": "gateway", "leasehold._shard_main": "shard"}
+ROLES = tuple(ENTRY_ROLES.values())
 
 
 def role_of(pid: int) -> str:
-    """The role of a server's child process ("gateway", "shard"), or "other"."""
+    """The role of a server's child process (ROLES), or "other"."""
     try:
-        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return "other"
-    for word in words:
-        entry = _ENTRY_MODULE.fullmatch(word.decode(errors="replace"))
-        if entry is not None:
-            return entry.group(1)
+    for arg in args:
+        role = ENTRY_ROLES.get(arg.decode(errors="replace"))
+        if role is not None:
+            return role
     return "other"
 
 
