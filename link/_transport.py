@@ -58,12 +58,12 @@ class LeanStream:
 
     trio's SocketStream yields once more after every receive or send that did not
     block: a scheduling round each, paid on every wake-up of a shard process that sleeps
-    between calls (docs/performance.md, "Shard process rounds per wake-up"). Here a read
-    first waits for the socket to be readable (always a checkpoint: a reader that finds
-    data waiting still lets the other tasks run) and then reads what is there; a write
-    writes at once and waits only while the socket is full. Errors are trio's:
-    BrokenResourceError for a connection the peer broke, ClosedResourceError once
-    closed.
+    between calls (docs/performance.md, "The tree by role, and shard process rounds per
+    wake-up"). Here a read first waits for the socket to be readable (always a
+    checkpoint: a reader that finds data waiting still lets the other tasks run) and
+    then reads what is there; a write writes at once and waits only while the socket is
+    full. Errors are trio's: BrokenResourceError for a connection the peer broke,
+    ClosedResourceError for a stream closed while a read or write waits on it.
     """
 
     def __init__(self, stream: trio.SocketStream) -> None:
